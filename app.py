@@ -1,0 +1,109 @@
+"""Runwatch: the application factory."""
+from __future__ import annotations
+
+import os
+import secrets
+
+from flask import Flask
+
+import cli
+from models import MODELS, create_schema, database, init_database
+from views import BLUEPRINTS
+from views.auth import guard
+from views.common import register_error_handlers, register_filters
+from views.extensions import csrf, login_manager
+
+DEFAULTS = {
+    "BASE_URL": "http://localhost:5000",
+    "ALERT_SCAN_SECONDS": 30,
+    "DELIVERY_RETRY_SECONDS": 60,
+    "DELIVERY_MAX_ATTEMPTS": 6,
+    "SMTP_HOST": None,
+    "SMTP_PORT": 25,
+    "SMTP_USERNAME": None,
+    "SMTP_PASSWORD": None,
+    "SMTP_STARTTLS": False,
+    "MAIL_FROM": "runwatch@localhost",
+    "SCHEDULER": True,
+    "MAX_PAYLOAD_BYTES": 10 * 1024 * 1024,
+}
+INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
+                    "SMTP_PORT", "MAX_PAYLOAD_BYTES")
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app: defaults, then RUNWATCH_* variables, then `config` (for tests)."""
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_mapping(
+        DEFAULTS,
+        DATABASE_URL=f"sqlite:///{os.path.join(app.instance_path, 'runwatch.db')}",
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
+        WTF_CSRF_CHECK_DEFAULT=False,  # the guard checks CSRF, so API tokens can skip it
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.config.from_prefixed_env("RUNWATCH")
+    if config:
+        app.config.update(config)
+    _check_settings(app)
+    app.config.setdefault("SECRET_KEY", None)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_PAYLOAD_BYTES"]
+
+    init_database(app.config["DATABASE_URL"])
+    create_schema(MODELS)
+
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    app.before_request(_connect)
+    app.before_request(guard)
+    app.teardown_appcontext(_close)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+    register_filters(app)
+    cli.register(app)
+    return app
+
+
+def _connect() -> None:
+    database.connect(reuse_if_open=True)
+
+
+def _close(_exc) -> None:
+    if not database.is_closed():
+        database.close()
+
+
+def _check_settings(app: Flask) -> None:
+    for key in INTEGER_SETTINGS:
+        try:
+            app.config[key] = int(app.config[key])
+        except (TypeError, ValueError):
+            raise SystemExit(f"RUNWATCH_{key} must be an integer, not {app.config[key]!r}")
+        if app.config[key] < 1:
+            raise SystemExit(f"RUNWATCH_{key} must be at least 1")
+    for key in ("SCHEDULER", "SMTP_STARTTLS"):
+        value = app.config[key]
+        if isinstance(value, str):
+            app.config[key] = value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _instance_secret(instance_path: str) -> str:
+    """A secret key generated on first start and kept in the instance folder."""
+    path = os.path.join(instance_path, "secret_key")
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker wrote it first
+        return _instance_secret(instance_path)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key

@@ -1,0 +1,10 @@
+"""Runwatch's data: the database handle and every table."""
+from .db import create_schema, database, init_database
+from .executions import Execution, ExecutionPayload, Step, StepPayload, Workflow
+from .users import ApiToken, User
+
+# Every table, in creation order; features add theirs here.
+MODELS = [User, ApiToken, Workflow, Execution, ExecutionPayload, Step, StepPayload]
+
+__all__ = ["MODELS", "create_schema", "database", "init_database", "ApiToken", "Execution",
+           "ExecutionPayload", "Step", "StepPayload", "User", "Workflow"]

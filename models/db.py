@@ -1,0 +1,146 @@
+"""The database handle, its connection settings and the schema version."""
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timezone
+
+import peewee
+from playhouse.db_url import connect
+
+database = peewee.DatabaseProxy()
+
+# Per-connection settings for the embedded SQLite database: WAL lets readers run
+# beside the writer; the busy timeout makes writers queue instead of failing.
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 10000,
+    "synchronous": "normal",
+    "cache_size": -64000,
+    "temp_store": "memory",
+}
+
+SCHEMA_VERSION = 1
+
+UTC = timezone.utc
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def open_database(url: str) -> peewee.Database:
+    """Build (not connect) the peewee database for a `playhouse.db_url` URL."""
+    scheme = url.split(":", 1)[0]
+    if scheme in ("postgres", "postgresql"):
+        # A pool keeps per-request connects cheap on a server database.
+        url = "postgresql+pool" + url[len(scheme):]
+        db = connect(url, max_connections=32, stale_timeout=300, autoconnect=False)
+    elif scheme == "sqlite":
+        db = connect(url, pragmas=SQLITE_PRAGMAS, autoconnect=False,
+                     check_same_thread=False)
+        db.returning_clause = True  # SQLite >= 3.35 understands RETURNING
+    else:
+        db = connect(url, autoconnect=False)
+    return db
+
+
+def is_sqlite() -> bool:
+    """Whether the active database is SQLite."""
+    return isinstance(database.obj, peewee.SqliteDatabase)
+
+
+def write_transaction():
+    """A transaction that takes the write lock at once on SQLite (no upgrade deadlocks)."""
+    if is_sqlite() and not database.in_transaction():
+        return database.atomic("IMMEDIATE")
+    return database.atomic()
+
+
+@contextlib.contextmanager
+def connection():
+    """Open a connection for the block unless one is already open, and close it after."""
+    opened = database.connect(reuse_if_open=True)
+    try:
+        yield database
+    finally:
+        if opened and not database.in_transaction():
+            database.close()
+
+
+class UTCMicros(peewee.BigIntegerField):
+    """A UTC timestamp stored as integer microseconds: compact, exact, fast to compare."""
+
+    def db_value(self, value):
+        if value is None or isinstance(value, int):
+            return value
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        delta = value - EPOCH
+        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+    def python_value(self, value):
+        if value is None:
+            return None
+        return from_micros(value)
+
+
+def from_micros(value: int) -> datetime:
+    """Turn stored microseconds back into an aware UTC datetime."""
+    seconds, micros = divmod(int(value), 1_000_000)
+    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
+
+
+def to_micros(value: datetime) -> int:
+    """Turn an aware (or naive UTC) datetime into stored microseconds."""
+    return UTCMicros().db_value(value)
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a trailing Z, as the API speaks it."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    """The schema version the tables were last brought to."""
+
+    version = peewee.IntegerField()
+
+
+# Migrations from version N-1 to N, as functions taking the database.
+# Tables and indexes that are new are created by `create_tables(safe=True)`;
+# a migration is only needed to change what already exists.
+MIGRATIONS: dict[int, callable] = {}
+
+
+def create_schema(models: list[type[peewee.Model]]) -> None:
+    """Create missing tables and indexes and bring the schema to SCHEMA_VERSION."""
+    with connection():
+        with database.atomic():
+            database.create_tables([SchemaVersion, *models], safe=True)
+            row = SchemaVersion.select().first()
+            current = row.version if row else 0
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                if version in MIGRATIONS and current:
+                    MIGRATIONS[version](database)
+            if row is None:
+                SchemaVersion.create(version=SCHEMA_VERSION)
+            elif current != SCHEMA_VERSION:
+                SchemaVersion.update(version=SCHEMA_VERSION).execute()
+
+
+def init_database(url: str) -> peewee.Database:
+    """Point the proxy at the database named by `url`."""
+    db = open_database(url)
+    database.initialize(db)
+    return db

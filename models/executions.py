@@ -1,0 +1,105 @@
+"""Workflows, their executions and steps; payloads live in tables of their own."""
+from __future__ import annotations
+
+import json
+
+import peewee
+
+from .db import BaseModel, UTCMicros
+
+STATUSES = ("pending", "running", "success", "failure")
+FINISHED_STATUSES = ("success", "failure")
+ERROR_EXCERPT_CHARS = 300
+
+
+class Workflow(BaseModel):
+    """A named automation; created when first reported."""
+
+    name = peewee.CharField(max_length=200, unique=True)
+    created_at = UTCMicros()
+
+
+class Execution(BaseModel):
+    """One run of a workflow: the narrow row that lists scan."""
+
+    workflow = peewee.ForeignKeyField(Workflow, backref="executions", on_delete="CASCADE")
+    external_id = peewee.CharField(max_length=200, null=True)
+    status = peewee.CharField(max_length=10)
+    started_at = UTCMicros()
+    finished_at = UTCMicros(null=True)
+    duration_ms = peewee.BigIntegerField(null=True)
+    step_count = peewee.IntegerField(default=0)
+    failed_step = peewee.IntegerField(null=True)
+    error_message = peewee.CharField(max_length=ERROR_EXCERPT_CHARS, null=True)
+    created_at = UTCMicros()
+    updated_at = UTCMicros()
+
+    class Meta:
+        indexes = (
+            (("workflow", "external_id"), True),
+            # Keyset paging by start time, alone or within a workflow / status.
+            (("started_at", "id"), False),
+            (("workflow", "started_at", "id"), False),
+            (("status", "started_at", "id"), False),
+            (("workflow", "status", "started_at", "id"), False),
+            # Keyset paging by duration.
+            (("duration_ms", "id"), False),
+            (("workflow", "duration_ms", "id"), False),
+        )
+
+
+class ExecutionPayload(BaseModel):
+    """The large parts of an execution: trigger input, output and error details."""
+
+    execution = peewee.ForeignKeyField(Execution, primary_key=True, on_delete="CASCADE",
+                                       backref="payload_rows")
+    input = peewee.TextField(null=True)
+    output = peewee.TextField(null=True)
+    error = peewee.TextField(null=True)
+
+
+class Step(BaseModel):
+    """One step of an execution, ordered by `position`."""
+
+    execution = peewee.ForeignKeyField(Execution, backref="steps", on_delete="CASCADE")
+    position = peewee.IntegerField()
+    name = peewee.CharField(max_length=200)
+    action = peewee.CharField(max_length=200, null=True)
+    status = peewee.CharField(max_length=10)
+    started_at = UTCMicros(null=True)
+    finished_at = UTCMicros(null=True)
+    duration_ms = peewee.BigIntegerField(null=True)
+    error_message = peewee.CharField(max_length=ERROR_EXCERPT_CHARS, null=True)
+
+    class Meta:
+        indexes = ((("execution", "position"), True),)
+
+
+class StepPayload(BaseModel):
+    """The large parts of a step: input, output, error details and logs."""
+
+    step = peewee.ForeignKeyField(Step, primary_key=True, on_delete="CASCADE",
+                                  backref="payload_rows")
+    input = peewee.TextField(null=True)
+    output = peewee.TextField(null=True)
+    error = peewee.TextField(null=True)
+    logs = peewee.TextField(null=True)
+
+
+def dump_json(value) -> str | None:
+    """Serialise a payload for storage (None stays NULL)."""
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def load_json(text: str | None):
+    """Read a stored payload back."""
+    return None if text is None else json.loads(text)
+
+
+def excerpt(message: str | None) -> str | None:
+    """The first characters of an error message, for list rows."""
+    if message is None:
+        return None
+    return message[:ERROR_EXCERPT_CHARS]

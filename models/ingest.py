@@ -1,0 +1,369 @@
+"""Storing reported runs: create, upsert by external id, patch, and add steps.
+
+Every write happens in one transaction: a batch is stored whole or not at all.
+Features that keep derived data (rollups, alert bookkeeping) register a write
+hook, called inside that transaction with the before/after state of each run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import peewee
+
+from .db import iso, to_micros, utcnow, write_transaction
+from .executions import (Execution, ExecutionPayload, Step, StepPayload, Workflow,
+                         dump_json, excerpt)
+from .schemas import ErrorIn, ExecutionIn, ExecutionPatch, InputError, StepIn
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What lists and alerts care about in one execution, at one moment."""
+
+    id: int
+    workflow_id: int
+    status: str
+    started_at: int  # microseconds since the epoch, UTC
+    finished_at: int | None
+    duration_ms: int | None
+
+
+Change = tuple[RunState | None, RunState]
+WRITE_HOOKS: list[Callable[[list[Change]], None]] = []
+
+_STATE_FIELDS = (Execution.id, Execution.workflow, Execution.status, Execution.started_at,
+                 Execution.finished_at, Execution.duration_ms)
+
+
+def register_write_hook(hook: Callable[[list[Change]], None]) -> None:
+    """Call `hook(changes)` inside every transaction that creates or changes runs."""
+    if hook not in WRITE_HOOKS:
+        WRITE_HOOKS.append(hook)
+
+
+def _state(id_, workflow_id, status, started, finished, duration) -> RunState:
+    return RunState(id_, workflow_id, status, to_micros(started),
+                    to_micros(finished) if finished else None, duration)
+
+
+def _run_hooks(changes: list[Change]) -> None:
+    if changes:
+        for hook in WRITE_HOOKS:
+            hook(changes)
+
+
+def _duration(started: int | None, finished: int | None) -> int | None:
+    if started is None or finished is None:
+        return None
+    return (finished - started) // 1000
+
+
+def _chunks(rows: list, columns: int) -> Iterable[list]:
+    size = max(1, 30000 // max(columns, 1))  # stays under SQLite's bound-variable limit
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+def _insert_returning_ids(model, rows: list[dict]) -> list[int]:
+    ids: list[int] = []
+    if not rows:
+        return ids
+    for chunk in _chunks(rows, len(rows[0])):
+        ids.extend(r[0] for r in model.insert_many(chunk).returning(model.id).tuples().execute())
+    return ids
+
+
+def _insert_rows(model, rows: list[dict]) -> None:
+    if rows:
+        for chunk in _chunks(rows, len(rows[0])):
+            model.insert_many(chunk).execute()
+
+
+def _error_json(error: ErrorIn | None) -> str | None:
+    return None if error is None else dump_json(error.model_dump(exclude_none=True))
+
+
+def workflow_ids(names: Iterable[str]) -> dict[str, int]:
+    """Ids of the named workflows, creating those not seen before."""
+    wanted = set(names)
+    found = dict(Workflow.select(Workflow.name, Workflow.id)
+                 .where(Workflow.name.in_(list(wanted))).tuples())
+    missing = wanted - found.keys()
+    if missing:
+        now = utcnow()
+        Workflow.insert_many([{"name": n, "created_at": now} for n in sorted(missing)]) \
+            .on_conflict_ignore().execute()
+        found.update(Workflow.select(Workflow.name, Workflow.id)
+                     .where(Workflow.name.in_(list(missing))).tuples())
+    return found
+
+
+def _step_status(step: StepIn) -> str:
+    if step.status:
+        return step.status
+    if step.error is not None:
+        return "failure"
+    return "success" if step.finished_at else "running"
+
+
+def _step_rows(execution_id: int, steps: list[tuple[int, StepIn]]):
+    """Rows for Step and (by index) the payloads that go with them."""
+    rows, payloads = [], []
+    for position, step in steps:
+        started = to_micros(step.started_at) if step.started_at else None
+        finished = to_micros(step.finished_at) if step.finished_at else None
+        rows.append({
+            "execution": execution_id, "position": position, "name": step.name,
+            "action": step.action, "status": _step_status(step),
+            "started_at": started, "finished_at": finished,
+            "duration_ms": _duration(started, finished),
+            "error_message": excerpt(step.error.message if step.error else None),
+        })
+        payloads.append((step.input, step.output, _error_json(step.error), step.logs))
+    return rows, payloads
+
+
+def _positioned(steps: list[StepIn], first_default: int) -> list[tuple[int, StepIn]]:
+    """Steps keyed by position (default: counting from `first_default`); the last one wins."""
+    by_position: dict[int, StepIn] = {}
+    for index, step in enumerate(steps):
+        position = step.position if step.position is not None else first_default + index
+        by_position[position] = step
+    return sorted(by_position.items(), key=lambda item: item[0])
+
+
+def _write_steps(execution_id: int, steps: list[tuple[int, StepIn]], replace: bool) -> None:
+    if not steps:
+        return
+    if replace:
+        Step.delete().where(Step.execution == execution_id,
+                            Step.position.in_([p for p, _ in steps])).execute()
+    rows, payloads = _step_rows(execution_id, steps)
+    _insert_step_rows(rows, payloads)
+
+
+def _insert_step_rows(rows: list[dict], payloads: list[tuple]) -> None:
+    ids = _insert_returning_ids(Step, rows)
+    _insert_rows(StepPayload, [
+        {"step": step_id, "input": dump_json(p[0]), "output": dump_json(p[1]),
+         "error": p[2], "logs": p[3]}
+        for step_id, p in zip(ids, payloads) if any(v is not None for v in p)
+    ])
+
+
+def _refresh_step_summary(execution_id: int) -> None:
+    count, failed = (Step.select(peewee.fn.COUNT(Step.id),
+                                 peewee.fn.MIN(peewee.Case(None, [(Step.status == "failure",
+                                                                   Step.position)])))
+                     .where(Step.execution == execution_id).tuples().get())
+    Execution.update(step_count=count, failed_step=failed, updated_at=utcnow()) \
+        .where(Execution.id == execution_id).execute()
+
+
+def _upsert_payload(execution_id: int, values: dict) -> None:
+    if not values:
+        return
+    ExecutionPayload.insert(execution=execution_id, **values).on_conflict(
+        conflict_target=[ExecutionPayload.execution], update=values).execute()
+
+
+def store_executions(items: list[ExecutionIn]) -> list[tuple[int, bool]]:
+    """Store runs all-or-nothing; returns (id, created) per item, in order."""
+    for attempt in range(3):
+        try:
+            with write_transaction():
+                return _store(items)
+        except peewee.IntegrityError:
+            # Another writer created the same external id first: look again.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _store(items: list[ExecutionIn]) -> list[tuple[int, bool]]:
+    now = utcnow()
+    now_us = to_micros(now)
+    workflows = workflow_ids(item.workflow for item in items)
+    keys = [(workflows[i.workflow], i.external_id) for i in items if i.external_id is not None]
+    existing = _existing_by_key(keys)
+    if len(set(keys)) != len(keys):
+        # The same run twice in one batch: store in order, each seeing the one before.
+        results = []
+        for item in items:
+            results.extend(_store_ordered(item, workflows, now))
+        return results
+
+    changes: list[Change] = []
+    results: list[tuple[int, bool] | None] = [None] * len(items)
+    new_rows, new_items, new_index = [], [], []
+    for index, item in enumerate(items):
+        wf = workflows[item.workflow]
+        before = existing.get((wf, item.external_id)) if item.external_id else None
+        if before is not None:
+            after = _update_existing(before, item, now)
+            changes.append((before, after))
+            results[index] = (before.id, False)
+            continue
+        started = to_micros(item.started_at) if item.started_at else now_us
+        finished = to_micros(item.finished_at) if item.finished_at else None
+        steps = _positioned(item.steps, 0)
+        failed = [p for p, step in steps if _step_status(step) == "failure"]
+        new_rows.append({
+            "workflow": wf, "external_id": item.external_id, "status": item.status,
+            "started_at": started, "finished_at": finished,
+            "duration_ms": _duration(started, finished),
+            "error_message": excerpt(item.error.message if item.error else None),
+            "step_count": len(steps), "failed_step": failed[0] if failed else None,
+            "created_at": now_us, "updated_at": now_us,
+        })
+        new_items.append((item, steps))
+        new_index.append(index)
+
+    ids = _insert_returning_ids(Execution, new_rows)
+    payload_rows, step_rows, step_payloads = [], [], []
+    for execution_id, row, (item, steps), index in zip(ids, new_rows, new_items, new_index):
+        results[index] = (execution_id, True)
+        changes.append((None, RunState(execution_id, row["workflow"], row["status"],
+                                       row["started_at"], row["finished_at"],
+                                       row["duration_ms"])))
+        if item.input is not None or item.output is not None or item.error is not None:
+            payload_rows.append({"execution": execution_id, "input": dump_json(item.input),
+                                 "output": dump_json(item.output),
+                                 "error": _error_json(item.error)})
+        rows, payloads = _step_rows(execution_id, steps)
+        step_rows.extend(rows)
+        step_payloads.extend(payloads)
+    _insert_rows(ExecutionPayload, payload_rows)
+    _insert_step_rows(step_rows, step_payloads)
+    _run_hooks(changes)
+    return results  # type: ignore[return-value]
+
+
+def _store_ordered(item: ExecutionIn, workflows: dict[str, int], now) -> list[tuple[int, bool]]:
+    wf = workflows[item.workflow]
+    before = _existing_by_key([(wf, item.external_id)]).get((wf, item.external_id))
+    if before is None:
+        return _store([item])
+    after = _update_existing(before, item, now)
+    _run_hooks([(before, after)])
+    return [(before.id, False)]
+
+
+def _existing_by_key(keys: list[tuple[int, str]]) -> dict[tuple[int, str], RunState]:
+    if not keys:
+        return {}
+    found: dict[tuple[int, str], RunState] = {}
+    wanted = set(keys)
+    external_ids = list({k[1] for k in keys})
+    for chunk in _chunks(external_ids, 1):
+        query = (Execution.select(*_STATE_FIELDS, Execution.external_id)
+                 .where(Execution.external_id.in_(chunk),
+                        Execution.workflow.in_(list({k[0] for k in keys})))
+                 .tuples())
+        for *state, external_id in query:
+            if (state[1], external_id) in wanted:
+                found[(state[1], external_id)] = _state(*state)
+    return found
+
+
+def _update_existing(before: RunState, item: ExecutionIn, now) -> RunState:
+    """Apply a re-post of a known run: sent fields overwrite, unsent ones stay."""
+    sent = item.model_fields_set
+    started = to_micros(item.started_at) if "started_at" in sent and item.started_at \
+        else before.started_at
+    finished = before.finished_at
+    if "finished_at" in sent:
+        finished = to_micros(item.finished_at) if item.finished_at else None
+    if finished is not None and finished < started:
+        raise InputError("finished_at: finished_at is before started_at", "finished_at")
+    values = {"status": item.status, "started_at": started, "finished_at": finished,
+              "duration_ms": _duration(started, finished), "updated_at": now}
+    if "error" in sent:
+        values["error_message"] = excerpt(item.error.message if item.error else None)
+    Execution.update(values).where(Execution.id == before.id).execute()
+    payload = {}
+    for name in ("input", "output"):
+        if name in sent:
+            payload[name] = dump_json(getattr(item, name))
+    if "error" in sent:
+        payload["error"] = _error_json(item.error)
+    _upsert_payload(before.id, payload)
+    if item.steps:
+        _write_steps(before.id, _positioned(item.steps, 0), replace=True)
+        _refresh_step_summary(before.id)
+    return RunState(before.id, before.workflow_id, item.status, started, finished,
+                    values["duration_ms"])
+
+
+def _load_state(execution_id: int) -> RunState | None:
+    row = Execution.select(*_STATE_FIELDS).where(Execution.id == execution_id).tuples().first()
+    return _state(*row) if row else None
+
+
+def patch_execution(execution_id: int, patch: ExecutionPatch) -> bool:
+    """Change status, finished_at, error or output of a run; False if there is no such run."""
+    sent = patch.model_fields_set
+    with write_transaction():
+        before = _load_state(execution_id)
+        if before is None:
+            return False
+        now = utcnow()
+        values: dict = {"updated_at": now}
+        status, finished = before.status, before.finished_at
+        if "status" in sent:
+            if patch.status is None:
+                raise InputError("status: may not be null", "status")
+            status = values["status"] = patch.status
+        if "finished_at" in sent:
+            finished = to_micros(patch.finished_at) if patch.finished_at else None
+            if finished is not None and finished < before.started_at:
+                raise InputError("finished_at: finished_at is before started_at",
+                                 "finished_at")
+            values["finished_at"] = finished
+            values["duration_ms"] = _duration(before.started_at, finished)
+        if "error" in sent:
+            values["error_message"] = excerpt(patch.error.message if patch.error else None)
+        Execution.update(values).where(Execution.id == execution_id).execute()
+        payload = {}
+        if "error" in sent:
+            payload["error"] = _error_json(patch.error)
+        if "output" in sent:
+            payload["output"] = dump_json(patch.output)
+        _upsert_payload(execution_id, payload)
+        after = RunState(before.id, before.workflow_id, status, before.started_at, finished,
+                         _duration(before.started_at, finished))
+        _run_hooks([(before, after)])
+    return True
+
+
+def add_steps(execution_id: int, steps: list[StepIn]) -> bool:
+    """Append steps, or replace those at the same position; False if there is no such run."""
+    with write_transaction():
+        if not Execution.select().where(Execution.id == execution_id).exists():
+            return False
+        last = (Step.select(peewee.fn.MAX(Step.position))
+                .where(Step.execution == execution_id).scalar())
+        _write_steps(execution_id, _positioned(steps, 0 if last is None else last + 1),
+                     replace=True)
+        _refresh_step_summary(execution_id)
+    return True
+
+
+def execution_summary(execution_id: int) -> dict | None:
+    """The narrow fields of one run, as the API answers after a write."""
+    row = (Execution.select(Execution, Workflow.name.alias("workflow_name"))
+           .join(Workflow).where(Execution.id == execution_id).objects().first())
+    if row is None:
+        return None
+    return {
+        "id": row.id, "workflow": row.workflow_name, "external_id": row.external_id,
+        "status": row.status, "started_at": iso(row.started_at),
+        "finished_at": iso(row.finished_at), "duration_ms": row.duration_ms,
+        "step_count": row.step_count, "failed_step": row.failed_step,
+        "error_message": row.error_message,
+    }
+
+
+__all__ = ["store_executions", "patch_execution", "add_steps", "execution_summary",
+           "register_write_hook", "RunState", "Change"]

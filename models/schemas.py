@@ -1,0 +1,128 @@
+"""Request schemas of the ingestion API and how their errors are reported."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
+                      model_validator)
+
+Status = Literal["pending", "running", "success", "failure"]
+MAX_BATCH = 1000
+MAX_STEPS = 10000
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Times without an offset are UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class ErrorIn(Strict):
+    message: Annotated[str, Field(max_length=100_000)]
+    type: Annotated[str, Field(max_length=200)] | None = None
+    stack: str | None = None
+
+
+def _check_order(started: datetime | None, finished: datetime | None) -> None:
+    if started and finished and finished < started:
+        raise ValueError("finished_at is before started_at")
+
+
+class StepIn(Strict):
+    position: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    name: Name
+    action: Annotated[str, Field(max_length=200)] | None = None
+    status: Status | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    input: Any = None
+    output: Any = None
+    error: ErrorIn | None = None
+    logs: str | None = None
+
+    @model_validator(mode="after")
+    def _times_in_order(self):
+        _check_order(self.started_at, self.finished_at)
+        return self
+
+
+class ExecutionIn(Strict):
+    workflow: Name
+    external_id: Name | None = None
+    status: Status
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    input: Any = None
+    output: Any = None
+    error: ErrorIn | None = None
+    steps: Annotated[list[StepIn], Field(max_length=MAX_STEPS)] = []
+
+    @model_validator(mode="after")
+    def _times_in_order(self):
+        _check_order(self.started_at, self.finished_at)
+        return self
+
+
+class BatchIn(Strict):
+    executions: Annotated[list[ExecutionIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class ExecutionPatch(Strict):
+    status: Status | None = None
+    finished_at: Timestamp | None = None
+    error: ErrorIn | None = None
+    output: Any = None
+
+
+class StepsIn(Strict):
+    steps: Annotated[list[StepIn], Field(min_length=1, max_length=MAX_STEPS)]
+
+
+class InputError(ValueError):
+    """A request body that cannot be stored; `field` names the culprit."""
+
+    def __init__(self, message: str, field: str | None = None, code: str = "invalid"):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.code = code
+
+
+def parse(schema: type[BaseModel], body: bytes) -> BaseModel:
+    """Validate a JSON body against `schema`, raising InputError for the first problem."""
+    try:
+        return schema.model_validate_json(body or b"")
+    except ValidationError as exc:
+        raise input_error(exc) from None
+
+
+def input_error(exc: ValidationError) -> InputError:
+    """An InputError naming the first field pydantic complained about."""
+    first = exc.errors(include_url=False)[0]
+    if first["type"] == "json_invalid":
+        return InputError("The request body is not valid JSON.", None, "invalid_json")
+    if first["type"] == "model_type" and not first["loc"]:
+        return InputError("The request body must be a JSON object.", None, "invalid_json")
+    field = ".".join(str(part) for part in first["loc"]) or None
+    message = first["msg"]
+    if first["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+        field = ".".join([*map(str, first["loc"]), "finished_at"])
+    elif first["type"] == "extra_forbidden":
+        message = "Unknown field"
+    return InputError(f"{field}: {message}" if field else message, field)
+
+
+def data_of(model: BaseModel, *, fields_set_only: bool = False) -> dict:
+    """The validated fields as a dict, optionally only the ones the client sent."""
+    return model.model_dump(exclude_unset=fields_set_only)

@@ -1,0 +1,380 @@
+"""Shared fixtures: an app on a fresh SQLite file or PostgreSQL database, clients, servers."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import create_app  # noqa: E402
+from models import database  # noqa: E402
+from models.users import create_token, create_user  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PASSWORD = "correct horse battery"
+EMAIL = "dev@example.com"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def missing(reason: str):
+    """Skip for a missing part on a developer's machine; under CI, fail instead."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: this must be installed by .ci/run)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+# --- PostgreSQL: one throwaway cluster per test session -------------------------------------
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    return None
+
+
+def _as_postgres_user(args: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return args
+    return ["runuser", "-u", "postgres", "--", *args]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A URL of a fresh database on a PostgreSQL server started for this session."""
+    if os.environ.get("RUNWATCH_TEST_POSTGRES_URL"):
+        yield os.environ["RUNWATCH_TEST_POSTGRES_URL"]
+        return
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        missing("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    base = Path(tempfile.mkdtemp(prefix="runwatch-pg-"))
+    data = base / "data"
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+    os.chmod(base, 0o755)
+    port = free_port()
+    subprocess.run(_as_postgres_user([initdb, "-D", str(data), "-U", "runwatch",
+                                      "--auth=trust", "-E", "UTF8", "--no-sync"]),
+                   check=True, capture_output=True, timeout=120)
+    options = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
+               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data), "-o", options, "-l",
+                                      str(base / "log"), "-w", "-t", "60", "start"]),
+                   check=True, capture_output=True, timeout=90)
+    try:
+        import psycopg2
+        conn = psycopg2.connect(host="127.0.0.1", port=port, user="runwatch", dbname="postgres")
+        conn.autocommit = True
+        conn.cursor().execute("CREATE DATABASE runwatch_test")
+        conn.close()
+        yield f"postgresql://runwatch@127.0.0.1:{port}/runwatch_test"
+    finally:
+        subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
+                       capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _empty_postgres(url: str) -> None:
+    import psycopg2
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        tables = [row[0] for row in cur.fetchall()]
+        if tables:
+            cur.execute("DROP TABLE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+    conn.close()
+
+
+# --- The app on either backend ------------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request) -> str:
+    """Which database the test runs on."""
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend, tmp_path, request) -> str:
+    """A URL of an empty database of the chosen backend."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'runwatch.db'}"
+    url = request.getfixturevalue("postgres_url")
+    _empty_postgres(url)
+    return url
+
+
+@pytest.fixture
+def app_config(database_url, tmp_path) -> dict:
+    """Settings for a test app; tests may change them before `app` is built."""
+    return {"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY": "test-secret",
+            "SCHEDULER": False, "BASE_URL": "http://runwatch.test",
+            "SERVER_NAME": None}
+
+
+@pytest.fixture
+def app(app_config):
+    """A Runwatch app on a fresh database."""
+    application = create_app(app_config)
+    yield application
+    if not database.is_closed():
+        database.close()
+    if hasattr(database.obj, "close_all"):
+        database.obj.close_all()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db(app):
+    """An open connection for tests that read or write models directly."""
+    database.connect(reuse_if_open=True)
+    yield database
+    database.close()
+
+
+def csrf_from(html: str) -> str:
+    """The CSRF token of the first form in a page."""
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+class AuthActions:
+    """Create the test account and sign in or out with a test client."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def create_user(self, email: str = EMAIL, password: str = PASSWORD):
+        database.connect(reuse_if_open=True)
+        try:
+            return create_user(email, password)
+        finally:
+            database.close()
+
+    def login(self, email: str = EMAIL, password: str = PASSWORD, next: str | None = None):
+        page = self.client.get("/login")
+        url = "/login" + (f"?next={next}" if next else "")
+        return self.client.post(url, data={"csrf_token": csrf_from(page.text),
+                                           "email": email, "password": password})
+
+    def logout(self):
+        page = self.client.get("/settings")
+        return self.client.post("/logout", data={"csrf_token": csrf_from(page.text)})
+
+
+@pytest.fixture
+def auth(client) -> AuthActions:
+    return AuthActions(client)
+
+
+@pytest.fixture
+def user(auth):
+    """The test account."""
+    return auth.create_user()
+
+
+@pytest.fixture
+def logged_in(client, auth, user):
+    """A test client signed in as the test account."""
+    response = auth.login()
+    assert response.status_code == 302, response.text
+    return client
+
+
+class ApiClient:
+    """A test client that sends a bearer token on every call."""
+
+    def __init__(self, client, token: str):
+        self.client = client
+        self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def _call(self, method: str, url: str, **kwargs):
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return getattr(self.client, method)(url, headers=headers, **kwargs)
+
+    def get(self, url, **kwargs):
+        return self._call("get", url, **kwargs)
+
+    def post(self, url, **kwargs):
+        return self._call("post", url, **kwargs)
+
+    def patch(self, url, **kwargs):
+        return self._call("patch", url, **kwargs)
+
+    def delete(self, url, **kwargs):
+        return self._call("delete", url, **kwargs)
+
+
+def make_token(user, name: str = "tests") -> str:
+    database.connect(reuse_if_open=True)
+    try:
+        return create_token(user, name)[1]
+    finally:
+        database.close()
+
+
+@pytest.fixture
+def token(user) -> str:
+    """A live API token of the test account."""
+    return make_token(user)
+
+
+@pytest.fixture
+def api(app, token) -> ApiClient:
+    """A token-authenticated API client."""
+    return ApiClient(app.test_client(), token)
+
+
+# --- A real server process ------------------------------------------------------------
+
+class LiveServer:
+    """A Runwatch server process on 127.0.0.1 (gunicorn, several workers and threads)."""
+
+    def __init__(self, database_url: str, tmp_path: Path, env: dict | None = None,
+                 workers: int = 2, threads: int = 4):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "RUNWATCH_DATABASE_URL": database_url,
+                    "RUNWATCH_SECRET_KEY": "live-secret", "RUNWATCH_SCHEDULER": "false",
+                    "RUNWATCH_BASE_URL": self.url, **(env or {})}
+        self.log = open(tmp_path / f"server-{self.port}.log", "w+")
+        self.args = [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads",
+                     str(threads), "-b", f"127.0.0.1:{self.port}", "--timeout", "60",
+                     "app:create_app()"]
+        self.process = None
+
+    def start(self) -> "LiveServer":
+        self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.log.close()
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+
+@pytest.fixture
+def live_server(app, database_url, tmp_path):
+    """A real server process on the test's database (the `app` fixture made the tables)."""
+    database.close() if not database.is_closed() else None
+    server = LiveServer(database_url, tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_token(live_server, user) -> str:
+    return make_token(user, "live")
+
+
+@pytest.fixture
+def live_session(live_server, user) -> requests.Session:
+    """A requests session signed in to the live server."""
+    session = requests.Session()
+    page = session.get(f"{live_server.url}/login", timeout=10)
+    response = session.post(f"{live_server.url}/login", timeout=10, allow_redirects=False,
+                            data={"csrf_token": csrf_from(page.text), "email": EMAIL,
+                                  "password": PASSWORD})
+    assert response.status_code == 302
+    return session
+
+
+# --- Headless Chromium ------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright."""
+    if not os.path.exists(CHROMIUM):
+        missing(f"Chromium is not installed at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("the playwright package is not installed")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-quic", "--no-first-run",
+                  "--disable-sync"])
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser, live_server, user):
+    """A browser tab signed in to the live server."""
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400,
+                                                                      "height": 900})
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    tab.goto("/login")
+    tab.fill("input[name=email]", EMAIL)
+    tab.fill("input[name=password]", PASSWORD)
+    tab.click("button[type=submit]")
+    tab.wait_for_url("**/executions")
+    yield tab
+    context.close()
+
+
+# --- A run in which nothing ran is a failed run -------------------------------------------
+
+def pytest_sessionfinish(session, exitstatus):
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or exitstatus != 0:
+        return
+    passed = len(reporter.stats.get("passed", []))
+    if passed == 0:
+        session.exitstatus = 1

@@ -1,0 +1,96 @@
+"""Helpers shared by the views: JSON errors, full page or partial, safe redirects."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from models.schemas import InputError
+
+
+def is_api_request() -> bool:
+    """Whether the request is for the JSON API."""
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
+def api_error(status: int, code: str, message: str, field: str | None = None):
+    """An API error response: `{"error": {"code", "message", "field"?}}`."""
+    error = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return jsonify({"error": error}), status
+
+
+def input_error_response(exc: InputError):
+    """The 400 answer for an invalid request body or parameter."""
+    return api_error(400, exc.code, exc.message, exc.field)
+
+
+def wants_partial() -> bool:
+    """Partial only for htmx requests that are not a history restore."""
+    return (request.headers.get("HX-Request") == "true"
+            and request.headers.get("HX-History-Restore-Request") != "true")
+
+
+def render_page(full: str, partial: str, status: int = 200, **context):
+    """Render the full page, or just its partial for htmx; responses vary on HX-Request."""
+    body = render_template(partial if wants_partial() else full, **context)
+    return body, status, {"Vary": "HX-Request"}
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """`target` if it is a path on this site, else `default` (no open redirects)."""
+    if not target:
+        return default
+    target = target.strip()
+    parts = urlsplit(target)
+    if (parts.scheme or parts.netloc or not target.startswith("/")
+            or target.startswith("//") or "\\" in target or any(ord(c) < 32 for c in target)):
+        return default
+    return target
+
+
+def register_error_handlers(app: Flask) -> None:
+    """JSON errors on the API; friendly pages elsewhere."""
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if is_api_request():
+            code = (exc.name or "error").lower().replace(" ", "_")
+            message = exc.description or exc.name
+            if exc.code == 413:
+                message = (f"The request body is larger than "
+                           f"{app.config['MAX_PAYLOAD_BYTES']} bytes.")
+            elif exc.code == 400 and "CSRF" in (exc.description or ""):
+                code = "csrf"
+            return api_error(exc.code or 500, code, message)
+        if exc.code == 400 and "CSRF" in (exc.description or ""):
+            message = "Your form has expired or was not sent from this site. Please try again."
+        else:
+            message = exc.description
+        return render_template("errors/error.html", error=exc, message=message), exc.code
+
+    @app.errorhandler(InputError)
+    def _input_error(exc: InputError):
+        return input_error_response(exc)
+
+
+def format_duration(ms: int | None) -> str:
+    """A duration for people: 850 ms, 4.2 s, 3 min 05 s, 2 h 01 min."""
+    if ms is None:
+        return "–"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    minutes, seconds = divmod(ms // 1000, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def register_filters(app: Flask) -> None:
+    """Template filters used across pages."""
+    app.add_template_filter(format_duration, "duration")

@@ -1,0 +1,61 @@
+"""The ingestion API: automations report their runs and steps here."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request, url_for
+
+from models.ingest import add_steps, execution_summary, patch_execution, store_executions
+from models.schemas import BatchIn, ExecutionIn, ExecutionPatch, StepsIn, parse
+
+from .common import api_error
+
+bp = Blueprint("ingest", __name__, url_prefix="/api/automations/executions")
+
+
+def run_url(execution_id: int) -> str:
+    """The absolute address of a run's page."""
+    return url_for("details.show", execution_id=execution_id, _external=True)
+
+
+def _answer(execution_id: int, status: int):
+    body = execution_summary(execution_id)
+    body["url"] = run_url(execution_id)
+    return jsonify(body), status
+
+
+def _not_found(execution_id: int):
+    return api_error(404, "not_found", f"There is no execution {execution_id}.")
+
+
+@bp.post("")
+def create():
+    """Store one run with its steps; the same external_id again updates it."""
+    item = parse(ExecutionIn, request.get_data())
+    [(execution_id, created)] = store_executions([item])
+    return _answer(execution_id, 201 if created else 200)
+
+
+@bp.post("/batch")
+def create_batch():
+    """Store up to 1000 runs, all or none."""
+    batch = parse(BatchIn, request.get_data())
+    stored = store_executions(batch.executions)
+    return jsonify({"data": [{"id": i, "url": run_url(i), "created": created}
+                             for i, created in stored]}), 201
+
+
+@bp.patch("/<int:execution_id>")
+def update(execution_id: int):
+    """Change status, finished_at, error or output of a run."""
+    patch = parse(ExecutionPatch, request.get_data())
+    if not patch_execution(execution_id, patch):
+        return _not_found(execution_id)
+    return _answer(execution_id, 200)
+
+
+@bp.post("/<int:execution_id>/steps")
+def steps(execution_id: int):
+    """Append steps to a run, or replace those at the same position."""
+    body = parse(StepsIn, request.get_data())
+    if not add_steps(execution_id, body.steps):
+        return _not_found(execution_id)
+    return _answer(execution_id, 200)
