@@ -1,7 +1,7 @@
 """Signing in and out, the first-run account, and the guard in front of every route."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField
@@ -120,3 +120,9 @@ def setup():
     if request.method == "POST":
         status = 400
     return render_template("auth/setup.html", form=form), status
+
+
+@bp.get("/api/ping")
+def ping():
+    """Check credentials: answers who the token or session belongs to, and does nothing else."""
+    return jsonify({"ok": True, "user": current_user.email})

@@ -1,0 +1,91 @@
+"""What every benchmark shares: a fresh app on a temp SQLite file, timing, percentiles, RSS.
+
+Benchmarks compare: each case is reported next to an authenticated no-op request
+(`GET /api/ping`) timed in the same run, because these machines are noisy.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import create_app  # noqa: E402
+from models import database  # noqa: E402
+from models.users import create_token, create_user  # noqa: E402
+
+
+class Bench:
+    """An app on a fresh database with a user and a token; `headers` authenticate API calls."""
+
+    def __init__(self, database_url: str | None = None, **config):
+        self.tmp = tempfile.mkdtemp(prefix="runwatch-bench-")
+        url = database_url or f"sqlite:///{os.path.join(self.tmp, 'bench.db')}"
+        self.app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "SCHEDULER": False,
+                               **config})
+        database.connect(reuse_if_open=True)
+        self.user = create_user("bench@example.com", "bench-password")
+        self.token = create_token(self.user, "bench")[1]
+        database.close()
+        self.client = self.app.test_client()
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+
+    def get(self, url: str, **headers):
+        response = self.client.get(url, headers={**self.headers, **headers})
+        assert response.status_code == 200, (url, response.status_code, response.text[:300])
+        return response
+
+    def noop(self):
+        """The baseline: an authenticated request that does nothing."""
+        return self.get("/api/ping")
+
+
+def time_calls(fn: Callable[[], object], repeat: int, warmup: int = 3) -> list[float]:
+    """Milliseconds of each of `repeat` calls of `fn`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def p(samples: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of samples."""
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def rss_mb() -> float:
+    """Resident set size of this process now, in MB (from /proc; peak where unavailable)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+def print_table(headers: list[str], rows: list[list[object]]) -> None:
+    """A plain-text table, columns aligned, numbers to two decimals."""
+    cells = [[f"{c:.2f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
