@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import secrets
 
-from flask import Flask
+from flask import Flask, g
 
 import cli
 from models import MODELS, create_schema, database, init_database
@@ -69,11 +69,12 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 def _connect() -> None:
-    database.connect(reuse_if_open=True)
+    g.opened_database = database.connect(reuse_if_open=True)
 
 
 def _close(_exc) -> None:
-    if not database.is_closed():
+    # Close only what this request opened (a CLI command or test may hold its own).
+    if g.pop("opened_database", False) and not database.is_closed():
         database.close()
 
 

@@ -32,10 +32,13 @@ def open_database(url: str) -> peewee.Database:
     if scheme in ("postgres", "postgresql"):
         # A pool keeps per-request connects cheap on a server database.
         url = "postgresql+pool" + url[len(scheme):]
-        db = connect(url, max_connections=32, stale_timeout=300, autoconnect=False)
+        db = connect(url, max_connections=32, stale_timeout=300, timeout=10, autoconnect=False)
     elif scheme == "sqlite":
-        db = connect(url, pragmas=SQLITE_PRAGMAS, autoconnect=False,
-                     check_same_thread=False)
+        # Pooled too: closing the last connection to a WAL file checkpoints it, and
+        # each new connection re-runs the pragmas; a pool does neither per request.
+        url = "sqlite+pool" + url[len(scheme):]
+        db = connect(url, pragmas=SQLITE_PRAGMAS, autoconnect=False, max_connections=32,
+                     stale_timeout=300, timeout=10, check_same_thread=False)
         db.returning_clause = True  # SQLite >= 3.35 understands RETURNING
     else:
         db = connect(url, autoconnect=False)

@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 
 import peewee
 
-from .db import iso, to_micros, utcnow, write_transaction
+from .db import database, iso, to_micros, utcnow, write_transaction
 from .executions import (Execution, ExecutionPayload, Step, StepPayload, Workflow,
                          dump_json, excerpt)
 from .schemas import ErrorIn, ExecutionIn, ExecutionPatch, InputError, StepIn
@@ -65,19 +65,29 @@ def _chunks(rows: list, columns: int) -> Iterable[list]:
         yield rows[start:start + size]
 
 
-def _insert_returning_ids(model, rows: list[dict]) -> list[int]:
+def _bulk_insert(model, rows: list[dict], returning: bool) -> list[int]:
+    """INSERT many rows of ready-to-store values in few statements.
+
+    Built by hand because peewee's per-value SQL generation costs ten times the
+    database's own work on a 1,000-run batch. Values must already be in their
+    stored form (timestamps as microseconds, foreign keys as ids).
+    """
     ids: list[int] = []
     if not rows:
         return ids
-    for chunk in _chunks(rows, len(rows[0])):
-        ids.extend(r[0] for r in model.insert_many(chunk).returning(model.id).tuples().execute())
+    fields = model._meta.fields
+    names = list(rows[0])
+    columns = ", ".join(f'"{fields[name].column_name}"' for name in names)
+    one_row = "(" + ", ".join([database.param] * len(names)) + ")"
+    suffix = f' RETURNING "{model._meta.primary_key.column_name}"' if returning else ""
+    for chunk in _chunks(rows, len(names)):
+        sql = (f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES '
+               + ", ".join([one_row] * len(chunk)) + suffix)
+        params = [row[name] for row in chunk for name in names]
+        cursor = database.execute_sql(sql, params)
+        if returning:
+            ids.extend(r[0] for r in cursor.fetchall())
     return ids
-
-
-def _insert_rows(model, rows: list[dict]) -> None:
-    if rows:
-        for chunk in _chunks(rows, len(rows[0])):
-            model.insert_many(chunk).execute()
 
 
 def _error_json(error: ErrorIn | None) -> str | None:
@@ -144,12 +154,12 @@ def _write_steps(execution_id: int, steps: list[tuple[int, StepIn]], replace: bo
 
 
 def _insert_step_rows(rows: list[dict], payloads: list[tuple]) -> None:
-    ids = _insert_returning_ids(Step, rows)
-    _insert_rows(StepPayload, [
+    ids = _bulk_insert(Step, rows, returning=True)
+    _bulk_insert(StepPayload, [
         {"step": step_id, "input": dump_json(p[0]), "output": dump_json(p[1]),
          "error": p[2], "logs": p[3]}
         for step_id, p in zip(ids, payloads) if any(v is not None for v in p)
-    ])
+    ], returning=False)
 
 
 def _refresh_step_summary(execution_id: int) -> None:
@@ -220,7 +230,7 @@ def _store(items: list[ExecutionIn]) -> list[tuple[int, bool]]:
         new_items.append((item, steps))
         new_index.append(index)
 
-    ids = _insert_returning_ids(Execution, new_rows)
+    ids = _bulk_insert(Execution, new_rows, returning=True)
     payload_rows, step_rows, step_payloads = [], [], []
     for execution_id, row, (item, steps), index in zip(ids, new_rows, new_items, new_index):
         results[index] = (execution_id, True)
@@ -234,7 +244,7 @@ def _store(items: list[ExecutionIn]) -> list[tuple[int, bool]]:
         rows, payloads = _step_rows(execution_id, steps)
         step_rows.extend(rows)
         step_payloads.extend(payloads)
-    _insert_rows(ExecutionPayload, payload_rows)
+    _bulk_insert(ExecutionPayload, payload_rows, returning=False)
     _insert_step_rows(step_rows, step_payloads)
     _run_hooks(changes)
     return results  # type: ignore[return-value]

@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
 from models import database  # noqa: E402
+from models.db import connection  # noqa: E402
 from models.users import create_token, create_user  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -185,11 +186,8 @@ class AuthActions:
         self.client = client
 
     def create_user(self, email: str = EMAIL, password: str = PASSWORD):
-        database.connect(reuse_if_open=True)
-        try:
+        with connection():
             return create_user(email, password)
-        finally:
-            database.close()
 
     def login(self, email: str = EMAIL, password: str = PASSWORD, next: str | None = None):
         page = self.client.get("/login")
@@ -247,11 +245,8 @@ class ApiClient:
 
 
 def make_token(user, name: str = "tests") -> str:
-    database.connect(reuse_if_open=True)
-    try:
+    with connection():
         return create_token(user, name)[1]
-    finally:
-        database.close()
 
 
 @pytest.fixture

@@ -1,0 +1,48 @@
+"""Many clients reporting at once to a real server process."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from models import Execution
+
+THREADS = 4
+POSTS_PER_THREAD = 250
+
+
+def _post_many(url: str, token: str, thread: int, external_ids: bool) -> list[int]:
+    statuses = []
+    with requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {token}"
+        for number in range(POSTS_PER_THREAD):
+            body = {"workflow": f"flow-{number % 5}", "status": "success",
+                    "input": {"thread": thread, "n": number},
+                    "steps": [{"name": "only step", "status": "success"}]}
+            if external_ids:
+                body["external_id"] = f"run-{number}"
+            response = session.post(f"{url}/api/automations/executions", json=body, timeout=30)
+            statuses.append(response.status_code)
+    return statuses
+
+
+def test_four_clients_posting_250_runs_each_store_exactly_1000(live_server, live_token, db):
+    with ThreadPoolExecutor(THREADS) as pool:
+        results = list(pool.map(lambda t: _post_many(live_server.url, live_token, t, False),
+                                range(THREADS)))
+    statuses = [s for thread in results for s in thread]
+    assert len(statuses) == THREADS * POSTS_PER_THREAD
+    assert set(statuses) == {201}, live_server.output()[-2000:]
+    assert Execution.select().count() == THREADS * POSTS_PER_THREAD
+
+
+def test_clients_racing_on_the_same_external_ids_create_each_run_once(live_server, live_token,
+                                                                       db):
+    with ThreadPoolExecutor(THREADS) as pool:
+        results = list(pool.map(lambda t: _post_many(live_server.url, live_token, t, True),
+                                range(THREADS)))
+    statuses = [s for thread in results for s in thread]
+    assert all(s in (200, 201) for s in statuses), live_server.output()[-2000:]
+    assert statuses.count(201) == Execution.select().count()
+    # 250 external ids over 5 workflows: each (workflow, external id) pair once.
+    assert Execution.select().count() == POSTS_PER_THREAD
