@@ -12,14 +12,20 @@ PUBLIC = {"auth.login", "auth.setup", "static"}
 
 def _routes(app):
     """Every (method, path) the app serves, with sample values for the URL arguments."""
-    from werkzeug.routing import IntegerConverter
+    from werkzeug.routing import AnyConverter, IntegerConverter
+
+    def sample(converter):
+        if isinstance(converter, IntegerConverter):
+            return 999999
+        if isinstance(converter, AnyConverter):
+            return sorted(converter.items)[0]
+        return "x"
 
     adapter = app.url_map.bind("localhost")
     for rule in app.url_map.iter_rules():
         if rule.endpoint in PUBLIC:
             continue
-        values = {name: 999999 if isinstance(conv, IntegerConverter) else "x"
-                  for name, conv in rule._converters.items()}
+        values = {name: sample(conv) for name, conv in rule._converters.items()}
         path = adapter.build(rule.endpoint, values)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             yield method, path
@@ -214,3 +220,33 @@ def test_pages_escape_what_users_typed(logged_in):
                                                         "name": "<script>alert(1)</script>"})
     assert "<script>alert(1)</script>" not in response.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+
+
+def test_a_signed_in_user_adds_an_account_for_a_colleague(logged_in, app, db):
+    page = logged_in.get("/settings")
+    response = logged_in.post("/settings/accounts", data={
+        "csrf_token": csrf_from(page.text), "email": "colleague@example.com",
+        "password": "their own password"})
+    assert response.status_code == 302
+    assert "colleague@example.com" in logged_in.get("/settings").text
+    other = app.test_client()
+    login = other.get("/login")
+    response = other.post("/login", data={"csrf_token": csrf_from(login.text),
+                                          "email": "colleague@example.com",
+                                          "password": "their own password"})
+    assert response.status_code == 302
+
+
+@pytest.mark.parametrize("email, password, message", [
+    ("not-an-address", "long enough pw", "valid e-mail"),
+    (EMAIL, "long enough pw", "already exists"),
+    ("new@example.com", "short", "At least 8"),
+])
+def test_a_bad_new_account_is_refused_beside_its_field(logged_in, db, email, password, message):
+    from models.users import User
+    page = logged_in.get("/settings")
+    response = logged_in.post("/settings/accounts", data={
+        "csrf_token": csrf_from(page.text), "email": email, "password": password})
+    assert response.status_code == 400
+    assert message in response.text
+    assert User.select().count() == 1

@@ -4,10 +4,11 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import StringField
+from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from models.users import AccountError, ApiToken, create_token, revoke_token
+from models.users import (MIN_PASSWORD_LENGTH, AccountError, ApiToken, User, create_token,
+                          create_user, revoke_token)
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -20,34 +21,57 @@ class RevokeForm(FlaskForm):
     """Carries only the CSRF token."""
 
 
-def _tokens():
-    return (ApiToken.select().where(ApiToken.user == current_user.id)
-            .order_by(ApiToken.revoked_at.is_null(False), ApiToken.created_at.desc()))
+class AccountForm(FlaskForm):
+    email = EmailField("E-mail address", validators=[DataRequired()])
+    password = PasswordField("Password", validators=[
+        DataRequired(), Length(min=MIN_PASSWORD_LENGTH,
+                               message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
+
+
+def _page(status: int = 200, **context):
+    """The settings page; forms not given are blank."""
+    context.setdefault("form", TokenForm(formdata=None))
+    context.setdefault("account_form", AccountForm(formdata=None))
+    tokens = (ApiToken.select().where(ApiToken.user == current_user.id)
+              .order_by(ApiToken.revoked_at.is_null(False), ApiToken.created_at.desc()))
+    users = User.select().order_by(User.email)
+    return render_template("settings/index.html", revoke_form=RevokeForm(), tokens=tokens,
+                           users=users, **context), status
 
 
 @bp.get("")
 def index():
-    """The account and its tokens."""
-    return render_template("settings/index.html", form=TokenForm(), revoke_form=RevokeForm(),
-                           tokens=_tokens(), new_token=None)
+    """The account, its tokens, and the other accounts."""
+    return _page()
 
 
 @bp.post("/tokens")
 def create():
     """Create a token and show it once."""
     form = TokenForm()
-    if not form.validate_on_submit():
-        return render_template("settings/index.html", form=form, revoke_form=RevokeForm(),
-                               tokens=_tokens(), new_token=None), 400
-    try:
-        row, secret = create_token(current_user._get_current_object(), form.name.data)
-    except AccountError as exc:
-        form.name.errors = [str(exc)]
-        return render_template("settings/index.html", form=form, revoke_form=RevokeForm(),
-                               tokens=_tokens(), new_token=None), 400
-    return render_template("settings/index.html", form=TokenForm(formdata=None),
-                           revoke_form=RevokeForm(), tokens=_tokens(),
-                           new_token=secret, new_token_row=row)
+    if form.validate_on_submit():
+        try:
+            row, secret = create_token(current_user._get_current_object(), form.name.data)
+        except AccountError as exc:
+            form.name.errors = [str(exc)]
+        else:
+            return _page(new_token=secret, new_token_row=row)
+    return _page(400, form=form)
+
+
+@bp.post("/accounts")
+def add_account():
+    """Add an account for a colleague."""
+    form = AccountForm()
+    if form.validate_on_submit():
+        try:
+            user = create_user(form.email.data, form.password.data)
+        except AccountError as exc:
+            form.email.errors = [str(exc)]
+        else:
+            flash(f"Added the account {user.email}.")
+            return redirect(url_for("settings.index"))
+    return _page(400, account_form=form)
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
