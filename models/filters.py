@@ -1,0 +1,378 @@
+"""The execution-history filter: one object parses, validates, queries and renders it.
+
+The page, the API, paging links and the histogram all start from
+`HistoryFilter.from_args(request.args, secret=...)`; nothing else reads the query string.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from datetime import date, datetime, time, timedelta
+from typing import Any, Iterable
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import peewee
+from itsdangerous import BadData, URLSafeSerializer
+
+from .db import from_micros, to_micros
+from .executions import STATUSES, Execution, Workflow
+from .schemas import InputError
+
+SORTS = {
+    "-started_at": "newest first",
+    "started_at": "oldest first",
+    "-duration": "longest first",
+    "duration": "shortest first",
+}
+DEFAULT_SORT = "-started_at"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+MAX_WORKFLOWS = 50
+MAX_NAME = 200
+SINGLE_VALUED = ("from", "to", "tz", "sort", "limit", "cursor")
+DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+CURSOR_SALT = "runwatch.history.cursor"
+
+
+class FilterError(InputError):
+    """One or more bad parameters; `errors` maps each field to its message."""
+
+    def __init__(self, errors: dict[str, str]):
+        field_name, message = next(iter(errors.items()))
+        super().__init__(message, field_name)
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One end of the started_at range: as written (canonical) and as microseconds."""
+
+    text: str
+    micros: int
+    is_date: bool
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the previous page stopped: the sort value and id of its last row."""
+
+    phase: int  # duration sorts: 0 while walking finished runs, 1 for those without one
+    value: int | None
+    id: int
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """A validated history query: workflows, statuses, range, zone, order and page."""
+
+    workflows: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    start: Bound | None = None
+    end: Bound | None = None
+    tz: str = "UTC"
+    sort: str = DEFAULT_SORT
+    limit: int = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+    secret: str = field(default="", repr=False, compare=False)
+
+    # --- parsing ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_args(cls, args: Any, *, secret: str) -> "HistoryFilter":
+        """Validate query arguments (a MultiDict or dict); raises FilterError naming fields."""
+        values = _lists(args)
+        errors: dict[str, str] = {}
+        for name in SINGLE_VALUED:
+            if len(values.get(name, [])) > 1:
+                errors[name] = f"give {name} once, not {len(values[name])} times"
+        one = {name: values[name][-1] for name in SINGLE_VALUED if values.get(name)}
+
+        workflows = _workflows(values.get("workflow", []), errors)
+        statuses = _statuses(values.get("status", []), errors)
+        zone, tz = _zone(one.get("tz", "UTC"), errors)
+        start = _bound(one.get("from"), zone, False, "from", errors)
+        end = _bound(one.get("to"), zone, True, "to", errors)
+        if start and end and start.micros > end.micros:
+            errors["from"] = "from is after to"
+        sort = one.get("sort", DEFAULT_SORT)
+        if sort not in SORTS:
+            errors["sort"] = f"sort must be one of {', '.join(SORTS)}"
+            sort = DEFAULT_SORT
+        limit = _limit(one.get("limit"), errors)
+        cursor = _decode_cursor(one.get("cursor"), sort, secret, errors)
+        if errors:
+            raise FilterError(errors)
+        return cls(workflows, statuses, start, end, tz, sort, limit, cursor, secret)
+
+    # --- rendering --------------------------------------------------------------------------
+
+    def to_args(self) -> list[tuple[str, str]]:
+        """The canonical query arguments, in a fixed order, defaults left out."""
+        args = [("workflow", name) for name in self.workflows]
+        args += [("status", status) for status in self.statuses]
+        if self.start:
+            args.append(("from", self.start.text))
+        if self.end:
+            args.append(("to", self.end.text))
+        if self.tz != "UTC":
+            args.append(("tz", self.tz))
+        if self.sort != DEFAULT_SORT:
+            args.append(("sort", self.sort))
+        if self.limit != DEFAULT_LIMIT:
+            args.append(("limit", str(self.limit)))
+        if self.cursor:
+            args.append(("cursor", self.encode_cursor(self.cursor)))
+        return args
+
+    def query_string(self) -> str:
+        """The canonical query string (without `?`)."""
+        return urlencode(self.to_args())
+
+    def but(self, **changes) -> "HistoryFilter":
+        """A copy with some parts changed; any change but `cursor` starts from page one."""
+        if "cursor" not in changes:
+            changes["cursor"] = None
+        return replace(self, **changes)
+
+    def is_empty(self) -> bool:
+        """Whether nothing narrows the runs (order and page size aside)."""
+        return not (self.workflows or self.statuses or self.start or self.end)
+
+    def describe(self) -> str:
+        """A sentence for people: 'failure runs of invoice-sync since 2026-11-01, newest first'."""
+        what = " or ".join(self.statuses) + " runs" if self.statuses else "All runs"
+        if self.statuses:
+            what = what[0].upper() + what[1:]
+        parts = [what]
+        if self.workflows:
+            parts.append("of " + ", ".join(self.workflows))
+        if self.start and self.end:
+            parts.append(f"from {self.start.text} to {self.end.text}")
+        elif self.start:
+            parts.append(f"since {self.start.text}")
+        elif self.end:
+            parts.append(f"until {self.end.text}")
+        if (self.start or self.end) and self.tz != "UTC":
+            parts.append(f"({self.tz})")
+        return " ".join(parts) + ", " + SORTS[self.sort]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The zone in which times are read and shown."""
+        return ZoneInfo(self.tz)
+
+    # --- querying ---------------------------------------------------------------------------
+
+    def workflow_ids(self) -> list[int] | None:
+        """Ids of the named workflows (None: no workflow restriction)."""
+        return self._workflow_ids
+
+    @cached_property
+    def _workflow_ids(self) -> list[int] | None:
+        if not self.workflows:
+            return None
+        found = (Workflow.select(Workflow.id).where(Workflow.name.in_(list(self.workflows)))
+                 .order_by(Workflow.id).tuples())
+        return [row[0] for row in found]
+
+    def conditions(self, with_status: bool = True,
+                   workflow_ids: list[int] | None = None) -> list[peewee.Expression]:
+        """WHERE terms of the filter (optionally without the status restriction)."""
+        terms: list[peewee.Expression] = []
+        ids = self.workflow_ids() if workflow_ids is None else workflow_ids
+        if ids is not None:
+            terms.append(_one_or_in(Execution.workflow, ids))
+        if with_status and self.statuses:
+            terms.append(_one_or_in(Execution.status, list(self.statuses)))
+        if self.start:
+            terms.append(Execution.started_at >= self.start.micros)
+        if self.end:
+            terms.append(Execution.started_at <= self.end.micros)
+        return terms
+
+    def apply(self, query: peewee.ModelSelect, phase: int | None = None) -> peewee.ModelSelect:
+        """The query narrowed by the filter, ordered, after the cursor, limited to limit + 1."""
+        terms = self.conditions()
+        query = query.where(*terms) if terms else query
+        descending = self.sort.startswith("-")
+        if self.sort.endswith("started_at"):
+            key = Execution.started_at
+        else:
+            key = Execution.duration_ms
+            phase = phase if phase is not None else (self.cursor.phase if self.cursor else 0)
+            query = query.where(key.is_null(phase == 1))
+            if phase == 1:
+                key = None
+        cursor = self.cursor if (self.cursor and (phase is None or self.cursor.phase == phase)) \
+            else None
+        if key is None:
+            if cursor:
+                query = query.where(Execution.id < cursor.id if descending
+                                    else Execution.id > cursor.id)
+            order = [Execution.id.desc() if descending else Execution.id]
+        else:
+            if cursor:
+                after = peewee.Tuple(key, Execution.id)
+                mark = peewee.Tuple(cursor.value, cursor.id)
+                query = query.where(after < mark if descending else after > mark)
+            order = [key.desc(), Execution.id.desc()] if descending else [key, Execution.id]
+        return query.order_by(*order).limit(self.limit + 1)
+
+    def page(self, query: peewee.ModelSelect) -> tuple[list, Cursor | None]:
+        """One page of rows from `query` and the cursor of the next page (None at the end)."""
+        if self.sort.endswith("started_at"):
+            rows = list(self.apply(query))
+        else:
+            phase = self.cursor.phase if self.cursor else 0
+            rows = list(self.apply(query, phase))
+            if phase == 0 and len(rows) <= self.limit:
+                rest = replace(self, limit=self.limit - len(rows))
+                rows += list(rest.apply(query, 1))
+        if len(rows) <= self.limit:
+            return rows, None
+        last = rows[self.limit - 1]
+        return rows[:self.limit], self.cursor_after(last)
+
+    def cursor_after(self, row) -> Cursor:
+        """The cursor that continues after `row` in this filter's order."""
+        if self.sort.endswith("started_at"):
+            return Cursor(0, to_micros(row.started_at), row.id)
+        if row.duration_ms is None:
+            return Cursor(1, None, row.id)
+        return Cursor(0, row.duration_ms, row.id)
+
+    def encode_cursor(self, cursor: Cursor) -> str:
+        """An opaque, signed token for `cursor` (bound to this sort order)."""
+        payload = [self.sort, cursor.phase, cursor.value, cursor.id]
+        return URLSafeSerializer(self.secret, salt=CURSOR_SALT).dumps(payload)
+
+    def time_window(self, earliest: int | None, latest: int | None,
+                    now: datetime) -> tuple[int, int] | None:
+        """[start, end) microseconds the filter covers, closed by the data where it is open."""
+        if self.start is None and earliest is None:
+            return None
+        end = self.end.micros + 1 if self.end else max(to_micros(now),
+                                                       (latest or 0) + 1)
+        start = self.start.micros if self.start else earliest
+        return start, max(end, start + 1)
+
+    def local(self, micros: int) -> datetime:
+        """A stored time in the filter's zone."""
+        return from_micros(micros).astimezone(self.zone)
+
+
+# --- parsing helpers ----------------------------------------------------------------------
+
+def _lists(args: Any) -> dict[str, list[str]]:
+    """Every parameter's non-empty values, from a MultiDict, a dict or (key, value) pairs."""
+    if hasattr(args, "getlist"):
+        pairs = [(key, value) for key in args.keys() for value in args.getlist(key)]
+    elif isinstance(args, dict):
+        pairs = [(key, v) for key, value in args.items()
+                 for v in (value if isinstance(value, (list, tuple)) else [value])]
+    else:
+        pairs = list(args)
+    out: dict[str, list[str]] = {}
+    for key, value in pairs:
+        if value is not None and str(value) != "":
+            out.setdefault(key, []).append(str(value))
+    return out
+
+
+def _workflows(names: list[str], errors: dict[str, str]) -> tuple[str, ...]:
+    unique = tuple(dict.fromkeys(names))
+    if any(len(name) > MAX_NAME for name in unique):
+        errors["workflow"] = f"workflow names have at most {MAX_NAME} characters"
+    elif len(unique) > MAX_WORKFLOWS:
+        errors["workflow"] = f"at most {MAX_WORKFLOWS} workflows at once"
+    return unique
+
+
+def _statuses(raw: list[str], errors: dict[str, str]) -> tuple[str, ...]:
+    wanted = {part.strip() for value in raw for part in value.split(",") if part.strip()}
+    unknown = sorted(wanted - set(STATUSES))
+    if unknown:
+        errors["status"] = (f"unknown status {unknown[0]!r}; use "
+                            f"{', '.join(STATUSES)}")
+    return tuple(s for s in STATUSES if s in wanted)
+
+
+def _zone(name: str, errors: dict[str, str]) -> tuple[ZoneInfo, str]:
+    try:
+        if len(name) > 64 or name.startswith(("/", ".")) or "\x00" in name:
+            raise ValueError(name)
+        return ZoneInfo(name), name
+    except (KeyError, ValueError, OSError, TypeError):
+        errors["tz"] = f"unknown time zone {name[:64]!r}; use an IANA name like Europe/Berlin"
+        return ZoneInfo("UTC"), "UTC"
+
+
+def _bound(text: str | None, zone: ZoneInfo, is_end: bool, name: str,
+           errors: dict[str, str]) -> Bound | None:
+    """A from/to value: a date (a `to` date covers the whole day) or a date-time."""
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        if DATE_ONLY.fullmatch(text):
+            day = date.fromisoformat(text)
+            if is_end:
+                return Bound(text, to_micros(_midnight(day + timedelta(days=1), zone)) - 1, True)
+            return Bound(text, to_micros(_midnight(day, zone)), True)
+        value = datetime.fromisoformat(text)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=zone)
+        canonical = value.isoformat().replace("+00:00", "Z") if value.tzinfo is not zone \
+            else value.replace(tzinfo=None).isoformat()
+        return Bound(canonical, to_micros(value), False)
+    except (ValueError, OverflowError):
+        errors[name] = (f"{name} must be a date (2026-11-24) or an ISO 8601 date-time "
+                        "(2026-11-24T10:00:00Z)")
+        return None
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), zone)
+
+
+def _limit(text: str | None, errors: dict[str, str]) -> int:
+    if text is None:
+        return DEFAULT_LIMIT
+    if not re.fullmatch(r"\d{1,6}", text.strip()) or not 1 <= int(text) <= MAX_LIMIT:
+        errors["limit"] = f"limit must be a whole number from 1 to {MAX_LIMIT}"
+        return DEFAULT_LIMIT
+    return int(text)
+
+
+def _decode_cursor(text: str | None, sort: str, secret: str,
+                   errors: dict[str, str]) -> Cursor | None:
+    if text is None:
+        return None
+    try:
+        payload = URLSafeSerializer(secret, salt=CURSOR_SALT).loads(text)
+    except (BadData, ValueError, TypeError):
+        errors["cursor"] = "cursor is not one this server gave out; start from the first page"
+        return None
+    if (not isinstance(payload, list) or len(payload) != 4 or payload[0] != sort
+            or payload[1] not in (0, 1) or not _is_int(payload[3])
+            or not (payload[2] is None or _is_int(payload[2]))):
+        errors["cursor"] = "cursor belongs to another sort order; start from the first page"
+        return None
+    return Cursor(payload[1], payload[2], payload[3])
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _one_or_in(column: peewee.Field, values: Iterable) -> peewee.Expression:
+    values = list(values)
+    if not values:  # only unknown workflow names: nothing matches
+        return peewee.SQL("1 = 0")
+    return column == values[0] if len(values) == 1 else column.in_(values)
+
+
+__all__ = ["HistoryFilter", "FilterError", "Cursor", "Bound", "SORTS", "DEFAULT_LIMIT",
+           "MAX_LIMIT"]

@@ -1,0 +1,235 @@
+"""Run counts per workflow, status and hour/day, kept current at ingestion.
+
+Counts and the history histogram read these few rows instead of counting a
+million runs. Each bucket is stored twice: once for its workflow and once under
+workflow 0, which stands for "every workflow", so an unfiltered count reads the
+fewest rows. Everything that a bucket cannot answer exactly (a range that starts
+or ends inside an hour) is counted from the runs themselves, through an index.
+"""
+from __future__ import annotations
+
+import operator
+from datetime import datetime, time, timedelta
+from bisect import bisect_right
+from collections import defaultdict
+from functools import reduce
+from typing import Iterable
+from zoneinfo import ZoneInfo
+
+import peewee
+
+from .db import (BaseModel, connection, database, from_micros, is_sqlite, to_micros,
+                 write_transaction)
+from .executions import STATUSES, Execution
+from .ingest import Change, register_write_hook
+
+MINUTE = 60_000_000  # microseconds
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+GRAINS = {"h": HOUR, "d": DAY}
+BAR_WIDTHS = [5 * MINUTE, 15 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 7 * DAY,
+              30 * DAY]
+MAX_BARS = 100
+RAW_SPAN = 6 * HOUR  # bars narrower than an hour are counted from runs, so only short spans
+ALL_WORKFLOWS = 0
+
+
+class RunRollup(BaseModel):
+    """How many runs of one workflow (0: all) in one status started in one hour or day."""
+
+    grain = peewee.CharField(max_length=1)
+    workflow_id = peewee.IntegerField()
+    bucket = peewee.BigIntegerField()  # start of the hour or UTC day, in microseconds
+    status = peewee.CharField(max_length=10)
+    n = peewee.BigIntegerField(default=0)
+
+    class Meta:
+        primary_key = peewee.CompositeKey("grain", "workflow_id", "bucket", "status")
+
+
+def _keys(workflow_id: int, status: str, started_at: int) -> Iterable[tuple]:
+    for grain, width in GRAINS.items():
+        bucket = started_at - started_at % width
+        yield grain, workflow_id, bucket, status
+        yield grain, ALL_WORKFLOWS, bucket, status
+
+
+def apply_changes(changes: list[Change]) -> None:
+    """The write hook: move each changed run from its old bucket to its new one."""
+    deltas: dict[tuple, int] = defaultdict(int)
+    for before, after in changes:
+        if before is not None:
+            for key in _keys(before.workflow_id, before.status, before.started_at):
+                deltas[key] -= 1
+        for key in _keys(after.workflow_id, after.status, after.started_at):
+            deltas[key] += 1
+    # A fixed order of upserts keeps concurrent writers from deadlocking on PostgreSQL.
+    rows = [{"grain": k[0], "workflow_id": k[1], "bucket": k[2], "status": k[3], "n": n}
+            for k, n in sorted(deltas.items()) if n]
+    for start in range(0, len(rows), 1000):
+        (RunRollup.insert_many(rows[start:start + 1000])
+         .on_conflict(conflict_target=[RunRollup.grain, RunRollup.workflow_id,
+                                       RunRollup.bucket, RunRollup.status],
+                      update={RunRollup.n: RunRollup.n + peewee.EXCLUDED.n})
+         .execute())
+
+
+def rebuild_rollups() -> int:
+    """Recount every bucket from the runs themselves; returns the number of rollup rows."""
+    with write_transaction():
+        if not is_sqlite():
+            database.execute_sql(f'LOCK TABLE "{RunRollup._meta.table_name}" IN EXCLUSIVE MODE')
+        RunRollup.delete().execute()
+        columns = [RunRollup.grain, RunRollup.workflow_id, RunRollup.bucket, RunRollup.status,
+                   RunRollup.n]
+        for grain, width in GRAINS.items():
+            bucket = (Execution.started_at / width) * width
+            count = peewee.fn.COUNT(Execution.id)
+            per_workflow = (Execution.select(peewee.Value(grain), Execution.workflow, bucket,
+                                             Execution.status, count)
+                            .group_by(Execution.workflow, bucket, Execution.status))
+            every = (Execution.select(peewee.Value(grain), peewee.Value(ALL_WORKFLOWS), bucket,
+                                      Execution.status, count)
+                     .group_by(bucket, Execution.status))
+            RunRollup.insert_from(per_workflow, columns).execute()
+            RunRollup.insert_from(every, columns).execute()
+        return RunRollup.select().count()
+
+
+def ensure_rollups() -> None:
+    """Build the rollups once for runs stored before they existed."""
+    with connection():
+        if RunRollup.select().exists() or not Execution.select().exists():
+            return
+    rebuild_rollups()
+
+
+# --- reading: runs per status in bars of time ---------------------------------------------
+
+def _ceil(value: int, width: int) -> int:
+    return -(-value // width) * width
+
+
+def _split(start: int, end: int) -> list[tuple[str, int, int]]:
+    """Cover [start, end) with whole days, whole hours and raw edges, coarsest first."""
+    h1, h2 = _ceil(start, HOUR), end - end % HOUR
+    if h1 >= h2:
+        return [("raw", start, end)]
+    d1, d2 = _ceil(h1, DAY), h2 - h2 % DAY
+    parts = [("raw", start, h1)]
+    if d1 < d2:
+        parts += [("h", h1, d1), ("d", d1, d2), ("h", d2, h2)]
+    else:
+        parts.append(("h", h1, h2))
+    parts.append(("raw", h2, end))
+    return [part for part in parts if part[1] < part[2]]
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and out[-1][1] >= start:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _within(column, ranges: list[tuple[int, int]]) -> peewee.Expression:
+    terms = [(column >= start) & (column < end) for start, end in ranges]
+    return reduce(operator.or_, terms)
+
+
+def _rollup_rows(grain: str, workflow_ids: list[int] | None,
+                 ranges: list[tuple[int, int]]) -> Iterable[tuple[int, str, int]]:
+    ids = [ALL_WORKFLOWS] if workflow_ids is None else workflow_ids
+    owner = RunRollup.workflow_id == ids[0] if len(ids) == 1 else RunRollup.workflow_id.in_(ids)
+    return (RunRollup.select(RunRollup.bucket, RunRollup.status, peewee.fn.SUM(RunRollup.n))
+            .where(RunRollup.grain == grain, owner, _within(RunRollup.bucket, ranges))
+            .group_by(RunRollup.bucket, RunRollup.status).tuples())
+
+
+def _raw_rows(workflow_ids: list[int] | None,
+              ranges: list[tuple[int, int]]) -> Iterable[tuple[int, str, int]]:
+    # Grouped by minute: bar edges inside the range fall on whole minutes.
+    minute = (Execution.started_at / MINUTE).alias("minute")
+    terms = [_within(Execution.started_at, ranges)]
+    if workflow_ids is not None:
+        terms.append(Execution.workflow.in_(workflow_ids) if len(workflow_ids) > 1
+                     else Execution.workflow == workflow_ids[0])
+    query = (Execution.select(minute, Execution.status, peewee.fn.COUNT(Execution.id))
+             .where(*terms).group_by(peewee.SQL("1"), Execution.status).tuples())
+    return ((int(m) * MINUTE, status, n) for m, status, n in query)
+
+
+def count_bars(workflow_ids: list[int] | None, edges: list[int]) -> list[dict[str, int]]:
+    """Runs per status in each bar [edges[k], edges[k+1]); workflow_ids None means all."""
+    bars = [dict.fromkeys(STATUSES, 0) for _ in edges[1:]]
+    if not bars or workflow_ids == []:
+        return bars
+    ranges: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for start, end in zip(edges, edges[1:]):
+        for source, a, b in _split(start, end):
+            ranges[source].append((a, b))
+    sources = [_rollup_rows(grain, workflow_ids, _merged(ranges[grain]))
+               for grain in GRAINS if ranges[grain]]
+    if ranges["raw"]:
+        sources.append(_raw_rows(workflow_ids, _merged(ranges["raw"])))
+    last = len(bars) - 1
+    for rows in sources:
+        for bucket, status, n in rows:
+            index = min(max(bisect_right(edges, bucket) - 1, 0), last)
+            bars[index][status] += int(n)
+    return bars
+
+
+def total(bars: list[dict[str, int]]) -> dict[str, int]:
+    """The per-status sum of bars."""
+    return {status: sum(bar[status] for bar in bars) for status in STATUSES}
+
+
+def count_window(workflow_ids: list[int] | None, start: int, end: int) -> dict[str, int]:
+    """Runs per status that started in [start, end)."""
+    return total(count_bars(workflow_ids, [start, end]))
+
+
+def bar_edges(start: int, end: int, zone: ZoneInfo) -> tuple[list[int], int]:
+    """Edges of at most about MAX_BARS bars over [start, end), on round times of `zone`."""
+    span = end - start
+    width = next((w for w in BAR_WIDTHS if span <= w * MAX_BARS
+                  and (w >= HOUR or span <= RAW_SPAN)), BAR_WIDTHS[-1])
+    inner: list[int] = []
+    if width < DAY:
+        offset = int(from_micros(start).astimezone(zone).utcoffset().total_seconds()) * 1_000_000
+        inner = list(range(start - (start + offset) % width + width, end, width))
+    else:
+        first_day = from_micros(start).astimezone(zone).date()
+        step = width // DAY
+        for k in range(1, span // width + 3):
+            edge = to_micros(datetime.combine(first_day + timedelta(days=k * step), time(), zone))
+            if edge >= end:
+                break
+            inner.append(edge)
+    return [start, *(e for e in inner if start < e < end), end], width
+
+
+def started_extent(workflow_ids: list[int] | None) -> tuple[int | None, int | None]:
+    """The first and last started_at of the workflows' runs, each from one index probe."""
+    groups = [None] if workflow_ids is None else workflow_ids
+    firsts, lasts = [], []
+    for workflow_id in groups:
+        query = Execution.select(Execution.started_at)
+        if workflow_id is not None:
+            query = query.where(Execution.workflow == workflow_id)
+        for order, found in ((Execution.started_at, firsts), (Execution.started_at.desc(), lasts)):
+            row = query.order_by(order).limit(1).tuples().first()
+            if row:
+                found.append(to_micros(row[0]))
+    return (min(firsts) if firsts else None, max(lasts) if lasts else None)
+
+
+register_write_hook(apply_changes)
+
+__all__ = ["RunRollup", "apply_changes", "rebuild_rollups", "ensure_rollups", "count_bars",
+           "count_window", "started_extent", "bar_edges", "total", "GRAINS", "MINUTE", "HOUR", "DAY",
+           "ALL_WORKFLOWS"]
