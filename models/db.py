@@ -21,6 +21,7 @@ SQLITE_PRAGMAS = {
 }
 
 SCHEMA_VERSION = 1
+SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -129,7 +130,10 @@ MIGRATIONS: dict[int, callable] = {}
 def create_schema(models: list[type[peewee.Model]]) -> None:
     """Create missing tables and indexes and bring the schema to SCHEMA_VERSION."""
     with connection():
-        with database.atomic():
+        with write_transaction():
+            if isinstance(database.obj, peewee.PostgresqlDatabase):
+                # Several workers starting at once on a fresh database take turns.
+                database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             database.create_tables([SchemaVersion, *models], safe=True)
             row = SchemaVersion.select().first()
             current = row.version if row else 0

@@ -46,3 +46,18 @@ def test_clients_racing_on_the_same_external_ids_create_each_run_once(live_serve
     assert statuses.count(201) == Execution.select().count()
     # 250 external ids over 5 workflows: each (workflow, external id) pair once.
     assert Execution.select().count() == POSTS_PER_THREAD
+
+
+def test_four_workers_starting_on_an_empty_database_all_come_up(database_url, tmp_path):
+    from conftest import LiveServer
+
+    server = LiveServer(database_url, tmp_path, workers=4, threads=1).start()
+    try:
+        for _ in range(12):
+            response = requests.get(f"{server.url}/login", allow_redirects=False, timeout=10)
+            assert response.status_code == 302  # no account yet: on to the set-up page
+            assert response.headers["Location"].endswith("/setup")
+        assert server.process.poll() is None, server.output()[-2000:]
+        assert "Traceback" not in server.output()
+    finally:
+        server.stop()
