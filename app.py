@@ -7,6 +7,7 @@ import secrets
 from flask import Flask, g
 
 import cli
+from alerts import scheduler as alert_scheduler
 from models import MODELS, create_schema, database, init_database
 from views import BLUEPRINTS
 from views.auth import guard
@@ -65,6 +66,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     register_filters(app)
     cli.register(app)
+    alert_scheduler.init_app(app)  # honours SCHEDULER; at most once per process
     return app
 
 

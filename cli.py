@@ -13,6 +13,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(tokens)
     app.cli.add_command(demo)
+    app.cli.add_command(alerts)
 
 
 @click.group(help="Manage accounts.")
@@ -69,3 +70,22 @@ def demo(runs: int, days: int, seed: int | None):
     click.echo(f"Stored {stats['runs']} runs of {stats['workflows']} workflows "
                f"over {days} days; {stats['failing']!r} is failing "
                f"{stats['streak']} times in a row.")
+
+
+@click.group(help="Failure alerts.")
+def alerts():
+    pass
+
+
+@alerts.command("scan")
+def alerts_scan():
+    """Run one alert scan and one delivery pass now, then exit (for cron)."""
+    from flask import current_app
+
+    from alerts.scheduler import run_once
+    from alerts.settings import settings_from
+
+    scanned, delivered = run_once(settings_from(current_app))
+    click.echo(f"Scan: {scanned.examined} workflow(s) examined, {scanned.decided} notice(s) "
+               f"decided in {scanned.duration_ms:.1f} ms. Delivery: {delivered.delivered} "
+               f"delivered, {delivered.retrying} to retry, {delivered.failed} failed.")

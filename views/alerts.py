@@ -1,12 +1,303 @@
-"""Failure alerts: rules, their state and the delivery log."""
+"""Failure alerts: the `/alerts` page and the `/api/automations/alerts` API."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from datetime import datetime
+
+from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
+                   request, url_for)
+
+from alerts.delivery import deliver_now, redeliver
+from alerts.forms import RuleForm
+from alerts.models import KINDS, NOTICE_STATES, AlertRule, Notice
+from alerts.notices import attempts_by_notice, notice_json, notices_page, target_of
+from alerts.rules import (channels_of, create_rule, delete_rule, list_rules, rule_json,
+                          send_test, states_of, update_rule)
+from alerts.schemas import RuleIn, RulePatch, parse_rule
+from alerts.settings import settings_from
+from alerts.watchdog import health
+from models.executions import Workflow, load_json
+from models.schemas import InputError
+
+from .common import api_error, render_page, wants_partial
 
 bp = Blueprint("alerts", __name__)
+API = "/api/automations/alerts"
+LOG_PAGE = 25
+
+
+def _not_found(what: str, ident: int):
+    return api_error(404, "not_found", f"There is no {what} {ident}.")
+
+
+def _rule_answer(rule: AlertRule, status: int = 200):
+    body = rule_json(rule, channels_of([rule.id])[rule.id], states_of([rule.id])[rule.id],
+                     settings_from(current_app))
+    return jsonify(body), status
+
+
+def _int_arg(name: str, low: int, high: int, default: int | None = None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InputError(f"{name}: must be a whole number from {low} to {high}", name)
+    return int(raw)
+
+
+def _choice_arg(name: str, choices: tuple[str, ...]) -> str | None:
+    raw = request.args.get(name) or None
+    if raw is not None and raw not in choices:
+        raise InputError(f"{name}: must be one of {', '.join(choices)}", name)
+    return raw
+
+
+def _notices_with_attempts(notices: list[Notice]) -> list[tuple[Notice, list]]:
+    attempts = attempts_by_notice([n.id for n in notices])
+    return [(n, attempts[n.id]) for n in notices]
+
+
+@bp.app_template_filter("utc")
+def format_utc(value: datetime | None) -> str:
+    """A time for people, in UTC, to the second."""
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "–"
+
+
+@bp.app_template_filter("seconds")
+def format_seconds(value: float | None) -> str:
+    """A span of seconds for people: 4 s, 3 min, 2 h 5 min, 3 d."""
+    if value is None:
+        return "–"
+    value = int(value)
+    if value < 120:
+        return f"{value} s"
+    if value < 7200:
+        return f"{value // 60} min"
+    if value < 172800:
+        return f"{value // 3600} h {value % 3600 // 60} min"
+    return f"{value // 86400} d"
+
+
+@bp.context_processor
+def _notice_helpers() -> dict:
+    return {"notice_target": target_of,
+            "notice_workflow": lambda notice: load_json(notice.payload)["data"]["workflow"]}
+
+
+# --- API ---------------------------------------------------------------------------------
+
+@bp.get(API)
+def api_list():
+    """Every rule with its channels and the state of its workflows."""
+    rules = list_rules()
+    ids = [r.id for r in rules]
+    channels, states = channels_of(ids), states_of(ids)
+    settings = settings_from(current_app)
+    return jsonify({"data": [rule_json(r, channels[r.id], states[r.id], settings)
+                             for r in rules]})
+
+
+@bp.post(API)
+def api_create():
+    """Create a rule."""
+    rule = create_rule(parse_rule(RuleIn, request.get_data()))
+    response, status = _rule_answer(rule, 201)
+    response.headers["Location"] = url_for("alerts.api_show", rule_id=rule.id)
+    return response, status
+
+
+@bp.get(f"{API}/<int:rule_id>")
+def api_show(rule_id: int):
+    """One rule."""
+    rule = AlertRule.get_or_none(AlertRule.id == rule_id)
+    return _rule_answer(rule) if rule else _not_found("alert rule", rule_id)
+
+
+@bp.patch(f"{API}/<int:rule_id>")
+def api_update(rule_id: int):
+    """Change a rule; `channels`, when sent, replaces the list."""
+    rule = update_rule(rule_id, parse_rule(RulePatch, request.get_data()))
+    return _rule_answer(rule) if rule else _not_found("alert rule", rule_id)
+
+
+@bp.delete(f"{API}/<int:rule_id>")
+def api_delete(rule_id: int):
+    """Delete a rule; its notices stay in the delivery log."""
+    return ("", 204) if delete_rule(rule_id) else _not_found("alert rule", rule_id)
+
+
+@bp.post(f"{API}/<int:rule_id>/test")
+def api_test(rule_id: int):
+    """Send a test notice through every channel of a rule, now, and answer the outcome."""
+    rule = AlertRule.get_or_none(AlertRule.id == rule_id)
+    if rule is None:
+        return _not_found("alert rule", rule_id)
+    ids = send_test(rule, settings_from(current_app))
+    notices = list(Notice.select().where(Notice.id.in_(ids)).order_by(Notice.id))
+    return jsonify({"data": [notice_json(n, a) for n, a in _notices_with_attempts(notices)]})
+
+
+@bp.get(f"{API}/notices")
+def api_notices():
+    """The delivery log, newest first: `rule`, `status`, `type`, `limit`, `cursor`."""
+    limit = _int_arg("limit", 1, 500, 50)
+    before = _int_arg("cursor", 1, 2**62)
+    notices, next_id = notices_page(limit=limit, before=before,
+                                    rule_id=_int_arg("rule", 1, 2**62),
+                                    status=_choice_arg("status", NOTICE_STATES),
+                                    kind=_choice_arg("type", KINDS))
+    return jsonify({"data": [notice_json(n, a) for n, a in _notices_with_attempts(notices)],
+                    "next_cursor": str(next_id) if next_id else None})
+
+
+@bp.get(f"{API}/notices/<int:notice_id>")
+def api_notice(notice_id: int):
+    """One notice with its attempts."""
+    notice = Notice.get_or_none(Notice.id == notice_id)
+    if notice is None:
+        return _not_found("notice", notice_id)
+    return jsonify(notice_json(notice, attempts_by_notice([notice.id])[notice.id]))
+
+
+@bp.post(f"{API}/notices/<int:notice_id>/redeliver")
+def api_redeliver(notice_id: int):
+    """Send a failed notice again (a fresh set of attempts, the first one now)."""
+    notice = Notice.get_or_none(Notice.id == notice_id)
+    if notice is None:
+        return _not_found("notice", notice_id)
+    if not redeliver(notice_id):
+        return api_error(409, "conflict", f"Notice {notice_id} is {notice.status}; only a "
+                         "failed notice can be redelivered.")
+    deliver_now([notice_id], settings_from(current_app))
+    return api_notice(notice_id)
+
+
+# --- The page ----------------------------------------------------------------------------
+
+def _page_context(form: RuleForm | None = None, before: int | None = None) -> dict:
+    rules = list_rules()
+    ids = [r.id for r in rules]
+    notices, next_id = notices_page(limit=LOG_PAGE, before=before)
+    return {"rules": rules, "channels": channels_of(ids), "states": states_of(ids),
+            "form": form or RuleForm(), "health": health(current_app.config["ALERT_SCAN_SECONDS"]),
+            "log": _notices_with_attempts(notices), "next_id": next_id,
+            "workflows": [name for (name,) in Workflow.select(Workflow.name)
+                          .order_by(Workflow.name).limit(500).tuples()],
+            "settings": settings_from(current_app)}
 
 
 @bp.get("/alerts")
 def index():
-    """The alerts page."""
-    return render_template("alerts/index.html")
+    """Rules, the state of their workflows, the watchdog and the delivery log."""
+    return render_template("alerts/index.html", **_page_context())
+
+
+@bp.get("/alerts/health")
+def health_panel():
+    """The watchdog panel (polled by the page)."""
+    return render_page("alerts/health.html", "alerts/_health.html",
+                       health=health(current_app.config["ALERT_SCAN_SECONDS"]))
+
+
+@bp.get("/alerts/log")
+def log():
+    """The delivery log, newest first; `before` pages to older notices."""
+    try:
+        before = _int_arg("before", 1, 2**62)
+    except InputError as exc:
+        abort(400, exc.message)
+    notices, next_id = notices_page(limit=LOG_PAGE, before=before)
+    return render_page("alerts/log.html", "alerts/_log.html",
+                       log=_notices_with_attempts(notices), next_id=next_id)
+
+
+@bp.post("/alerts/rules/check")
+def check_rule():
+    """Validate the rule form as it is typed: the errors, swapped in beside each field."""
+    form = RuleForm.from_formdata(request.form)
+    form.validate(touched_only=True)
+    return render_template("alerts/_check.html", form=form)
+
+
+@bp.post("/alerts/rules")
+def create():
+    """Create a rule from the form."""
+    form = RuleForm.from_formdata(request.form)
+    data = form.validate()
+    if data is None:
+        return render_template("alerts/index.html", **_page_context(form)), 400
+    rule = create_rule(data)
+    flash(f"Rule #{rule.id} is saved; the next scan looks at its workflows.")
+    return redirect(url_for("alerts.index", _anchor=f"rule-{rule.id}"), 303)
+
+
+def _rule_or_404(rule_id: int) -> AlertRule:
+    rule = AlertRule.get_or_none(AlertRule.id == rule_id)
+    if rule is None:
+        abort(404, f"There is no alert rule {rule_id}.")
+    return rule
+
+
+@bp.get("/alerts/rules/<int:rule_id>/edit")
+def edit(rule_id: int):
+    """The form of one rule."""
+    rule = _rule_or_404(rule_id)
+    form = RuleForm.from_rule(rule, channels_of([rule.id])[rule.id])
+    return render_template("alerts/edit.html", rule=rule, form=form)
+
+
+@bp.post("/alerts/rules/<int:rule_id>")
+def update(rule_id: int):
+    """Save the form of one rule."""
+    rule = _rule_or_404(rule_id)
+    form = RuleForm.from_formdata(request.form)
+    data = form.validate()
+    if data is None:
+        return render_template("alerts/edit.html", rule=rule, form=form), 400
+    update_rule(rule_id, RulePatch(**data.model_dump(exclude={"channels"}),
+                                   channels=data.channels))
+    flash(f"Rule #{rule_id} is saved.")
+    return redirect(url_for("alerts.index", _anchor=f"rule-{rule_id}"), 303)
+
+
+@bp.post("/alerts/rules/<int:rule_id>/delete")
+def delete(rule_id: int):
+    """Delete a rule."""
+    _rule_or_404(rule_id)
+    delete_rule(rule_id)
+    flash(f"Rule #{rule_id} is deleted; its notices stay in the delivery log.")
+    return redirect(url_for("alerts.index"), 303)
+
+
+@bp.post("/alerts/rules/<int:rule_id>/test")
+def test(rule_id: int):
+    """Send a test notice through every channel of the rule and show how each went."""
+    rule = _rule_or_404(rule_id)
+    ids = send_test(rule, settings_from(current_app))
+    notices = list(Notice.select().where(Notice.id.in_(ids)).order_by(Notice.id))
+    if wants_partial():
+        body = render_template("alerts/_test_result.html", rule=rule,
+                               results=_notices_with_attempts(notices))
+        return body, 200, {"HX-Trigger": "notices-changed", "Vary": "HX-Request"}
+    for notice in notices:
+        flash(f"Test notice #{notice.id} ({notice.channel_type}): {notice.status}"
+              + (f" — {notice.last_error}" if notice.last_error else ""))
+    return redirect(url_for("alerts.index", _anchor="log"), 303)
+
+
+@bp.post("/alerts/notices/<int:notice_id>/redeliver")
+def redeliver_notice(notice_id: int):
+    """Send a failed notice again now."""
+    notice = Notice.get_or_none(Notice.id == notice_id)
+    if notice is None:
+        abort(404, f"There is no notice {notice_id}.")
+    if redeliver(notice_id):
+        deliver_now([notice_id], settings_from(current_app))
+        message = f"Notice #{notice_id} was sent again."
+    else:
+        message = f"Notice #{notice_id} is {notice.status}; only a failed one is redelivered."
+    if wants_partial():
+        notices, next_id = notices_page(limit=LOG_PAGE)
+        return render_template("alerts/_log.html", log=_notices_with_attempts(notices),
+                               next_id=next_id, message=message)
+    flash(message)
+    return redirect(url_for("alerts.index", _anchor="log"), 303)

@@ -1,0 +1,231 @@
+"""Notification transports: the registry `CHANNELS` is the only place a kind is listed."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import secrets
+import smtplib
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from standardwebhooks import Webhook
+
+from .settings import AlertSettings
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "alerts"
+_mail_templates = Environment(loader=FileSystemLoader(TEMPLATES),
+                              autoescape=select_autoescape(["html"]), trim_blocks=True,
+                              lstrip_blocks=True)
+ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+$")
+SECRET_PREFIX = "whsec_"
+
+
+class TransportError(Exception):
+    """A failed delivery attempt; `response` is what the server answered, if anything."""
+
+    def __init__(self, message: str, response: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.response = response
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One notice about to be sent: its id, kind, webhook body and channel settings."""
+
+    notice_id: int
+    kind: str
+    payload: dict
+    config: dict
+
+
+def _address(value: str) -> str:
+    value = value.strip()
+    if len(value) > 254 or not ADDRESS.match(value):
+        raise ValueError(f"{value!r} is not an e-mail address")
+    return value
+
+
+def _http_url(value: str) -> str:
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def new_secret() -> str:
+    """A fresh Standard Webhooks signing secret."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+class _ChannelConfig(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class EmailConfig(_ChannelConfig):
+    type: Literal["email"]
+    to: Annotated[list[Annotated[str, AfterValidator(_address)]],
+                  Field(min_length=1, max_length=20)]
+
+
+class WebhookConfig(_ChannelConfig):
+    type: Literal["webhook"]
+    url: Annotated[str, Field(max_length=2000), AfterValidator(_http_url)]
+    secret: Annotated[str | None, Field(validate_default=True)] = None
+
+    @field_validator("secret")
+    @classmethod
+    def _valid_secret(cls, value: str | None) -> str:
+        if not value or not value.strip():
+            return new_secret()  # the user left it empty: sign anyway, with a new secret
+        value = value.strip()
+        if not value.startswith(SECRET_PREFIX):
+            raise ValueError(f"must start with {SECRET_PREFIX}")
+        try:
+            key = base64.b64decode(value[len(SECRET_PREFIX):], validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"must be {SECRET_PREFIX} followed by base64") from None
+        if not 16 <= len(key) <= 64:
+            raise ValueError("must encode 16 to 64 bytes")
+        return value
+
+
+def subject_of(outgoing: Outgoing) -> str:
+    """The e-mail subject: workflow name and failure count."""
+    data = outgoing.payload["data"]
+    if outgoing.kind == "failing":
+        return (f"[Runwatch] {data['workflow']} is failing: "
+                f"{data['failure_count']} failures in a row")
+    if outgoing.kind == "recovered":
+        return (f"[Runwatch] {data['workflow']} recovered after "
+                f"{data['failure_count']} failures in a row")
+    return f"[Runwatch] Test notice for {data['workflow']} (rule #{data['rule_id']})"
+
+
+class EmailChannel:
+    """A multipart (text + HTML) e-mail over SMTP to a list of addresses."""
+
+    label = "E-mail"
+    Config = EmailConfig
+
+    @staticmethod
+    def target(config: dict) -> str:
+        """Where it goes, for people."""
+        return ", ".join(config["to"])
+
+    @staticmethod
+    def message(outgoing: Outgoing, settings: AlertSettings) -> EmailMessage:
+        """The e-mail for a notice."""
+        context = {"kind": outgoing.kind, "data": outgoing.payload["data"],
+                   "alerts_url": settings.alerts_url}
+        message = EmailMessage(policy=SMTP)
+        message["Subject"] = subject_of(outgoing)
+        message["From"] = settings.mail_from
+        message["To"] = ", ".join(outgoing.config["to"])
+        message["Date"] = format_datetime(datetime.now().astimezone())
+        message["Message-ID"] = f"<notice-{outgoing.notice_id}@runwatch>"
+        message.set_content(_mail_templates.get_template("email.txt").render(context))
+        message.add_alternative(_mail_templates.get_template("email.html").render(context),
+                                subtype="html")
+        return message
+
+    @classmethod
+    def send(cls, outgoing: Outgoing, settings: AlertSettings) -> str:
+        """Send over SMTP; returns the server's answer to the message."""
+        if not settings.smtp_host:
+            raise TransportError("RUNWATCH_SMTP_HOST is not set: there is no mail server")
+        message = cls.message(outgoing, settings)
+        try:
+            with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10) as smtp:
+                if settings.smtp_starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if settings.smtp_username:
+                    smtp.login(settings.smtp_username, settings.smtp_password or "")
+                smtp.ehlo_or_helo_if_needed()
+                code, answer = smtp.mail(settings.mail_from)
+                if code != 250:
+                    raise smtplib.SMTPSenderRefused(code, answer, settings.mail_from)
+                refused = {}
+                for address in outgoing.config["to"]:
+                    rcpt_code, rcpt_answer = smtp.rcpt(address)
+                    if rcpt_code not in (250, 251):
+                        refused[address] = (rcpt_code, rcpt_answer)
+                if len(refused) == len(outgoing.config["to"]):
+                    smtp.rset()
+                    raise smtplib.SMTPRecipientsRefused(refused)
+                code, answer = smtp.data(message.as_bytes())
+                if code != 250:
+                    raise smtplib.SMTPDataError(code, answer)
+        except smtplib.SMTPResponseException as exc:
+            answer = f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}"
+            raise TransportError(f"the mail server refused: {answer}", answer) from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise TransportError(f"every recipient was refused: {exc.recipients}") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+        accepted = len(outgoing.config["to"]) - len(refused)
+        return f"{code} {answer.decode(errors='replace')}; accepted for {accepted} recipient(s)"
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a redirect is an answer that is not 2xx: a failed attempt
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+class WebhookChannel:
+    """A JSON POST signed per the Standard Webhooks spec."""
+
+    label = "Webhook"
+    Config = WebhookConfig
+
+    @staticmethod
+    def target(config: dict) -> str:
+        """Where it goes, for people."""
+        return config["url"]
+
+    @staticmethod
+    def request(outgoing: Outgoing, now: datetime) -> urllib.request.Request:
+        """The signed HTTP request for a notice; the id stays the same across retries."""
+        body = json.dumps(outgoing.payload, ensure_ascii=False, separators=(",", ":"))
+        message_id = f"msg_runwatch_{outgoing.notice_id}"
+        headers = {"Content-Type": "application/json", "User-Agent": "Runwatch-Webhooks/1",
+                   "webhook-id": message_id, "webhook-timestamp": str(int(now.timestamp()))}
+        secret = outgoing.config.get("secret")
+        if secret:
+            headers["webhook-signature"] = Webhook(secret).sign(message_id, now, body)
+        return urllib.request.Request(outgoing.config["url"], data=body.encode(),
+                                      headers=headers, method="POST")
+
+    @classmethod
+    def send(cls, outgoing: Outgoing, settings: AlertSettings) -> str:
+        """POST the notice; any answer but 2xx, or none within the timeout, is a failure."""
+        request = cls.request(outgoing, datetime.now().astimezone())
+        try:
+            with _opener.open(request, timeout=settings.webhook_timeout) as response:
+                return f"HTTP {response.status} {response.reason}"
+        except urllib.error.HTTPError as exc:
+            answer = f"HTTP {exc.code} {exc.reason}"
+            raise TransportError(f"the receiver answered {answer}", answer) from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TransportError(f"{type(exc).__name__}: {reason}") from None
+
+
+CHANNELS: dict[str, type] = {"email": EmailChannel, "webhook": WebhookChannel}

@@ -1,0 +1,111 @@
+"""Delivery: claim outbox notices with a conditional UPDATE, send, record every attempt.
+
+A claim is a lease: a process that dies mid-send leaves a notice `sending` until the
+lease runs out, and then any process may take it again. Nothing is held in memory.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from models.db import to_micros, utcnow, write_transaction
+from models.executions import load_json
+
+from .channels import CHANNELS, Outgoing, TransportError
+from .models import Attempt, Notice
+from .settings import AlertSettings
+
+LEASE = timedelta(minutes=2)  # longer than any send may take (SMTP and HTTP time out at 10 s)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What one delivery pass did."""
+
+    delivered: int
+    retrying: int
+    failed: int
+
+
+def _claimable(now_us: int):
+    return (((Notice.status == "pending") & (Notice.next_attempt_at <= now_us))
+            | ((Notice.status == "sending") & (Notice.lease_until < now_us)))
+
+
+def claim(notice_id: int, now: datetime) -> bool:
+    """Take a due notice for this process; False when it is not due or another took it."""
+    now_us = to_micros(now)
+    taken = (Notice.update(status="sending", lease_until=to_micros(now + LEASE))
+             .where(Notice.id == notice_id, _claimable(now_us)).execute())
+    return taken == 1
+
+
+def backoff(settings: AlertSettings, attempts: int) -> timedelta:
+    """The wait after the `attempts`-th failed try: the retry delay, doubling each time."""
+    return timedelta(seconds=settings.retry_seconds * 2 ** (attempts - 1))
+
+
+def _send(notice: Notice, settings: AlertSettings) -> tuple[bool, str | None, str | None]:
+    kind = CHANNELS.get(notice.channel_type)
+    if kind is None:
+        return False, None, f"unknown channel type {notice.channel_type!r}"
+    outgoing = Outgoing(notice.id, notice.kind, load_json(notice.payload),
+                        load_json(notice.channel_config))
+    try:
+        return True, kind.send(outgoing, settings), None
+    except TransportError as exc:
+        return False, exc.response, exc.message
+    except Exception as exc:  # a broken channel must not stop the other notices
+        return False, None, f"{type(exc).__name__}: {exc}"
+
+
+def attempt(notice_id: int, settings: AlertSettings, now: datetime | None = None) -> str:
+    """Send a claimed notice once and record the attempt; returns its new status."""
+    now = now or utcnow()
+    notice = Notice.get_by_id(notice_id)
+    started = time.perf_counter()
+    ok, response, error = _send(notice, settings)
+    latency_ms = round((time.perf_counter() - started) * 1000)
+    attempts = notice.attempts + 1
+    if ok:
+        values = {"status": "delivered", "delivered_at": to_micros(utcnow()),
+                  "last_error": None}
+    elif attempts >= settings.max_attempts:
+        values = {"status": "failed", "last_error": error}
+    else:
+        values = {"status": "pending", "last_error": error,
+                  "next_attempt_at": to_micros(now + backoff(settings, attempts))}
+    with write_transaction():
+        Attempt.create(notice=notice_id, attempted_at=now, ok=ok, response=response,
+                       latency_ms=latency_ms, error=error)
+        (Notice.update(attempts=attempts, lease_until=None, **values)
+         .where(Notice.id == notice_id, Notice.status == "sending").execute())
+    return values["status"]
+
+
+def deliver_due(settings: AlertSettings, now: datetime | None = None,
+                limit: int = 200) -> DeliveryResult:
+    """One delivery pass: every notice that is due now, oldest first."""
+    now = now or utcnow()
+    due = [nid for (nid,) in Notice.select(Notice.id).where(_claimable(to_micros(now)))
+           .order_by(Notice.next_attempt_at, Notice.id).limit(limit).tuples()]
+    counts = {"delivered": 0, "pending": 0, "failed": 0}
+    for notice_id in due:
+        if claim(notice_id, now):
+            counts[attempt(notice_id, settings, now)] += 1
+    return DeliveryResult(counts["delivered"], counts["pending"], counts["failed"])
+
+
+def deliver_now(notice_ids: list[int], settings: AlertSettings) -> list[str]:
+    """Send these notices at once (a test notice, a redelivery) if no one else has them."""
+    now = utcnow()
+    return [attempt(nid, settings, now) if claim(nid, now) else "claimed" for nid in notice_ids]
+
+
+def redeliver(notice_id: int, now: datetime | None = None) -> bool:
+    """Queue a failed notice again with a fresh set of attempts; False if it is not failed."""
+    now = now or utcnow()
+    return (Notice.update(status="pending", attempts=0, next_attempt_at=to_micros(now),
+                          last_error=None)
+            .where(Notice.id == notice_id, Notice.status == "failed").execute()) == 1

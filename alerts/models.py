@@ -1,0 +1,146 @@
+"""The tables of failure alerts, and the write hook that tells the scan where to look."""
+from __future__ import annotations
+
+import peewee
+
+from models.db import BaseModel, UTCMicros, utcnow
+from models.executions import FINISHED_STATUSES, Workflow, load_json
+from models.ingest import Change, register_write_hook
+
+# Notice kinds and delivery states, as the API and the log speak them.
+KINDS = ("failing", "recovered", "test")
+NOTICE_STATES = ("pending", "sending", "delivered", "failed")
+
+
+class AlertRule(BaseModel):
+    """N failures in a row of one workflow (or of any, when `workflow_name` is NULL)."""
+
+    workflow_name = peewee.CharField(max_length=200, null=True)
+    threshold = peewee.IntegerField()
+    enabled = peewee.BooleanField(default=True)
+    notify_recovery = peewee.BooleanField(default=True)
+    created_at = UTCMicros()
+    updated_at = UTCMicros()
+
+
+class AlertChannel(BaseModel):
+    """Where a rule's notices go: one email list or one webhook; `config` is JSON."""
+
+    rule = peewee.ForeignKeyField(AlertRule, backref="channels", on_delete="CASCADE")
+    position = peewee.IntegerField()
+    type = peewee.CharField(max_length=20)
+    config = peewee.TextField()
+
+    @property
+    def settings(self) -> dict:
+        """The channel's configuration as a dict."""
+        return load_json(self.config)
+
+    class Meta:
+        indexes = ((("rule", "position"), True),)
+
+
+class AlertState(BaseModel):
+    """What the scan last saw of one workflow under one rule.
+
+    `episode` counts the failing notices ever decided for this pair; it is part of the
+    notice's unique key, so two scanners deciding the same streak collide in the database.
+    """
+
+    rule = peewee.ForeignKeyField(AlertRule, backref="states", on_delete="CASCADE")
+    workflow = peewee.ForeignKeyField(Workflow, on_delete="CASCADE")
+    streak = peewee.IntegerField(default=0)
+    first_failure_at = UTCMicros(null=True)
+    last_failure_at = UTCMicros(null=True)
+    last_failure_id = peewee.BigIntegerField(null=True)
+    last_error = peewee.TextField(null=True)
+    alerted = peewee.BooleanField(default=False)
+    episode = peewee.IntegerField(default=0)
+    updated_at = UTCMicros()
+
+    class Meta:
+        indexes = ((("rule", "workflow"), True),)
+
+
+class AlertDirty(BaseModel):
+    """A workflow whose finished runs changed since the scan last looked at it."""
+
+    workflow_id = peewee.BigIntegerField(primary_key=True)
+    seq = peewee.BigIntegerField(default=1)  # bumped on every change; the scan deletes what it saw
+    marked_at = UTCMicros()
+
+
+class Notice(BaseModel):
+    """One message for one channel: the outbox row and its delivery state."""
+
+    rule = peewee.ForeignKeyField(AlertRule, null=True, on_delete="SET NULL")
+    channel_id = peewee.BigIntegerField()
+    workflow = peewee.ForeignKeyField(Workflow, null=True, on_delete="CASCADE")
+    kind = peewee.CharField(max_length=10)
+    episode = peewee.IntegerField(null=True)
+    channel_type = peewee.CharField(max_length=20)
+    channel_config = peewee.TextField()  # a snapshot: deleting the rule strands no notice
+    payload = peewee.TextField()  # the webhook body, fixed when decided so retries are identical
+    status = peewee.CharField(max_length=10, default="pending")
+    attempts = peewee.IntegerField(default=0)
+    next_attempt_at = UTCMicros()
+    lease_until = UTCMicros(null=True)
+    last_error = peewee.TextField(null=True)
+    created_at = UTCMicros()
+    delivered_at = UTCMicros(null=True)
+
+    class Meta:
+        indexes = (
+            # One failing and one recovered notice per channel, streak and rule: a database
+            # guarantee, whichever process decides it.
+            (("rule", "channel_id", "workflow", "episode", "kind"), True),
+            (("status", "next_attempt_at"), False),
+        )
+
+
+class Attempt(BaseModel):
+    """One try at delivering a notice."""
+
+    notice = peewee.ForeignKeyField(Notice, backref="attempt_rows", on_delete="CASCADE")
+    attempted_at = UTCMicros()
+    ok = peewee.BooleanField()
+    response = peewee.TextField(null=True)
+    latency_ms = peewee.IntegerField()
+    error = peewee.TextField(null=True)
+
+
+class ScanStatus(BaseModel):
+    """The heartbeat of the scan: one row, rewritten by every scan."""
+
+    id = peewee.IntegerField(primary_key=True)
+    last_scan_at = UTCMicros()
+    duration_ms = peewee.FloatField()
+    examined = peewee.IntegerField()
+    decided = peewee.IntegerField()
+    scans = peewee.BigIntegerField(default=1)
+
+
+ALERT_MODELS = [AlertRule, AlertChannel, AlertState, AlertDirty, Notice, Attempt, ScanStatus]
+
+
+def mark_workflows(workflow_ids: set[int] | list[int]) -> None:
+    """Ask the next scan to look at these workflows again."""
+    if not workflow_ids:
+        return
+    now = utcnow()
+    rows = [{"workflow_id": wid, "seq": 1, "marked_at": now} for wid in sorted(workflow_ids)]
+    # Sorted rows lock in one order, so two writers cannot deadlock on PostgreSQL.
+    (AlertDirty.insert_many(rows)
+     .on_conflict(conflict_target=[AlertDirty.workflow_id],
+                  update={AlertDirty.seq: AlertDirty.seq + 1})
+     .execute())
+
+
+def _mark_finished_changes(changes: list[Change]) -> None:
+    """Write hook: a run that is or was finished may change a streak."""
+    mark_workflows({after.workflow_id for before, after in changes
+                    if after.status in FINISHED_STATUSES
+                    or (before is not None and before.status in FINISHED_STATUSES)})
+
+
+register_write_hook(_mark_finished_changes)

@@ -1,0 +1,142 @@
+"""Alert rules: create, change, delete, and show them with the state of their workflows."""
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from models.db import iso, utcnow, write_transaction
+from models.executions import Workflow, dump_json
+from models.schemas import InputError
+
+from .delivery import deliver_now
+from .models import AlertChannel, AlertRule, AlertState, Notice, mark_workflows
+from .notices import notice_body, queue_notices
+from .schemas import RuleIn, RulePatch
+from .settings import AlertSettings
+
+
+def _write_channels(rule_id: int, channels: list[BaseModel]) -> None:
+    AlertChannel.delete().where(AlertChannel.rule == rule_id).execute()
+    AlertChannel.insert_many([{"rule": rule_id, "position": i, "type": ch.type,
+                               "config": dump_json(ch.model_dump())}
+                              for i, ch in enumerate(channels)]).execute()
+
+
+def _mark_covered(rule: AlertRule) -> None:
+    """Have the next scan look at the rule's workflows, so a streak already there counts."""
+    query = Workflow.select(Workflow.id)
+    if rule.workflow_name is not None:
+        query = query.where(Workflow.name == rule.workflow_name)
+    mark_workflows([wid for (wid,) in query.tuples()])
+
+
+def create_rule(data: RuleIn) -> AlertRule:
+    """Store a new rule with its channels."""
+    now = utcnow()
+    with write_transaction():
+        rule = AlertRule.create(workflow_name=data.workflow, threshold=data.threshold,
+                                enabled=data.enabled, notify_recovery=data.notify_recovery,
+                                created_at=now, updated_at=now)
+        _write_channels(rule.id, data.channels)
+        _mark_covered(rule)
+    return rule
+
+
+def update_rule(rule_id: int, patch: RulePatch) -> AlertRule | None:
+    """Change the fields sent; None when there is no such rule."""
+    sent = patch.model_fields_set
+    with write_transaction():
+        rule = AlertRule.get_or_none(AlertRule.id == rule_id)
+        if rule is None:
+            return None
+        for field, column in (("workflow", "workflow_name"), ("threshold", "threshold"),
+                              ("enabled", "enabled"), ("notify_recovery", "notify_recovery")):
+            if field in sent:
+                value = getattr(patch, field)
+                if value is None and field != "workflow":
+                    raise InputError(f"{field}: may not be null", field)
+                setattr(rule, column, value)
+        rule.updated_at = utcnow()
+        rule.save()
+        if "channels" in sent and patch.channels is not None:
+            _write_channels(rule.id, patch.channels)
+        _mark_covered(rule)
+    return rule
+
+
+def delete_rule(rule_id: int) -> bool:
+    """Delete a rule, its channels and states; its notices stay in the log."""
+    with write_transaction():
+        return AlertRule.delete().where(AlertRule.id == rule_id).execute() == 1
+
+
+def channels_of(rule_ids: list[int]) -> dict[int, list[AlertChannel]]:
+    """The channels of several rules, in order, in one query."""
+    found: dict[int, list[AlertChannel]] = {rid: [] for rid in rule_ids}
+    if rule_ids:
+        for channel in (AlertChannel.select().where(AlertChannel.rule.in_(rule_ids))
+                        .order_by(AlertChannel.rule, AlertChannel.position)):
+            found[channel.rule_id].append(channel)
+    return found
+
+
+def states_of(rule_ids: list[int]) -> dict[int, list[tuple[AlertState, str]]]:
+    """Each rule's workflows with their state (and name), failing first."""
+    found: dict[int, list[tuple[AlertState, str]]] = {rid: [] for rid in rule_ids}
+    if rule_ids:
+        query = (AlertState.select(AlertState, Workflow.name.alias("workflow_name"))
+                 .join(Workflow).where(AlertState.rule.in_(rule_ids))
+                 .order_by(AlertState.alerted.desc(), AlertState.streak.desc(), Workflow.name))
+        for state in query.objects():
+            found[state.rule_id].append((state, state.workflow_name))
+    return found
+
+
+def list_rules() -> list[AlertRule]:
+    """Every rule, oldest first."""
+    return list(AlertRule.select().order_by(AlertRule.id))
+
+
+def channel_json(channel: AlertChannel) -> dict:
+    """A channel as the API answers it (secrets included: users need them to verify)."""
+    return channel.settings
+
+
+def state_json(state: AlertState, name: str, rule: AlertRule,
+               settings: AlertSettings) -> dict:
+    """One workflow's state under a rule."""
+    return {"workflow": name, "status": "failing" if state.alerted else "ok",
+            "failure_count": state.streak, "threshold": rule.threshold,
+            "failing_since": iso(state.first_failure_at) if state.streak else None,
+            "last_failure_at": iso(state.last_failure_at), "last_error": state.last_error,
+            "last_failed_execution_url": (settings.run_url(state.last_failure_id)
+                                          if state.last_failure_id else None),
+            "checked_at": iso(state.updated_at)}
+
+
+def rule_json(rule: AlertRule, channels: list[AlertChannel],
+              states: list[tuple[AlertState, str]], settings: AlertSettings) -> dict:
+    """A rule as the API answers it."""
+    return {"id": rule.id, "workflow": rule.workflow_name, "threshold": rule.threshold,
+            "channels": [channel_json(ch) for ch in channels], "enabled": rule.enabled,
+            "notify_recovery": rule.notify_recovery, "created_at": iso(rule.created_at),
+            "updated_at": iso(rule.updated_at),
+            "states": [state_json(s, name, rule, settings) for s, name in states]}
+
+
+def send_test(rule: AlertRule, settings: AlertSettings) -> list[int]:
+    """Queue a test notice for every channel of the rule and send them now; returns their ids."""
+    now = utcnow()
+    channels = channels_of([rule.id])[rule.id]
+    body = notice_body("test", now, workflow=rule.workflow_name or "example-workflow",
+                       failure_count=rule.threshold, threshold=rule.threshold,
+                       first_failure_at=now, last_failure_at=now,
+                       last_error="This is a test notice from Runwatch; nothing failed.",
+                       execution_url=settings.alerts_url, rule_id=rule.id)
+    with write_transaction():
+        queue_notices(channels, "test", body, now)
+        ids = [nid for (nid,) in Notice.select(Notice.id)
+               .where(Notice.rule == rule.id, Notice.kind == "test",
+                      Notice.created_at == now).order_by(Notice.id).tuples()]
+    deliver_now(ids, settings)
+    return ids
+

@@ -1,0 +1,52 @@
+"""What the scan and delivery need from the app's configuration, as one plain object."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Scan, delivery and mail settings; `run_url(id)` links to a run's page."""
+
+    run_url: Callable[[int], str]
+    scan_seconds: int = 30
+    retry_seconds: int = 60
+    max_attempts: int = 6
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "runwatch@localhost"
+    alerts_url: str = ""
+    webhook_timeout: float = 10.0
+
+
+def settings_from(app: Flask) -> AlertSettings:
+    """The alert settings of `app`; links are built from RUNWATCH_BASE_URL by the URL map."""
+    base = urlsplit(app.config["BASE_URL"])
+    adapter = app.url_map.bind(base.netloc, script_name=base.path.rstrip("/") or "/",
+                               url_scheme=base.scheme or "http")
+    config = app.config
+
+    def run_url(execution_id: int) -> str:
+        return adapter.build("details.show", {"execution_id": execution_id},
+                             force_external=True)
+
+    return AlertSettings(
+        run_url=run_url,
+        scan_seconds=config["ALERT_SCAN_SECONDS"],
+        retry_seconds=config["DELIVERY_RETRY_SECONDS"],
+        max_attempts=config["DELIVERY_MAX_ATTEMPTS"],
+        smtp_host=config["SMTP_HOST"] or None,
+        smtp_port=config["SMTP_PORT"],
+        smtp_username=config["SMTP_USERNAME"] or None,
+        smtp_password=config["SMTP_PASSWORD"] or None,
+        smtp_starttls=bool(config["SMTP_STARTTLS"]),
+        mail_from=config["MAIL_FROM"],
+        alerts_url=adapter.build("alerts.index", force_external=True),
+    )

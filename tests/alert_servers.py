@@ -1,0 +1,181 @@
+"""Real servers on 127.0.0.1 for alert tests: an SMTP sink (aiosmtpd) and an HTTP receiver."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from alerts.models import Notice
+from alerts.rules import create_rule
+from alerts.schemas import RuleIn, parse_rule
+from conftest import free_port
+from models.ingest import store_executions
+from models.schemas import ExecutionIn
+
+
+class _Inbox:
+    """aiosmtpd handler that keeps every message it is given."""
+
+    def __init__(self):
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted for delivery"
+
+
+class SmtpSink:
+    """An SMTP server on 127.0.0.1 that accepts and keeps every message."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.inbox = _Inbox()
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return self.inbox.messages
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[EmailMessage]:
+        """Wait until `count` messages have arrived; return them."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.messages
+
+
+class Received:
+    """One request the HTTP receiver got."""
+
+    def __init__(self, path: str, headers: dict[str, str], body: bytes, at: float):
+        self.path, self.headers, self.body, self.at = path, headers, body, at
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class HttpReceiver:
+    """An HTTP server on 127.0.0.1 recording every POST; `status` sets its answer."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hooks/runwatch"
+        self.requests: list[Received] = []
+        self.status = 200
+        self.delay = 0.0
+        self.server: ThreadingHTTPServer | None = None
+
+    def _handler(self):
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                receiver.requests.append(Received(self.path, dict(self.headers.items()), body,
+                                                  time.monotonic()))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+    def start(self) -> "HttpReceiver":
+        """Listen (again) on the receiver's port."""
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Close the port: senders get 'connection refused'."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Wait until `count` requests have arrived; return them."""
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.requests
+
+
+@pytest.fixture
+def smtp_sink():
+    """A real SMTP server on 127.0.0.1 keeping what it receives."""
+    sink = SmtpSink()
+    sink.controller.start()
+    yield sink
+    sink.controller.stop()
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP server on 127.0.0.1 recording webhook calls."""
+    server = HttpReceiver().start()
+    yield server
+    server.stop()
+
+
+def alert_config(app_config: dict, smtp_sink: SmtpSink) -> dict:
+    """Test settings: mail to the sink, retries after 1 s, 3 attempts at most."""
+    return {**app_config, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtp_sink.port,
+            "DELIVERY_RETRY_SECONDS": 1, "DELIVERY_MAX_ATTEMPTS": 3,
+            "MAIL_FROM": "runwatch@example.com"}
+
+
+# --- Reporting runs and making rules, straight through the model functions ----------------
+
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
+STATUS = {"F": "failure", "S": "success", "P": "pending", "R": "running"}
+
+
+def report(workflow: str, statuses: str, first_minute: int = 0,
+           error: str = "HTTP 502 from billing") -> list[int]:
+    """Store runs of `workflow`, one a minute from T0 + `first_minute`: "FFSP" = failure,
+    failure, success, pending. Returns their ids."""
+    items = []
+    for offset, letter in enumerate(statuses):
+        started = T0 + timedelta(minutes=first_minute + offset)
+        run = {"workflow": workflow, "status": STATUS[letter], "started_at": started.isoformat()}
+        if letter in "FS":
+            run["finished_at"] = (started + timedelta(seconds=5)).isoformat()
+        if letter == "F":
+            run["error"] = {"message": f"{error} (minute {first_minute + offset})"}
+        items.append(ExecutionIn.model_validate_json(json.dumps(run)))
+    return [execution_id for execution_id, _ in store_executions(items)]
+
+
+def make_rule(threshold: int, channels: list[dict], workflow: str | None = None, **fields):
+    """Create a rule through the same validation as the API."""
+    body = {"workflow": workflow, "threshold": threshold, "channels": channels, **fields}
+    return create_rule(parse_rule(RuleIn, json.dumps(body).encode()))
+
+
+def notices(kind: str | None = None) -> list[Notice]:
+    """The outbox, oldest first, optionally of one kind."""
+    query = Notice.select().order_by(Notice.id)
+    if kind:
+        query = query.where(Notice.kind == kind)
+    return list(query)
+
+
+def payload(notice: Notice) -> dict:
+    return json.loads(notice.payload)
