@@ -99,9 +99,8 @@ def rebuild_rollups() -> int:
 def ensure_rollups() -> None:
     """Build the rollups once for runs stored before they existed."""
     with connection():
-        if RunRollup.select().exists() or not Execution.select().exists():
-            return
-    rebuild_rollups()
+        if not RunRollup.select().exists() and Execution.select().exists():
+            rebuild_rollups()
 
 
 # --- reading: runs per status in bars of time ---------------------------------------------

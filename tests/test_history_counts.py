@@ -1,0 +1,129 @@
+"""Counts and histogram bars come from rollups, and always equal a direct COUNT of the runs."""
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import peewee
+import pytest
+
+from app import create_app
+from models import Execution, Workflow, database
+from models.db import to_micros
+from models.executions import STATUSES
+from models.filters import HistoryFilter
+from models.rollups import RunRollup, bar_edges, count_bars, rebuild_rollups, started_extent
+
+URL = "/api/automations/executions"
+BATCH = "/api/automations/executions/batch"
+UTC = timezone.utc
+BASE = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def _run(rng: random.Random, index: int) -> dict:
+    started = BASE + timedelta(seconds=rng.randrange(0, 5 * 86400), microseconds=rng.randrange(10**6))
+    return {"workflow": rng.choice(["alpha", "beta", "gamma"]), "external_id": f"run-{index}",
+            "status": rng.choice(STATUSES), "started_at": started.isoformat()}
+
+
+@pytest.fixture
+def history(api) -> list[dict]:
+    """600 runs over five days, then re-posts and patches that move runs between buckets."""
+    rng = random.Random(3)
+    runs = [_run(rng, i) for i in range(600)]
+    assert api.post(BATCH, json={"executions": runs}).status_code == 201
+    moved = []
+    for index in rng.sample(range(600), 80):  # re-post: new status and a new start time
+        moved.append({**_run(rng, index), "workflow": runs[index]["workflow"]})
+    assert api.post(BATCH, json={"executions": moved}).status_code == 201
+    for run_id in rng.sample(range(1, 601), 40):  # patch: new status only
+        response = api.patch(f"{URL}/{run_id}", json={"status": rng.choice(STATUSES)})
+        assert response.status_code == 200
+    return runs
+
+
+def direct_counts(query: dict) -> dict[str, int]:
+    """COUNT(*) per status straight from the runs, for a query without a cursor."""
+    f = HistoryFilter.from_args(query, secret="unused")
+    terms = f.conditions(with_status=False)
+    rows = (Execution.select(Execution.status, peewee.fn.COUNT(Execution.id))
+            .where(*terms) if terms else
+            Execution.select(Execution.status, peewee.fn.COUNT(Execution.id)))
+    found = dict(rows.group_by(Execution.status).tuples())
+    return {status: found.get(status, 0) for status in STATUSES}
+
+
+WINDOWS = [
+    {},
+    {"workflow": "alpha"},
+    {"workflow": ["alpha", "gamma"], "status": "failure"},
+    {"workflow": "nobody"},
+    {"from": "2026-11-21"},
+    {"to": "2026-11-22"},
+    {"from": "2026-11-21T07:13:21.5Z", "to": "2026-11-23T18:47:02Z"},
+    {"from": "2026-11-22T10:00:00Z", "to": "2026-11-22T10:59:59.999999Z"},
+    {"from": "2026-11-22T10:20:00Z", "to": "2026-11-22T10:40:00Z", "workflow": "beta"},
+    {"from": "2026-11-21", "to": "2026-11-23", "tz": "Asia/Kolkata"},
+    {"from": "2026-11-21T09:45", "tz": "Asia/Kathmandu", "workflow": "beta"},
+    {"from": "2026-11-20", "to": "2026-11-24", "tz": "America/St_Johns"},
+    {"to": "2026-11-22T03:00", "tz": "Pacific/Chatham", "status": ["pending", "running"]},
+]
+
+
+@pytest.mark.spec("API-AUTO-EXEC-FILTER-002")
+@pytest.mark.parametrize("query", WINDOWS, ids=[urlencode(q, doseq=True) or "none"
+                                                for q in WINDOWS])
+def test_counts_equal_a_direct_count_for_aligned_and_ragged_ranges(api, history, db, query):
+    body = api.get(f"{URL}?{urlencode(query, doseq=True)}").json
+    assert body["counts"] == direct_counts(query)
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata", "America/New_York"])
+@pytest.mark.parametrize("span", [timedelta(hours=1), timedelta(hours=20), timedelta(days=4)])
+def test_every_histogram_bar_equals_a_direct_count_of_its_range(history, db, tz, span):
+    start = to_micros(BASE + timedelta(hours=13, minutes=7, seconds=3))
+    end = start + int(span.total_seconds() * 10**6)
+    edges, width = bar_edges(start, end, ZoneInfo(tz))
+    assert len(edges) - 1 <= 101 and edges[0] == start and edges[-1] == end
+    assert edges == sorted(set(edges))
+    bars = count_bars(None, edges)
+    for (a, b), bar in zip(zip(edges, edges[1:]), bars):
+        found = dict(Execution.select(Execution.status, peewee.fn.COUNT(Execution.id))
+                     .where(Execution.started_at >= a, Execution.started_at < b)
+                     .group_by(Execution.status).tuples())
+        assert bar == {s: found.get(s, 0) for s in STATUSES}
+
+
+def _rollup_table() -> dict[tuple, int]:
+    return {(r.grain, r.workflow_id, r.bucket, r.status): r.n
+            for r in RunRollup.select() if r.n}
+
+
+def test_a_rebuild_from_the_runs_gives_the_same_rollups_as_ingestion_kept(history, db):
+    kept = _rollup_table()
+    assert kept
+    rebuild_rollups()
+    assert _rollup_table() == kept
+
+
+def test_rollups_are_built_at_start_for_runs_stored_before_they_existed(api, history, db,
+                                                                        app_config):
+    expected = _rollup_table()
+    RunRollup.delete().execute()
+    database.close()
+    if hasattr(database.obj, "close_all"):
+        database.obj.close_all()
+    create_app(app_config)
+    database.connect(reuse_if_open=True)
+    assert _rollup_table() == expected
+
+
+def test_the_extent_of_a_workflow_is_its_first_and_last_start(history, db):
+    alpha = Workflow.get(Workflow.name == "alpha").id
+    first, last = started_extent([alpha])
+    times = [to_micros(t) for (t,) in Execution.select(Execution.started_at)
+             .where(Execution.workflow == alpha).tuples()]
+    assert (first, last) == (min(times), max(times))
+    assert started_extent([]) == (None, None)
