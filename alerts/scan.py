@@ -80,6 +80,14 @@ def _rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
     return [(rule, channels[rule.id]) for rule in rules]
 
 
+def _body(kind: str, name: str, rule: AlertRule, count: int, first_failure_at: int | None,
+          streak: Streak, settings: AlertSettings, now: datetime) -> dict:
+    return notice_body(kind, now, workflow=name, failure_count=count, threshold=rule.threshold,
+                       first_failure_at=first_failure_at, last_failure_at=streak.last_failure_at,
+                       last_error=streak.last_error,
+                       execution_url=settings.run_url(streak.last_failure_id), rule_id=rule.id)
+
+
 def _examine(workflow_id: int, name: str, rules: list[tuple[AlertRule, list[AlertChannel]]],
              settings: AlertSettings, now: datetime) -> int:
     """Decide the notices of one workflow under its rules; returns how many were queued."""
@@ -93,26 +101,16 @@ def _examine(workflow_id: int, name: str, rules: list[tuple[AlertRule, list[Aler
         episode = before.episode if before else 0
         if streak.count >= rule.threshold and not alerted:
             alerted, episode = True, episode + 1
-            body = notice_body("failing", now, workflow=name, failure_count=streak.count,
-                               threshold=rule.threshold,
-                               first_failure_at=streak.first_failure_at,
-                               last_failure_at=streak.last_failure_at,
-                               last_error=streak.last_error,
-                               execution_url=settings.run_url(streak.last_failure_id),
-                               rule_id=rule.id)
+            body = _body("failing", name, rule, streak.count, streak.first_failure_at, streak,
+                         settings, now)
             decided += queue_notices(channels, "failing", body, now,
                                      workflow_id=workflow_id, episode=episode)
         elif streak.count == 0 and alerted:
             # A success ended the alerted streak; the notice tells of the streak that ended.
             alerted = False
             if rule.notify_recovery:
-                body = notice_body("recovered", now, workflow=name,
-                                   failure_count=before.streak, threshold=rule.threshold,
-                                   first_failure_at=before.first_failure_at,
-                                   last_failure_at=streak.last_failure_at,
-                                   last_error=streak.last_error,
-                                   execution_url=settings.run_url(streak.last_failure_id),
-                                   rule_id=rule.id)
+                body = _body("recovered", name, rule, before.streak, before.first_failure_at,
+                             streak, settings, now)
                 decided += queue_notices(channels, "recovered", body, now,
                                          workflow_id=workflow_id, episode=episode)
         values = {"streak": streak.count, "first_failure_at": streak.first_failure_at,
