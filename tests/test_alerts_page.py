@@ -1,0 +1,197 @@
+"""The /alerts page: rules with their workflows' state, the form, the watchdog, the log."""
+from __future__ import annotations
+
+from datetime import timedelta
+from html.parser import HTMLParser
+
+import pytest
+
+from alert_servers import (alert_config, make_rule, notices, receiver, report,  # noqa: F401
+                           smtp_sink)
+from alerts.models import AlertRule, Notice, ScanStatus
+from alerts.scan import scan
+from alerts.settings import settings_from
+from conftest import csrf_from
+from models.db import utcnow
+
+ALERT_003 = pytest.mark.spec("API-AUTO-EXEC-ALERT-003")
+
+
+@pytest.fixture
+def app_config(app_config, smtp_sink):
+    return alert_config(app_config, smtp_sink)
+
+
+class Elements(HTMLParser):
+    """Every element's attributes and text, by id, and the rows of tables."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.by_id: dict[str, dict] = {}
+        self.text_by_id: dict[str, list[str]] = {}
+        self.open_ids: list[tuple[str, str]] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.by_id[attrs["id"]] = {"tag": tag, **attrs}
+            self.text_by_id[attrs["id"]] = []
+            if tag not in ("input", "img", "br"):
+                self.open_ids.append((tag, attrs["id"]))
+
+    def handle_endtag(self, tag):
+        if self.open_ids and self.open_ids[-1][0] == tag:
+            self.open_ids.pop()
+
+    def handle_data(self, data):
+        for _, ident in self.open_ids:
+            self.text_by_id[ident].append(data)
+
+    def text(self, ident: str) -> str:
+        return " ".join("".join(self.text_by_id[ident]).split())
+
+
+def form_data(page_html: str, **fields) -> dict:
+    return {"csrf_token": csrf_from(page_html), "workflow": "", "threshold": "3",
+            "email_to": "", "webhook_url": "", "webhook_secret": "", "enabled": "on",
+            "notify_recovery": "on", **fields}
+
+
+@ALERT_003
+def test_the_page_shows_each_covered_workflow_ok_or_failing_with_a_link_to_the_last_failure(
+        app, logged_in, db):
+    make_rule(3, [{"type": "email", "to": ["ops@example.com"]}])
+    failed = report("billing", "SFFF")
+    report("crm", "FS")
+    scan(settings_from(app))
+    html = logged_in.get("/alerts").text
+    page = Elements(html)
+    rule = page.text("rule-1")
+    assert "billing FAILING 3 / 3" in rule
+    assert "crm OK 0 / 3" in rule
+    assert f'href="/executions/{failed[-1]}"' in html
+
+
+@ALERT_003
+def test_a_rule_created_in_the_form_is_saved_and_shown(logged_in, db):
+    page = logged_in.get("/alerts").text
+    response = logged_in.post("/alerts/rules", data=form_data(
+        page, workflow="invoice-sync", threshold="2", email_to="a@example.com, b@example.com",
+        webhook_url="https://hooks.example.com/x", notify_recovery=None))
+    assert response.status_code == 303
+    rule = AlertRule.get()
+    assert (rule.workflow_name, rule.threshold, rule.notify_recovery) == ("invoice-sync", 2,
+                                                                          False)
+    assert [c.type for c in rule.channels] == ["email", "webhook"]
+    shown = Elements(logged_in.get(response.headers["Location"]).text).text(f"rule-{rule.id}")
+    assert "invoice-sync — 2 failures in a row" in shown
+    assert "a@example.com, b@example.com" in shown
+
+
+@ALERT_003
+@pytest.mark.parametrize("fields, error_id, message", [
+    ({"threshold": "0"}, "error-threshold", "from 1 to 1000"),
+    ({"threshold": "many"}, "error-threshold", "from 1 to 1000"),
+    ({"email_to": "ops@example.com nobody"}, "error-email_to", "'nobody' is not an e-mail"),
+    ({"email_to": "", "webhook_url": "ftp://example.com"}, "error-webhook_url_0", "http"),
+    ({"email_to": "", "webhook_url": "https://x.example", "webhook_secret": "secret"},
+     "error-webhook_secret_0", "whsec_"),
+    ({"email_to": ""}, "error-channels", "at least one"),
+])
+def test_a_bad_form_comes_back_400_with_the_error_beside_the_field_and_nothing_saved(
+        logged_in, db, fields, error_id, message):
+    page = logged_in.get("/alerts").text
+    response = logged_in.post("/alerts/rules", data=form_data(
+        page, **{"email_to": "ops@example.com", **fields}))
+    assert response.status_code == 400
+    assert message in Elements(response.text).text(error_id)
+    assert AlertRule.select().count() == 0
+
+
+def test_the_form_is_checked_field_by_field_as_it_changes(logged_in, db):
+    page = logged_in.get("/alerts").text
+    response = logged_in.post("/alerts/rules/check", headers={"HX-Request": "true"},
+                              data=form_data(page, threshold="1001", email_to=""))
+    errors = Elements(response.text)
+    assert errors.by_id["error-threshold"]["hx-swap-oob"] == "true"
+    assert "from 1 to 1000" in errors.text("error-threshold")
+    assert errors.text("error-channels") == ""  # not typed yet: no complaint
+    assert AlertRule.select().count() == 0
+
+
+def test_a_rule_is_edited_and_deleted_from_its_page(logged_in, db):
+    rule = make_rule(3, [{"type": "webhook", "url": "https://hooks.example.com/a"}], "etl")
+    page = logged_in.get(f"/alerts/rules/{rule.id}/edit").text
+    assert 'value="https://hooks.example.com/a"' in page
+    response = logged_in.post(f"/alerts/rules/{rule.id}", data=form_data(
+        page, workflow="etl", threshold="4", webhook_url=["https://hooks.example.com/a", ""],
+        webhook_secret=[rule.channels[0].settings["secret"], ""], enabled=None))
+    assert response.status_code == 303
+    rule = AlertRule.get_by_id(rule.id)
+    assert (rule.threshold, rule.enabled) == (4, False)
+    response = logged_in.post(f"/alerts/rules/{rule.id}/delete",
+                              data={"csrf_token": csrf_from(page)})
+    assert response.status_code == 303 and AlertRule.select().count() == 0
+    assert logged_in.get(f"/alerts/rules/{rule.id}/edit").status_code == 404
+
+
+@ALERT_003
+def test_send_test_from_the_page_shows_the_outcome_and_refreshes_the_log(
+        logged_in, db, receiver):
+    rule = make_rule(3, [{"type": "webhook", "url": receiver.url}], "etl")
+    page = logged_in.get("/alerts").text
+    response = logged_in.post(f"/alerts/rules/{rule.id}/test", headers={
+        "HX-Request": "true", "X-CSRFToken": csrf_from(page)})
+    assert response.status_code == 200
+    assert response.headers["HX-Trigger"] == "notices-changed"
+    assert Elements(response.text).text("test-outcome-1").startswith(
+        "Test via webhook: delivered — HTTP 200 OK")
+    log = Elements(logged_in.get("/alerts/log", headers={"HX-Request": "true"}).text)
+    assert "test etl webhook" in log.text("notice-1")
+    assert "delivered" in log.text("notice-1")
+
+
+def test_a_failed_notice_is_redelivered_with_the_button(app, logged_in, db, receiver):
+    app.config["DELIVERY_MAX_ATTEMPTS"] = 1
+    receiver.status = 500
+    rule = make_rule(3, [{"type": "webhook", "url": receiver.url}], "etl")
+    page = logged_in.get("/alerts").text
+    logged_in.post(f"/alerts/rules/{rule.id}/test", data={"csrf_token": csrf_from(page)})
+    assert 'action="/alerts/notices/1/redeliver"' in logged_in.get("/alerts").text
+    receiver.status = 200
+    response = logged_in.post("/alerts/notices/1/redeliver", data={
+        "csrf_token": csrf_from(page)}, headers={"HX-Request": "true"})
+    assert "delivered" in Elements(response.text).text("notice-1")
+    assert Notice.get_by_id(1).status == "delivered"
+
+
+def test_the_watchdog_warns_when_the_scan_has_never_run_or_has_stalled(app, logged_in, db):
+    warning = Elements(logged_in.get("/alerts/health").text)
+    assert "has never run" in warning.text("health")
+    scan(settings_from(app))
+    healthy = Elements(logged_in.get("/alerts/health").text)
+    assert "stalled" not in healthy.text("health") and "up to date" in healthy.text("health")
+    long_ago = utcnow() - timedelta(minutes=10)
+    ScanStatus.update(last_scan_at=long_ago).execute()
+    report("a", "F")
+    stalled = Elements(logged_in.get("/alerts/health").text)
+    assert "The alert scan has stalled" in stalled.text("health")
+    assert "1 workflow waiting" in stalled.text("health")
+
+
+def test_the_watchdog_counts_the_outbox_backlog(app, logged_in, db):
+    make_rule(1, [{"type": "webhook", "url": "http://127.0.0.1:9/x"}])
+    report("a", "F")
+    report("b", "F")
+    scan(settings_from(app))
+    assert "2 to send" in Elements(logged_in.get("/alerts").text).text("health")
+
+
+def test_names_and_errors_on_the_page_are_escaped(app, logged_in, db):
+    make_rule(1, [{"type": "email", "to": ["ops@example.com"]}])
+    report("<script>alert(1)</script>", "F", error="<img src=x onerror=alert(2)>")
+    scan(settings_from(app))
+    html = logged_in.get("/alerts").text
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
