@@ -1,0 +1,33 @@
+"""The alerts page in headless Chromium: create a rule, send a test, read the delivery log."""
+from __future__ import annotations
+
+import pytest
+
+from alert_servers import receiver  # noqa: F401
+
+
+@pytest.mark.browser
+@pytest.mark.spec("API-AUTO-EXEC-ALERT-003")
+def test_a_rule_made_in_the_form_sends_a_test_that_shows_in_the_delivery_log(page, receiver):
+    page.goto("/alerts")
+    assert "The alert scan has stalled" in page.inner_text("#health")  # no scan ran yet
+    page.fill("input[name=workflow]", "invoice-sync")
+    page.fill("input[name=threshold]", "0")
+    page.locator("input[name=threshold]").blur()
+    page.wait_for_selector("#error-threshold:has-text('from 1 to 1000')")  # checked inline
+    page.fill("input[name=threshold]", "3")
+    page.locator("input[name=threshold]").blur()
+    page.wait_for_selector("#error-threshold:empty", state="attached")
+    page.fill("input[name=webhook_url]", receiver.url)
+    page.click("button:has-text('Create rule')")
+    page.wait_for_selector("#rule-1")
+    assert "invoice-sync — 3 failures in a row" in page.inner_text("#rule-1")
+
+    page.click("#rule-1 button:has-text('Send test')")
+    page.wait_for_selector("#test-result-1 li:has-text('delivered')")
+    page.wait_for_selector("#log #notice-1")
+    row = page.inner_text("#notice-1")
+    assert "test" in row and "invoice-sync" in row and "delivered" in row
+    assert page.url.endswith("/alerts#rule-1")  # htmx swapped in place: no navigation
+    [request] = receiver.wait_for(1)
+    assert request.json()["type"] == "test"
