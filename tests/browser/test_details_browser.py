@@ -1,0 +1,117 @@
+"""The run page in headless Chromium: debug a failed run, and watch a running one finish."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+
+RUNS = "/api/automations/executions"
+
+
+def _report(live_server, token: str, body: dict) -> int:
+    response = requests.post(live_server.url + RUNS, json=body, timeout=10,
+                             headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def _call(method: str, live_server, token: str, path: str, body: dict) -> None:
+    response = requests.request(method, live_server.url + path, json=body, timeout=10,
+                                headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+
+
+def _invoice_run(status: str, minute: int, region: str, steps: list[dict]) -> dict:
+    return {"workflow": "invoice-sync", "status": status,
+            "started_at": f"2026-11-24T10:{minute:02d}:00Z",
+            "finished_at": f"2026-11-24T10:{minute:02d}:04Z",
+            "input": {"customer": {"id": 42, "region": region}, "password": "hunter2"},
+            "steps": steps}
+
+
+@pytest.mark.browser
+@pytest.mark.spec("API-AUTO-EXEC-DETAIL-001")
+@pytest.mark.spec("API-AUTO-EXEC-DETAIL-002")
+@pytest.mark.spec("API-AUTO-EXEC-DETAIL-003")
+def test_a_developer_opens_a_failed_run_reads_the_failing_step_and_compares(page, live_server,
+                                                                            live_token):
+    fetch = {"name": "Fetch invoices", "status": "success", "action": "http.get",
+             "started_at": "2026-11-24T10:00:00Z", "finished_at": "2026-11-24T10:00:01Z",
+             "output": {"count": 3}}
+    _report(live_server, live_token, _invoice_run("success", 0, "eu", [
+        {**fetch}, {"name": "Post to billing", "status": "success", "output": {"posted": 3}}]))
+    failed = _report(live_server, live_token, {
+        **_invoice_run("failure", 5, "us", [
+            {**fetch, "output": {"count": 0, "note": "<b>empty</b>"}},
+            {"name": "Post to billing", "status": "failure", "action": "http.post",
+             "output": {"posted": 0, "response": "502 Bad Gateway"},
+             "error": {"message": "HTTP 502", "type": "HTTPError"}}]),
+        "error": {"message": "HTTP 502 from billing", "type": "HTTPError",
+                  "stack": "Traceback (most recent call last):\nHTTPError: 502"}})
+
+    page.reload()
+    page.click(f"#results a[href='/executions/{failed}']")
+    page.wait_for_url(f"**/executions/{failed}")
+    error = page.locator(".error-panel").first
+    assert "HTTPError" in error.inner_text() and "HTTP 502 from billing" in error.inner_text()
+    assert "Traceback" in page.locator("#run-stack-text").inner_text()
+    marked = page.locator("li.failed-step")
+    assert marked.count() == 1 and "Post to billing" in marked.inner_text()
+    assert "hunter2" not in page.content()
+
+    marked.locator("a").click()
+    page.wait_for_url(f"**/executions/{failed}/steps/1")
+    panel = page.locator("#step-panel article")
+    panel.wait_for()
+    assert '"502 Bad Gateway"' in page.locator("#step-1-output-text").inner_text()
+    assert "selected" in (page.locator("#step-1").get_attribute("class") or "")
+
+    page.click("text=Compare with last success")
+    page.wait_for_selector("#compare table.diff")
+    comparison = page.locator("#compare").inner_text()
+    assert "$.customer.region" in comparison and '"eu"' in comparison and '"us"' in comparison
+    assert "$.count" in comparison and "$.posted" in comparison
+    assert page.locator("#step-1-output-text").is_visible(), "the open step stays open"
+
+
+@pytest.mark.browser
+def test_a_running_run_shows_new_steps_by_itself_and_stops_refreshing_when_done(
+        page, live_server, live_token):
+    run_id = _report(live_server, live_token, {
+        "workflow": "nightly-backup", "status": "running",
+        "steps": [{"name": "Dump database", "status": "success", "output": {"mb": 12}}]})
+    page.goto(f"/executions/{run_id}")
+    page.locator("#step-0 a").click()
+    page.locator("#step-0-output-text").wait_for()
+    assert page.get_attribute("#run", "hx-trigger").startswith("every ")
+
+    _call("POST", live_server, live_token, f"{RUNS}/{run_id}/steps",
+          {"steps": [{"name": "Compress", "status": "running"}]})
+    page.locator("#step-1").wait_for(timeout=10_000)
+    assert "Compress" in page.locator("#step-1").inner_text()
+    assert page.locator("#step-0-output-text").is_visible(), "the open step survives"
+
+    _call("PATCH", live_server, live_token, f"{RUNS}/{run_id}",
+          {"status": "success", "finished_at": "2099-01-01T00:00:00Z"})
+    page.wait_for_function("() => document.querySelector('#run-status').textContent === "
+                           "'success'", timeout=10_000)
+    assert page.get_attribute("#run", "hx-trigger") is None
+    requests_after = []
+    page.on("request", lambda request: requests_after.append(request.url))
+    page.wait_for_timeout(2500)
+    assert not [url for url in requests_after if re.search(rf"/executions/{run_id}\?", url)]
+
+
+@pytest.mark.browser
+def test_the_copy_button_copies_the_payload_as_shown(page, live_server, live_token):
+    run_id = _report(live_server, live_token, {"workflow": "copy", "status": "success",
+                                               "input": {"a": [1, 2], "token": "t0k"}})
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto(f"/executions/{run_id}")
+    button = page.locator("button[data-copy='run-input-text']")
+    button.click()
+    page.wait_for_function("() => document.querySelector(\"button[data-copy='run-input-text']\")"
+                           ".textContent === 'Copied'")
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert copied == page.locator("#run-input-text").inner_text() and "t0k" not in copied
