@@ -31,6 +31,8 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 MAX_WORKFLOWS = 50
 MAX_NAME = 200
+MAX_PARTS = 16  # several workflows/statuses: up to this many index walks, merged
+SORT_FOUND_UP_TO = 5_000  # duration order: sort up to this many matches instead of walking
 SINGLE_VALUED = ("from", "to", "tz", "sort", "limit", "cursor")
 DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 CURSOR_SALT = "runwatch.history.cursor"
@@ -130,6 +132,13 @@ class HistoryFilter:
         """The canonical query string (without `?`)."""
         return urlencode(self.to_args())
 
+    def with_range(self, start: str | None, end: str | None) -> str:
+        """The canonical query string with `from`/`to` replaced (canonical texts), page one."""
+        args = replace(self, start=None, end=None, cursor=None).to_args()
+        at = sum(1 for key, _ in args if key in ("workflow", "status"))
+        bounds = [(key, text) for key, text in (("from", start), ("to", end)) if text]
+        return urlencode(args[:at] + bounds + args[at:])
+
     def but(self, **changes) -> "HistoryFilter":
         """A copy with some parts changed; any change but `cursor` starts from page one."""
         if "cursor" not in changes:
@@ -177,30 +186,38 @@ class HistoryFilter:
                  .order_by(Workflow.id).tuples())
         return [row[0] for row in found]
 
-    def conditions(self, with_status: bool = True,
-                   workflow_ids: list[int] | None = None) -> list[peewee.Expression]:
+    def conditions(self, with_status: bool = True, workflow_ids: list[int] | None = None,
+                   statuses: list[str] | None = None) -> list[peewee.Expression]:
         """WHERE terms of the filter (optionally without the status restriction)."""
         terms: list[peewee.Expression] = []
         ids = self.workflow_ids() if workflow_ids is None else workflow_ids
         if ids is not None:
             terms.append(_one_or_in(Execution.workflow, ids))
-        if with_status and self.statuses:
-            terms.append(_one_or_in(Execution.status, list(self.statuses)))
+        wanted = statuses or list(self.statuses)
+        if with_status and wanted:
+            terms.append(_one_or_in(Execution.status, wanted))
         if self.start:
             terms.append(Execution.started_at >= self.start.micros)
         if self.end:
             terms.append(Execution.started_at <= self.end.micros)
         return terms
 
-    def apply(self, query: peewee.ModelSelect, phase: int | None = None) -> peewee.ModelSelect:
-        """The query narrowed by the filter, ordered, after the cursor, limited to limit + 1."""
-        terms = self.conditions()
+    def apply(self, query: peewee.ModelSelect, phase: int | None = None,
+              workflow_ids: list[int] | None = None, statuses: list[str] | None = None,
+              sort_found: bool = False) -> peewee.ModelSelect:
+        """The query narrowed by the filter, ordered, after the cursor, limited to limit + 1.
+
+        `sort_found` orders by an expression, so the database narrows by the filter's own
+        indexes and sorts what it found, instead of walking a whole duration index.
+        """
+        terms = self.conditions(workflow_ids=workflow_ids, statuses=statuses)
         query = query.where(*terms) if terms else query
         descending = self.sort.startswith("-")
         if self.sort.endswith("started_at"):
             key = Execution.started_at
         else:
-            key = Execution.duration_ms
+            # An expression hides the duration index from the planner when sorting found rows.
+            key = Execution.duration_ms + 0 if sort_found else Execution.duration_ms
             phase = phase if phase is not None else (self.cursor.phase if self.cursor else 0)
             query = query.where(key.is_null(phase == 1))
             if phase == 1:
@@ -220,20 +237,49 @@ class HistoryFilter:
             order = [key.desc(), Execution.id.desc()] if descending else [key, Execution.id]
         return query.order_by(*order).limit(self.limit + 1)
 
-    def page(self, query: peewee.ModelSelect) -> tuple[list, Cursor | None]:
-        """One page of rows from `query` and the cursor of the next page (None at the end)."""
+    def page(self, query: peewee.ModelSelect,
+             matching: int | None = None) -> tuple[list, Cursor | None]:
+        """One page of rows from `query` and the cursor of the next page (None at the end).
+
+        `matching`, the number of runs the filter matches when known (from the rollups),
+        lets a small set in duration order be sorted rather than found by walking an index.
+        """
         if self.sort.endswith("started_at"):
-            rows = list(self.apply(query))
+            rows = self._merged(query, None, False)
         else:
+            small = matching is not None and matching <= SORT_FOUND_UP_TO
             phase = self.cursor.phase if self.cursor else 0
-            rows = list(self.apply(query, phase))
+            rows = self._merged(query, phase, small)
             if phase == 0 and len(rows) <= self.limit:
                 rest = replace(self, limit=self.limit - len(rows))
-                rows += list(rest.apply(query, 1))
+                rows += rest._merged(query, 1, small)
         if len(rows) <= self.limit:
             return rows, None
         last = rows[self.limit - 1]
         return rows[:self.limit], self.cursor_after(last)
+
+    def _merged(self, query: peewee.ModelSelect, phase: int | None, small: bool) -> list:
+        """Rows of one phase; several workflows or statuses are read apart and merged, so
+        each part walks its own index in order instead of sorting everything that matches."""
+        ids = self.workflow_ids()
+        by_workflow = [[i] for i in ids] if ids and len(ids) > 1 else [ids]
+        statuses = list(self.statuses)
+        by_status = ([[s] for s in statuses] if len(statuses) > 1
+                     and self.sort.endswith("started_at") else [statuses])
+        if len(by_workflow) * len(by_status) > MAX_PARTS:
+            by_workflow, by_status = [ids], [statuses]
+        parts = [list(self.apply(query, phase, w, st or None, small))
+                 for w in by_workflow for st in by_status]
+        if len(parts) == 1:
+            return parts[0]
+        rows = [row for part in parts for row in part]
+        rows.sort(key=self._row_key, reverse=self.sort.startswith("-"))
+        return rows[:self.limit + 1]
+
+    def _row_key(self, row) -> tuple:
+        if self.sort.endswith("started_at"):
+            return (row.started_at, row.id)
+        return (row.duration_ms is not None, row.duration_ms or 0, row.id)
 
     def cursor_after(self, row) -> Cursor:
         """The cursor that continues after `row` in this filter's order."""
@@ -261,6 +307,14 @@ class HistoryFilter:
     def local(self, micros: int) -> datetime:
         """A stored time in the filter's zone."""
         return from_micros(micros).astimezone(self.zone)
+
+
+def list_query() -> peewee.ModelSelect:
+    """The narrow columns a history row shows, with the workflow's name; never payloads."""
+    return (Execution.select(Execution.id, Execution.status, Execution.started_at,
+                             Execution.finished_at, Execution.duration_ms, Execution.step_count,
+                             Execution.error_message, Workflow.name.alias("workflow_name"))
+            .join(Workflow).objects())
 
 
 # --- parsing helpers ----------------------------------------------------------------------
@@ -374,5 +428,5 @@ def _one_or_in(column: peewee.Field, values: Iterable) -> peewee.Expression:
     return column == values[0] if len(values) == 1 else column.in_(values)
 
 
-__all__ = ["HistoryFilter", "FilterError", "Cursor", "Bound", "SORTS", "DEFAULT_LIMIT",
+__all__ = ["HistoryFilter", "FilterError", "list_query", "Cursor", "Bound", "SORTS", "DEFAULT_LIMIT",
            "MAX_LIMIT"]

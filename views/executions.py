@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Callable
 
 from flask import Blueprint, current_app, jsonify, redirect, request, url_for
 
 from models import Execution, Workflow
 from models.db import iso, to_micros, utcnow
 from models.executions import STATUSES
-from models.filters import SORTS, FilterError, HistoryFilter
+from models.filters import SORTS, FilterError, HistoryFilter, list_query
 from models.rollups import (bar_edges, count_bars, ensure_rollups, started_extent, total)
 
 from .common import render_page, wants_partial
@@ -39,13 +40,6 @@ def history_url(f: HistoryFilter | None = None, endpoint: str = "executions.inde
     return url_for(endpoint) + ("?" + query if query else "")
 
 
-def _rows_query():
-    return (Execution.select(Execution.id, Execution.status, Execution.started_at,
-                             Execution.finished_at, Execution.duration_ms, Execution.step_count,
-                             Execution.error_message, Workflow.name.alias("workflow_name"))
-            .join(Workflow).objects())
-
-
 def _window(f: HistoryFilter, ids: list[int] | None) -> tuple[int, int] | None:
     if ids == []:
         return None
@@ -58,6 +52,10 @@ def _counts(ids: list[int] | None, edges: list[int]) -> tuple[list[dict], dict[s
     return bars, total(bars)
 
 
+def _matching(f: HistoryFilter, counts: dict[str, int]) -> int:
+    return sum(counts[status] for status in f.statuses or STATUSES)
+
+
 @bp.get("/api/automations/executions")
 def api_list():
     """Runs matching the filter, one keyset page, with counts per status."""
@@ -65,7 +63,7 @@ def api_list():
     ids = f.workflow_ids()
     window = _window(f, ids)
     _, counts = _counts(ids, list(window) if window else [])
-    rows, next_cursor = f.page(_rows_query())
+    rows, next_cursor = f.page(list_query(), _matching(f, counts))
     return jsonify({
         "data": [{"id": r.id, "workflow": r.workflow_name, "status": r.status,
                   "started_at": iso(r.started_at), "finished_at": iso(r.finished_at),
@@ -117,28 +115,33 @@ def fresh():
 
 
 def _history(f: HistoryFilter) -> dict:
+    base = url_for("executions.index")
+
+    def link(query: str) -> str:
+        return base + ("?" + query if query else "")
+
     ids = f.workflow_ids()
     window = _window(f, ids)
     edges, width = bar_edges(*window, f.zone) if window else ([], 0)
     bars, counts = _counts(ids, edges)
-    rows, next_cursor = f.page(_rows_query())
+    rows, next_cursor = f.page(list_query(), _matching(f, counts))
     now = utcnow()
     live = (f.cursor is None and f.sort == "-started_at"
             and (f.end is None or f.end.micros >= to_micros(now)))
     return {
         "f": f, "form": _form_values(), "errors": {}, "counts": counts,
         "all_total": sum(counts.values()),
-        "shown_total": sum(counts[s] for s in f.statuses or STATUSES),
-        "histogram": _histogram(f, edges, width, bars),
-        "rows": [_row(f, r, now) for r in rows],
-        "older_url": history_url(f.but(cursor=next_cursor)) if next_cursor else None,
-        "newest_url": history_url(f.but()) if f.cursor else None,
-        "quick_ranges": [(label, _quick_range_url(f, now - delta)) for label, delta
-                         in QUICK_RANGES],
+        "shown_total": _matching(f, counts),
+        "histogram": _histogram(f, edges, width, bars, link),
+        "rows": _rows(f, rows, now, link),
+        "older_url": link(f.but(cursor=next_cursor).query_string()) if next_cursor else None,
+        "newest_url": link(f.but().query_string()) if f.cursor else None,
+        "quick_ranges": [(label, link(f.with_range(_minute(f, now - delta), None)))
+                         for label, delta in QUICK_RANGES],
         "fresh_url": (history_url(f, "executions.fresh") + ("&" if f.to_args() else "?")
                       + f"after={rows[0].id if rows else 0}") if live else None,
         "poll": FRESH_POLL_SECONDS,
-        "clear_url": history_url(),
+        "clear_url": link(""),
     }
 
 
@@ -157,17 +160,12 @@ def _form_values() -> dict:
             **{name: args.get(name, "") for name in ("from", "to", "tz", "sort", "limit")}}
 
 
-def _quick_range_url(f: HistoryFilter, since: datetime) -> str:
-    text = since.astimezone(f.zone).replace(tzinfo=None).isoformat(timespec="minutes")
-    return history_url(HistoryFilter.from_args(
-        [*_without(f.to_args(), "from", "to", "cursor"), ("from", text)], secret=f.secret))
+def _minute(f: HistoryFilter, moment: datetime) -> str:
+    return moment.astimezone(f.zone).replace(tzinfo=None).isoformat(timespec="minutes")
 
 
-def _without(args: list[tuple[str, str]], *names: str) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in args if k not in names]
-
-
-def _histogram(f: HistoryFilter, edges: list[int], width: int, bars: list[dict]) -> dict:
+def _histogram(f: HistoryFilter, edges: list[int], width: int, bars: list[dict],
+               link: Callable[[str], str]) -> dict:
     shown = f.statuses or STATUSES
     highest = max((sum(bar[s] for s in shown) for bar in bars), default=0)
     out = []
@@ -180,12 +178,9 @@ def _histogram(f: HistoryFilter, edges: list[int], width: int, bars: list[dict])
             label = local_start.strftime("%Y-%m-%d %H:%M")
             span = (local_start.replace(tzinfo=None).isoformat(),
                     local_end.replace(tzinfo=None).isoformat())
-        narrowed = HistoryFilter.from_args(
-            [*_without(f.to_args(), "from", "to", "cursor"), ("from", span[0]),
-             ("to", span[1])], secret=f.secret)
         runs = sum(bar[s] for s in shown)
         out.append({
-            "label": label, "url": history_url(narrowed), "runs": runs,
+            "label": label, "url": link(f.with_range(*span)), "runs": runs,
             "segments": [(s, bar[s], 100.0 * bar[s] / highest if highest else 0)
                          for s in shown if bar[s]],
             "title": f"{label}: {runs} runs" + "".join(f", {bar[s]} {s}" for s in shown
@@ -195,16 +190,24 @@ def _histogram(f: HistoryFilter, edges: list[int], width: int, bars: list[dict])
             "first": out[0]["label"] if out else "", "last": out[-1]["label"] if out else ""}
 
 
-def _row(f: HistoryFilter, run, now: datetime) -> dict:
-    local = run.started_at.astimezone(f.zone)
-    return {
-        "id": run.id, "status": run.status, "workflow": run.workflow_name,
-        "workflow_url": history_url(f.but(workflows=(run.workflow_name,))),
-        "started_iso": iso(run.started_at), "started_exact": local.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "started_ago": _ago(run.started_at, now, local), "duration_ms": run.duration_ms,
-        "step_count": run.step_count, "error_message": run.error_message,
-        "url": url_for("details.show", execution_id=run.id),
-    }
+def _rows(f: HistoryFilter, rows: list, now: datetime,
+          link: Callable[[str], str]) -> list[dict]:
+    by_workflow: dict[str, str] = {}
+    out = []
+    for run in rows:
+        name = run.workflow_name
+        if name not in by_workflow:
+            by_workflow[name] = link(f.but(workflows=(name,)).query_string())
+        local = run.started_at.astimezone(f.zone)
+        out.append({
+            "id": run.id, "status": run.status, "workflow": name,
+            "workflow_url": by_workflow[name], "started_iso": iso(run.started_at),
+            "started_exact": local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "started_ago": _ago(run.started_at, now, local), "duration_ms": run.duration_ms,
+            "step_count": run.step_count, "error_message": run.error_message,
+            "url": url_for("details.show", execution_id=run.id),
+        })
+    return out
 
 
 def _ago(moment: datetime, now: datetime, local: datetime) -> str:

@@ -1,0 +1,130 @@
+"""History benchmark: API and htmx partial at growing table sizes, against the no-op.
+
+    python3 benchmarks/history.py --runs 1000000
+
+Fills a fresh SQLite file with runs of 100 workflows over 90 days (85 % success, 10 %
+failure, 3 % pending, 2 % running) in steps (1 %, 10 %, 100 % of --runs). The fill
+writes rows straight into the tables and then rebuilds the rollups — the one shortcut
+past the ingestion path, which keeps the same rollups current one run at a time.
+At every step each case is timed through the API and the htmx partial, in process.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sqlite3
+import time
+from datetime import datetime, timedelta
+
+from details import login
+from harness import Bench, p, print_table, rss_mb, time_calls
+
+from models import database
+from models.db import to_micros, utcnow
+from models.filters import HistoryFilter, list_query
+from models.rollups import rebuild_rollups
+
+WORKFLOWS = 100
+DAYS = 90
+STATUS_WEIGHTS = (("success", 85), ("failure", 10), ("pending", 3), ("running", 2))
+DEEP_PAGES = 2000
+PAGE = 50
+
+
+def fill(path: str, first_id: int, count: int, now: datetime, rng: random.Random) -> None:
+    """Insert `count` runs spread over the last DAYS days, straight into the tables."""
+    statuses = [s for s, weight in STATUS_WEIGHTS for _ in range(weight)]
+    end = to_micros(now)
+    span = DAYS * 86400 * 10**6
+    conn = sqlite3.connect(path)
+    with conn:
+        if first_id == 1:
+            conn.executemany("INSERT INTO workflow (id, name, created_at) VALUES (?, ?, ?)",
+                             [(w, f"workflow-{w:03d}", end - span) for w in
+                              range(1, WORKFLOWS + 1)])
+        rows = []
+        for run_id in range(first_id, first_id + count):
+            status = statuses[rng.randrange(100)]
+            started = end - rng.randrange(span)
+            finished = duration = error = None
+            if status in ("success", "failure"):
+                duration = rng.randrange(200, 120_000)
+                finished = started + duration * 1000
+            if status == "failure":
+                error = rng.choice(["HTTP 502 from billing", "Timed out after 30 s",
+                                    "KeyError: 'customer_id'"])
+            rows.append((run_id, rng.randrange(1, WORKFLOWS + 1), status, started, finished,
+                         duration, rng.randrange(1, 8), error, started, started))
+        conn.executemany(
+            "INSERT INTO execution (id, workflow_id, status, started_at, finished_at,"
+            " duration_ms, step_count, error_message, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.close()
+
+
+def deep_cursor(bench: Bench, query: str, depth: int) -> str:
+    """The cursor of page `depth` + 1, from the row that ends page `depth`."""
+    database.connect(reuse_if_open=True)
+    try:
+        f = HistoryFilter.from_args(dict(a.split("=") for a in query.split("&") if a),
+                                    secret=bench.app.secret_key)
+        last = f.apply(list_query()).limit(1).offset(depth * PAGE - 1).get()
+        return f.encode_cursor(f.cursor_after(last))
+    finally:
+        database.close()
+
+
+def cases(bench: Bench, total: int, now: datetime) -> list[tuple[str, str]]:
+    """(label, query string) of every timed case."""
+    week = (now - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M")
+    depth = min(DEEP_PAGES, total // PAGE - 1)
+    return [
+        ("no filter", ""),
+        ("one workflow", "workflow=workflow-042"),
+        ("status=failure", "status=failure"),
+        ("7-day range", f"from={week}"),
+        ("all three", f"workflow=workflow-042&status=failure&from={week}"),
+        (f"page {depth + 1} (cursor)", "cursor=" + deep_cursor(bench, "", depth)),
+    ]
+
+
+def main() -> None:
+    """Fill in steps; at each, time every case through the API and the htmx partial."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=100)
+    args = parser.parse_args()
+    bench = Bench()
+    login(bench)
+    path = bench.app.config["DATABASE_URL"].removeprefix("sqlite:///")
+    rng, now = random.Random(42), utcnow()
+    steps = sorted({max(1000, args.runs // 100), max(1000, args.runs // 10), args.runs})
+    rows, filled = [], 0
+    for size in steps:
+        started = time.perf_counter()
+        fill(path, filled + 1, size - filled, now, rng)
+        database.connect(reuse_if_open=True)
+        rebuild_rollups()
+        database.close()
+        filled = size
+        fill_s = time.perf_counter() - started
+        noop = time_calls(bench.noop, args.repeat)
+        base = p(noop, 50)
+        rows.append([f"{size:,}", "no-op /api/ping", base, p(noop, 95), 1.0, "", "", "",
+                     f"{rss_mb():.0f}"])
+        for label, query in cases(bench, size, now):
+            api = time_calls(lambda: bench.get(f"/api/automations/executions?{query}"),
+                             args.repeat)
+            part = time_calls(lambda: bench.get(f"/executions?{query}", **{"HX-Request": "true"}),
+                              args.repeat)
+            rows.append([f"{size:,}", label, p(api, 50), p(api, 95), p(api, 95) / base,
+                         p(part, 50), p(part, 95), p(part, 95) / base, f"{rss_mb():.0f}"])
+        print(f"filled {size:,} runs (+ rollup rebuild) in {fill_s:.1f} s", flush=True)
+    print(f"\n{args.repeat} timed calls per case; times in ms; ratios are p95 / no-op p50 "
+          "of the same step; counts and histogram included in every call.")
+    print_table(["runs", "case", "API p50", "API p95", "API x", "htmx p50", "htmx p95",
+                 "htmx x", "RSS MB"], rows)
+
+
+if __name__ == "__main__":
+    main()
