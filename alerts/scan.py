@@ -31,6 +31,7 @@ class Streak:
     last_failure_at: int | None  # of the last failure at all, also when the streak is 0
     last_failure_id: int | None
     last_error: str | None
+    last_success: tuple[int, int] | None = None  # (started_at, id): where the streak begins
 
 
 @dataclass(frozen=True)
@@ -56,18 +57,18 @@ def current_streak(workflow_id: int) -> Streak:
     last_failure = (E.select(E.id, E.started_at, E.error_message)
                     .where(E.workflow == workflow_id, E.status == "failure")
                     .order_by(*newest_first).limit(1).tuples().first())
-    if last_failure is None:
-        return Streak(0, None, None, None, None)
-    failure_id, failure_at, error = last_failure[0], _micros(last_failure[1]), last_failure[2]
     anchor = (_micros(last_success[0]), last_success[1]) if last_success else None
+    if last_failure is None:
+        return Streak(0, None, None, None, None, anchor)
+    failure_id, failure_at, error = last_failure[0], _micros(last_failure[1]), last_failure[2]
     if anchor is not None and (failure_at, failure_id) < anchor:
-        return Streak(0, None, failure_at, failure_id, error)
+        return Streak(0, None, failure_at, failure_id, error, anchor)
     streak = E.select(peewee.fn.COUNT(E.id), peewee.fn.MIN(E.started_at)).where(
         E.workflow == workflow_id, E.status == "failure")
     if anchor is not None:
         streak = streak.where(peewee.Tuple(E.started_at, E.id) > peewee.Tuple(*anchor))
     count, first = streak.tuples().get()
-    return Streak(count, _micros(first), failure_at, failure_id, error)
+    return Streak(count, _micros(first), failure_at, failure_id, error, anchor)
 
 
 def _rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
@@ -80,12 +81,21 @@ def _rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
     return [(rule, channels[rule.id]) for rule in rules]
 
 
-def _body(kind: str, name: str, rule: AlertRule, count: int, first_failure_at: int | None,
-          streak: Streak, settings: AlertSettings, now: datetime) -> dict:
+def _body(kind: str, name: str, rule: AlertRule, facts: Streak | AlertState,
+          settings: AlertSettings, now: datetime) -> dict:
+    count = facts.count if isinstance(facts, Streak) else facts.streak
     return notice_body(kind, now, workflow=name, failure_count=count, threshold=rule.threshold,
-                       first_failure_at=first_failure_at, last_failure_at=streak.last_failure_at,
-                       last_error=streak.last_error,
-                       execution_url=settings.run_url(streak.last_failure_id), rule_id=rule.id)
+                       first_failure_at=facts.first_failure_at,
+                       last_failure_at=facts.last_failure_at, last_error=facts.last_error,
+                       execution_url=settings.run_url(facts.last_failure_id), rule_id=rule.id)
+
+
+def _ended(before: AlertState | None, streak: Streak) -> bool:
+    """Whether a success came after the last failure the alerted streak was known to have."""
+    if before is None or not before.alerted or streak.last_success is None:
+        return False
+    known = (_micros(before.last_failure_at), before.last_failure_id)
+    return streak.last_success > known
 
 
 def _examine(workflow_id: int, name: str, rules: list[tuple[AlertRule, list[AlertChannel]]],
@@ -99,20 +109,19 @@ def _examine(workflow_id: int, name: str, rules: list[tuple[AlertRule, list[Aler
         before = states.get(rule.id)
         alerted = before.alerted if before else False
         episode = before.episode if before else 0
-        if streak.count >= rule.threshold and not alerted:
-            alerted, episode = True, episode + 1
-            body = _body("failing", name, rule, streak.count, streak.first_failure_at, streak,
-                         settings, now)
-            decided += queue_notices(channels, "failing", body, now,
-                                     workflow_id=workflow_id, episode=episode)
-        elif streak.count == 0 and alerted:
-            # A success ended the alerted streak; the notice tells of the streak that ended.
+        if _ended(before, streak):
+            # A success ended the alerted streak (a new one may have begun since): the
+            # recovery tells of the streak that ended, as the last scan saw it.
             alerted = False
             if rule.notify_recovery:
-                body = _body("recovered", name, rule, before.streak, before.first_failure_at,
-                             streak, settings, now)
-                decided += queue_notices(channels, "recovered", body, now,
-                                         workflow_id=workflow_id, episode=episode)
+                decided += queue_notices(channels, "recovered",
+                                         _body("recovered", name, rule, before, settings, now),
+                                         now, workflow_id=workflow_id, episode=episode)
+        if streak.count >= rule.threshold and not alerted:
+            alerted, episode = True, episode + 1
+            decided += queue_notices(channels, "failing",
+                                     _body("failing", name, rule, streak, settings, now),
+                                     now, workflow_id=workflow_id, episode=episode)
         values = {"streak": streak.count, "first_failure_at": streak.first_failure_at,
                   "last_failure_at": streak.last_failure_at,
                   "last_failure_id": streak.last_failure_id, "last_error": streak.last_error,

@@ -48,6 +48,17 @@ def test_one_failing_notice_when_the_streak_reaches_n_and_one_recovery(app, db, 
 
 
 @ALERT_001
+def test_a_success_and_a_new_streak_between_two_scans_send_a_recovery_and_a_new_alert(app, db):
+    make_rule(2, HOOK, workflow="etl")
+    report("etl", "FF")
+    scan_now(app)
+    report("etl", "SFF", first_minute=2)  # all reported before the next scan
+    scan_now(app)
+    scan_now(app)
+    assert kinds_and_counts() == [("failing", 2), ("recovered", 2), ("failing", 2)]
+
+
+@ALERT_001
 def test_pending_and_running_runs_neither_break_nor_extend_the_streak(app, db):
     make_rule(3, HOOK, workflow="etl")
     report("etl", "FFPR")
