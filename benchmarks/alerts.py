@@ -193,7 +193,7 @@ def main() -> None:
         results[size] = r
         base = median(r["noop"])
         rows += [
-            [f"{size:,}", "no-op request (GET /api/ping)", median(r["noop"]), p(r["noop"], 95), 1.0],
+            [f"{size:,}", "no-op request (GET /api/ping)", base, p(r["noop"], 95), 1.0],
             [f"{size:,}", "one indexed single-row query", median(r["single"]),
              p(r["single"], 95), median(r["single"]) / base],
             [f"{size:,}", "idle scan", median(r["idle"]), p(r["idle"], 95),
