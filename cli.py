@@ -5,7 +5,8 @@ import click
 from flask import Flask
 
 from models.db import connection
-from models.users import AccountError, User, create_token, create_user, normalise_email
+from models.users import (AccountError, ApiToken, User, create_token, create_user,
+                          normalise_email, revoke_token)
 
 
 def register(app: Flask) -> None:
@@ -46,15 +47,41 @@ def tokens():
 def tokens_create(email: str, name: str):
     """Create an API token; the token alone is printed on the last line."""
     with connection():
+        user = _account(email)
         try:
-            user = User.get_or_none(User.email == normalise_email(email))
-            if user is None:
-                raise AccountError(f"There is no account {email}.")
             _, secret = create_token(user, name)
         except AccountError as exc:
             raise click.ClickException(str(exc))
     click.echo(f"Token {name!r} for {user.email} (shown once, stored hashed):")
     click.echo(secret)
+
+
+def _account(email: str) -> User:
+    user = User.get_or_none(User.email == normalise_email(email))
+    if user is None:
+        raise click.ClickException(f"There is no account {email}.")
+    return user
+
+
+@tokens.command("list")
+@click.argument("email")
+def tokens_list(email: str):
+    """List an account's tokens (id, name, first characters, state)."""
+    with connection():
+        for row in _account(email).tokens.order_by(ApiToken.id):
+            state = "revoked" if row.revoked_at else "active"
+            click.echo(f"{row.id}\t{row.name}\t{row.prefix}…\t{state}")
+
+
+@tokens.command("revoke")
+@click.argument("email")
+@click.argument("token_id", type=int)
+def tokens_revoke(email: str, token_id: int):
+    """Revoke one of an account's tokens by its id (see `tokens list`)."""
+    with connection():
+        if not revoke_token(_account(email), token_id):
+            raise click.ClickException(f"{email} has no live token {token_id}.")
+    click.echo(f"Revoked token {token_id}; requests that use it now get 401.")
 
 
 @click.command(help="Fill the database with realistic sample runs.")

@@ -67,3 +67,17 @@ def test_demo_fills_realistic_runs_with_a_failing_streak(runner, db):
                                        Execution.status.in_(["success", "failure"]))
               .order_by(Execution.started_at.desc()).limit(3))
     assert [run.status for run in latest] == ["failure"] * 3
+
+
+def test_tokens_are_listed_and_revoked_from_the_command_line(runner, user, client):
+    token = runner.invoke(args=["tokens", "create", user.email]).output.strip().splitlines()[-1]
+    listing = runner.invoke(args=["tokens", "list", user.email])
+    assert listing.exit_code == 0 and "active" in listing.output
+    assert token not in listing.output
+    token_id = listing.output.split("\t")[0]
+    result = runner.invoke(args=["tokens", "revoke", user.email, token_id])
+    assert result.exit_code == 0, result.output
+    assert "revoked" in runner.invoke(args=["tokens", "list", user.email]).output
+    assert client.get("/api/ping", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    again = runner.invoke(args=["tokens", "revoke", user.email, token_id])
+    assert again.exit_code != 0 and "no live token" in again.output
