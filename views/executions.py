@@ -1,7 +1,7 @@
 """The execution history: the page `/executions` and the API that shares its query string."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Callable
 
 from flask import Blueprint, current_app, jsonify, redirect, request, url_for
@@ -10,7 +10,7 @@ from models import Execution, Workflow
 from models.db import iso, to_micros, utcnow
 from models.executions import STATUSES
 from models.filters import SORTS, FilterError, HistoryFilter, list_query
-from models.rollups import (bar_edges, count_bars, ensure_rollups, started_extent, total)
+from models.rollups import DAY, bar_edges, count_bars, ensure_rollups, started_extent, total
 
 from .common import render_page, wants_partial
 from .ingest import run_url
@@ -171,11 +171,10 @@ def _histogram(f: HistoryFilter, edges: list[int], width: int, bars: list[dict],
     out = []
     for start, end, bar in zip(edges, edges[1:], bars):
         local_start, local_end = f.local(start), f.local(end - 1)
-        if width >= 24 * 3600 * 10**6:
-            label = local_start.strftime("%Y-%m-%d")
+        label = local_start.strftime("%Y-%m-%d" if width >= DAY else "%Y-%m-%d %H:%M")
+        if _is_midnight(local_start) and _is_midnight(f.local(end)):
             span = (local_start.date().isoformat(), local_end.date().isoformat())
         else:
-            label = local_start.strftime("%Y-%m-%d %H:%M")
             span = (local_start.replace(tzinfo=None).isoformat(),
                     local_end.replace(tzinfo=None).isoformat())
         runs = sum(bar[s] for s in shown)
@@ -188,6 +187,10 @@ def _histogram(f: HistoryFilter, edges: list[int], width: int, bars: list[dict],
         })
     return {"bars": out, "highest": highest, "shown": shown,
             "first": out[0]["label"] if out else "", "last": out[-1]["label"] if out else ""}
+
+
+def _is_midnight(moment: datetime) -> bool:
+    return moment.time() == time()
 
 
 def _rows(f: HistoryFilter, rows: list, now: datetime,
