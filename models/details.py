@@ -310,7 +310,7 @@ class Waterfall:
     height_px: int
     stroke_px: float
     paths: dict[str, str]
-    failed_y: float | None
+    failed_y: int | None  # the failed step's row
 
 
 def waterfall(run: Run, max_height_px: int = 240) -> Waterfall:

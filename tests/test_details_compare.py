@@ -14,7 +14,7 @@ def run(status: str, minute: int, customer: dict, outputs: list, workflow: str =
     step_status = step_status or ["success"] * len(outputs)
     return {"workflow": workflow, "status": status,
             "started_at": f"2026-11-24T10:{minute:02d}:00Z",
-            "input": {"customer": customer, "api_key": f"sk_{minute}"},
+            "input": {"customer": customer, "api_key": f"sk_live_{minute}_secret"},
             "steps": [{"name": f"step {i}", "status": step_status[i], "output": output}
                       for i, output in enumerate(outputs)]}
 
@@ -75,7 +75,7 @@ def test_compare_shows_that_a_secret_changed_without_showing_it(api, logged_in):
     report(api, run("success", 0, {"id": 1}, []))
     failed = report(api, run("failure", 5, {"id": 1}, []))
     html = htmx(logged_in, f"/executions/{failed}/compare").get_data(as_text=True)
-    assert "sk_0" not in html and "sk_5" not in html
+    assert "sk_live_0_secret" not in html and "sk_live_5_secret" not in html
     assert ("$.api_key", MASK, MASK) in differences(parse(
         htmx(logged_in, f"/executions/{failed}/compare")))
 

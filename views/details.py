@@ -29,7 +29,7 @@ def show(execution_id: int):
         abort(400, "since must be the version number the page was rendered at.")
     if since is not None and _partial() and run_version(execution_id) == int(since):
         return "", 204  # nothing changed: htmx keeps the page as it is and polls again
-    return _render(_run_or_404(execution_id), RUN_PARTIAL)
+    return _render(_run_or_404(execution_id, with_steps=True), RUN_PARTIAL)
 
 
 @bp.get("/executions/<int:execution_id>/steps")
@@ -38,9 +38,7 @@ def steps(execution_id: int):
     start = request.args.get("from", "0")
     if not start.isdigit():
         abort(400, "from must be a step position (0 or more).")
-    run = load_run(execution_id)  # the rows fragment needs every step too
-    if run is None:
-        abort(404, f"There is no execution {execution_id}.")
+    run = _run_or_404(execution_id, with_steps=True)  # the rows fragment needs them too
     return _render(run, "executions/_detail_steps.html", steps_from=int(start))
 
 
@@ -96,9 +94,9 @@ def _partial() -> bool:
     return wants_partial() and request.headers.get("HX-Boosted") != "true"
 
 
-def _run_or_404(execution_id: int) -> Run:
+def _run_or_404(execution_id: int, with_steps: bool | None = None) -> Run:
     # A fragment needs the run's row only; the trace's steps are read for whole pages.
-    run = load_run(execution_id, with_steps=not _partial() or request.endpoint == "details.show")
+    run = load_run(execution_id, with_steps=not _partial() if with_steps is None else with_steps)
     if run is None:
         abort(404, f"There is no execution {execution_id}.")
     return run
@@ -138,7 +136,8 @@ def run_view(run: Run, whole_part: str | None = None, steps_from: int = 0) -> di
     if error is None and run.failed_step is not None:
         # No run-level error was reported: the first failed step's error explains the run.
         error, error_step = step_error(run.id, run.failed_step), run.failed_step
-    stack = payload_block(run.id, error_step, "stack", _stack(error), whole_part == "stack")
+    stack = payload_block(run.id, error_step, "stack", _stack(error), whole_part == "stack",
+                          dom_id="run-stack")
     return {
         "input_block": payload_block(run.id, None, "input", run.input, whole_part == "input"),
         "output_block": payload_block(run.id, None, "output", run.output,
@@ -172,17 +171,16 @@ def _stack(error: dict | None) -> str | None:
 
 
 def payload_block(execution_id: int, position: int | None, part: str, stored: str | None,
-                  whole: bool = False) -> dict:
+                  whole: bool = False, dom_id: str | None = None) -> dict:
     """A payload ready for `_detail_payload.html`: the shown text and where the rest is."""
     show = show_text if part in TEXT_PARTS else show_json
     shown = show(stored, None if whole else CUT_BYTES)
     if position is None:
         rest = url_for("details.run_payload", execution_id=execution_id, part=part)
-        dom_id = f"run-{part}"
     else:
         rest = url_for("details.step_payload", execution_id=execution_id, position=position,
                        part=part)
-        dom_id = f"step-{position}-{part}"
+    dom_id = dom_id or (f"run-{part}" if position is None else f"step-{position}-{part}")
     return {"part": part, "shown": shown, "rest_url": rest, "dom_id": dom_id,
             "cut_label": size_label(CUT_BYTES), "size_label": size_label(shown.stored_bytes)}
 

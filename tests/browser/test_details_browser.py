@@ -65,7 +65,7 @@ def test_a_developer_opens_a_failed_run_reads_the_failing_step_and_compares(page
     panel = page.locator("#step-panel article")
     panel.wait_for()
     assert '"502 Bad Gateway"' in page.locator("#step-1-output-text").inner_text()
-    assert "selected" in (page.locator("#step-1").get_attribute("class") or "")
+    page.wait_for_selector("#step-1.selected")  # marked once htmx has settled the panel
 
     page.click("text=Compare with last success")
     page.wait_for_selector("#compare table.diff")
