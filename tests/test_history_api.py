@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
 from models import Execution, Workflow
 from models.db import to_micros
+from models.filters import HistoryFilter
 
 URL = "/api/automations/executions"
 BATCH = "/api/automations/executions/batch"
@@ -225,3 +226,23 @@ def test_times_are_stored_and_filtered_to_the_microsecond(api, db):
     assert ids_of(listed(api, {"from": "2026-11-24T10:00:00.000124Z"})) == []
     assert to_micros(start) % 1_000_000 == 123
     assert Workflow.select().count() == 1
+
+
+@pytest.mark.parametrize("query", [q for q, _ in FILTERS], ids=[urlencode(q, doseq=True) or "none"
+                                                               for q, _ in FILTERS])
+def test_the_canonical_query_string_reads_back_as_the_same_filter(query):
+    f = HistoryFilter.from_args(query, secret="s")
+    again = HistoryFilter.from_args(parse_qsl(f.query_string()), secret="s")
+    assert again == f
+    assert again.query_string() == f.query_string()
+
+
+@pytest.mark.parametrize("query,sentence", [
+    ({}, "All runs, newest first"),
+    ({"status": "failure", "workflow": "invoice-sync", "from": "2026-11-01"},
+     "Failure runs of invoice-sync since 2026-11-01, newest first"),
+    ({"to": "2026-11-24", "tz": "Europe/Berlin", "sort": "-duration"},
+     "All runs until 2026-11-24 (Europe/Berlin), longest first"),
+])
+def test_the_filter_describes_itself_in_a_sentence(query, sentence):
+    assert HistoryFilter.from_args(query, secret="s").describe() == sentence
