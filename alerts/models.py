@@ -123,6 +123,15 @@ class ScanStatus(BaseModel):
 ALERT_MODELS = [AlertRule, AlertChannel, AlertState, AlertDirty, Notice, Attempt, ScanStatus]
 
 
+def by_parent(parent_ids: list[int], query, parent_field: str) -> dict[int, list]:
+    """The rows of `query` grouped by their parent's id, every parent present (one query)."""
+    found: dict[int, list] = {pid: [] for pid in parent_ids}
+    if parent_ids:
+        for row in query:
+            found[getattr(row, parent_field)].append(row)
+    return found
+
+
 def mark_workflows(workflow_ids: set[int] | list[int]) -> None:
     """Ask the next scan to look at these workflows again."""
     if not workflow_ids:

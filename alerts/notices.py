@@ -10,7 +10,7 @@ from models.db import from_micros, iso, to_micros
 from models.executions import load_json
 
 from .channels import CHANNELS
-from .models import AlertChannel, Attempt, Notice
+from .models import AlertChannel, Attempt, Notice, by_parent
 
 EVENT_TYPES = {"failing": "workflow.failing", "recovered": "workflow.recovered", "test": "test"}
 
@@ -48,12 +48,8 @@ def queue_notices(channels: list[AlertChannel], kind: str, body: dict, now: date
 
 def attempts_by_notice(notice_ids: list[int]) -> dict[int, list[Attempt]]:
     """The attempts of several notices, oldest first, in one query."""
-    found: dict[int, list[Attempt]] = {nid: [] for nid in notice_ids}
-    if notice_ids:
-        for attempt in (Attempt.select().where(Attempt.notice.in_(notice_ids))
-                        .order_by(Attempt.attempted_at, Attempt.id)):
-            found[attempt.notice_id].append(attempt)
-    return found
+    return by_parent(notice_ids, Attempt.select().where(Attempt.notice.in_(notice_ids))
+                     .order_by(Attempt.attempted_at, Attempt.id), "notice_id")
 
 
 def target_of(notice: Notice) -> str:

@@ -8,7 +8,7 @@ from models.executions import Workflow, dump_json
 from models.schemas import InputError
 
 from .delivery import deliver_now
-from .models import AlertChannel, AlertRule, AlertState, Notice, mark_workflows
+from .models import AlertChannel, AlertRule, AlertState, Notice, by_parent, mark_workflows
 from .notices import notice_body, queue_notices
 from .schemas import RuleIn, RulePatch
 from .settings import AlertSettings
@@ -71,12 +71,8 @@ def delete_rule(rule_id: int) -> bool:
 
 def channels_of(rule_ids: list[int]) -> dict[int, list[AlertChannel]]:
     """The channels of several rules, in order, in one query."""
-    found: dict[int, list[AlertChannel]] = {rid: [] for rid in rule_ids}
-    if rule_ids:
-        for channel in (AlertChannel.select().where(AlertChannel.rule.in_(rule_ids))
-                        .order_by(AlertChannel.rule, AlertChannel.position)):
-            found[channel.rule_id].append(channel)
-    return found
+    return by_parent(rule_ids, AlertChannel.select().where(AlertChannel.rule.in_(rule_ids))
+                     .order_by(AlertChannel.rule, AlertChannel.position), "rule_id")
 
 
 def states_of(rule_ids: list[int]) -> dict[int, list[tuple[AlertState, str]]]:

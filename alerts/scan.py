@@ -16,6 +16,7 @@ from models.executions import Execution, Workflow
 
 from .models import AlertChannel, AlertDirty, AlertRule, AlertState, ScanStatus
 from .notices import notice_body, queue_notices
+from .rules import channels_of
 from .settings import AlertSettings
 
 BATCH = 500
@@ -73,11 +74,7 @@ def current_streak(workflow_id: int) -> Streak:
 
 def _rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
     rules = list(AlertRule.select().where(AlertRule.enabled == True))  # noqa: E712
-    channels: dict[int, list[AlertChannel]] = {rule.id: [] for rule in rules}
-    if rules:
-        for channel in (AlertChannel.select().where(AlertChannel.rule.in_(list(channels)))
-                        .order_by(AlertChannel.position)):
-            channels[channel.rule_id].append(channel)
+    channels = channels_of([rule.id for rule in rules])
     return [(rule, channels[rule.id]) for rule in rules]
 
 

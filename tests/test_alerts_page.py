@@ -195,3 +195,17 @@ def test_names_and_errors_on_the_page_are_escaped(app, logged_in, db):
     html = logged_in.get("/alerts").text
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+@pytest.mark.parametrize("url, section", [("/alerts/log", "log"), ("/alerts/health", "health")])
+def test_each_section_is_also_a_page_of_its_own_without_javascript(logged_in, db, url,
+                                                                   section):
+    full = Elements(logged_in.get(url).text)
+    partial = Elements(logged_in.get(url, headers={"HX-Request": "true"}).text)
+    assert section in full.by_id and "health" not in partial.by_id.keys() - {section}
+    assert full.text(section) == partial.text(section)
+
+
+@pytest.mark.parametrize("before", ["abc", "0", "-3"])
+def test_a_bad_log_page_parameter_gets_400(logged_in, before):
+    assert logged_in.get(f"/alerts/log?before={before}").status_code == 400

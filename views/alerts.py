@@ -194,7 +194,8 @@ def index():
 @bp.get("/alerts/health")
 def health_panel():
     """The watchdog panel (polled by the page)."""
-    return render_page("alerts/health.html", "alerts/_health.html",
+    return render_page("alerts/section.html", "alerts/_health.html",
+                       section_template="alerts/_health.html", section_title="Alert scan",
                        health=health(current_app.config["ALERT_SCAN_SECONDS"]))
 
 
@@ -206,8 +207,10 @@ def log():
     except InputError as exc:
         abort(400, exc.message)
     notices, next_id = notices_page(limit=LOG_PAGE, before=before)
-    return render_page("alerts/log.html", "alerts/_log.html",
-                       log=_notices_with_attempts(notices), next_id=next_id)
+    return render_page("alerts/section.html", "alerts/_log.html",
+                       section_template="alerts/_log.html",
+                       section_title="Delivery log", log=_notices_with_attempts(notices),
+                       next_id=next_id)
 
 
 @bp.post("/alerts/rules/check")
