@@ -5,8 +5,10 @@ Benchmarks compare: each case is reported next to an authenticated no-op request
 """
 from __future__ import annotations
 
+import atexit
 import os
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -27,6 +29,7 @@ class Bench:
 
     def __init__(self, database_url: str | None = None, **config):
         self.tmp = tempfile.mkdtemp(prefix="runwatch-bench-")
+        atexit.register(shutil.rmtree, self.tmp, ignore_errors=True)
         url = database_url or f"sqlite:///{os.path.join(self.tmp, 'bench.db')}"
         self.app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "SCHEDULER": False,
                                **config})

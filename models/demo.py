@@ -114,8 +114,10 @@ def fill_demo(runs: int = 2000, days: int = 30, seed: int | None = None) -> dict
             batch = []
 
     streak = min(FAILING_STREAK, runs)
+    # The run before the streak succeeded, so the streak is exactly FAILING_STREAK long.
     in_flight = [(120, "running"), (30, "pending")][:max(0, runs - streak)]
-    for _ in range(runs - streak - len(in_flight)):
+    recovered = 1 if runs > streak + len(in_flight) else 0
+    for _ in range(runs - streak - len(in_flight) - recovered):
         name = rng.choice(names)
         started = now - timedelta(seconds=rng.randint(3600, span))
         roll = rng.random()
@@ -131,6 +133,11 @@ def fill_demo(runs: int = 2000, days: int = 30, seed: int | None = None) -> dict
         counters[name] += 1
         batch.append(ExecutionIn.model_validate(
             _run(rng, name, now - timedelta(seconds=offset), status, counters[name])))
+    if recovered:
+        counters[FAILING_WORKFLOW] += 1
+        batch.append(ExecutionIn.model_validate(_run(
+            rng, FAILING_WORKFLOW, now - timedelta(minutes=10 * (streak + 1)), "success",
+            counters[FAILING_WORKFLOW])))
     for index in range(streak):
         counters[FAILING_WORKFLOW] += 1
         started = now - timedelta(minutes=10 * (streak - index))

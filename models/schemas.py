@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
                       model_validator)
+from pydantic_core import PydanticCustomError
 
 Status = Literal["pending", "running", "success", "failure"]
 MAX_BATCH = 1000
@@ -35,7 +36,7 @@ class ErrorIn(Strict):
 
 def _check_order(started: datetime | None, finished: datetime | None) -> None:
     if started and finished and finished < started:
-        raise ValueError("finished_at is before started_at")
+        raise PydanticCustomError("time_order", "finished_at is before started_at")
 
 
 class StepIn(Strict):
@@ -115,14 +116,9 @@ def input_error(exc: ValidationError) -> InputError:
         return InputError("The request body must be a JSON object.", None, "invalid_json")
     field = ".".join(str(part) for part in first["loc"]) or None
     message = first["msg"]
-    if first["type"] == "value_error":
-        message = message.removeprefix("Value error, ")
+    if first["type"] == "time_order":
+        # A model-level check: name the field it is about.
         field = ".".join([*map(str, first["loc"]), "finished_at"])
     elif first["type"] == "extra_forbidden":
         message = "Unknown field"
     return InputError(f"{field}: {message}" if field else message, field)
-
-
-def data_of(model: BaseModel, *, fields_set_only: bool = False) -> dict:
-    """The validated fields as a dict, optionally only the ones the client sent."""
-    return model.model_dump(exclude_unset=fields_set_only)

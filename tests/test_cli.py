@@ -81,3 +81,13 @@ def test_tokens_are_listed_and_revoked_from_the_command_line(runner, user, clien
     assert client.get("/api/ping", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     again = runner.invoke(args=["tokens", "revoke", user.email, token_id])
     assert again.exit_code != 0 and "no live token" in again.output
+
+
+def test_the_demo_streak_is_exactly_five_failures_after_a_success(runner, db):
+    runner.invoke(args=["demo", "--runs", "300", "--seed", "3"])
+    workflow = Workflow.get(Workflow.name == "payment-retry")
+    latest = (Execution.select().where(Execution.workflow == workflow,
+                                       Execution.status.in_(["success", "failure"]))
+              .order_by(Execution.started_at.desc()).limit(6))
+    assert [run.status for run in latest] == ["failure"] * 5 + ["success"]
+    assert Execution.select().count() == 300
