@@ -11,6 +11,7 @@ At every step each case is timed through the API and the htmx partial, in proces
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import random
 import sqlite3
 import time
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 from details import login
 from harness import Bench, p, print_table, rss_mb, time_calls
 
-from models import database
+from models import database, init_database
 from models.db import to_micros, utcnow
 from models.filters import HistoryFilter, list_query
 from models.rollups import rebuild_rollups
@@ -68,29 +69,37 @@ def _row(run_id: int, rng: random.Random, statuses: list[str], end: int, span: i
             rng.randrange(1, 8), error, started, started)
 
 
-def deep_cursor(bench: Bench, query: str, depth: int) -> str:
-    """The cursor of page `depth` + 1, from the row that ends page `depth`."""
-    database.connect(reuse_if_open=True)
+def deep_cursor(secret: str, depth: int) -> str:
+    """The cursor of page `depth` + 1 of the unfiltered history."""
+    f = HistoryFilter.from_args({}, secret=secret)
+    last = f.apply(list_query()).limit(1).offset(depth * PAGE - 1).get()
+    return f.encode_cursor(f.cursor_after(last))
+
+
+def prepare(url: str, first_id: int, count: int, now: datetime, seed: int, secret: str,
+            depth: int, answer) -> None:
+    """In a child process, so the timed process only ever serves requests: fill, rebuild
+    the rollups, and find the deep page's cursor."""
+    init_database(url)  # a handle of its own, nothing shared with the parent
+    fill(url.removeprefix("sqlite:///"), first_id, count, now, random.Random(seed))
+    database.connect()
     try:
-        f = HistoryFilter.from_args(dict(a.split("=") for a in query.split("&") if a),
-                                    secret=bench.app.secret_key)
-        last = f.apply(list_query()).limit(1).offset(depth * PAGE - 1).get()
-        return f.encode_cursor(f.cursor_after(last))
+        rebuild_rollups()
+        answer.put(deep_cursor(secret, depth))
     finally:
         database.close()
 
 
-def cases(bench: Bench, total: int, now: datetime) -> list[tuple[str, str]]:
+def cases(week_ago: datetime, deep: str, depth: int) -> list[tuple[str, str]]:
     """(label, query string) of every timed case."""
-    week = (now - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M")
-    depth = min(DEEP_PAGES, total // PAGE - 1)
+    week = week_ago.strftime("%Y-%m-%dT%H:%M")
     return [
         ("no filter", ""),
         ("one workflow", "workflow=workflow-042"),
         ("status=failure", "status=failure"),
         ("7-day range", f"from={week}"),
         ("all three", f"workflow=workflow-042&status=failure&from={week}"),
-        (f"page {depth + 1} (cursor)", "cursor=" + deep_cursor(bench, "", depth)),
+        (f"page {depth + 1} (cursor)", f"cursor={deep}"),
     ]
 
 
@@ -102,23 +111,31 @@ def main() -> None:
     args = parser.parse_args()
     bench = Bench()
     login(bench)
-    path = bench.app.config["DATABASE_URL"].removeprefix("sqlite:///")
+    url = bench.app.config["DATABASE_URL"]
     rng, now = random.Random(42), utcnow()
     steps = sorted({max(1000, args.runs * share // 100) for share in (1, 10, 50, 100)})
     rows, filled = [], 0
+    fork = multiprocessing.get_context("fork")
     for size in steps:
         started = time.perf_counter()
-        fill(path, filled + 1, size - filled, now, rng)
-        database.connect(reuse_if_open=True)
-        rebuild_rollups()
-        database.close()
+        depth = min(DEEP_PAGES, size // PAGE - 1)
+        answer = fork.Queue()
+        if hasattr(database.obj, "close_all"):
+            database.obj.close_all()  # no open SQLite handle crosses the fork
+        child = fork.Process(target=prepare, args=(url, filled + 1, size - filled, now,
+                                                   rng.randrange(2**32), bench.app.secret_key,
+                                                   depth, answer))
+        child.start()
+        deep = answer.get(timeout=3600)
+        child.join(timeout=60)
+        assert child.exitcode == 0, child.exitcode
         filled = size
         fill_s = time.perf_counter() - started
         noop = time_calls(bench.noop, args.repeat)
         base = p(noop, 50)
         rows.append([f"{size:,}", "no-op /api/ping", base, p(noop, 95), 1.0, "", "", "",
                      f"{rss_mb():.0f}"])
-        for label, query in cases(bench, size, now):
+        for label, query in cases(now - timedelta(days=7), deep, depth):
             api = time_calls(lambda: bench.get(f"/api/automations/executions?{query}"),
                              args.repeat)
             part = time_calls(lambda: bench.get(f"/executions?{query}", **{"HX-Request": "true"}),
