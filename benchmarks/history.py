@@ -5,8 +5,9 @@
 Fills a fresh SQLite file with runs of 100 workflows over 90 days (85 % success, 10 %
 failure, 3 % pending, 2 % running) in steps (1, 10, 50 and 100 % of --runs). The fill
 writes rows straight into the tables and then rebuilds the rollups — the one shortcut
-past the ingestion path, which keeps the same rollups current one run at a time.
-At every step each case is timed through the API and the htmx partial, in process.
+past the ingestion path, which keeps the same rollups current one run at a time; it runs
+in a child process, so the RSS shown is that of the process serving the requests. At every
+step each case is timed through the API and the htmx partial, in process.
 """
 from __future__ import annotations
 
