@@ -10,13 +10,14 @@ import bisect
 import functools
 import json
 import re
+from json.encoder import encode_basestring  # C-accelerated, as json.dumps uses it
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator
 
 import peewee
 
-from .db import from_micros, iso, to_micros, utcnow
+from .db import database, from_micros, iso, to_micros, utcnow
 from .executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step, StepPayload,
                          Workflow)
 from .ingest import execution_summary
@@ -108,25 +109,46 @@ def pretty_masked(value: Any, indent: str = "") -> Iterator[str]:
         inner = indent + "  "
         separator = "{\n"
         for key, item in value.items():
-            yield f"{separator}{inner}{json.dumps(key, ensure_ascii=False)}: "
+            head = f"{separator}{inner}{encode_basestring(key)}: "
             separator = ",\n"
             if is_secret_key(key) and _maskable(item):
-                yield _MASK_JSON
-            else:
+                yield head + _MASK_JSON
+            elif isinstance(item, (dict, list)) and item:
+                yield head
                 yield from pretty_masked(item, inner)
+            else:
+                yield head + _scalar(item)  # one chunk per line keeps the cut cheap
         yield f"\n{indent}}}"
     elif isinstance(value, list) and value:
         inner = indent + "  "
         separator = "[\n"
         for item in value:
-            yield separator + inner
+            if isinstance(item, (dict, list)) and item:
+                yield separator + inner
+                yield from pretty_masked(item, inner)
+            else:
+                yield separator + inner + _scalar(item)
             separator = ",\n"
-            yield from pretty_masked(item, inner)
         yield f"\n{indent}]"
-    elif isinstance(value, str):
-        yield json.dumps(mask_text(value), ensure_ascii=False)
     else:
-        yield json.dumps(value)  # numbers (any size), true, false, null, {} and []
+        yield _scalar(value)
+
+
+def _scalar(value: Any) -> str:
+    """A string (masked inside), number of any size, true/false/null, {} or [] as JSON."""
+    # What json.dumps writes for each, without its per-call set-up (thousands per payload).
+    if isinstance(value, str):
+        return encode_basestring(mask_text(value))
+    if value is None or isinstance(value, bool):
+        return _CONSTANTS[value]
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        return float.__repr__(value)  # stored JSON holds no NaN or Infinity
+    return json.dumps(value)
+
+
+_CONSTANTS = {None: "null", True: "true", False: "false"}
 
 
 _MASK_JSON = json.dumps(MASK, ensure_ascii=False)
@@ -247,10 +269,12 @@ def _time(value) -> datetime | None:
 def load_steps(execution_id: int) -> list[StepRow]:
     """The steps of a run in position order, without their payloads."""
     query = (Step.select(Step.position, Step.name, Step.action, Step.status,
-                         Step.started_at.cast("BIGINT"), Step.finished_at.cast("BIGINT"),
-                         Step.duration_ms, Step.error_message)
-             .where(Step.execution == execution_id).order_by(Step.position).tuples())
-    return [StepRow(*row) for row in query]
+                         Step.started_at, Step.finished_at, Step.duration_ms,
+                         Step.error_message)
+             .where(Step.execution == execution_id).order_by(Step.position))
+    # Plain columns read straight from the cursor: peewee's per-value conversion would
+    # cost more than the query itself for thousands of steps, and times stay integers.
+    return [StepRow(*row) for row in database.execute(query).fetchall()]
 
 
 def place_on_axis(run: Run, now: datetime) -> int:
