@@ -250,3 +250,29 @@ def test_a_bad_new_account_is_refused_beside_its_field(logged_in, db, email, pas
     assert response.status_code == 400
     assert message in response.text
     assert User.select().count() == 1
+
+
+def test_the_settings_page_lists_accounts_and_tokens_under_its_own_title(logged_in):
+    from html.parser import HTMLParser
+
+    class Titles(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.inside, self.title, self.headings = None, "", []
+
+        def handle_starttag(self, tag, attrs):
+            self.inside = tag
+
+        def handle_data(self, data):
+            if self.inside == "title":
+                self.title += data
+            elif self.inside == "h2":
+                self.headings.append(data.strip())
+
+        def handle_endtag(self, tag):
+            self.inside = None
+
+    parser = Titles()
+    parser.feed(logged_in.get("/settings").text)
+    assert parser.title.strip() == "Settings · Runwatch"
+    assert parser.headings == ["Account", "API tokens", "Accounts"]
