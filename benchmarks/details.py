@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 from datetime import timedelta
 
 from harness import Bench, median, p, print_table, rss_mb, time_calls
@@ -61,16 +60,6 @@ def _blob(rng: random.Random, size: int) -> dict:
     return {"records": records, "token": "tok_" + "x" * 24}
 
 
-def login(bench: Bench) -> None:
-    """Sign the bench's test client in, for the page."""
-    page = bench.client.get("/login")
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
-    response = bench.client.post("/login", data={"csrf_token": token,
-                                                  "email": "bench@example.com",
-                                                  "password": "bench-password"})
-    assert response.status_code == 302, response.status_code
-
-
 def main() -> None:
     """Build the run, then time the page, one step, the API detail and the no-op."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -81,7 +70,7 @@ def main() -> None:
     [(run_id, _)] = store_executions([build_run(random.Random(4))])
     version = run_version(run_id)
     database.close()
-    login(bench)
+    bench.login()
     cases = [
         ("no-op GET /api/ping", bench.noop),
         ("page GET /executions/<id>", lambda: bench.get(f"/executions/{run_id}")),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -39,6 +40,15 @@ class Bench:
         database.close()
         self.client = self.app.test_client()
         self.headers = {"Authorization": f"Bearer {self.token}"}
+
+    def login(self) -> None:
+        """Sign the test client in with a session, for the pages."""
+        page = self.client.get("/login")
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+        response = self.client.post("/login", data={"csrf_token": token,
+                                                    "email": "bench@example.com",
+                                                    "password": "bench-password"})
+        assert response.status_code == 302, response.status_code
 
     def get(self, url: str, **headers):
         response = self.client.get(url, headers={**self.headers, **headers})

@@ -18,7 +18,6 @@ import sqlite3
 import time
 from datetime import datetime, timedelta
 
-from details import login
 from harness import Bench, p, print_table, rss_mb, time_calls
 
 from models import database, init_database
@@ -111,7 +110,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=100)
     args = parser.parse_args()
     bench = Bench()
-    login(bench)
+    bench.login()
     url = bench.app.config["DATABASE_URL"]
     rng, now = random.Random(42), utcnow()
     steps = sorted({max(1000, args.runs * share // 100) for share in (1, 10, 50, 100)})

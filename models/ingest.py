@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 
 import peewee
 
-from .db import database, iso, to_micros, utcnow, write_transaction
+from .db import database, is_sqlite, iso, to_micros, utcnow, write_transaction
 from .executions import (Execution, ExecutionPayload, Step, StepPayload, Workflow,
                          dump_json, excerpt)
 from .schemas import ErrorIn, ExecutionIn, ExecutionPatch, InputError, StepIn
@@ -260,6 +260,14 @@ def _store_ordered(item: ExecutionIn, workflows: dict[str, int], now) -> list[tu
     return [(before.id, False)]
 
 
+def _locked(query):
+    """Lock the rows read as "before": write hooks move them from that state, exactly once.
+
+    SQLite needs no row lock: its write transactions already run one at a time.
+    """
+    return query if is_sqlite() else query.for_update()
+
+
 def _existing_by_key(keys: list[tuple[int, str]]) -> dict[tuple[int, str], RunState]:
     if not keys:
         return {}
@@ -267,10 +275,10 @@ def _existing_by_key(keys: list[tuple[int, str]]) -> dict[tuple[int, str], RunSt
     wanted = set(keys)
     external_ids = list({k[1] for k in keys})
     for chunk in _chunks(external_ids, 1):
-        query = (Execution.select(*_STATE_FIELDS, Execution.external_id)
-                 .where(Execution.external_id.in_(chunk),
-                        Execution.workflow.in_(list({k[0] for k in keys})))
-                 .tuples())
+        query = _locked(Execution.select(*_STATE_FIELDS, Execution.external_id)
+                        .where(Execution.external_id.in_(chunk),
+                               Execution.workflow.in_(list({k[0] for k in keys})))
+                        .tuples())
         for *state, external_id in query:
             if (state[1], external_id) in wanted:
                 found[(state[1], external_id)] = _state(*state)
@@ -307,7 +315,8 @@ def _update_existing(before: RunState, item: ExecutionIn, now) -> RunState:
 
 
 def _load_state(execution_id: int) -> RunState | None:
-    row = Execution.select(*_STATE_FIELDS).where(Execution.id == execution_id).tuples().first()
+    row = _locked(Execution.select(*_STATE_FIELDS).where(Execution.id == execution_id)
+                  .tuples()).first()
     return _state(*row) if row else None
 
 

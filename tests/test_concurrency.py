@@ -61,3 +61,31 @@ def test_four_workers_starting_on_an_empty_database_all_come_up(database_url, tm
         assert "Traceback" not in server.output()
     finally:
         server.stop()
+
+
+def test_concurrent_patches_of_the_same_runs_keep_the_counts_exact(live_server, live_token, db):
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {live_token}"
+    base = f"{live_server.url}/api/automations/executions"
+    # Long ago, so the counts come from the rollups rather than from counting runs.
+    run = session.post(base, json={"workflow": "w", "status": "running",
+                                   "started_at": "2026-01-01T10:00:00Z"}, timeout=10).json()["id"]
+
+    def flip(thread: int) -> set[int]:
+        statuses = set()
+        with requests.Session() as own:
+            own.headers["Authorization"] = f"Bearer {live_token}"
+            for number in range(60):
+                status = ("success", "failure", "running")[(thread + number) % 3]
+                response = own.patch(f"{base}/{run}", json={"status": status}, timeout=30)
+                statuses.add(response.status_code)
+        return statuses
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        codes = set().union(*pool.map(flip, range(THREADS)))
+    assert codes == {200}, live_server.output()[-2000:]
+    counts = session.get(base, timeout=10).json()["counts"]
+    direct = {status: Execution.select().where(Execution.status == status).count()
+              for status in ("pending", "running", "success", "failure")}
+    assert counts == direct
+    assert sum(counts.values()) == 1
