@@ -48,7 +48,6 @@ def create_app(config: dict | None = None) -> Flask:
     if config:
         app.config.update(config)
     _check_settings(app)
-    app.config.setdefault("SECRET_KEY", None)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_PAYLOAD_BYTES"]

@@ -196,13 +196,13 @@ def _store(items: list[ExecutionIn]) -> list[tuple[int, bool]]:
     now_us = to_micros(now)
     workflows = workflow_ids(item.workflow for item in items)
     keys = [(workflows[i.workflow], i.external_id) for i in items if i.external_id is not None]
-    existing = _existing_by_key(keys)
     if len(set(keys)) != len(keys):
         # The same run twice in one batch: store in order, each seeing the one before.
         results = []
         for item in items:
             results.extend(_store_ordered(item, workflows, now))
         return results
+    existing = _existing_by_key(keys)
 
     changes: list[Change] = []
     results: list[tuple[int, bool] | None] = [None] * len(items)
