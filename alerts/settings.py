@@ -34,7 +34,7 @@ def settings_from(app: Flask) -> AlertSettings:
     config = app.config
 
     def run_url(execution_id: int) -> str:
-        return adapter.build("details.show", {"execution_id": execution_id},
+        return adapter.build("executions.show", {"execution_id": execution_id},
                              force_external=True)
 
     return AlertSettings(

@@ -74,7 +74,7 @@ def login():
     """Sign in with e-mail address and password."""
     if not has_users():
         return redirect(url_for("auth.setup"))
-    target = safe_next(request.args.get("next"), url_for("executions.index"))
+    target = safe_next(request.args.get("next"), url_for("history.index"))
     if current_user.is_authenticated:
         return redirect(target)
     form = LoginForm()

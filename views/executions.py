@@ -1,226 +1,202 @@
-"""The execution history: the page `/executions` and the API that shares its query string."""
+"""One run in detail: the page, its htmx fragments, and the API answer."""
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
-from typing import Callable
+import json
+from datetime import datetime
 
-from flask import Blueprint, current_app, jsonify, redirect, request, url_for
+from flask import Blueprint, Response, abort, request, url_for
 
-from models import Execution, Workflow
-from models.db import iso, to_micros, utcnow
-from models.executions import STATUSES
-from models.filters import SORTS, FilterError, HistoryFilter, list_query
-from models.rollups import DAY, bar_edges, count_bars, ensure_rollups, started_extent, total
+from models.details import (CUT_BYTES, Run, StepRow, compare_with_last_success, detail_json,
+                            load_run, load_step, mask_text, run_version, show_json,
+                            show_text, step_error, step_window, waterfall, window_start)
 
-from .common import render_page, wants_partial
+from .common import api_error, render_page, wants_partial
 from .ingest import run_url
 
 bp = Blueprint("executions", __name__)
-QUICK_RANGES = (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)),
-                ("7d", timedelta(days=7)), ("30d", timedelta(days=30)))
-FRESH_POLL_SECONDS = 20
-MAX_FRESH = 100
-WORKFLOW_SUGGESTIONS = 1000
+
+PAGE = "executions/show.html"
+RUN_PARTIAL = "executions/_execution.html"
+POLL_SECONDS = 2
+TEXT_PARTS = ("logs", "stack")
 
 
-@bp.record_once
-def _build_missing_rollups(_state) -> None:
-    # Runs stored before the rollups existed are counted once, at start.
-    ensure_rollups()
+@bp.get("/executions/<int:execution_id>")
+def show(execution_id: int):
+    """The run's page; while the run is live, htmx polls it for the refreshed run section."""
+    since = request.args.get("since")
+    if since is not None and not since.isdigit():
+        abort(400, "since must be the version number the page was rendered at.")
+    if since is not None and _partial() and run_version(execution_id) == int(since):
+        return "", 204  # nothing changed: htmx keeps the page as it is and polls again
+    return _render(_run_or_404(execution_id, with_steps=True), RUN_PARTIAL)
 
 
-def parse_filter() -> HistoryFilter:
-    """The history filter of this request (raises FilterError on bad parameters)."""
-    return HistoryFilter.from_args(request.args, secret=current_app.secret_key)
+@bp.get("/executions/<int:execution_id>/steps")
+def steps(execution_id: int):
+    """A slice of the step list from position `from`: the page showing it, or the rows alone."""
+    start = request.args.get("from", "0")
+    if not start.isdigit():
+        abort(400, "from must be a step position (0 or more).")
+    run = _run_or_404(execution_id, with_steps=True)  # the rows fragment needs them too
+    return _render(run, "executions/_steps.html", steps_from=int(start))
 
 
-def history_url(f: HistoryFilter | None = None, endpoint: str = "executions.index") -> str:
-    """The page (or another endpoint) for `f`, with its canonical query string."""
-    query = f.query_string() if f else ""
-    return url_for(endpoint) + ("?" + query if query else "")
+@bp.get("/executions/<int:execution_id>/steps/<int:position>")
+def step(execution_id: int, position: int):
+    """One step's input, output, logs and error: the page with it open, or the panel alone."""
+    run = _run_or_404(execution_id)
+    selected = _step_or_404(run, position)
+    return _render(run, "executions/_step.html", selected=selected,
+                   steps_from=window_start(run.steps, position))
 
 
-def _window(f: HistoryFilter, ids: list[int] | None) -> tuple[int, int] | None:
-    if ids == []:
-        return None
-    earliest, latest = started_extent(ids)
-    return f.time_window(earliest, latest, utcnow())
+@bp.get("/executions/<int:execution_id>/payloads/<any(input, output, stack):part>")
+def run_payload(execution_id: int, part: str):
+    """A cut payload of the run in whole: the page with it whole, or the block alone."""
+    run = _run_or_404(execution_id)
+    stored = {"input": run.input, "output": run.output, "stack": _stack(run.error)}[part]
+    block = payload_block(run.id, None, part, stored, whole=True)
+    return _render(run, "executions/_payload.html", block=block, whole_part=part)
 
 
-def _counts(ids: list[int] | None, edges: list[int]) -> tuple[list[dict], dict[str, int]]:
-    bars = count_bars(ids, edges)
-    return bars, total(bars)
+@bp.get("/executions/<int:execution_id>/steps/<int:position>/payloads/"
+        "<any(input, output, logs, stack):part>")
+def step_payload(execution_id: int, position: int, part: str):
+    """A cut payload of a step in whole: the page with the step open, or the block alone."""
+    run = _run_or_404(execution_id)
+    selected = _step_or_404(run, position, whole_part=part)
+    return _render(run, "executions/_payload.html", selected=selected,
+                   block=selected["blocks"][part])
 
 
-def _matching(f: HistoryFilter, counts: dict[str, int]) -> int:
-    return sum(counts[status] for status in f.statuses or STATUSES)
+@bp.get("/executions/<int:execution_id>/compare")
+def compare(execution_id: int):
+    """What differs from the most recent successful run of the same workflow."""
+    run = _run_or_404(execution_id)
+    return _render(run, "executions/_compare.html",
+                   comparison=compare_with_last_success(run))
 
 
-@bp.get("/api/automations/executions")
-def api_list():
-    """Runs matching the filter, one keyset page, with counts per status."""
-    f = parse_filter()
-    ids = f.workflow_ids()
-    window = _window(f, ids)
-    _, counts = _counts(ids, list(window) if window else [])
-    rows, next_cursor = f.page(list_query(), _matching(f, counts))
-    return jsonify({
-        "data": [{"id": r.id, "workflow": r.workflow_name, "status": r.status,
-                  "started_at": iso(r.started_at), "finished_at": iso(r.finished_at),
-                  "duration_ms": r.duration_ms, "step_count": r.step_count,
-                  "error_message": r.error_message, "url": run_url(r.id)} for r in rows],
-        "next_cursor": f.encode_cursor(next_cursor) if next_cursor else None,
-        "counts": counts,
-    })
+@bp.get("/api/automations/executions/<int:execution_id>")
+def api_detail(execution_id: int):
+    """The run with its input, output, error and every step, whole and unmasked."""
+    body = detail_json(execution_id, run_url(execution_id))
+    if body is None:
+        return api_error(404, "not_found", f"There is no execution {execution_id}.")
+    return Response(body, mimetype="application/json")
 
 
-@bp.get("/")
-def home():
-    """The start page is the history."""
-    return index()
+# --- Building the page ---------------------------------------------------------------------
+
+def _partial() -> bool:
+    # A boosted link from another page wants the whole page, not one of these fragments.
+    return wants_partial() and request.headers.get("HX-Boosted") != "true"
 
 
-@bp.get("/executions")
-def index():
-    """The history page: filter form, status chips, histogram and one page of runs."""
-    try:
-        f = parse_filter()
-    except FilterError as exc:
-        return render_page("executions/index.html", "executions/_history.html", status=400,
-                           form=_form_values(), errors=exc.errors, **_choices())
-    canonical = f.query_string()
-    if not wants_partial() and request.query_string.decode() != canonical:
-        # Plain form submissions carry empty fields: send them to the canonical address.
-        return redirect(history_url(f))
-    body, status, headers = render_page("executions/index.html", "executions/_history.html",
-                                        **_history(f), **_choices())
-    if wants_partial():
-        headers["HX-Push-Url"] = history_url(f)
-    return body, status, headers
+def _run_or_404(execution_id: int, with_steps: bool | None = None) -> Run:
+    # A fragment needs the run's row only; the trace's steps are read for whole pages.
+    run = load_run(execution_id, with_steps=not _partial() if with_steps is None else with_steps)
+    if run is None:
+        abort(404, f"There is no execution {execution_id}.")
+    return run
 
 
-@bp.get("/executions/new")
-def fresh():
-    """How many runs matching the filter arrived after run `after` (polled by the page)."""
-    try:
-        f = parse_filter()
-        after = int(request.args.get("after", ""))
-    except (FilterError, ValueError):
-        return "Bad filter or `after`.", 400
-    new = (Execution.select(Execution.id).where(*f.conditions(), Execution.id > after)
-           .limit(MAX_FRESH).count())
-    return render_page("executions/_fresh.html", "executions/_fresh.html", f=f, after=after,
-                       new=new, max_new=MAX_FRESH, poll=FRESH_POLL_SECONDS,
-                       page_url=history_url(f))
+def _step_or_404(run: Run, position: int, whole_part: str | None = None) -> dict:
+    found = load_step(run.id, position)
+    if found is None:
+        abort(404, f"Execution {run.id} has no step at position {position}.")
+    return step_view(run.id, *found, whole_part=whole_part)
 
 
-def _history(f: HistoryFilter) -> dict:
-    base = url_for("executions.index")
+def _render(run: Run, partial: str, whole_part: str | None = None, steps_from: int = 0,
+            **context):
+    """The full page (with a step open, a payload whole, the comparison…) or one partial."""
+    if not _partial():
+        partial = PAGE  # also for boosted requests, to which render_page gives the partial
+    if partial == "executions/_steps.html":
+        context.update(trace_view(run, steps_from))
+    elif partial in (PAGE, RUN_PARTIAL):
+        context.update(run_view(run, whole_part, steps_from))
+    return render_page(PAGE, partial, run=run, **context)
 
-    def link(query: str) -> str:
-        return base + ("?" + query if query else "")
 
-    ids = f.workflow_ids()
-    window = _window(f, ids)
-    edges, width = bar_edges(*window, f.zone) if window else ([], 0)
-    bars, counts = _counts(ids, edges)
-    rows, next_cursor = f.page(list_query(), _matching(f, counts))
-    now = utcnow()
-    live = (f.cursor is None and f.sort == "-started_at"
-            and (f.end is None or f.end.micros >= to_micros(now)))
+def trace_view(run: Run, steps_from: int = 0) -> dict:
+    """The waterfall of every step and the slice of the step list from `steps_from`."""
     return {
-        "f": f, "form": _form_values(), "errors": {}, "counts": counts,
-        "all_total": sum(counts.values()),
-        "shown_total": _matching(f, counts),
-        "histogram": _histogram(f, edges, width, bars, link),
-        "rows": _rows(f, rows, now, link),
-        "older_url": link(f.but(cursor=next_cursor).query_string()) if next_cursor else None,
-        "newest_url": link(f.but().query_string()) if f.cursor else None,
-        "quick_ranges": [(label, link(f.with_range(_minute(f, now - delta), None)))
-                         for label, delta in QUICK_RANGES],
-        "fresh_url": (history_url(f, "executions.fresh") + ("&" if f.to_args() else "?")
-                      + f"after={rows[0].id if rows else 0}") if live else None,
-        "poll": FRESH_POLL_SECONDS,
-        "clear_url": link(""),
+        "waterfall": waterfall(run), "window": step_window(run.steps, steps_from),
+        # Step links share one url_for: a call per row would dominate the page's time.
+        "step_url_prefix": url_for("executions.step", execution_id=run.id, position=0)[:-1],
     }
 
 
-def _choices() -> dict:
-    names = (Workflow.select(Workflow.name).order_by(Workflow.name)
-             .limit(WORKFLOW_SUGGESTIONS).tuples())
-    return {"workflow_names": [n for (n,) in names], "statuses": STATUSES, "sorts": SORTS}
+def run_view(run: Run, whole_part: str | None = None, steps_from: int = 0) -> dict:
+    """What the run section shows: masked, cut payloads, the error, the trace."""
+    error, error_step = run.error, None
+    if error is None and run.failed_step is not None:
+        # No run-level error was reported: the first failed step's error explains the run.
+        error, error_step = step_error(run.id, run.failed_step), run.failed_step
+    stack = payload_block(run.id, error_step, "stack", _stack(error), whole_part == "stack",
+                          dom_id="run-stack")
+    return {
+        "input_block": payload_block(run.id, None, "input", run.input, whole_part == "input"),
+        "output_block": payload_block(run.id, None, "output", run.output,
+                                      whole_part == "output"),
+        "error": error_view(error), "error_step": error_step, "stack_block": stack,
+        "failed_row": next((s for s in run.steps if s.position == run.failed_step), None),
+        "poll_seconds": POLL_SECONDS, **trace_view(run, steps_from),
+    }
 
 
-def _form_values() -> dict:
-    """What the form shows: the request's own values, so a bad one can be corrected."""
-    args = request.args
-    statuses = {part.strip() for value in args.getlist("status") for part in value.split(",")}
-    return {"workflow": list(dict.fromkeys(w for w in args.getlist("workflow") if w)),
-            "status": statuses,
-            **{name: args.get(name, "") for name in ("from", "to", "tz", "sort", "limit")}}
+def step_view(execution_id: int, row: StepRow, texts: dict,
+              whole_part: str | None = None) -> dict:
+    """One step's panel: its row, its error and its payload blocks, masked and cut."""
+    error = json.loads(texts["error"]) if texts["error"] else None
+    stored = {"input": texts["input"], "output": texts["output"], "logs": texts["logs"],
+              "stack": _stack(error)}
+    blocks = {part: payload_block(execution_id, row.position, part, text, whole_part == part)
+              for part, text in stored.items()}
+    return {"row": row, "error": error_view(error), "blocks": blocks}
 
 
-def _minute(f: HistoryFilter, moment: datetime) -> str:
-    return moment.astimezone(f.zone).replace(tzinfo=None).isoformat(timespec="minutes")
+def error_view(error: dict | None) -> dict | None:
+    """An error's message and type as the page shows them (secrets in the message masked)."""
+    if error is None:
+        return None
+    return {"message": mask_text(error.get("message") or ""), "type": error.get("type")}
 
 
-def _histogram(f: HistoryFilter, edges: list[int], width: int, bars: list[dict],
-               link: Callable[[str], str]) -> dict:
-    shown = f.statuses or STATUSES
-    highest = max((sum(bar[s] for s in shown) for bar in bars), default=0)
-    out = []
-    for start, end, bar in zip(edges, edges[1:], bars):
-        local_start, local_end = f.local(start), f.local(end - 1)
-        label = local_start.strftime("%Y-%m-%d" if width >= DAY else "%Y-%m-%d %H:%M")
-        if _is_midnight(local_start) and _is_midnight(f.local(end)):
-            span = (local_start.date().isoformat(), local_end.date().isoformat())
-        else:
-            span = (local_start.replace(tzinfo=None).isoformat(),
-                    local_end.replace(tzinfo=None).isoformat())
-        runs = sum(bar[s] for s in shown)
-        out.append({
-            "label": label, "url": link(f.with_range(*span)), "runs": runs,
-            "segments": [(s, bar[s], 100.0 * bar[s] / highest if highest else 0)
-                         for s in shown if bar[s]],
-            "title": f"{label}: {runs} runs" + "".join(f", {bar[s]} {s}" for s in shown
-                                                       if bar[s]),
-        })
-    return {"bars": out, "highest": highest, "shown": shown,
-            "first": out[0]["label"] if out else "", "last": out[-1]["label"] if out else ""}
+def _stack(error: dict | None) -> str | None:
+    return (error or {}).get("stack")
 
 
-def _is_midnight(moment: datetime) -> bool:
-    return moment.time() == time()
+def payload_block(execution_id: int, position: int | None, part: str, stored: str | None,
+                  whole: bool = False, dom_id: str | None = None) -> dict:
+    """A payload ready for `_payload.html`: the shown text and where the rest is."""
+    show = show_text if part in TEXT_PARTS else show_json
+    shown = show(stored, None if whole else CUT_BYTES)
+    if position is None:
+        rest = url_for("executions.run_payload", execution_id=execution_id, part=part)
+    else:
+        rest = url_for("executions.step_payload", execution_id=execution_id, position=position,
+                       part=part)
+    dom_id = dom_id or (f"run-{part}" if position is None else f"step-{position}-{part}")
+    return {"part": part, "shown": shown, "rest_url": rest, "dom_id": dom_id,
+            "cut_label": size_label(CUT_BYTES), "size_label": size_label(shown.stored_bytes)}
 
 
-def _rows(f: HistoryFilter, rows: list, now: datetime,
-          link: Callable[[str], str]) -> list[dict]:
-    by_workflow: dict[str, str] = {}
-    out = []
-    for run in rows:
-        name = run.workflow_name
-        if name not in by_workflow:
-            by_workflow[name] = link(f.but(workflows=(name,)).query_string())
-        local = run.started_at.astimezone(f.zone)
-        out.append({
-            "id": run.id, "status": run.status, "workflow": name,
-            "workflow_url": by_workflow[name], "started_iso": iso(run.started_at),
-            "started_exact": local.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "started_ago": _ago(run.started_at, now, local), "duration_ms": run.duration_ms,
-            "step_count": run.step_count, "error_message": run.error_message,
-            "url": url_for("details.show", execution_id=run.id),
-        })
-    return out
+def size_label(size: int) -> str:
+    """A byte count for people: 812 bytes, 64 KB, 9.5 MB."""
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / 1024 / 1024:.1f} MB"
 
 
-def _ago(moment: datetime, now: datetime, local: datetime) -> str:
-    seconds = (now - moment).total_seconds()
-    if seconds < 45:
-        return "just now" if seconds > -60 else local.strftime("%Y-%m-%d %H:%M")
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min ago"
-    if seconds < 86400:
-        return f"{round(seconds / 3600)} h ago"
-    if seconds < 30 * 86400:
-        return f"{round(seconds / 86400)} d ago"
-    return local.strftime("%Y-%m-%d")
+@bp.app_template_filter("utc_clock")
+def utc_clock(value: datetime | None) -> str:
+    """A UTC time to the millisecond: 2026-11-24 10:00:04.250."""
+    if value is None:
+        return "–"
+    return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d}"

@@ -13,7 +13,7 @@ bp = Blueprint("ingest", __name__, url_prefix="/api/automations/executions")
 
 def run_url(execution_id: int) -> str:
     """The absolute address of a run's page."""
-    return url_for("details.show", execution_id=execution_id, _external=True)
+    return url_for("executions.show", execution_id=execution_id, _external=True)
 
 
 def _answer(execution_id: int, status: int):
