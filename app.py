@@ -6,8 +6,9 @@ import secrets
 
 from flask import Flask, g
 
+import alerts
 import cli
-from alerts import scheduler as alert_scheduler
+import history
 from models import MODELS, create_schema, database, init_database
 from views import BLUEPRINTS
 from views.auth import guard
@@ -28,6 +29,9 @@ DEFAULTS = {
     "SCHEDULER": True,
     "MAX_PAYLOAD_BYTES": 10 * 1024 * 1024,
 }
+# Features, in the order they are wired: each has its `MODELS` and an `init_app(app)`
+# that registers its write hooks, start-up checks, scheduler jobs and blueprints.
+FEATURES = (history, alerts)
 INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
                     "SMTP_PORT", "MAX_PAYLOAD_BYTES")
 
@@ -53,7 +57,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_PAYLOAD_BYTES"]
 
     init_database(app.config["DATABASE_URL"])
-    create_schema(MODELS)
+    create_schema([*MODELS, *(model for feature in FEATURES for model in feature.MODELS)])
 
     csrf.init_app(app)
     login_manager.init_app(app)
@@ -62,10 +66,11 @@ def create_app(config: dict | None = None) -> Flask:
     app.teardown_appcontext(_close)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    for feature in FEATURES:
+        feature.init_app(app)
     register_error_handlers(app)
     register_filters(app)
     cli.register(app)
-    alert_scheduler.init_app(app)  # honours SCHEDULER; at most once per process
     return app
 
 

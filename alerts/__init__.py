@@ -1,2 +1,21 @@
-"""Failure alerts: rules, the scan that decides notices, the outbox and its delivery."""
-import models  # noqa: F401  (the model package lists the alert tables; load it first)
+"""Failure alerts: rules, the scan that decides notices, the outbox and its delivery.
+
+A feature package: `MODELS` are its tables, `init_app(app)` wires it into an app.
+"""
+from __future__ import annotations
+
+from flask import Flask
+
+from models.ingest import register_write_hook
+
+from . import scheduler
+from .models import MODELS, mark_finished_changes
+
+
+def init_app(app: Flask) -> None:
+    """Mark workflows whose finished runs change, start the scan job, add the pages and API."""
+    from views.alerts import bp
+
+    register_write_hook(mark_finished_changes)
+    scheduler.init_app(app)  # honours RUNWATCH_SCHEDULER; at most once per process
+    app.register_blueprint(bp)

@@ -5,7 +5,7 @@ import peewee
 
 from models.db import BaseModel, UTCMicros, utcnow
 from models.executions import FINISHED_STATUSES, Workflow, load_json
-from models.ingest import Change, register_write_hook
+from models.ingest import Change
 
 # Notice kinds and delivery states, as the API and the log speak them.
 KINDS = ("failing", "recovered", "test")
@@ -120,7 +120,7 @@ class ScanStatus(BaseModel):
     scans = peewee.BigIntegerField(default=1)
 
 
-ALERT_MODELS = [AlertRule, AlertChannel, AlertState, AlertDirty, Notice, Attempt, ScanStatus]
+MODELS = [AlertRule, AlertChannel, AlertState, AlertDirty, Notice, Attempt, ScanStatus]
 
 
 def by_parent(parent_ids: list[int], query, parent_field: str) -> dict[int, list]:
@@ -145,11 +145,9 @@ def mark_workflows(workflow_ids: set[int] | list[int]) -> None:
      .execute())
 
 
-def _mark_finished_changes(changes: list[Change]) -> None:
+def mark_finished_changes(changes: list[Change]) -> None:
     """Write hook: a run that is or was finished may change a streak."""
     mark_workflows({after.workflow_id for before, after in changes
                     if after.status in FINISHED_STATUSES
                     or (before is not None and before.status in FINISHED_STATUSES)})
 
-
-register_write_hook(_mark_finished_changes)

@@ -22,8 +22,8 @@ from harness import Bench, p, print_table, rss_mb, time_calls
 
 from models import database, init_database
 from models.db import to_micros, utcnow
-from models.filters import HistoryFilter, list_query
-from models.rollups import rebuild_rollups
+from history.filters import HistoryFilter, list_query
+from history.rollups import rebuild_rollups
 
 WORKFLOWS = 100
 DAYS = 90

@@ -1,13 +1,13 @@
-"""Runwatch's data: the database handle and every table."""
+"""Runwatch's core data: the database handle, workflows, executions, steps and accounts.
+
+Features (history, alerts) keep tables of their own and list them in their `MODELS`.
+"""
 from .db import create_schema, database, init_database
 from .executions import Execution, ExecutionPayload, Step, StepPayload, Workflow
 from .users import ApiToken, User
-from .rollups import RunRollup  # also registers the history rollup write hook
 
-# Every table, in creation order; features add theirs here.
+# The core tables, in creation order.
 MODELS = [User, ApiToken, Workflow, Execution, ExecutionPayload, Step, StepPayload]
-from alerts.models import ALERT_MODELS; MODELS += ALERT_MODELS  # noqa: E402,E702
-MODELS.append(RunRollup)
 
 __all__ = ["MODELS", "create_schema", "database", "init_database", "ApiToken", "Execution",
            "ExecutionPayload", "Step", "StepPayload", "User", "Workflow"]

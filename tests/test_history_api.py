@@ -8,7 +8,7 @@ import pytest
 
 from models import Execution, Workflow
 from models.db import to_micros
-from models.filters import HistoryFilter
+from history.filters import HistoryFilter
 
 URL = "/api/automations/executions"
 BATCH = "/api/automations/executions/batch"

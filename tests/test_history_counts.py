@@ -13,8 +13,8 @@ from app import create_app
 from models import Execution, Workflow, database
 from models.db import to_micros
 from models.executions import STATUSES
-from models.filters import HistoryFilter
-from models.rollups import RunRollup, bar_edges, count_bars, rebuild_rollups, started_extent
+from history.filters import HistoryFilter
+from history.rollups import RunRollup, bar_edges, count_bars, rebuild_rollups, started_extent
 
 URL = "/api/automations/executions"
 BATCH = "/api/automations/executions/batch"

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from models.filters import HistoryFilter, list_query
+from history.filters import HistoryFilter, list_query
 
 URL = "/api/automations/executions"
 BATCH = "/api/automations/executions/batch"

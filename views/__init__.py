@@ -1,9 +1,7 @@
-"""The blueprints, one per capability."""
-from .alerts import bp as alerts
+"""The blueprints of the core; features (history, alerts) register their own in `init_app`."""
 from .auth import bp as auth
 from .executions import bp as executions
-from .history import bp as history
 from .ingest import bp as ingest
 from .settings import bp as settings
 
-BLUEPRINTS = [auth, settings, ingest, history, executions, alerts]
+BLUEPRINTS = [auth, settings, ingest, executions]

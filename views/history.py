@@ -9,8 +9,8 @@ from flask import Blueprint, current_app, jsonify, redirect, request, url_for
 from models import Execution, Workflow
 from models.db import iso, to_micros, utcnow
 from models.executions import STATUSES
-from models.filters import SORTS, FilterError, HistoryFilter, list_query
-from models.rollups import DAY, bar_edges, count_bars, ensure_rollups, started_extent, total
+from history.filters import SORTS, FilterError, HistoryFilter, list_query
+from history.rollups import DAY, bar_edges, count_bars, started_extent, total
 
 from .common import render_page, wants_partial
 from .ingest import run_url
@@ -21,12 +21,6 @@ QUICK_RANGES = (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)),
 FRESH_POLL_SECONDS = 20
 MAX_FRESH = 100
 WORKFLOW_SUGGESTIONS = 1000
-
-
-@bp.record_once
-def _build_missing_rollups(_state) -> None:
-    # Runs stored before the rollups existed are counted once, at start.
-    ensure_rollups()
 
 
 def parse_filter() -> HistoryFilter:

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 import peewee
 from itsdangerous import BadData, URLSafeSerializer
 
-from .db import from_micros, to_micros
-from .executions import STATUSES, Execution, Workflow
-from .schemas import InputError
+from models.db import from_micros, to_micros
+from models.executions import STATUSES, Execution, Workflow
+from models.schemas import InputError
 
 SORTS = {
     "-started_at": "newest first",

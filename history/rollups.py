@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 
 import peewee
 
-from .db import (BaseModel, connection, database, from_micros, is_sqlite, to_micros,
+from models.db import (BaseModel, connection, database, from_micros, is_sqlite, to_micros,
                  write_transaction)
-from .executions import STATUSES, Execution
-from .ingest import Change, register_write_hook
+from models.executions import STATUSES, Execution
+from models.ingest import Change
 
 MINUTE = 60_000_000  # microseconds
 HOUR = 60 * MINUTE
@@ -224,7 +224,6 @@ def started_extent(workflow_ids: list[int] | None) -> tuple[int | None, int | No
     return (min(firsts) if firsts else None, max(lasts) if lasts else None)
 
 
-register_write_hook(apply_changes)
 
 __all__ = ["RunRollup", "apply_changes", "rebuild_rollups", "ensure_rollups", "count_bars",
            "count_window", "started_extent", "bar_edges", "total", "GRAINS", "MINUTE", "HOUR", "DAY",

@@ -1,0 +1,22 @@
+"""The execution history: its filter, the per-hour and per-day run counts, and its pages.
+
+A feature package: `MODELS` are its tables, `init_app(app)` wires it into an app.
+"""
+from __future__ import annotations
+
+from flask import Flask
+
+from models.ingest import register_write_hook
+
+from .rollups import RunRollup, apply_changes, ensure_rollups
+
+MODELS = [RunRollup]
+
+
+def init_app(app: Flask) -> None:
+    """Keep the run counts current at every write, count runs stored before them, add the pages."""
+    from views.history import bp
+
+    register_write_hook(apply_changes)
+    ensure_rollups()
+    app.register_blueprint(bp)
