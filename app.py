@@ -12,7 +12,8 @@ import history
 from models import MODELS, create_schema, database, init_database
 from views import BLUEPRINTS
 from views.auth import guard
-from views.common import register_error_handlers, register_filters
+from views import formatting
+from views.common import register_error_handlers
 from views.extensions import csrf, login_manager
 
 DEFAULTS = {
@@ -69,7 +70,7 @@ def create_app(config: dict | None = None) -> Flask:
     for feature in FEATURES:
         feature.init_app(app)
     register_error_handlers(app)
-    register_filters(app)
+    formatting.register(app)
     cli.register(app)
     return app
 

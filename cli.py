@@ -110,9 +110,9 @@ def alerts_scan():
     from flask import current_app
 
     from alerts.scheduler import run_once
-    from alerts.settings import settings_from
+    from alerts.config import config_from
 
-    scanned, delivered = run_once(settings_from(current_app))
+    scanned, delivered = run_once(config_from(current_app))
     click.echo(f"Scan: {scanned.examined} workflow(s) examined, {scanned.decided} notice(s) "
                f"decided in {scanned.duration_ms:.1f} ms. Delivery: {delivered.delivered} "
                f"delivered, {delivered.retrying} to retry, {delivered.failed} failed.")

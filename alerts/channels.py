@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from standardwebhooks import Webhook
 
-from .settings import AlertSettings
+from .config import AlertConfig
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "alerts"
 _mail_templates = Environment(loader=FileSystemLoader(TEMPLATES),
@@ -44,12 +44,12 @@ class TransportError(Exception):
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One notice about to be sent: its id, kind, webhook body and channel settings."""
+    """One notice about to be sent: its id, kind, webhook body and channel config."""
 
     notice_id: int
     kind: str
     payload: dict
-    config: dict
+    options: dict
 
 
 def _address(value: str) -> str:
@@ -123,19 +123,19 @@ class EmailChannel:
     Config = EmailConfig
 
     @staticmethod
-    def target(config: dict) -> str:
+    def target(options: dict) -> str:
         """Where it goes, for people."""
-        return ", ".join(config["to"])
+        return ", ".join(options["to"])
 
     @staticmethod
-    def message(outgoing: Outgoing, settings: AlertSettings) -> EmailMessage:
+    def message(outgoing: Outgoing, config: AlertConfig) -> EmailMessage:
         """The e-mail for a notice."""
         context = {"kind": outgoing.kind, "data": outgoing.payload["data"],
-                   "alerts_url": settings.alerts_url}
+                   "alerts_url": config.alerts_url}
         message = EmailMessage(policy=SMTP)
         message["Subject"] = subject_of(outgoing)
-        message["From"] = settings.mail_from
-        message["To"] = ", ".join(outgoing.config["to"])
+        message["From"] = config.mail_from
+        message["To"] = ", ".join(outgoing.options["to"])
         message["Date"] = format_datetime(datetime.now().astimezone())
         message["Message-ID"] = f"<notice-{outgoing.notice_id}@runwatch>"
         message.set_content(_mail_templates.get_template("email.txt").render(context))
@@ -144,27 +144,27 @@ class EmailChannel:
         return message
 
     @classmethod
-    def send(cls, outgoing: Outgoing, settings: AlertSettings) -> str:
+    def send(cls, outgoing: Outgoing, config: AlertConfig) -> str:
         """Send over SMTP; returns the server's answer to the message."""
-        if not settings.smtp_host:
+        if not config.smtp_host:
             raise TransportError("RUNWATCH_SMTP_HOST is not set: there is no mail server")
-        message = cls.message(outgoing, settings)
+        message = cls.message(outgoing, config)
         try:
-            with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10) as smtp:
-                if settings.smtp_starttls:
+            with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=10) as smtp:
+                if config.smtp_starttls:
                     smtp.starttls(context=ssl.create_default_context())
-                if settings.smtp_username:
-                    smtp.login(settings.smtp_username, settings.smtp_password or "")
+                if config.smtp_username:
+                    smtp.login(config.smtp_username, config.smtp_password or "")
                 smtp.ehlo_or_helo_if_needed()
-                code, answer = smtp.mail(settings.mail_from)
+                code, answer = smtp.mail(config.mail_from)
                 if code != 250:
-                    raise smtplib.SMTPSenderRefused(code, answer, settings.mail_from)
+                    raise smtplib.SMTPSenderRefused(code, answer, config.mail_from)
                 refused = {}
-                for address in outgoing.config["to"]:
+                for address in outgoing.options["to"]:
                     rcpt_code, rcpt_answer = smtp.rcpt(address)
                     if rcpt_code not in (250, 251):
                         refused[address] = (rcpt_code, rcpt_answer)
-                if len(refused) == len(outgoing.config["to"]):
+                if len(refused) == len(outgoing.options["to"]):
                     smtp.rset()
                     raise smtplib.SMTPRecipientsRefused(refused)
                 code, answer = smtp.data(message.as_bytes())
@@ -177,7 +177,7 @@ class EmailChannel:
             raise TransportError(f"every recipient was refused: {exc.recipients}") from None
         except (smtplib.SMTPException, OSError) as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
-        accepted = len(outgoing.config["to"]) - len(refused)
+        accepted = len(outgoing.options["to"]) - len(refused)
         return f"{code} {answer.decode(errors='replace')}; accepted for {accepted} recipient(s)"
 
 
@@ -196,9 +196,9 @@ class WebhookChannel:
     Config = WebhookConfig
 
     @staticmethod
-    def target(config: dict) -> str:
+    def target(options: dict) -> str:
         """Where it goes, for people."""
-        return config["url"]
+        return options["url"]
 
     @staticmethod
     def request(outgoing: Outgoing, now: datetime) -> urllib.request.Request:
@@ -207,18 +207,18 @@ class WebhookChannel:
         message_id = f"msg_runwatch_{outgoing.notice_id}"
         headers = {"Content-Type": "application/json", "User-Agent": "Runwatch-Webhooks/1",
                    "webhook-id": message_id, "webhook-timestamp": str(int(now.timestamp()))}
-        secret = outgoing.config.get("secret")
+        secret = outgoing.options.get("secret")
         if secret:
             headers["webhook-signature"] = Webhook(secret).sign(message_id, now, body)
-        return urllib.request.Request(outgoing.config["url"], data=body.encode(),
+        return urllib.request.Request(outgoing.options["url"], data=body.encode(),
                                       headers=headers, method="POST")
 
     @classmethod
-    def send(cls, outgoing: Outgoing, settings: AlertSettings) -> str:
+    def send(cls, outgoing: Outgoing, config: AlertConfig) -> str:
         """POST the notice; any answer but 2xx, or none within the timeout, is a failure."""
         request = cls.request(outgoing, datetime.now().astimezone())
         try:
-            with _opener.open(request, timeout=settings.webhook_timeout) as response:
+            with _opener.open(request, timeout=config.webhook_timeout) as response:
                 return f"HTTP {response.status} {response.reason}"
         except urllib.error.HTTPError as exc:
             answer = f"HTTP {exc.code} {exc.reason}"

@@ -14,7 +14,7 @@ from models.executions import load_json
 
 from .channels import CHANNELS, Outgoing, TransportError
 from .models import Attempt, Notice
-from .settings import AlertSettings
+from .config import AlertConfig
 
 LEASE = timedelta(minutes=2)  # longer than any send may take (SMTP and HTTP time out at 10 s)
 
@@ -41,41 +41,41 @@ def claim(notice_id: int, now: datetime) -> bool:
     return taken == 1
 
 
-def backoff(settings: AlertSettings, attempts: int) -> timedelta:
+def backoff(config: AlertConfig, attempts: int) -> timedelta:
     """The wait after the `attempts`-th failed try: the retry delay, doubling each time."""
-    return timedelta(seconds=settings.retry_seconds * 2 ** (attempts - 1))
+    return timedelta(seconds=config.retry_seconds * 2 ** (attempts - 1))
 
 
-def _send(notice: Notice, settings: AlertSettings) -> tuple[bool, str | None, str | None]:
+def _send(notice: Notice, config: AlertConfig) -> tuple[bool, str | None, str | None]:
     kind = CHANNELS.get(notice.channel_type)
     if kind is None:
         return False, None, f"unknown channel type {notice.channel_type!r}"
     outgoing = Outgoing(notice.id, notice.kind, load_json(notice.payload),
-                        load_json(notice.channel_config))
+                        load_json(notice.channel_options))
     try:
-        return True, kind.send(outgoing, settings), None
+        return True, kind.send(outgoing, config), None
     except TransportError as exc:
         return False, exc.response, exc.message
     except Exception as exc:  # a broken channel must not stop the other notices
         return False, None, f"{type(exc).__name__}: {exc}"
 
 
-def attempt(notice_id: int, settings: AlertSettings, now: datetime | None = None) -> str:
+def attempt(notice_id: int, config: AlertConfig, now: datetime | None = None) -> str:
     """Send a claimed notice once and record the attempt; returns its new status."""
     now = now or utcnow()
     notice = Notice.get_by_id(notice_id)
     started = time.perf_counter()
-    ok, response, error = _send(notice, settings)
+    ok, response, error = _send(notice, config)
     latency_ms = round((time.perf_counter() - started) * 1000)
     attempts = notice.attempts + 1
     if ok:
         values = {"status": "delivered", "delivered_at": to_micros(utcnow()),
                   "last_error": None}
-    elif attempts >= settings.max_attempts:
+    elif attempts >= config.max_attempts:
         values = {"status": "failed", "last_error": error}
     else:
         values = {"status": "pending", "last_error": error,
-                  "next_attempt_at": to_micros(now + backoff(settings, attempts))}
+                  "next_attempt_at": to_micros(now + backoff(config, attempts))}
     with write_transaction():
         Attempt.create(notice=notice_id, attempted_at=now, ok=ok, response=response,
                        latency_ms=latency_ms, error=error)
@@ -84,7 +84,7 @@ def attempt(notice_id: int, settings: AlertSettings, now: datetime | None = None
     return values["status"]
 
 
-def deliver_due(settings: AlertSettings, now: datetime | None = None,
+def deliver_due(config: AlertConfig, now: datetime | None = None,
                 limit: int = 200) -> DeliveryResult:
     """One delivery pass: every notice that is due now, oldest first."""
     now = now or utcnow()
@@ -93,14 +93,14 @@ def deliver_due(settings: AlertSettings, now: datetime | None = None,
     counts = {"delivered": 0, "pending": 0, "failed": 0}
     for notice_id in due:
         if claim(notice_id, now):
-            counts[attempt(notice_id, settings, now)] += 1
+            counts[attempt(notice_id, config, now)] += 1
     return DeliveryResult(counts["delivered"], counts["pending"], counts["failed"])
 
 
-def deliver_now(notice_ids: list[int], settings: AlertSettings) -> list[str]:
+def deliver_now(notice_ids: list[int], config: AlertConfig) -> list[str]:
     """Send these notices at once (a test notice, a redelivery) if no one else has them."""
     now = utcnow()
-    return [attempt(nid, settings, now) if claim(nid, now) else "claimed" for nid in notice_ids]
+    return [attempt(nid, config, now) if claim(nid, now) else "claimed" for nid in notice_ids]
 
 
 def redeliver(notice_id: int, now: datetime | None = None) -> bool:

@@ -28,8 +28,8 @@ class RuleForm:
     @classmethod
     def from_rule(cls, rule: AlertRule, channels: list[AlertChannel]) -> "RuleForm":
         """The form of an existing rule, with a blank webhook row to add one."""
-        emails = [a for ch in channels if ch.type == "email" for a in ch.settings["to"]]
-        hooks = [(ch.settings["url"], ch.settings.get("secret") or "")
+        emails = [a for ch in channels if ch.type == "email" for a in ch.options["to"]]
+        hooks = [(ch.options["url"], ch.options.get("secret") or "")
                  for ch in channels if ch.type == "webhook"]
         return cls(workflow=rule.workflow_name or "", threshold=str(rule.threshold),
                    email_to="\n".join(emails), webhooks=hooks + [("", "")] * NEW_WEBHOOK_ROWS,

@@ -24,17 +24,17 @@ class AlertRule(BaseModel):
 
 
 class AlertChannel(BaseModel):
-    """Where a rule's notices go: one email list or one webhook; `config` is JSON."""
+    """Where a rule's notices go: one email list or one webhook; its options are JSON."""
 
     rule = peewee.ForeignKeyField(AlertRule, backref="channels", on_delete="CASCADE")
     position = peewee.IntegerField()
     type = peewee.CharField(max_length=20)
-    config = peewee.TextField()
+    options_json = peewee.TextField(column_name="config")
 
     @property
-    def settings(self) -> dict:
-        """The channel's configuration as a dict."""
-        return load_json(self.config)
+    def options(self) -> dict:
+        """The channel's options (addresses, URL, secret) as a dict."""
+        return load_json(self.options_json)
 
     class Meta:
         indexes = ((("rule", "position"), True),)
@@ -79,7 +79,7 @@ class Notice(BaseModel):
     kind = peewee.CharField(max_length=10)
     episode = peewee.IntegerField(null=True)
     channel_type = peewee.CharField(max_length=20)
-    channel_config = peewee.TextField()  # a snapshot: deleting the rule strands no notice
+    channel_options = peewee.TextField(column_name="channel_config")  # a snapshot: deleting the rule strands no notice
     payload = peewee.TextField()  # the webhook body, fixed when decided so retries are identical
     status = peewee.CharField(max_length=10, default="pending")
     attempts = peewee.IntegerField(default=0)

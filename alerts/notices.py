@@ -39,7 +39,7 @@ def queue_notices(channels: list[AlertChannel], kind: str, body: dict, now: date
         return 0
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     rows = [{"rule": ch.rule_id, "channel_id": ch.id, "workflow": workflow_id, "kind": kind,
-             "episode": episode, "channel_type": ch.type, "channel_config": ch.config,
+             "episode": episode, "channel_type": ch.type, "channel_options": ch.options_json,
              "payload": payload, "status": "pending", "attempts": 0,
              "next_attempt_at": to_micros(now), "created_at": to_micros(now)}
             for ch in channels]
@@ -55,7 +55,7 @@ def attempts_by_notice(notice_ids: list[int]) -> dict[int, list[Attempt]]:
 def target_of(notice: Notice) -> str:
     """Where a notice goes, for people."""
     kind = CHANNELS.get(notice.channel_type)
-    return kind.target(load_json(notice.channel_config)) if kind else notice.channel_type
+    return kind.target(load_json(notice.channel_options)) if kind else notice.channel_type
 
 
 def notice_json(notice: Notice, attempts: list[Attempt]) -> dict:

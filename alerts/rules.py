@@ -11,13 +11,13 @@ from .delivery import deliver_now
 from .models import AlertChannel, AlertRule, AlertState, Notice, by_parent, mark_workflows
 from .notices import notice_body, queue_notices
 from .schemas import RuleIn, RulePatch
-from .settings import AlertSettings
+from .config import AlertConfig
 
 
 def _write_channels(rule_id: int, channels: list[BaseModel]) -> None:
     AlertChannel.delete().where(AlertChannel.rule == rule_id).execute()
     AlertChannel.insert_many([{"rule": rule_id, "position": i, "type": ch.type,
-                               "config": dump_json(ch.model_dump())}
+                               "options_json": dump_json(ch.model_dump())}
                               for i, ch in enumerate(channels)]).execute()
 
 
@@ -94,32 +94,32 @@ def list_rules() -> list[AlertRule]:
 
 def channel_json(channel: AlertChannel) -> dict:
     """A channel as the API answers it (secrets included: users need them to verify)."""
-    return channel.settings
+    return channel.options
 
 
 def state_json(state: AlertState, name: str, rule: AlertRule,
-               settings: AlertSettings) -> dict:
+               config: AlertConfig) -> dict:
     """One workflow's state under a rule."""
     return {"workflow": name, "status": "failing" if state.alerted else "ok",
             "failure_count": state.streak, "threshold": rule.threshold,
             "failing_since": iso(state.first_failure_at) if state.streak else None,
             "last_failure_at": iso(state.last_failure_at), "last_error": state.last_error,
-            "last_failed_execution_url": (settings.run_url(state.last_failure_id)
+            "last_failed_execution_url": (config.execution_url(state.last_failure_id)
                                           if state.last_failure_id else None),
             "checked_at": iso(state.updated_at)}
 
 
 def rule_json(rule: AlertRule, channels: list[AlertChannel],
-              states: list[tuple[AlertState, str]], settings: AlertSettings) -> dict:
+              states: list[tuple[AlertState, str]], config: AlertConfig) -> dict:
     """A rule as the API answers it."""
     return {"id": rule.id, "workflow": rule.workflow_name, "threshold": rule.threshold,
             "channels": [channel_json(ch) for ch in channels], "enabled": rule.enabled,
             "notify_recovery": rule.notify_recovery, "created_at": iso(rule.created_at),
             "updated_at": iso(rule.updated_at),
-            "states": [state_json(s, name, rule, settings) for s, name in states]}
+            "states": [state_json(s, name, rule, config) for s, name in states]}
 
 
-def send_test(rule: AlertRule, settings: AlertSettings) -> list[int]:
+def send_test(rule: AlertRule, config: AlertConfig) -> list[int]:
     """Queue a test notice for every channel of the rule and send them now; returns their ids."""
     now = utcnow()
     channels = channels_of([rule.id])[rule.id]
@@ -127,12 +127,12 @@ def send_test(rule: AlertRule, settings: AlertSettings) -> list[int]:
                        failure_count=rule.threshold, threshold=rule.threshold,
                        first_failure_at=now, last_failure_at=now,
                        last_error="This is a test notice from Runwatch; nothing failed.",
-                       execution_url=settings.alerts_url, rule_id=rule.id)
+                       execution_url=config.alerts_url, rule_id=rule.id)
     with write_transaction():
         queue_notices(channels, "test", body, now)
         ids = [nid for (nid,) in Notice.select(Notice.id)
                .where(Notice.rule == rule.id, Notice.kind == "test",
                       Notice.created_at == now).order_by(Notice.id).tuples()]
-    deliver_now(ids, settings)
+    deliver_now(ids, config)
     return ids
 

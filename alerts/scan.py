@@ -17,7 +17,7 @@ from models.executions import Execution, Workflow
 from .models import AlertChannel, AlertDirty, AlertRule, AlertState, ScanStatus
 from .notices import notice_body, queue_notices
 from .rules import channels_of
-from .settings import AlertSettings
+from .config import AlertConfig
 
 BATCH = 500
 MAX_BATCHES = 40
@@ -79,12 +79,12 @@ def _rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
 
 
 def _body(kind: str, name: str, rule: AlertRule, facts: Streak | AlertState,
-          settings: AlertSettings, now: datetime) -> dict:
+          config: AlertConfig, now: datetime) -> dict:
     count = facts.count if isinstance(facts, Streak) else facts.streak
     return notice_body(kind, now, workflow=name, failure_count=count, threshold=rule.threshold,
                        first_failure_at=facts.first_failure_at,
                        last_failure_at=facts.last_failure_at, last_error=facts.last_error,
-                       execution_url=settings.run_url(facts.last_failure_id), rule_id=rule.id)
+                       execution_url=config.execution_url(facts.last_failure_id), rule_id=rule.id)
 
 
 def _ended(before: AlertState | None, streak: Streak) -> bool:
@@ -96,7 +96,7 @@ def _ended(before: AlertState | None, streak: Streak) -> bool:
 
 
 def _examine(workflow_id: int, name: str, rules: list[tuple[AlertRule, list[AlertChannel]]],
-             settings: AlertSettings, now: datetime) -> int:
+             config: AlertConfig, now: datetime) -> int:
     """Decide the notices of one workflow under its rules; returns how many were queued."""
     streak = current_streak(workflow_id)
     states = {s.rule_id: s for s in AlertState.select().where(
@@ -112,12 +112,12 @@ def _examine(workflow_id: int, name: str, rules: list[tuple[AlertRule, list[Aler
             alerted = False
             if rule.notify_recovery:
                 decided += queue_notices(channels, "recovered",
-                                         _body("recovered", name, rule, before, settings, now),
+                                         _body("recovered", name, rule, before, config, now),
                                          now, workflow_id=workflow_id, episode=episode)
         if streak.count >= rule.threshold and not alerted:
             alerted, episode = True, episode + 1
             decided += queue_notices(channels, "failing",
-                                     _body("failing", name, rule, streak, settings, now),
+                                     _body("failing", name, rule, streak, config, now),
                                      now, workflow_id=workflow_id, episode=episode)
         values = {"streak": streak.count, "first_failure_at": streak.first_failure_at,
                   "last_failure_at": streak.last_failure_at,
@@ -134,7 +134,7 @@ def _applies(rule: AlertRule, name: str) -> bool:
     return rule.workflow_name is None or rule.workflow_name == name
 
 
-def scan(settings: AlertSettings, now: datetime | None = None) -> ScanResult:
+def scan(config: AlertConfig, now: datetime | None = None) -> ScanResult:
     """Examine every workflow marked since the last scan and queue the notices it decides."""
     started = time.perf_counter()
     now = now or utcnow()
@@ -154,7 +154,7 @@ def scan(settings: AlertSettings, now: datetime | None = None) -> ScanResult:
                 name = names.get(workflow_id)
                 applicable = [(r, c) for r, c in rules if name is not None and _applies(r, name)]
                 if applicable:
-                    decided += _examine(workflow_id, name, applicable, settings, now)
+                    decided += _examine(workflow_id, name, applicable, config, now)
                 # Only what this scan saw is cleared: a run stored meanwhile bumped `seq`.
                 AlertDirty.delete().where(AlertDirty.workflow_id == workflow_id,
                                           AlertDirty.seq == seq).execute()

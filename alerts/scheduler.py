@@ -15,25 +15,25 @@ from models.db import connection
 
 from .delivery import DeliveryResult, deliver_due
 from .scan import ScanResult, scan
-from .settings import AlertSettings, settings_from
+from .config import AlertConfig, config_from
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _started: dict[int, BackgroundScheduler] = {}  # by process id: one scheduler per process
 
 
-def run_once(settings: AlertSettings) -> tuple[ScanResult, DeliveryResult]:
+def run_once(config: AlertConfig) -> tuple[ScanResult, DeliveryResult]:
     """One scan and one delivery pass, on a connection of their own."""
     with connection():
-        scanned = scan(settings)
-        delivered = deliver_due(settings)
+        scanned = scan(config)
+        delivered = deliver_due(config)
     return scanned, delivered
 
 
 def _tick(app: Flask) -> None:
     with app.app_context():
         try:
-            run_once(settings_from(app))
+            run_once(config_from(app))
         except Exception:  # keep the job alive; the watchdog shows a scan that stops beating
             log.exception("alert scan failed")
 

@@ -30,7 +30,7 @@ from alerts.models import mark_workflows  # noqa: E402
 from alerts.rules import create_rule  # noqa: E402
 from alerts.scan import scan  # noqa: E402
 from alerts.schemas import RuleIn  # noqa: E402
-from alerts.settings import settings_from  # noqa: E402
+from alerts.config import config_from  # noqa: E402
 from models import database  # noqa: E402
 from models.db import to_micros, utcnow, write_transaction  # noqa: E402
 from models.executions import Execution, Workflow  # noqa: E402
@@ -83,7 +83,7 @@ def measure_scans(runs: int, workflows: int) -> dict:
         create_rule(RuleIn.model_validate({"workflow": f"wf-{index:03d}", "threshold": 3,
                                            "channels": [{"type": "webhook",
                                                          "url": "http://127.0.0.1:9/x"}]}))
-    settings = settings_from(bench.app)
+    settings = config_from(bench.app)
     mark_workflows(ids)
     scan(settings)  # the first look at every workflow
     idle = time_calls(lambda: scan(settings), repeat=300, warmup=10)

@@ -15,7 +15,7 @@ from harness import Bench, median, p, print_table, rss_mb, time_calls
 
 from models import database
 from models.db import utcnow
-from models.details import run_version
+from models.execution_detail import execution_version
 from models.ingest import store_executions
 from models.schemas import ExecutionIn
 
@@ -68,7 +68,7 @@ def main() -> None:
     bench = Bench()
     database.connect(reuse_if_open=True)
     [(run_id, _)] = store_executions([build_run(random.Random(4))])
-    version = run_version(run_id)
+    version = execution_version(run_id)
     database.close()
     bench.login()
     cases = [

@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 
 import peewee
 
-from .db import database, is_sqlite, iso, to_micros, utcnow, write_transaction
+from .db import database, is_sqlite, to_micros, utcnow, write_transaction
 from .executions import (Execution, ExecutionPayload, Step, StepPayload, Workflow,
                          dump_json, excerpt)
 from .schemas import ErrorIn, ExecutionIn, ExecutionPatch, InputError, StepIn
@@ -369,20 +369,5 @@ def add_steps(execution_id: int, steps: list[StepIn]) -> bool:
     return True
 
 
-def execution_summary(execution_id: int) -> dict | None:
-    """The narrow fields of one run, as the API answers after a write."""
-    row = (Execution.select(Execution, Workflow.name.alias("workflow_name"))
-           .join(Workflow).where(Execution.id == execution_id).objects().first())
-    if row is None:
-        return None
-    return {
-        "id": row.id, "workflow": row.workflow_name, "external_id": row.external_id,
-        "status": row.status, "started_at": iso(row.started_at),
-        "finished_at": iso(row.finished_at), "duration_ms": row.duration_ms,
-        "step_count": row.step_count, "failed_step": row.failed_step,
-        "error_message": row.error_message,
-    }
-
-
-__all__ = ["store_executions", "patch_execution", "add_steps", "execution_summary",
+__all__ = ["store_executions", "patch_execution", "add_steps",
            "register_write_hook", "RunState", "Change"]

@@ -6,7 +6,7 @@ import pytest
 from alert_servers import (alert_config, notices, receiver, report, smtp_sink)  # noqa: F401
 from alerts.models import AlertChannel, AlertRule, Notice
 from alerts.scan import scan
-from alerts.settings import settings_from
+from alerts.config import config_from
 
 ALERT_003 = pytest.mark.spec("API-AUTO-EXEC-ALERT-003")
 ALERT_004 = pytest.mark.spec("API-AUTO-EXEC-ALERT-004")
@@ -139,7 +139,7 @@ def test_the_delivery_log_filters_and_pages(app, api, db, receiver):
     api.post(API, json={"threshold": 1, "channels": [{"type": "webhook", "url": receiver.url}]})
     for name in "abcde":
         report(name, "F")
-    scan(settings_from(app))
+    scan(config_from(app))
     first = api.get(f"{API}/notices?limit=2&type=failing&status=pending").json
     assert len(first["data"]) == 2
     seen, cursor, guard = [n["id"] for n in first["data"]], first["next_cursor"], 0

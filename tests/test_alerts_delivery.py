@@ -11,7 +11,7 @@ from alert_servers import (alert_config, make_rule, notices, payload, receiver, 
 from alerts.delivery import LEASE, claim, deliver_due
 from alerts.models import Attempt, Notice
 from alerts.scan import scan
-from alerts.settings import settings_from
+from alerts.config import config_from
 from app import create_app
 from models import database
 from models.db import utcnow
@@ -27,7 +27,7 @@ def app_config(app_config, smtp_sink):
 
 
 def decide_and_deliver(app, now=None):
-    settings = settings_from(app)
+    settings = config_from(app)
     scan(settings, now)
     return deliver_due(settings, now)
 
@@ -95,7 +95,7 @@ def test_a_recovery_is_announced_by_email_and_webhook(app, db, smtp_sink, receiv
 
 def test_a_webhook_without_a_secret_gets_one(app, db):
     rule = make_rule(1, [{"type": "webhook", "url": "https://example.com/hook"}])
-    assert rule.channels[0].settings["secret"].startswith("whsec_")
+    assert rule.channels[0].options["secret"].startswith("whsec_")
 
 
 @ALERT_003
@@ -106,7 +106,7 @@ def test_a_receiver_that_is_down_is_retried_with_backoff_and_gets_the_notice_onc
     receiver.stop()
     t0 = utcnow()
     assert decide_and_deliver(app, t0).retrying == 1
-    settings = settings_from(app)
+    settings = config_from(app)
     assert deliver_due(settings, t0 + timedelta(seconds=0.5)).retrying == 0  # not due yet
     assert deliver_due(settings, t0 + timedelta(seconds=1)).retrying == 1    # 2nd try, 1 s on
     assert deliver_due(settings, t0 + timedelta(seconds=2.5)).retrying == 0  # waits 2 s now
@@ -128,7 +128,7 @@ def test_a_receiver_that_stays_down_marks_the_notice_failed_after_the_last_attem
     report("a", "F")
     t0 = utcnow()
     decide_and_deliver(app, t0)
-    settings = settings_from(app)
+    settings = config_from(app)
     deliver_due(settings, t0 + timedelta(seconds=1))
     assert deliver_due(settings, t0 + timedelta(seconds=3)).failed == 1
     assert deliver_due(settings, t0 + timedelta(days=1)) == deliver_due(settings)
@@ -143,11 +143,11 @@ def test_the_app_restarted_between_deciding_and_delivering_sends_the_notice_once
         app, app_config, db, receiver):
     make_rule(2, [{"type": "webhook", "url": receiver.url}], workflow="a")
     report("a", "FF")
-    scan(settings_from(app))
+    scan(config_from(app))
     database.close()
     restarted = create_app(app_config)
     database.connect(reuse_if_open=True)
-    settings = settings_from(restarted)
+    settings = config_from(restarted)
     assert deliver_due(settings).delivered == 1
     assert deliver_due(settings).delivered == 0
     scan(settings)
@@ -160,7 +160,7 @@ def test_a_notice_claimed_by_a_process_that_died_is_sent_once_when_its_lease_run
         app, db, receiver):
     make_rule(1, [{"type": "webhook", "url": receiver.url}], workflow="a")
     report("a", "F")
-    settings = settings_from(app)
+    settings = config_from(app)
     scan(settings)
     [notice] = notices()
     t0 = utcnow()

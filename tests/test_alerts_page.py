@@ -10,7 +10,7 @@ from alert_servers import (alert_config, make_rule, notices, receiver, report,  
                            smtp_sink)
 from alerts.models import AlertRule, Notice, ScanStatus
 from alerts.scan import scan
-from alerts.settings import settings_from
+from alerts.config import config_from
 from conftest import csrf_from
 from models.db import utcnow
 
@@ -64,7 +64,7 @@ def test_the_page_shows_each_covered_workflow_ok_or_failing_with_a_link_to_the_l
     make_rule(3, [{"type": "email", "to": ["ops@example.com"]}])
     failed = report("billing", "SFFF")
     report("crm", "FS")
-    scan(settings_from(app))
+    scan(config_from(app))
     html = logged_in.get("/alerts").text
     page = Elements(html)
     rule = page.text("rule-1")
@@ -126,7 +126,7 @@ def test_a_rule_is_edited_and_deleted_from_its_page(logged_in, db):
     assert 'value="https://hooks.example.com/a"' in page
     response = logged_in.post(f"/alerts/rules/{rule.id}", data=form_data(
         page, workflow="etl", threshold="4", webhook_url=["https://hooks.example.com/a", ""],
-        webhook_secret=[rule.channels[0].settings["secret"], ""], enabled=None))
+        webhook_secret=[rule.channels[0].options["secret"], ""], enabled=None))
     assert response.status_code == 303
     rule = AlertRule.get_by_id(rule.id)
     assert (rule.threshold, rule.enabled) == (4, False)
@@ -169,7 +169,7 @@ def test_a_failed_notice_is_redelivered_with_the_button(app, logged_in, db, rece
 def test_the_watchdog_warns_when_the_scan_has_never_run_or_has_stalled(app, logged_in, db):
     warning = Elements(logged_in.get("/alerts/health").text)
     assert "has never run" in warning.text("health")
-    scan(settings_from(app))
+    scan(config_from(app))
     healthy = Elements(logged_in.get("/alerts/health").text)
     assert "stalled" not in healthy.text("health") and "up to date" in healthy.text("health")
     long_ago = utcnow() - timedelta(minutes=10)
@@ -184,14 +184,14 @@ def test_the_watchdog_counts_the_outbox_backlog(app, logged_in, db):
     make_rule(1, [{"type": "webhook", "url": "http://127.0.0.1:9/x"}])
     report("a", "F")
     report("b", "F")
-    scan(settings_from(app))
+    scan(config_from(app))
     assert "2 to send" in Elements(logged_in.get("/alerts").text).text("health")
 
 
 def test_names_and_errors_on_the_page_are_escaped(app, logged_in, db):
     make_rule(1, [{"type": "email", "to": ["ops@example.com"]}])
     report("<script>alert(1)</script>", "F", error="<img src=x onerror=alert(2)>")
-    scan(settings_from(app))
+    scan(config_from(app))
     html = logged_in.get("/alerts").text
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html

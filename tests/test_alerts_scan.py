@@ -13,7 +13,7 @@ from alerts.models import AlertDirty, AlertState
 from alerts.rules import update_rule
 from alerts.scan import scan
 from alerts.schemas import RulePatch
-from alerts.settings import settings_from
+from alerts.config import config_from
 from conftest import ROOT
 from models.db import connection
 
@@ -22,7 +22,7 @@ ALERT_001 = pytest.mark.spec("API-AUTO-EXEC-ALERT-001")
 
 
 def scan_now(app):
-    return scan(settings_from(app))
+    return scan(config_from(app))
 
 
 def kinds_and_counts() -> list[tuple[str, int]]:
@@ -195,7 +195,7 @@ def test_two_scans_at_once_in_two_threads_decide_one_notice(app, db):
     report("a", "FFF")
     for other in "bcdefgh":
         report(other, "F")
-    settings = settings_from(app)
+    settings = config_from(app)
     start = threading.Barrier(2)
     errors = []
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.details import MASK
+from models.payloads import MASK
 from test_details_api import report
 from test_details_page import htmx, parse
 

@@ -1,4 +1,4 @@
-"""The plain functions behind the run page: masking, pretty-printing, cutting, diffing, slicing."""
+"""The plain functions behind the execution page: masking, pretty-printing, cutting, diffing, slicing."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from models.details import (MASK, Run, StepRow, diff, is_secret_key, mask, mask_text,
-                            place_on_axis, pretty_masked, show_json, show_text, step_window,
-                            waterfall, window_start)
+from models.compare import diff
+from models.execution_detail import ExecutionDetail, StepRow
+from models.payloads import MASK, is_secret_key, mask, mask_text, pretty_masked, show_json, show_text
+from views.trace import place_on_axis, slice_start, step_slice, waterfall
 
 
 @pytest.mark.parametrize("key, secret", [
@@ -98,16 +99,16 @@ def steps_at(*positions: int) -> list[StepRow]:
     return [StepRow(p, f"s{p}", None, "success", None, None, None, None) for p in positions]
 
 
-def test_step_window_slices_by_position_and_knows_its_neighbours():
+def test_step_slice_is_cut_by_position_and_knows_its_neighbours():
     steps = steps_at(*range(0, 30, 2))  # 15 steps at even positions
-    window = step_window(steps, 0, size=4)
+    window = step_slice(steps, 0, size=4)
     assert [s.position for s in window.rows] == [0, 2, 4, 6]
     assert (window.previous_from, window.next_from, window.remaining) == (None, 8, 11)
-    middle = step_window(steps, 8, size=4)
+    middle = step_slice(steps, 8, size=4)
     assert (middle.previous_from, middle.next_from) == (0, 16)
-    last = step_window(steps, 24, size=4)
+    last = step_slice(steps, 24, size=4)
     assert [s.position for s in last.rows] == [24, 26, 28] and last.next_from is None
-    assert window_start(steps, 18, size=4) == 16 and window_start([], 3) == 0
+    assert slice_start(steps, 18, size=4) == 16 and slice_start([], 3) == 0
 
 
 def test_steps_are_placed_on_one_time_axis_with_gaps_visible():
@@ -116,10 +117,11 @@ def test_steps_are_placed_on_one_time_axis_with_gaps_visible():
     steps = [StepRow(0, "a", None, "success", us, us + 1_000_000, 1000, None),
              StepRow(1, "b", None, "failure", us + 3_000_000, us + 4_000_000, 1000, None),
              StepRow(2, "c", None, "pending", None, None, None, None)]
-    run = Run(1, "w", None, "failure", t0, t0 + timedelta(seconds=4), 4000, 3, 1, "x", 0,
-              steps=steps)
-    assert place_on_axis(run, t0) == 4000
-    assert [(s.offset, s.width) for s in steps] == [(0.0, 25.0), (75.0, 25.0), (None, None)]
-    drawn = waterfall(run)
+    execution = ExecutionDetail(1, "w", None, "failure", t0, t0 + timedelta(seconds=4), 4000,
+                                3, 1, "x", 0, steps=steps)
+    axis_ms, bars = place_on_axis(execution, t0)
+    assert axis_ms == 4000
+    assert [(b.offset, b.width) for b in bars] == [(0.0, 25.0), (75.0, 25.0), (None, None)]
+    drawn = waterfall(execution, bars)
     assert drawn.rows == 3 and drawn.failed_y == 1
     assert drawn.paths == {"success": "M0.0 0.5h250.0", "failure": "M750.0 1.5h250.0"}

@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from models.details import MASK
+from models.payloads import MASK
 from test_details_api import TRICKY, add_steps, detail, report
 
 API = "/api/automations/executions"

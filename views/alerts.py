@@ -1,8 +1,6 @@
 """Failure alerts: the `/alerts` page and the `/api/automations/alerts` API."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
                    request, url_for)
 
@@ -13,7 +11,7 @@ from alerts.notices import attempts_by_notice, notice_json, notices_page, target
 from alerts.rules import (channels_of, create_rule, delete_rule, list_rules, rule_json,
                           send_test, states_of, update_rule)
 from alerts.schemas import RuleIn, RulePatch, parse_rule
-from alerts.settings import settings_from
+from alerts.config import config_from
 from alerts.watchdog import health
 from models.executions import Workflow, load_json
 from models.schemas import InputError
@@ -31,7 +29,7 @@ def _not_found(what: str, ident: int):
 
 def _rule_answer(rule: AlertRule, status: int = 200):
     body = rule_json(rule, channels_of([rule.id])[rule.id], states_of([rule.id])[rule.id],
-                     settings_from(current_app))
+                     config_from(current_app))
     return jsonify(body), status
 
 
@@ -56,27 +54,6 @@ def _notices_with_attempts(notices: list[Notice]) -> list[tuple[Notice, list]]:
     return [(n, attempts[n.id]) for n in notices]
 
 
-@bp.app_template_filter("utc")
-def format_utc(value: datetime | None) -> str:
-    """A time for people, in UTC, to the second."""
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "–"
-
-
-@bp.app_template_filter("seconds")
-def format_seconds(value: float | None) -> str:
-    """A span of seconds for people: 4 s, 3 min, 2 h 5 min, 3 d."""
-    if value is None:
-        return "–"
-    value = int(value)
-    if value < 120:
-        return f"{value} s"
-    if value < 7200:
-        return f"{value // 60} min"
-    if value < 172800:
-        return f"{value // 3600} h {value % 3600 // 60} min"
-    return f"{value // 86400} d"
-
-
 @bp.context_processor
 def _notice_helpers() -> dict:
     return {"notice_target": target_of,
@@ -91,8 +68,8 @@ def api_list():
     rules = list_rules()
     ids = [r.id for r in rules]
     channels, states = channels_of(ids), states_of(ids)
-    settings = settings_from(current_app)
-    return jsonify({"data": [rule_json(r, channels[r.id], states[r.id], settings)
+    config = config_from(current_app)
+    return jsonify({"data": [rule_json(r, channels[r.id], states[r.id], config)
                              for r in rules]})
 
 
@@ -131,7 +108,7 @@ def api_test(rule_id: int):
     rule = AlertRule.get_or_none(AlertRule.id == rule_id)
     if rule is None:
         return _not_found("alert rule", rule_id)
-    ids = send_test(rule, settings_from(current_app))
+    ids = send_test(rule, config_from(current_app))
     notices = list(Notice.select().where(Notice.id.in_(ids)).order_by(Notice.id))
     return jsonify({"data": [notice_json(n, a) for n, a in _notices_with_attempts(notices)]})
 
@@ -167,7 +144,7 @@ def api_redeliver(notice_id: int):
     if not redeliver(notice_id):
         return api_error(409, "conflict", f"Notice {notice_id} is {notice.status}; only a "
                          "failed notice can be redelivered.")
-    deliver_now([notice_id], settings_from(current_app))
+    deliver_now([notice_id], config_from(current_app))
     return api_notice(notice_id)
 
 
@@ -182,7 +159,7 @@ def _page_context(form: RuleForm | None = None, before: int | None = None) -> di
             "log": _notices_with_attempts(notices), "next_id": next_id,
             "workflows": [name for (name,) in Workflow.select(Workflow.name)
                           .order_by(Workflow.name).limit(500).tuples()],
-            "settings": settings_from(current_app)}
+            "config": config_from(current_app)}
 
 
 @bp.get("/alerts")
@@ -275,7 +252,7 @@ def delete(rule_id: int):
 def test(rule_id: int):
     """Send a test notice through every channel of the rule and show how each went."""
     rule = _rule_or_404(rule_id)
-    ids = send_test(rule, settings_from(current_app))
+    ids = send_test(rule, config_from(current_app))
     notices = list(Notice.select().where(Notice.id.in_(ids)).order_by(Notice.id))
     if wants_partial():
         body = render_template("alerts/_test_result.html", rule=rule,
@@ -294,7 +271,7 @@ def redeliver_notice(notice_id: int):
     if notice is None:
         abort(404, f"There is no notice {notice_id}.")
     if redeliver(notice_id):
-        deliver_now([notice_id], settings_from(current_app))
+        deliver_now([notice_id], config_from(current_app))
         message = f"Notice #{notice_id} was sent again."
     else:
         message = f"Notice #{notice_id} is {notice.status}; only a failed one is redelivered."

@@ -28,13 +28,18 @@ def input_error_response(exc: InputError):
 
 
 def wants_partial() -> bool:
-    """Partial only for htmx requests that are not a history restore."""
-    return (request.headers.get("HX-Request") == "true"
-            and request.headers.get("HX-History-Restore-Request") != "true")
+    """Partial only for htmx requests that are not a history restore nor a boosted link."""
+    headers = request.headers
+    return (headers.get("HX-Request") == "true"
+            and headers.get("HX-History-Restore-Request") != "true"
+            and headers.get("HX-Boosted") != "true")
 
 
 def render_page(full: str, partial: str, status: int = 200, **context):
-    """Render the full page, or just its partial for htmx; responses vary on HX-Request."""
+    """Render the full page, or just its partial for htmx; responses vary on HX-Request.
+
+    The one place that decides page or partial: every view that answers both goes here.
+    """
     body = render_template(partial if wants_partial() else full, **context)
     return body, status, {"Vary": "HX-Request"}
 
@@ -74,23 +79,3 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(InputError)
     def _input_error(exc: InputError):
         return input_error_response(exc)
-
-
-def format_duration(ms: int | None) -> str:
-    """A duration for people: 850 ms, 4.2 s, 3 min 05 s, 2 h 01 min."""
-    if ms is None:
-        return "–"
-    if ms < 1000:
-        return f"{ms} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
-    minutes, seconds = divmod(ms // 1000, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def register_filters(app: Flask) -> None:
-    """Template filters used across pages."""
-    app.add_template_filter(format_duration, "duration")

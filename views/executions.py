@@ -1,35 +1,38 @@
-"""One run in detail: the page, its htmx fragments, and the API answer."""
+"""One execution: its page, the fragments htmx loads into it, and the API answer."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from typing import Callable
 
 from flask import Blueprint, Response, abort, request, url_for
 
-from models.details import (CUT_BYTES, Run, StepRow, compare_with_last_success, detail_json,
-                            load_run, load_step, mask_text, run_version, show_json,
-                            show_text, step_error, step_window, waterfall, window_start)
+from models.compare import compare_with_last_success
+from models.db import utcnow
+from models.execution_detail import (ExecutionDetail, StepRow, api_document,
+                                     execution_version, load_execution, load_step, step_error)
+from models.payloads import CUT_BYTES, mask_text, show_json, show_text
 
 from .common import api_error, render_page, wants_partial
-from .ingest import run_url
+from .formatting import size_label
+from .ingest import execution_url
+from .trace import slice_start, trace_of
 
 bp = Blueprint("executions", __name__)
 
 PAGE = "executions/show.html"
-RUN_PARTIAL = "executions/_execution.html"
 POLL_SECONDS = 2
 TEXT_PARTS = ("logs", "stack")
 
 
 @bp.get("/executions/<int:execution_id>")
 def show(execution_id: int):
-    """The run's page; while the run is live, htmx polls it for the refreshed run section."""
+    """The page; while the execution is live, htmx polls it for the refreshed section."""
     since = request.args.get("since")
     if since is not None and not since.isdigit():
         abort(400, "since must be the version number the page was rendered at.")
-    if since is not None and _partial() and run_version(execution_id) == int(since):
+    if since is not None and wants_partial() and execution_version(execution_id) == int(since):
         return "", 204  # nothing changed: htmx keeps the page as it is and polls again
-    return _render(_run_or_404(execution_id, with_steps=True), RUN_PARTIAL)
+    return _render(_execution_or_404(execution_id, with_steps=True), "execution")
 
 
 @bp.get("/executions/<int:execution_id>/steps")
@@ -38,114 +41,130 @@ def steps(execution_id: int):
     start = request.args.get("from", "0")
     if not start.isdigit():
         abort(400, "from must be a step position (0 or more).")
-    run = _run_or_404(execution_id, with_steps=True)  # the rows fragment needs them too
-    return _render(run, "executions/_steps.html", steps_from=int(start))
+    execution = _execution_or_404(execution_id, with_steps=True)  # the rows need them too
+    return _render(execution, "steps", steps_from=int(start))
 
 
 @bp.get("/executions/<int:execution_id>/steps/<int:position>")
 def step(execution_id: int, position: int):
     """One step's input, output, logs and error: the page with it open, or the panel alone."""
-    run = _run_or_404(execution_id)
-    selected = _step_or_404(run, position)
-    return _render(run, "executions/_step.html", selected=selected,
-                   steps_from=window_start(run.steps, position))
+    execution = _execution_or_404(execution_id)
+    selected = _step_or_404(execution, position)
+    return _render(execution, "step", selected=selected,
+                   steps_from=slice_start(execution.steps, position))
 
 
 @bp.get("/executions/<int:execution_id>/payloads/<any(input, output, stack):part>")
-def run_payload(execution_id: int, part: str):
-    """A cut payload of the run in whole: the page with it whole, or the block alone."""
-    run = _run_or_404(execution_id)
-    stored = {"input": run.input, "output": run.output, "stack": _stack(run.error)}[part]
-    block = payload_block(run.id, None, part, stored, whole=True)
-    return _render(run, "executions/_payload.html", block=block, whole_part=part)
+def execution_payload(execution_id: int, part: str):
+    """A cut payload of the execution in whole: the page with it whole, or the block alone."""
+    execution = _execution_or_404(execution_id)
+    stored = {"input": execution.input, "output": execution.output,
+              "stack": _stack(execution.error)}[part]
+    block = payload_block(execution.id, None, part, stored, whole=True)
+    return _render(execution, "payload", block=block, whole_part=part)
 
 
 @bp.get("/executions/<int:execution_id>/steps/<int:position>/payloads/"
         "<any(input, output, logs, stack):part>")
 def step_payload(execution_id: int, position: int, part: str):
     """A cut payload of a step in whole: the page with the step open, or the block alone."""
-    run = _run_or_404(execution_id)
-    selected = _step_or_404(run, position, whole_part=part)
-    return _render(run, "executions/_payload.html", selected=selected,
-                   block=selected["blocks"][part])
+    execution = _execution_or_404(execution_id)
+    selected = _step_or_404(execution, position, whole_part=part)
+    return _render(execution, "payload", selected=selected, block=selected["blocks"][part])
 
 
 @bp.get("/executions/<int:execution_id>/compare")
 def compare(execution_id: int):
-    """What differs from the most recent successful run of the same workflow."""
-    run = _run_or_404(execution_id)
-    return _render(run, "executions/_compare.html",
-                   comparison=compare_with_last_success(run))
+    """What differs from the most recent successful execution of the same workflow."""
+    execution = _execution_or_404(execution_id)
+    return _render(execution, "compare", comparison=compare_with_last_success(execution))
 
 
 @bp.get("/api/automations/executions/<int:execution_id>")
 def api_detail(execution_id: int):
-    """The run with its input, output, error and every step, whole and unmasked."""
-    body = detail_json(execution_id, run_url(execution_id))
+    """The execution with its input, output, error and every step, whole and unmasked."""
+    body = api_document(execution_id, execution_url(execution_id))
     if body is None:
         return api_error(404, "not_found", f"There is no execution {execution_id}.")
     return Response(body, mimetype="application/json")
 
 
-# --- Building the page ---------------------------------------------------------------------
+# --- Presenting the page and its fragments -------------------------------------------------
 
-def _partial() -> bool:
-    # A boosted link from another page wants the whole page, not one of these fragments.
-    return wants_partial() and request.headers.get("HX-Boosted") != "true"
-
-
-def _run_or_404(execution_id: int, with_steps: bool | None = None) -> Run:
-    # A fragment needs the run's row only; the trace's steps are read for whole pages.
-    run = load_run(execution_id, with_steps=not _partial() if with_steps is None else with_steps)
-    if run is None:
+def _execution_or_404(execution_id: int, with_steps: bool | None = None) -> ExecutionDetail:
+    # A fragment needs the execution's row only; the trace's steps are read for whole pages.
+    wanted = not wants_partial() if with_steps is None else with_steps
+    execution = load_execution(execution_id, with_steps=wanted)
+    if execution is None:
         abort(404, f"There is no execution {execution_id}.")
-    return run
+    return execution
 
 
-def _step_or_404(run: Run, position: int, whole_part: str | None = None) -> dict:
-    found = load_step(run.id, position)
+def _step_or_404(execution: ExecutionDetail, position: int,
+                 whole_part: str | None = None) -> dict:
+    found = load_step(execution.id, position)
     if found is None:
-        abort(404, f"Execution {run.id} has no step at position {position}.")
-    return step_view(run.id, *found, whole_part=whole_part)
+        abort(404, f"Execution {execution.id} has no step at position {position}.")
+    return step_view(execution.id, *found, whole_part=whole_part)
 
 
-def _render(run: Run, partial: str, whole_part: str | None = None, steps_from: int = 0,
-            **context):
-    """The full page (with a step open, a payload whole, the comparison…) or one partial."""
-    if not _partial():
-        partial = PAGE  # also for boosted requests, to which render_page gives the partial
-    if partial == "executions/_steps.html":
-        context.update(trace_view(run, steps_from))
-    elif partial in (PAGE, RUN_PARTIAL):
-        context.update(run_view(run, whole_part, steps_from))
-    return render_page(PAGE, partial, run=run, **context)
-
-
-def trace_view(run: Run, steps_from: int = 0) -> dict:
+def present_trace(execution: ExecutionDetail, steps_from: int = 0, **_) -> dict:
     """The waterfall of every step and the slice of the step list from `steps_from`."""
-    return {
-        "waterfall": waterfall(run), "window": step_window(run.steps, steps_from),
-        # Step links share one url_for: a call per row would dominate the page's time.
-        "step_url_prefix": url_for("executions.step", execution_id=run.id, position=0)[:-1],
-    }
+    return {"trace": trace_of(execution, utcnow(), steps_from),
+            "step_url": step_urls(execution.id)}
 
 
-def run_view(run: Run, whole_part: str | None = None, steps_from: int = 0) -> dict:
-    """What the run section shows: masked, cut payloads, the error, the trace."""
-    error, error_step = run.error, None
-    if error is None and run.failed_step is not None:
-        # No run-level error was reported: the first failed step's error explains the run.
-        error, error_step = step_error(run.id, run.failed_step), run.failed_step
-    stack = payload_block(run.id, error_step, "stack", _stack(error), whole_part == "stack",
-                          dom_id="run-stack")
+def present_execution(execution: ExecutionDetail, steps_from: int = 0,
+                      whole_part: str | None = None) -> dict:
+    """The execution section: masked, cut payloads, the error, the trace."""
+    error, error_step = execution.error, None
+    if error is None and execution.failed_step is not None:
+        # No execution-level error was reported: the first failed step's error explains it.
+        error, error_step = step_error(execution.id, execution.failed_step), execution.failed_step
+    stack = payload_block(execution.id, error_step, "stack", _stack(error),
+                          whole_part == "stack", dom_id="run-stack")
+    failed_row = next((s for s in execution.steps if s.position == execution.failed_step), None)
     return {
-        "input_block": payload_block(run.id, None, "input", run.input, whole_part == "input"),
-        "output_block": payload_block(run.id, None, "output", run.output,
+        "input_block": payload_block(execution.id, None, "input", execution.input,
+                                     whole_part == "input"),
+        "output_block": payload_block(execution.id, None, "output", execution.output,
                                       whole_part == "output"),
         "error": error_view(error), "error_step": error_step, "stack_block": stack,
-        "failed_row": next((s for s in run.steps if s.position == run.failed_step), None),
-        "poll_seconds": POLL_SECONDS, **trace_view(run, steps_from),
+        "failed_row": failed_row, "poll_seconds": POLL_SECONDS,
+        **present_trace(execution, steps_from),
     }
+
+
+def _nothing_more(execution: ExecutionDetail, **_) -> dict:
+    return {}
+
+
+# Each fragment: its template and what it needs beyond the context its route gives.
+# A request that is not a partial gets the whole page, which is the execution fragment's.
+FRAGMENTS: dict[str, tuple[str, Callable[..., dict]]] = {
+    "execution": ("executions/_execution.html", present_execution),
+    "steps": ("executions/_steps.html", present_trace),
+    "step": ("executions/_step.html", _nothing_more),
+    "payload": ("executions/_payload.html", _nothing_more),
+    "compare": ("executions/_compare.html", _nothing_more),
+}
+
+
+def _render(execution: ExecutionDetail, fragment: str, whole_part: str | None = None,
+            steps_from: int = 0, **context):
+    """The fragment for htmx, or the whole page with the fragment's part in place."""
+    if not wants_partial():
+        fragment = "execution"
+    template, present = FRAGMENTS[fragment]
+    context.update(present(execution, steps_from=steps_from, whole_part=whole_part))
+    return render_page(PAGE, template, run=execution, **context)
+
+
+def step_urls(execution_id: int) -> Callable[[int], str]:
+    """The link to each step of one execution."""
+    def step_url(position: int) -> str:
+        return url_for("executions.step", execution_id=execution_id, position=position)
+    return step_url
 
 
 def step_view(execution_id: int, row: StepRow, texts: dict,
@@ -176,27 +195,10 @@ def payload_block(execution_id: int, position: int | None, part: str, stored: st
     show = show_text if part in TEXT_PARTS else show_json
     shown = show(stored, None if whole else CUT_BYTES)
     if position is None:
-        rest = url_for("executions.run_payload", execution_id=execution_id, part=part)
+        rest = url_for("executions.execution_payload", execution_id=execution_id, part=part)
     else:
-        rest = url_for("executions.step_payload", execution_id=execution_id, position=position,
-                       part=part)
+        rest = url_for("executions.step_payload", execution_id=execution_id,
+                       position=position, part=part)
     dom_id = dom_id or (f"run-{part}" if position is None else f"step-{position}-{part}")
     return {"part": part, "shown": shown, "rest_url": rest, "dom_id": dom_id,
             "cut_label": size_label(CUT_BYTES), "size_label": size_label(shown.stored_bytes)}
-
-
-def size_label(size: int) -> str:
-    """A byte count for people: 812 bytes, 64 KB, 9.5 MB."""
-    if size < 1024:
-        return f"{size} bytes"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.0f} KB"
-    return f"{size / 1024 / 1024:.1f} MB"
-
-
-@bp.app_template_filter("utc_clock")
-def utc_clock(value: datetime | None) -> str:
-    """A UTC time to the millisecond: 2026-11-24 10:00:04.250."""
-    if value is None:
-        return "–"
-    return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d}"

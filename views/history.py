@@ -13,7 +13,7 @@ from history.filters import SORTS, FilterError, HistoryFilter, list_query
 from history.rollups import DAY, bar_edges, count_bars, started_extent, total
 
 from .common import render_page, wants_partial
-from .ingest import run_url
+from .ingest import execution_url
 
 bp = Blueprint("history", __name__)
 QUICK_RANGES = (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)),
@@ -62,7 +62,7 @@ def api_list():
         "data": [{"id": r.id, "workflow": r.workflow_name, "status": r.status,
                   "started_at": iso(r.started_at), "finished_at": iso(r.finished_at),
                   "duration_ms": r.duration_ms, "step_count": r.step_count,
-                  "error_message": r.error_message, "url": run_url(r.id)} for r in rows],
+                  "error_message": r.error_message, "url": execution_url(r.id)} for r in rows],
         "next_cursor": f.encode_cursor(next_cursor) if next_cursor else None,
         "counts": counts,
     })

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request, url_for
 
-from models.ingest import add_steps, execution_summary, patch_execution, store_executions
+from models.execution_detail import execution_summary
+from models.ingest import add_steps, patch_execution, store_executions
 from models.schemas import BatchIn, ExecutionIn, ExecutionPatch, StepsIn, parse
 
 from .common import api_error
@@ -11,14 +12,14 @@ from .common import api_error
 bp = Blueprint("ingest", __name__, url_prefix="/api/automations/executions")
 
 
-def run_url(execution_id: int) -> str:
-    """The absolute address of a run's page."""
+def execution_url(execution_id: int) -> str:
+    """The absolute address of an execution's page."""
     return url_for("executions.show", execution_id=execution_id, _external=True)
 
 
 def _answer(execution_id: int, status: int):
     body = execution_summary(execution_id)
-    body["url"] = run_url(execution_id)
+    body["url"] = execution_url(execution_id)
     return jsonify(body), status
 
 
@@ -39,7 +40,7 @@ def create_batch():
     """Store up to 1000 runs, all or none."""
     batch = parse(BatchIn, request.get_data())
     stored = store_executions(batch.executions)
-    return jsonify({"data": [{"id": i, "url": run_url(i), "created": created}
+    return jsonify({"data": [{"id": i, "url": execution_url(i), "created": created}
                              for i, created in stored]}), 201
 
 

@@ -9,10 +9,10 @@ from flask import Flask
 
 
 @dataclass(frozen=True)
-class AlertSettings:
-    """Scan, delivery and mail settings; `run_url(id)` links to a run's page."""
+class AlertConfig:
+    """Scan, delivery and mail configuration; `execution_url(id)` links to an execution's page."""
 
-    run_url: Callable[[int], str]
+    execution_url: Callable[[int], str]
     scan_seconds: int = 30
     retry_seconds: int = 60
     max_attempts: int = 6
@@ -26,19 +26,19 @@ class AlertSettings:
     webhook_timeout: float = 10.0
 
 
-def settings_from(app: Flask) -> AlertSettings:
-    """The alert settings of `app`; links are built from RUNWATCH_BASE_URL by the URL map."""
+def config_from(app: Flask) -> AlertConfig:
+    """The alert configuration of `app`; links are built from RUNWATCH_BASE_URL by the URL map."""
     base = urlsplit(app.config["BASE_URL"])
     adapter = app.url_map.bind(base.netloc, script_name=base.path.rstrip("/") or "/",
                                url_scheme=base.scheme or "http")
     config = app.config
 
-    def run_url(execution_id: int) -> str:
+    def execution_url(execution_id: int) -> str:
         return adapter.build("executions.show", {"execution_id": execution_id},
                              force_external=True)
 
-    return AlertSettings(
-        run_url=run_url,
+    return AlertConfig(
+        execution_url=execution_url,
         scan_seconds=config["ALERT_SCAN_SECONDS"],
         retry_seconds=config["DELIVERY_RETRY_SECONDS"],
         max_attempts=config["DELIVERY_MAX_ATTEMPTS"],
