@@ -1,4 +1,9 @@
-"""Notification transports: the registry `CHANNELS` is the only place a kind is listed."""
+"""Notification transports: the registry `CHANNELS` is the only place a kind is listed.
+
+Each kind brings everything about itself: the schema of its options, how it sends, how
+people see it (`target`, `noun`, a macro file for its part of the rule form and its
+summary), and its part of the rule form (`Form`).
+"""
 from __future__ import annotations
 
 import base64
@@ -16,7 +21,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Callable, Literal
 from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -31,20 +36,25 @@ _mail_templates = Environment(loader=FileSystemLoader(TEMPLATES),
                               lstrip_blocks=True)
 ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+$")
 SECRET_PREFIX = "whsec_"
+ADDRESS_SEPARATORS = re.compile(r"[\s,;]+")
 
 
 class TransportError(Exception):
-    """A failed delivery attempt; `response` is what the server answered, if anything."""
+    """A failed delivery attempt; `response` is what the server answered, if anything.
 
-    def __init__(self, message: str, response: str | None = None):
+    A `permanent` error (the channel cannot work as configured) is not retried.
+    """
+
+    def __init__(self, message: str, response: str | None = None, permanent: bool = False):
         super().__init__(message)
         self.message = message
         self.response = response
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One notice about to be sent: its id, kind, webhook body and channel config."""
+    """One notice about to be sent: its id, kind, webhook body and channel options."""
 
     notice_id: int
     kind: str
@@ -72,17 +82,17 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-class _ChannelConfig(BaseModel):
+class _ChannelOptions(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-class EmailConfig(_ChannelConfig):
+class EmailOptions(_ChannelOptions):
     type: Literal["email"]
     to: Annotated[list[Annotated[str, AfterValidator(_address)]],
                   Field(min_length=1, max_length=20)]
 
 
-class WebhookConfig(_ChannelConfig):
+class WebhookOptions(_ChannelOptions):
     type: Literal["webhook"]
     url: Annotated[str, Field(max_length=2000), AfterValidator(_http_url)]
     secret: Annotated[str | None, Field(validate_default=True)] = None
@@ -104,6 +114,67 @@ class WebhookConfig(_ChannelConfig):
         return value
 
 
+# --- The rule form's part of each kind ------------------------------------------------------
+# A part turns its form fields into channel options and back, and names the field that
+# carries each error: `channels()` yields (options, error field for an options key).
+
+class EmailForm:
+    """One box of addresses (separated by commas, spaces or lines): one e-mail channel."""
+
+    def __init__(self, to: str = ""):
+        self.to = to
+
+    @classmethod
+    def from_options(cls, options: list[dict]) -> "EmailForm":
+        """The part for a rule's e-mail channels."""
+        return cls("\n".join(address for o in options for address in o["to"]))
+
+    @classmethod
+    def from_formdata(cls, form) -> "EmailForm":
+        """The part as submitted (a werkzeug MultiDict)."""
+        return cls(form.get("email_to", "").strip())
+
+    def channels(self) -> list[tuple[dict, Callable[[str | None], str]]]:
+        """The channel typed in, if any, with the field its errors belong to."""
+        addresses = [a for a in ADDRESS_SEPARATORS.split(self.to) if a]
+        if not addresses:
+            return []
+        return [({"type": "email", "to": addresses}, lambda key: "email_to")]
+
+    def field_names(self) -> list[str]:
+        """Every field of this part that can carry an error."""
+        return ["email_to"]
+
+
+class WebhookForm:
+    """One row of URL and signing secret per webhook, and a blank row to add one."""
+
+    def __init__(self, rows: list[tuple[str, str]] | None = None):
+        self.rows = rows or [("", "")]
+
+    @classmethod
+    def from_options(cls, options: list[dict]) -> "WebhookForm":
+        """The part for a rule's webhooks."""
+        return cls([(o["url"], o.get("secret") or "") for o in options] + [("", "")])
+
+    @classmethod
+    def from_formdata(cls, form) -> "WebhookForm":
+        """The part as submitted (a werkzeug MultiDict)."""
+        urls, secrets_ = form.getlist("webhook_url"), form.getlist("webhook_secret")
+        secrets_ += [""] * (len(urls) - len(secrets_))
+        return cls([(u.strip(), s.strip()) for u, s in zip(urls, secrets_)])
+
+    def channels(self) -> list[tuple[dict, Callable[[str | None], str]]]:
+        """A channel per filled-in row, with the field its errors belong to."""
+        return [({"type": "webhook", "url": url, "secret": secret or None},
+                 lambda key, i=index: f"webhook_{'secret' if key == 'secret' else 'url'}_{i}")
+                for index, (url, secret) in enumerate(self.rows) if url or secret]
+
+    def field_names(self) -> list[str]:
+        """Every field of this part that can carry an error."""
+        return [f"webhook_{part}_{i}" for i in range(len(self.rows)) for part in ("url", "secret")]
+
+
 def subject_of(outgoing: Outgoing) -> str:
     """The e-mail subject: workflow name and failure count."""
     data = outgoing.payload["data"]
@@ -120,7 +191,10 @@ class EmailChannel:
     """A multipart (text + HTML) e-mail over SMTP to a list of addresses."""
 
     label = "E-mail"
-    Config = EmailConfig
+    noun = "e-mail address"
+    template = "alerts/channels/email.html"
+    Options = EmailOptions
+    Form = EmailForm
 
     @staticmethod
     def target(options: dict) -> str:
@@ -147,7 +221,8 @@ class EmailChannel:
     def send(cls, outgoing: Outgoing, config: AlertConfig) -> str:
         """Send over SMTP; returns the server's answer to the message."""
         if not config.smtp_host:
-            raise TransportError("RUNWATCH_SMTP_HOST is not set: there is no mail server")
+            raise TransportError("RUNWATCH_SMTP_HOST is not set: there is no mail server",
+                                 permanent=True)
         message = cls.message(outgoing, config)
         try:
             with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=10) as smtp:
@@ -193,7 +268,10 @@ class WebhookChannel:
     """A JSON POST signed per the Standard Webhooks spec."""
 
     label = "Webhook"
-    Config = WebhookConfig
+    noun = "webhook"
+    template = "alerts/channels/webhook.html"
+    Options = WebhookOptions
+    Form = WebhookForm
 
     @staticmethod
     def target(options: dict) -> str:

@@ -46,18 +46,19 @@ def backoff(config: AlertConfig, attempts: int) -> timedelta:
     return timedelta(seconds=config.retry_seconds * 2 ** (attempts - 1))
 
 
-def _send(notice: Notice, config: AlertConfig) -> tuple[bool, str | None, str | None]:
+def _send(notice: Notice, config: AlertConfig) -> str:
+    """Send once; returns the receiver's answer or raises TransportError."""
     kind = CHANNELS.get(notice.channel_type)
     if kind is None:
-        return False, None, f"unknown channel type {notice.channel_type!r}"
+        raise TransportError(f"unknown channel type {notice.channel_type!r}", permanent=True)
     outgoing = Outgoing(notice.id, notice.kind, load_json(notice.payload),
                         load_json(notice.channel_options))
     try:
-        return True, kind.send(outgoing, config), None
-    except TransportError as exc:
-        return False, exc.response, exc.message
+        return kind.send(outgoing, config)
+    except TransportError:
+        raise
     except Exception as exc:  # a broken channel must not stop the other notices
-        return False, None, f"{type(exc).__name__}: {exc}"
+        raise TransportError(f"{type(exc).__name__}: {exc}") from None
 
 
 def attempt(notice_id: int, config: AlertConfig, now: datetime | None = None) -> str:
@@ -65,13 +66,17 @@ def attempt(notice_id: int, config: AlertConfig, now: datetime | None = None) ->
     now = now or utcnow()
     notice = Notice.get_by_id(notice_id)
     started = time.perf_counter()
-    ok, response, error = _send(notice, config)
+    ok, error, permanent = True, None, False
+    try:
+        response = _send(notice, config)
+    except TransportError as exc:
+        ok, response, error, permanent = False, exc.response, exc.message, exc.permanent
     latency_ms = round((time.perf_counter() - started) * 1000)
     attempts = notice.attempts + 1
     if ok:
         values = {"status": "delivered", "delivered_at": to_micros(utcnow()),
                   "last_error": None}
-    elif attempts >= config.max_attempts:
+    elif permanent or attempts >= config.max_attempts:  # retrying cannot help a permanent one
         values = {"status": "failed", "last_error": error}
     else:
         values = {"status": "pending", "last_error": error,

@@ -11,7 +11,7 @@ from .channels import CHANNELS
 
 MAX_CHANNELS = 20
 Threshold = Annotated[int, Field(ge=1, le=1000)]
-ChannelIn = Annotated[Union[tuple(kind.Config for kind in CHANNELS.values())],
+ChannelIn = Annotated[Union[tuple(kind.Options for kind in CHANNELS.values())],
                       Field(discriminator="type")]
 Channels = Annotated[list[ChannelIn], Field(min_length=1, max_length=MAX_CHANNELS)]
 

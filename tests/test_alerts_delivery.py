@@ -191,3 +191,15 @@ def test_without_a_mail_server_an_email_attempt_fails_and_says_why(app_config, d
     report("a", "F")
     decide_and_deliver(app)
     assert "RUNWATCH_SMTP_HOST" in notices()[0].last_error
+
+
+def test_a_channel_that_cannot_work_as_configured_fails_at_once_without_retries(app_config, db):
+    app = create_app({**app_config, "SMTP_HOST": None})
+    database.connect(reuse_if_open=True)
+    make_rule(1, [{"type": "email", "to": ["ops@example.com"]}], workflow="a")
+    report("a", "F")
+    result = decide_and_deliver(app)
+    assert (result.delivered, result.retrying, result.failed) == (0, 0, 1)
+    [notice] = notices()
+    assert notice.status == "failed" and notice.attempts == 1
+    assert Attempt.select().where(Attempt.notice == notice.id).count() == 1

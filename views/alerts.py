@@ -4,6 +4,8 @@ from __future__ import annotations
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
                    request, url_for)
 
+from alerts.channels import CHANNELS
+from alerts.config import config_from
 from alerts.delivery import deliver_now, redeliver
 from alerts.forms import RuleForm
 from alerts.models import KINDS, NOTICE_STATES, AlertRule, Notice
@@ -11,7 +13,6 @@ from alerts.notices import attempts_by_notice, notice_json, notices_page, target
 from alerts.rules import (channels_of, create_rule, delete_rule, list_rules, rule_json,
                           send_test, states_of, update_rule)
 from alerts.schemas import RuleIn, RulePatch, parse_rule
-from alerts.config import config_from
 from alerts.watchdog import health
 from models.executions import Workflow, load_json
 from models.schemas import InputError
@@ -56,7 +57,7 @@ def _notices_with_attempts(notices: list[Notice]) -> list[tuple[Notice, list]]:
 
 @bp.context_processor
 def _notice_helpers() -> dict:
-    return {"notice_target": target_of,
+    return {"notice_target": target_of, "channel_kinds": CHANNELS,
             "notice_workflow": lambda notice: load_json(notice.payload)["data"]["workflow"]}
 
 
