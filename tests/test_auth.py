@@ -276,3 +276,11 @@ def test_the_settings_page_lists_accounts_and_tokens_under_its_own_title(logged_
     parser.feed(logged_in.get("/settings").text)
     assert parser.title.strip() == "Settings · Runwatch"
     assert parser.headings == ["Account", "API tokens", "Accounts"]
+
+
+def test_a_token_sent_beside_a_session_decides_alone(logged_in, token):
+    wrong = logged_in.get("/api/ping", headers={"Authorization": "Bearer rw_not-a-real-token"})
+    assert wrong.status_code == 401 and wrong.json["error"]["code"] == "unauthorized"
+    right = logged_in.get("/api/ping", headers={"Authorization": f"Bearer {token}"})
+    assert right.status_code == 200 and right.json["user"] == EMAIL
+    assert logged_in.get("/api/ping").status_code == 200  # the session alone still works
