@@ -4,14 +4,21 @@ from __future__ import annotations
 import functools
 import json
 import operator
+from dataclasses import dataclass, replace
 from datetime import datetime
+
+from werkzeug.datastructures import MultiDict
 
 from models.db import from_micros, iso, to_micros
 from models.executions import load_json
+from models.schemas import InputError
 
 from .channels import CHANNELS
-from .models import AlertChannel, Attempt, Notice, by_parent
+from .models import KINDS, NOTICE_STATES, AlertChannel, Attempt, Notice, by_parent
 
+DEFAULT_LOG_LIMIT = 50
+MAX_LOG_LIMIT = 500
+MAX_ID = 2**62
 EVENT_TYPES = {"failing": "workflow.failing", "recovered": "workflow.recovered", "test": "test"}
 
 
@@ -76,24 +83,67 @@ def notice_json(notice: Notice, attempts: list[Attempt]) -> dict:
     }
 
 
-def notices_page(*, limit: int, before: int | None = None, rule_id: int | None = None,
-                 status: str | None = None,
-                 kind: str | None = None) -> tuple[list[Notice], int | None]:
-    """The newest notices (optionally older than id `before`) and the id to continue from."""
-    query = Notice.select().order_by(Notice.id.desc()).limit(limit + 1)
-    conditions = []
-    if before is not None:
-        conditions.append(Notice.id < before)
-    if rule_id is not None:
-        conditions.append(Notice.rule == rule_id)
-    if status is not None:
-        conditions.append(Notice.status == status)
-    if kind is not None:
-        conditions.append(Notice.kind == kind)
-    if conditions:
-        query = query.where(functools.reduce(operator.and_, conditions))
-    rows = list(query)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (rows[-1].id if more else None)
+@dataclass(frozen=True)
+class NoticeFilter:
+    """A validated query of the delivery log: rule, state, type, page size and cursor.
 
+    The page and the API read their query string with `from_args` alone, and every link
+    to another page of the log comes from `url_with`.
+    """
+
+    rule_id: int | None = None
+    status: str | None = None
+    kind: str | None = None
+    limit: int = DEFAULT_LOG_LIMIT
+    cursor: int | None = None  # the id of the last notice of the previous page
+
+    @classmethod
+    def from_args(cls, args: MultiDict, default_limit: int = DEFAULT_LOG_LIMIT) -> "NoticeFilter":
+        """Validate query arguments; raises InputError naming the first bad one."""
+        return cls(rule_id=_whole(args, "rule", 1, MAX_ID),
+                   status=_choice(args, "status", NOTICE_STATES),
+                   kind=_choice(args, "type", KINDS),
+                   limit=_whole(args, "limit", 1, MAX_LOG_LIMIT) or default_limit,
+                   cursor=_whole(args, "cursor", 1, MAX_ID))
+
+    def to_args(self, default_limit: int = DEFAULT_LOG_LIMIT) -> list[tuple[str, str]]:
+        """The canonical query arguments, defaults left out."""
+        pairs = [("rule", self.rule_id), ("status", self.status), ("type", self.kind),
+                 ("limit", None if self.limit == default_limit else self.limit),
+                 ("cursor", self.cursor)]
+        return [(name, str(value)) for name, value in pairs if value is not None]
+
+    def args_with(self, default_limit: int = DEFAULT_LOG_LIMIT, **changes) -> dict[str, str]:
+        """The canonical query arguments with some parts replaced (e.g. `cursor=`), for url_for."""
+        return dict(replace(self, **changes).to_args(default_limit))
+
+    def page(self) -> tuple[list[Notice], int | None]:
+        """The newest matching notices after the cursor, and the cursor of the next page."""
+        conditions = [term for term in (
+            Notice.id < self.cursor if self.cursor is not None else None,
+            Notice.rule == self.rule_id if self.rule_id is not None else None,
+            Notice.status == self.status if self.status is not None else None,
+            Notice.kind == self.kind if self.kind is not None else None) if term is not None]
+        query = Notice.select().order_by(Notice.id.desc()).limit(self.limit + 1)
+        if conditions:
+            query = query.where(functools.reduce(operator.and_, conditions))
+        rows = list(query)
+        more = len(rows) > self.limit
+        rows = rows[:self.limit]
+        return rows, (rows[-1].id if more else None)
+
+
+def _whole(args: MultiDict, name: str, low: int, high: int) -> int | None:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InputError(f"{name}: must be a whole number from {low} to {high}", name)
+    return int(raw)
+
+
+def _choice(args: MultiDict, name: str, choices: tuple[str, ...]) -> str | None:
+    raw = args.get(name) or None
+    if raw is not None and raw not in choices:
+        raise InputError(f"{name}: must be one of {', '.join(choices)}", name)
+    return raw

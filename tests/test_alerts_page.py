@@ -1,6 +1,8 @@
 """The /alerts page: rules with their workflows' state, the form, the watchdog, the log."""
 from __future__ import annotations
 
+import html
+import re
 from datetime import timedelta
 from html.parser import HTMLParser
 
@@ -206,6 +208,25 @@ def test_each_section_is_also_a_page_of_its_own_without_javascript(logged_in, db
     assert full.text(section) == partial.text(section)
 
 
-@pytest.mark.parametrize("before", ["abc", "0", "-3"])
-def test_a_bad_log_page_parameter_gets_400(logged_in, before):
-    assert logged_in.get(f"/alerts/log?before={before}").status_code == 400
+@pytest.mark.parametrize("cursor", ["abc", "0", "-3"])
+def test_a_bad_log_page_parameter_gets_400(logged_in, cursor):
+    assert logged_in.get(f"/alerts/log?cursor={cursor}").status_code == 400
+
+
+def test_the_log_page_filters_and_pages_with_the_api_parameters(logged_in, db, receiver):
+    make_rule(1, [{"type": "webhook", "url": receiver.url}])
+    for name in "abcde":
+        report(name, "F")
+    scan(config_from(logged_in.application))
+    url, seen, guard = "/alerts/log?type=failing&limit=2", [], 0
+    while url and guard < 10:
+        response = logged_in.get(url)
+        assert response.status_code == 200
+        seen += [int(m) for m in re.findall(r'id="notice-(\d+)"', response.text)]
+        older = re.search(r'href="([^"]*)"[^>]*>Older notices', response.text)
+        url, guard = (html.unescape(older.group(1)) if older else None), guard + 1
+    assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen)) == 5
+    assert "cursor=" in html.unescape(re.findall(
+        r'href="([^"]*)"[^>]*>Older notices', logged_in.get("/alerts/log?limit=2").text)[0])
+    assert 'id="notice-' not in logged_in.get("/alerts/log?type=recovered").text
+    assert logged_in.get("/alerts/log?status=lost").status_code == 400

@@ -8,8 +8,8 @@ from alerts.channels import CHANNELS
 from alerts.config import config_from
 from alerts.delivery import deliver_now, redeliver
 from alerts.forms import RuleForm
-from alerts.models import KINDS, NOTICE_STATES, AlertRule, Notice
-from alerts.notices import attempts_by_notice, notice_json, notices_page, target_of
+from alerts.models import AlertRule, Notice
+from alerts.notices import NoticeFilter, attempts_by_notice, notice_json, target_of
 from alerts.rules import (channels_of, create_rule, delete_rule, list_rules, rule_json,
                           send_test, states_of, update_rule)
 from alerts.schemas import RuleIn, RulePatch, parse_rule
@@ -17,7 +17,7 @@ from alerts.watchdog import health
 from models.executions import Workflow, load_json
 from models.schemas import InputError
 
-from .common import api_error, render_page, wants_partial
+from .common import api_error, render_fragment, render_page, wants_partial
 
 bp = Blueprint("alerts", __name__)
 API = "/api/automations/alerts"
@@ -32,22 +32,6 @@ def _rule_answer(rule: AlertRule, status: int = 200):
     body = rule_json(rule, channels_of([rule.id])[rule.id], states_of([rule.id])[rule.id],
                      config_from(current_app))
     return jsonify(body), status
-
-
-def _int_arg(name: str, low: int, high: int, default: int | None = None) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise InputError(f"{name}: must be a whole number from {low} to {high}", name)
-    return int(raw)
-
-
-def _choice_arg(name: str, choices: tuple[str, ...]) -> str | None:
-    raw = request.args.get(name) or None
-    if raw is not None and raw not in choices:
-        raise InputError(f"{name}: must be one of {', '.join(choices)}", name)
-    return raw
 
 
 def _notices_with_attempts(notices: list[Notice]) -> list[tuple[Notice, list]]:
@@ -117,12 +101,7 @@ def api_test(rule_id: int):
 @bp.get(f"{API}/notices")
 def api_notices():
     """The delivery log, newest first: `rule`, `status`, `type`, `limit`, `cursor`."""
-    limit = _int_arg("limit", 1, 500, 50)
-    before = _int_arg("cursor", 1, 2**62)
-    notices, next_id = notices_page(limit=limit, before=before,
-                                    rule_id=_int_arg("rule", 1, 2**62),
-                                    status=_choice_arg("status", NOTICE_STATES),
-                                    kind=_choice_arg("type", KINDS))
+    notices, next_id = NoticeFilter.from_args(request.args).page()
     return jsonify({"data": [notice_json(n, a) for n, a in _notices_with_attempts(notices)],
                     "next_cursor": str(next_id) if next_id else None})
 
@@ -151,13 +130,20 @@ def api_redeliver(notice_id: int):
 
 # --- The page ----------------------------------------------------------------------------
 
-def _page_context(form: RuleForm | None = None, before: int | None = None) -> dict:
+def _log_context(log_filter: NoticeFilter | None = None) -> dict:
+    """One page of the delivery log and what its links need."""
+    log_filter = log_filter or NoticeFilter(limit=LOG_PAGE)
+    notices, next_id = log_filter.page()
+    return {"log": _notices_with_attempts(notices), "log_filter": log_filter,
+            "log_page_size": LOG_PAGE, "next_id": next_id}
+
+
+def _page_context(form: RuleForm | None = None) -> dict:
     rules = list_rules()
     ids = [r.id for r in rules]
-    notices, next_id = notices_page(limit=LOG_PAGE, before=before)
     return {"rules": rules, "channels": channels_of(ids), "states": states_of(ids),
             "form": form or RuleForm(), "health": health(current_app.config["ALERT_SCAN_SECONDS"]),
-            "log": _notices_with_attempts(notices), "next_id": next_id,
+            **_log_context(),
             "workflows": [name for (name,) in Workflow.select(Workflow.name)
                           .order_by(Workflow.name).limit(500).tuples()],
             "config": config_from(current_app)}
@@ -179,16 +165,14 @@ def health_panel():
 
 @bp.get("/alerts/log")
 def log():
-    """The delivery log, newest first; `before` pages to older notices."""
+    """The delivery log, newest first: the API's `rule`, `status`, `type`, `limit`, `cursor`."""
     try:
-        before = _int_arg("before", 1, 2**62)
+        log_filter = NoticeFilter.from_args(request.args, default_limit=LOG_PAGE)
     except InputError as exc:
         abort(400, exc.message)
-    notices, next_id = notices_page(limit=LOG_PAGE, before=before)
     return render_page("alerts/section.html", "alerts/_log.html",
-                       section_template="alerts/_log.html",
-                       section_title="Delivery log", log=_notices_with_attempts(notices),
-                       next_id=next_id)
+                       section_template="alerts/_log.html", section_title="Delivery log",
+                       **_log_context(log_filter))
 
 
 @bp.post("/alerts/rules/check")
@@ -256,9 +240,9 @@ def test(rule_id: int):
     ids = send_test(rule, config_from(current_app))
     notices = list(Notice.select().where(Notice.id.in_(ids)).order_by(Notice.id))
     if wants_partial():
-        body = render_template("alerts/_test_result.html", rule=rule,
-                               results=_notices_with_attempts(notices))
-        return body, 200, {"HX-Trigger": "notices-changed", "Vary": "HX-Request"}
+        return render_fragment("alerts/_test_result.html", rule=rule,
+                               results=_notices_with_attempts(notices),
+                               headers={"HX-Trigger": "notices-changed"})
     for notice in notices:
         flash(f"Test notice #{notice.id} ({notice.channel_type}): {notice.status}"
               + (f" — {notice.last_error}" if notice.last_error else ""))
@@ -277,8 +261,6 @@ def redeliver_notice(notice_id: int):
     else:
         message = f"Notice #{notice_id} is {notice.status}; only a failed one is redelivered."
     if wants_partial():
-        notices, next_id = notices_page(limit=LOG_PAGE)
-        return render_template("alerts/_log.html", log=_notices_with_attempts(notices),
-                               next_id=next_id, message=message)
+        return render_fragment("alerts/_log.html", message=message, **_log_context())
     flash(message)
     return redirect(url_for("alerts.index", _anchor="log"), 303)

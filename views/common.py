@@ -44,6 +44,11 @@ def render_page(full: str, partial: str, status: int = 200, **context):
     return body, status, {"Vary": "HX-Request"}
 
 
+def render_fragment(template: str, headers: dict | None = None, **context):
+    """A partial that only htmx asks for (after a POST); it too varies on HX-Request."""
+    return render_template(template, **context), 200, {"Vary": "HX-Request", **(headers or {})}
+
+
 def safe_next(target: str | None, default: str) -> str:
     """`target` if it is a path on this site, else `default` (no open redirects)."""
     if not target:
