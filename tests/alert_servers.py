@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 from alerts.models import Notice
 from alerts.rules import create_rule
 from alerts.schemas import RuleIn, parse_rule
-from conftest import free_port
+from helpers import free_port
 from models.ingest import store_executions
 from models.schemas import ExecutionIn
 

@@ -2,55 +2,22 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from app import create_app
+from helpers import CHROMIUM, EMAIL, PASSWORD, LiveServer, csrf_from, free_port, make_token, missing
+from models import database
+from models.db import connection
+from models.users import create_user
 
-from app import create_app  # noqa: E402
-from models import database  # noqa: E402
-from models.db import connection  # noqa: E402
-from models.users import create_token, create_user  # noqa: E402
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-PASSWORD = "correct horse battery"
-EMAIL = "dev@example.com"
-CHROMIUM = "/usr/bin/chromium"
-
-
-def missing(reason: str):
-    """Skip for a missing part on a developer's machine; under CI, fail instead."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: this must be installed by .ci/run)")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
-
+# The SMTP sink and the webhook receiver, as fixtures for every test module.
+pytest_plugins = ["alert_servers"]
 
 # --- PostgreSQL: one throwaway cluster per test session -------------------------------------
 
@@ -119,7 +86,7 @@ def _empty_postgres(url: str) -> None:
 
 # --- The app on either backend ------------------------------------------------------------
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def backend(request) -> str:
     """Which database the test runs on."""
     return request.param
@@ -170,13 +137,6 @@ def db(app):
     database.connect(reuse_if_open=True)
     yield database
     database.close()
-
-
-def csrf_from(html: str) -> str:
-    """The CSRF token of the first form in a page."""
-    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
-    assert match, "the page has no CSRF token"
-    return match.group(1)
 
 
 class AuthActions:
@@ -244,11 +204,6 @@ class ApiClient:
         return self._call("delete", url, **kwargs)
 
 
-def make_token(user, name: str = "tests") -> str:
-    with connection():
-        return create_token(user, name)[1]
-
-
 @pytest.fixture
 def token(user) -> str:
     """A live API token of the test account."""
@@ -262,44 +217,6 @@ def api(app, token) -> ApiClient:
 
 
 # --- A real server process ------------------------------------------------------------
-
-class LiveServer:
-    """A Runwatch server process on 127.0.0.1 (gunicorn, several workers and threads)."""
-
-    def __init__(self, database_url: str, tmp_path: Path, env: dict | None = None,
-                 workers: int = 2, threads: int = 4):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "RUNWATCH_DATABASE_URL": database_url,
-                    "RUNWATCH_SECRET_KEY": "live-secret", "RUNWATCH_SCHEDULER": "false",
-                    "RUNWATCH_BASE_URL": self.url, **(env or {})}
-        self.log = open(tmp_path / f"server-{self.port}.log", "w+")
-        self.args = [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads",
-                     str(threads), "-b", f"127.0.0.1:{self.port}", "--timeout", "60",
-                     "app:create_app()"]
-        self.process = None
-
-    def start(self) -> "LiveServer":
-        self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self.log,
-                                        stderr=subprocess.STDOUT)
-        wait_for_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.log.close()
-
-    def output(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
-
 
 @pytest.fixture
 def live_server(app, database_url, tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from alert_servers import (alert_config, notices, receiver, report, smtp_sink)  # noqa: F401
+from alert_servers import alert_config, report
 from alerts.models import AlertChannel, AlertRule, Notice
 from alerts.scan import scan
 from alerts.config import config_from

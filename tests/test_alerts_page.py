@@ -8,12 +8,11 @@ from html.parser import HTMLParser
 
 import pytest
 
-from alert_servers import (alert_config, make_rule, notices, receiver, report,  # noqa: F401
-                           smtp_sink)
+from alert_servers import alert_config, make_rule, report
 from alerts.models import AlertRule, Notice, ScanStatus
 from alerts.scan import scan
 from alerts.config import config_from
-from conftest import csrf_from
+from helpers import csrf_from
 from models.db import utcnow
 
 ALERT_003 = pytest.mark.spec("API-AUTO-EXEC-ALERT-003")

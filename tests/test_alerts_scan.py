@@ -8,13 +8,13 @@ import threading
 
 import pytest
 
-from alert_servers import make_rule, notices, payload, receiver, report  # noqa: F401
+from alert_servers import make_rule, notices, payload, report
 from alerts.models import AlertDirty, AlertState
 from alerts.rules import update_rule
 from alerts.scan import scan
 from alerts.schemas import RulePatch
 from alerts.config import config_from
-from conftest import ROOT
+from helpers import ROOT
 from models.db import connection
 
 HOOK = [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}]

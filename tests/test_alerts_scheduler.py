@@ -11,9 +11,9 @@ import time
 import pytest
 import requests
 
-from alert_servers import receiver  # noqa: F401
 from alerts.scheduler import should_start
-from conftest import ROOT, LiveServer, database
+from helpers import ROOT, LiveServer
+from models import database
 
 
 @pytest.fixture

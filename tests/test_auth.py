@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import EMAIL, PASSWORD, csrf_from, make_token
+from helpers import EMAIL, PASSWORD, csrf_from, make_token
 
 PUBLIC = {"auth.login", "auth.setup", "static"}
 

@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from helpers import LiveServer
 from models import Execution
 
 THREADS = 4
@@ -49,7 +50,6 @@ def test_clients_racing_on_the_same_external_ids_create_each_run_once(live_serve
 
 
 def test_four_workers_starting_on_an_empty_database_all_come_up(database_url, tmp_path):
-    from conftest import LiveServer
 
     server = LiveServer(database_url, tmp_path, workers=4, threads=1).start()
     try:

@@ -5,47 +5,7 @@ import json
 
 import pytest
 
-URL = "/api/automations/executions"
-
-# Everything JSON can carry that a lossy store would bend: big integers, float edge cases,
-# Unicode, control characters, nulls, empty containers, and markup that must stay text.
-TRICKY = {
-    "big": 2 ** 64 + 1,
-    "bigger": -(10 ** 40),
-    "floats": [0.1, 1e300, -2.5e-7, 3.0, 1.7976931348623157e308],
-    "unicode": "zürich ☃ 東京 🚀 مرحبا",
-    "control": "tab\tnew\nline\u0000nul",
-    "null": None,
-    "empty_object": {},
-    "empty_array": [],
-    "nested": {"list": [1, [2, [3, {"deep": True}]]], "false": False},
-    "script": "</script><script>alert(1)</script>",
-    "html": "<b>bold</b> & <i>it's \"quoted\"</i>",
-    "zeta_before_alpha": {"z": 1, "a": 2},
-}
-
-
-def report(api, body: dict | str) -> int:
-    """Report one run (a dict, or raw JSON text) and return its id."""
-    data = body if isinstance(body, str) else json.dumps(body)
-    response = api.post(URL, data=data, content_type="application/json")
-    assert response.status_code in (200, 201), response.text
-    return response.json["id"]
-
-
-def add_steps(api, run_id: int, steps: list[dict]) -> None:
-    """Append (or replace) steps of a run through the ingestion API."""
-    response = api.post(f"{URL}/{run_id}/steps", json={"steps": steps})
-    assert response.status_code == 200, response.text
-
-
-def detail(api, run_id: int) -> dict:
-    """The API's answer for one run, parsed with the standard library (order kept)."""
-    response = api.get(f"{URL}/{run_id}")
-    assert response.status_code == 200, response.text
-    assert response.mimetype == "application/json"
-    return json.loads(response.data)
-
+from helpers import TRICKY, URL, add_steps, detail, report
 
 @pytest.mark.spec("API-AUTO-EXEC-DETAIL-001")
 def test_the_trigger_payload_comes_back_exactly_as_reported(api):

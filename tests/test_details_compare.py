@@ -4,8 +4,7 @@ from __future__ import annotations
 import pytest
 
 from models.payloads import MASK
-from test_details_api import report
-from test_details_page import htmx, parse
+from helpers import htmx, parse, report
 
 
 def run(status: str, minute: int, customer: dict, outputs: list, workflow: str = "billing",

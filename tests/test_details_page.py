@@ -2,85 +2,13 @@
 from __future__ import annotations
 
 import json
-from html.parser import HTMLParser
 
 import pytest
 
 from models.payloads import MASK
-from test_details_api import TRICKY, add_steps, detail, report
+from helpers import TRICKY, add_steps, detail, htmx, parse, report
 
 API = "/api/automations/executions"
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-        "track", "wbr"}
-
-
-class Element:
-    """A parsed element: tag, attributes, children and text."""
-
-    def __init__(self, tag: str, attrs: dict):
-        self.tag, self.attrs, self.children, self.parts = tag, attrs, [], []
-
-    @property
-    def text(self) -> str:
-        return "".join(p if isinstance(p, str) else p.text for p in self.parts)
-
-    def walk(self):
-        yield self
-        for child in self.children:
-            yield from child.walk()
-
-    def find(self, tag: str | None = None, **attrs) -> list["Element"]:
-        """Descendants with this tag and attributes (`class_` matches one class)."""
-        wanted_class = attrs.pop("class_", None)
-        return [e for e in self.walk()
-                if (tag is None or e.tag == tag)
-                and all(e.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())
-                and (wanted_class is None or wanted_class in e.attrs.get("class", "").split())]
-
-    def by_id(self, element_id: str) -> "Element":
-        found = self.find(id=element_id)
-        assert found, f"no element #{element_id}"
-        return found[0]
-
-
-class Tree(HTMLParser):
-    """HTML to a tree of Elements (enough for our own templates)."""
-
-    def __init__(self, html: str):
-        super().__init__(convert_charrefs=True)
-        self.root = Element("#root", {})
-        self.stack = [self.root]
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        element = Element(tag, {k: v or "" for k, v in attrs})
-        self.stack[-1].children.append(element)
-        self.stack[-1].parts.append(element)
-        if tag not in VOID:
-            self.stack.append(element)
-
-    def handle_startendtag(self, tag, attrs):
-        element = Element(tag, {k: v or "" for k, v in attrs})
-        self.stack[-1].children.append(element)
-
-    def handle_endtag(self, tag):
-        for index in range(len(self.stack) - 1, 0, -1):
-            if self.stack[index].tag == tag:
-                del self.stack[index:]
-                return
-
-    def handle_data(self, data):
-        self.stack[-1].parts.append(data)
-
-
-def parse(response) -> Element:
-    return Tree(response.get_data(as_text=True)).root
-
-
-def htmx(client, url: str, **headers):
-    return client.get(url, headers={"HX-Request": "true", **headers})
-
-
 @pytest.fixture
 def failed_run(api) -> int:
     """A failed run: trigger payload, a successful step, the failing step, one never reached."""

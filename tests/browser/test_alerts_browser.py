@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from alert_servers import receiver  # noqa: F401
 
 
 @pytest.mark.browser

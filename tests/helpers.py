@@ -1,0 +1,217 @@
+"""What the tests share besides fixtures: constants, servers, HTML parsing, reporting runs."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from models.db import connection
+from models.users import create_token
+
+ROOT = Path(__file__).resolve().parent.parent
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PASSWORD = "correct horse battery"
+EMAIL = "dev@example.com"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def missing(reason: str):
+    """Skip for a missing part on a developer's machine; under CI, fail instead."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: this must be installed by .ci/run)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def csrf_from(html: str) -> str:
+    """The CSRF token of the first form in a page."""
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+def make_token(user, name: str = "tests") -> str:
+    with connection():
+        return create_token(user, name)[1]
+
+
+# --- A real server process ------------------------------------------------------------
+
+class LiveServer:
+    """A Runwatch server process on 127.0.0.1 (gunicorn, several workers and threads)."""
+
+    def __init__(self, database_url: str, tmp_path: Path, env: dict | None = None,
+                 workers: int = 2, threads: int = 4):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "RUNWATCH_DATABASE_URL": database_url,
+                    "RUNWATCH_SECRET_KEY": "live-secret", "RUNWATCH_SCHEDULER": "false",
+                    "RUNWATCH_BASE_URL": self.url, **(env or {})}
+        self.log = open(tmp_path / f"server-{self.port}.log", "w+")
+        self.args = [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads",
+                     str(threads), "-b", f"127.0.0.1:{self.port}", "--timeout", "60",
+                     "app:create_app()"]
+        self.process = None
+
+    def start(self) -> "LiveServer":
+        self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.log.close()
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+
+# --- Parsing our own HTML -------------------------------------------------------------
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr"}
+
+
+class Element:
+    """A parsed element: tag, attributes, children and text."""
+
+    def __init__(self, tag: str, attrs: dict):
+        self.tag, self.attrs, self.children, self.parts = tag, attrs, [], []
+
+    @property
+    def text(self) -> str:
+        return "".join(p if isinstance(p, str) else p.text for p in self.parts)
+
+    def walk(self):
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def find(self, tag: str | None = None, **attrs) -> list["Element"]:
+        """Descendants with this tag and attributes (`class_` matches one class)."""
+        wanted_class = attrs.pop("class_", None)
+        return [e for e in self.walk()
+                if (tag is None or e.tag == tag)
+                and all(e.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())
+                and (wanted_class is None or wanted_class in e.attrs.get("class", "").split())]
+
+    def by_id(self, element_id: str) -> "Element":
+        found = self.find(id=element_id)
+        assert found, f"no element #{element_id}"
+        return found[0]
+
+
+class Tree(HTMLParser):
+    """HTML to a tree of Elements (enough for our own templates)."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#root", {})
+        self.stack = [self.root]
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        element = Element(tag, {k: v or "" for k, v in attrs})
+        self.stack[-1].children.append(element)
+        self.stack[-1].parts.append(element)
+        if tag not in VOID:
+            self.stack.append(element)
+
+    def handle_startendtag(self, tag, attrs):
+        element = Element(tag, {k: v or "" for k, v in attrs})
+        self.stack[-1].children.append(element)
+
+    def handle_endtag(self, tag):
+        for index in range(len(self.stack) - 1, 0, -1):
+            if self.stack[index].tag == tag:
+                del self.stack[index:]
+                return
+
+    def handle_data(self, data):
+        self.stack[-1].parts.append(data)
+
+
+def parse(response) -> Element:
+    return Tree(response.get_data(as_text=True)).root
+
+
+def htmx(client, url: str, **headers):
+    return client.get(url, headers={"HX-Request": "true", **headers})
+
+
+# --- Reporting executions through the API --------------------------------------------
+
+URL = "/api/automations/executions"
+
+# Everything JSON can carry that a lossy store would bend: big integers, float edge cases,
+# Unicode, control characters, nulls, empty containers, and markup that must stay text.
+TRICKY = {
+    "big": 2 ** 64 + 1,
+    "bigger": -(10 ** 40),
+    "floats": [0.1, 1e300, -2.5e-7, 3.0, 1.7976931348623157e308],
+    "unicode": "zürich ☃ 東京 🚀 مرحبا",
+    "control": "tab\tnew\nline\u0000nul",
+    "null": None,
+    "empty_object": {},
+    "empty_array": [],
+    "nested": {"list": [1, [2, [3, {"deep": True}]]], "false": False},
+    "script": "</script><script>alert(1)</script>",
+    "html": "<b>bold</b> & <i>it's \"quoted\"</i>",
+    "zeta_before_alpha": {"z": 1, "a": 2},
+}
+
+
+def report(api, body: dict | str) -> int:
+    """Report one run (a dict, or raw JSON text) and return its id."""
+    data = body if isinstance(body, str) else json.dumps(body)
+    response = api.post(URL, data=data, content_type="application/json")
+    assert response.status_code in (200, 201), response.text
+    return response.json["id"]
+
+
+def add_steps(api, run_id: int, steps: list[dict]) -> None:
+    """Append (or replace) steps of a run through the ingestion API."""
+    response = api.post(f"{URL}/{run_id}/steps", json={"steps": steps})
+    assert response.status_code == 200, response.text
+
+
+def detail(api, run_id: int) -> dict:
+    """The API's answer for one run, parsed with the standard library (order kept)."""
+    response = api.get(f"{URL}/{run_id}")
+    assert response.status_code == 200, response.text
+    assert response.mimetype == "application/json"
+    return json.loads(response.data)
