@@ -73,7 +73,7 @@ def current_streak(workflow_id: int) -> Streak:
 
 
 def _rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
-    rules = list(AlertRule.select().where(AlertRule.enabled == True))  # noqa: E712
+    rules = list(AlertRule.select().where(AlertRule.enabled))
     channels = channels_of([rule.id for rule in rules])
     return [(rule, channels[rule.id]) for rule in rules]
 

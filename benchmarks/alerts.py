@@ -26,16 +26,16 @@ import requests
 
 from harness import ROOT, Bench, median, p, print_table, time_calls
 
-from alerts.models import mark_workflows  # noqa: E402
-from alerts.rules import create_rule  # noqa: E402
-from alerts.scan import scan  # noqa: E402
-from alerts.schemas import RuleIn  # noqa: E402
-from alerts.config import config_from  # noqa: E402
-from models import database  # noqa: E402
-from models.db import to_micros, utcnow, write_transaction  # noqa: E402
-from models.executions import Execution, Workflow  # noqa: E402
-from models.ingest import store_executions  # noqa: E402
-from models.schemas import ExecutionIn  # noqa: E402
+from alerts.config import config_from
+from alerts.models import mark_workflows
+from alerts.rules import create_rule
+from alerts.scan import scan
+from alerts.schemas import RuleIn
+from models import database
+from models.db import to_micros, utcnow, write_transaction
+from models.executions import Execution, Workflow
+from models.ingest import store_executions
+from models.schemas import ExecutionIn
 
 CHUNK = 2000
 
