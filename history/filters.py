@@ -1,10 +1,12 @@
 """The execution-history filter: one object parses, validates, queries and renders it.
 
 The page, the API, paging links and the histogram all start from
-`HistoryFilter.from_args(request.args, secret=...)`; nothing else reads the query string.
+`HistoryFilter.from_args(request.args, secret=...)`; nothing else reads the query string,
+and every link is `f.url_with(...)` of it.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -15,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import peewee
 from itsdangerous import BadData, URLSafeSerializer
+from werkzeug.datastructures import MultiDict
 
 from models.db import from_micros, to_micros
 from models.executions import STATUSES, Execution, Workflow
@@ -34,17 +37,22 @@ MAX_NAME = 200
 MAX_PARTS = 16  # several workflows/statuses: up to this many index walks, merged
 SORT_FOUND_UP_TO = 5_000  # duration order: sort up to this many matches instead of walking
 SINGLE_VALUED = ("from", "to", "tz", "sort", "limit", "cursor")
+FILTER_KEYS = ("workflow", "status", "from", "to", "tz")  # what `filter=<JSON>` may hold
+PAGING_KEYS = ("sort", "limit", "cursor")  # may sit beside `filter`: they page, not filter
+FORM_FIELDS = ("workflow", "status", "from", "to", "tz", "sort", "limit")
 DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 CURSOR_SALT = "runwatch.history.cursor"
 
 
 class FilterError(InputError):
-    """One or more bad parameters; `errors` maps each field to its message."""
+    """One or more bad parameters; `errors` maps each field to its message, `values` holds
+    what was submitted (as `HistoryFilter.form_values` does), so a form can be corrected."""
 
-    def __init__(self, errors: dict[str, str]):
+    def __init__(self, errors: dict[str, str], values: dict[str, Any] | None = None):
         field_name, message = next(iter(errors.items()))
         super().__init__(message, field_name)
         self.errors = errors
+        self.values = values if values is not None else _submitted(MultiDict())
 
 
 @dataclass(frozen=True)
@@ -78,21 +86,25 @@ class HistoryFilter:
     limit: int = DEFAULT_LIMIT
     cursor: Cursor | None = None
     secret: str = field(default="", repr=False, compare=False)
+    path: str = field(default="", repr=False, compare=False)  # where url_with links lead
 
     # --- parsing ----------------------------------------------------------------------------
 
     @classmethod
-    def from_args(cls, args: Any, *, secret: str) -> "HistoryFilter":
-        """Validate query arguments (a MultiDict or dict); raises FilterError naming fields."""
-        values = _lists(args)
+    def from_args(cls, args: Any, *, secret: str, path: str = "") -> "HistoryFilter":
+        """Validate query arguments (a MultiDict, dict or pairs, plain or as `filter=<JSON>`);
+        raises FilterError naming fields. `path` is where `url_with` links lead."""
+        values = _non_empty(args)
+        if "filter" in values:
+            values = _from_json(values)
         errors: dict[str, str] = {}
         for name in SINGLE_VALUED:
-            if len(values.get(name, [])) > 1:
-                errors[name] = f"give {name} once, not {len(values[name])} times"
-        one = {name: values[name][-1] for name in SINGLE_VALUED if values.get(name)}
+            if len(values.getlist(name)) > 1:
+                errors[name] = f"give {name} once, not {len(values.getlist(name))} times"
+        one = {name: values.getlist(name)[-1] for name in SINGLE_VALUED if name in values}
 
-        workflows = _workflows(values.get("workflow", []), errors)
-        statuses = _statuses(values.get("status", []), errors)
+        workflows = _workflows(values.getlist("workflow"), errors)
+        statuses = _statuses(values.getlist("status"), errors)
         zone, tz = _zone(one.get("tz", "UTC"), errors)
         start = _bound(one.get("from"), zone, False, "from", errors)
         end = _bound(one.get("to"), zone, True, "to", errors)
@@ -105,8 +117,8 @@ class HistoryFilter:
         limit = _limit(one.get("limit"), errors)
         cursor = _decode_cursor(one.get("cursor"), sort, secret, errors)
         if errors:
-            raise FilterError(errors)
-        return cls(workflows, statuses, start, end, tz, sort, limit, cursor, secret)
+            raise FilterError(errors, _submitted(values))
+        return cls(workflows, statuses, start, end, tz, sort, limit, cursor, secret, path)
 
     # --- rendering --------------------------------------------------------------------------
 
@@ -132,12 +144,43 @@ class HistoryFilter:
         """The canonical query string (without `?`)."""
         return urlencode(self.to_args())
 
-    def with_range(self, start: str | None, end: str | None) -> str:
-        """The canonical query string with `from`/`to` replaced (canonical texts), page one."""
-        args = replace(self, start=None, end=None, cursor=None).to_args()
-        at = sum(1 for key, _ in args if key in ("workflow", "status"))
-        bounds = [(key, text) for key, text in (("from", start), ("to", end)) if text]
-        return urlencode(args[:at] + bounds + args[at:])
+    def url_with(self, *, path: str | None = None, after: int | None = None,
+                 **changes: Any) -> str:
+        """The canonical URL of this filter with some parts replaced, e.g. `cursor=next`,
+        `workflows=(name,)` or `start="2026-11-01", end=None`; without changes, its own URL.
+
+        Any change but `cursor` starts from page one. `start`/`end` may be texts, kept as
+        written; `after` is the fresh-runs poll's own parameter, last.
+        """
+        if changes:
+            for name, is_end in (("start", False), ("end", True)):
+                if isinstance(changes.get(name), str):
+                    changes[name] = self._bound_as_written(changes[name], is_end)
+            target = self.but(**changes)
+        else:
+            target = self
+        args = target.to_args()
+        if after is not None:
+            args.append(("after", str(after)))
+        query = urlencode(args)
+        base = self.path if path is None else path
+        return base + "?" + query if query else base
+
+    def _bound_as_written(self, text: str, is_end: bool) -> Bound:
+        errors: dict[str, str] = {}
+        bound = _bound(text, self.zone, is_end, "to" if is_end else "from", errors)
+        if bound is None:
+            raise ValueError(next(iter(errors.values())))
+        return Bound(text, bound.micros, bound.is_date)
+
+    def cleared(self) -> "HistoryFilter":
+        """The empty filter, with the same path and secret (for a "clear the filter" link)."""
+        return HistoryFilter(secret=self.secret, path=self.path)
+
+    def form_values(self) -> dict[str, Any]:
+        """What a form shows for this filter: the fields of the canonical query string."""
+        args = MultiDict(self.to_args())
+        return _submitted(args)
 
     def but(self, **changes) -> "HistoryFilter":
         """A copy with some parts changed; any change but `cursor` starts from page one."""
@@ -319,20 +362,66 @@ def list_query() -> peewee.ModelSelect:
 
 # --- parsing helpers ----------------------------------------------------------------------
 
-def _lists(args: Any) -> dict[str, list[str]]:
+def _non_empty(args: Any) -> MultiDict:
     """Every parameter's non-empty values, from a MultiDict, a dict or (key, value) pairs."""
-    if hasattr(args, "getlist"):
-        pairs = [(key, value) for key in args.keys() for value in args.getlist(key)]
-    elif isinstance(args, dict):
-        pairs = [(key, v) for key, value in args.items()
-                 for v in (value if isinstance(value, (list, tuple)) else [value])]
-    else:
-        pairs = list(args)
-    out: dict[str, list[str]] = {}
-    for key, value in pairs:
-        if value is not None and str(value) != "":
-            out.setdefault(key, []).append(str(value))
+    given = args if isinstance(args, MultiDict) else MultiDict(args)
+    return MultiDict((key, str(value)) for key, value in given.items(multi=True)
+                     if value is not None and str(value) != "")
+
+
+def _submitted(args: MultiDict) -> dict[str, Any]:
+    """The values a form shows: as submitted, so a bad one can be corrected."""
+    statuses = {part.strip() for value in args.getlist("status") for part in value.split(",")}
+    return {"workflow": list(dict.fromkeys(args.getlist("workflow"))), "status": statuses,
+            **{name: args.get(name, "") for name in ("from", "to", "tz", "sort", "limit")}}
+
+
+def _from_json(args: MultiDict) -> MultiDict:
+    """`filter=<JSON object>` turned into the plain parameters it stands for, beside the
+    paging parameters given with it; FilterError names the key at fault."""
+    texts = args.getlist("filter")
+    form = _submitted(args)
+    if len(texts) > 1:
+        raise FilterError({"filter": f"give filter once, not {len(texts)} times"}, form)
+    clash = next((key for key in FILTER_KEYS if key in args), None)
+    if clash:
+        raise FilterError({"filter": f"give {clash} inside filter or as a parameter, not "
+                                     "both"}, form)
+    try:
+        given = json.loads(texts[0], parse_constant=_no_constant)
+    except ValueError as exc:
+        raise FilterError({"filter": f"filter is not valid JSON ({exc})"}, form) from None
+    if not isinstance(given, dict):
+        raise FilterError({"filter": "filter must be a JSON object, like "
+                                     '{"workflow": ["a"], "status": ["failure"]}'}, form)
+    out = MultiDict((key, value) for key, value in args.items(multi=True)
+                    if key in PAGING_KEYS)
+    errors: dict[str, str] = {}
+    for key, value in given.items():
+        if key in PAGING_KEYS:
+            errors[key] = f"{key} pages rather than filters: give it beside filter ({key}=…)"
+        elif key not in FILTER_KEYS:
+            errors[key] = f"unknown key {key[:40]!r} in filter; use {', '.join(FILTER_KEYS)}"
+        elif value is None:
+            continue
+        elif key in ("workflow", "status") and isinstance(value, list):
+            if not all(isinstance(item, str) for item in value):
+                errors[key] = f"{key} must be a string or a list of strings"
+            out.setlist(key, [item for item in value if item != ""])
+        elif isinstance(value, str):
+            if value != "":
+                out.add(key, value)
+        else:
+            errors[key] = (f"{key} must be a string or a list of strings"
+                           if key in ("workflow", "status") else f"{key} must be a string")
+    if errors:
+        raise FilterError(errors, _submitted(MultiDict(
+            (k, v) for k, v in out.items(multi=True) if isinstance(v, str))))
     return out
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _workflows(names: list[str], errors: dict[str, str]) -> tuple[str, ...]:
@@ -428,5 +517,13 @@ def _one_or_in(column: peewee.Field, values: Iterable) -> peewee.Expression:
     return column == values[0] if len(values) == 1 else column.in_(values)
 
 
-__all__ = ["HistoryFilter", "FilterError", "list_query", "Cursor", "Bound", "SORTS", "DEFAULT_LIMIT",
-           "MAX_LIMIT"]
+def after_id(args: Any) -> int:
+    """The fresh-runs poll's `after` (the newest run shown); FilterError when missing or bad."""
+    text = _non_empty(args).get("after", "")
+    if not re.fullmatch(r"\d{1,18}", text):
+        raise FilterError({"after": "after must be the id of a run"})
+    return int(text)
+
+
+__all__ = ["HistoryFilter", "FilterError", "list_query", "after_id", "Cursor", "Bound", "SORTS",
+           "DEFAULT_LIMIT", "MAX_LIMIT"]
