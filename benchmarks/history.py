@@ -22,7 +22,7 @@ from harness import Bench, p, print_table, rss_mb, time_calls
 
 from models import database, init_database
 from models.db import to_micros, utcnow
-from history.filters import HistoryFilter, list_query
+from history.filters import HistoryFilter, Row, list_query
 from history.rollups import rebuild_rollups
 
 WORKFLOWS = 100
@@ -72,8 +72,9 @@ def _row(run_id: int, rng: random.Random, statuses: list[str], end: int, span: i
 def deep_cursor(secret: str, depth: int) -> str:
     """The cursor of page `depth` + 1 of the unfiltered history."""
     f = HistoryFilter.from_args({}, secret=secret)
-    last = f.apply(list_query()).limit(1).offset(depth * PAGE - 1).get()
-    return f.encode_cursor(f.cursor_after(last))
+    query = f.apply(list_query()).limit(1).offset(depth * PAGE - 1)
+    last = database.execute_sql(*query.sql()).fetchone()  # stored values, as Row holds them
+    return f.encode_cursor(f.cursor_after(Row(*last)))
 
 
 def prepare(url: str, first_id: int, count: int, now: datetime, seed: int, secret: str,

@@ -152,3 +152,15 @@ def test_a_valid_filter_fills_the_form_with_its_canonical_values():
     assert make("workflow=a&status=failure,success&from=2026-11-01&limit=7").form_values() == {
         "workflow": ["a"], "status": {"success", "failure"}, "from": "2026-11-01", "to": "",
         "tz": "", "sort": "", "limit": "7"}
+
+
+def test_api_times_are_written_exactly_as_iso_writes_them():
+    import random
+    from models.db import from_micros, iso
+    from views.history import iso_micros
+    rng = random.Random(5)
+    samples = [0, 1, 999_999, 1_000_000, 1_764_000_000_000_000, 4_102_444_799_999_999]
+    samples += [rng.randrange(0, 4_102_444_800_000_000) for _ in range(2000)]
+    samples += [rng.randrange(0, 4_102_444_800) * 1_000_000 for _ in range(200)]
+    assert [iso_micros(m) for m in samples] == [iso(from_micros(m)) for m in samples]
+    assert iso_micros(None) is None
