@@ -11,6 +11,8 @@ from models.ingest import register_write_hook
 from . import scheduler
 from .models import MODELS, mark_finished_changes
 
+__all__ = ["MODELS", "init_app"]
+
 
 def init_app(app: Flask) -> None:
     """Mark workflows whose finished runs change, start the scan job, add the pages and API."""

@@ -8,15 +8,20 @@ from flask import Flask
 
 from models.ingest import register_write_hook
 
+from . import changes
 from .rollups import RunRollup, apply_changes, ensure_rollups
 
-MODELS = [RunRollup]
+MODELS = [RunRollup, changes.HistoryChange]
 
 
 def init_app(app: Flask) -> None:
-    """Keep the run counts current at every write, count runs stored before them, add the pages."""
+    """Keep the run counts and the change counter current at every write, count runs stored
+    before them, add the pages."""
     from views.history import bp
 
     register_write_hook(apply_changes)
+    register_write_hook(changes.bump)
+    changes.cache.clear()
+    changes.ensure_counter()
     ensure_rollups()
     app.register_blueprint(bp)

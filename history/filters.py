@@ -1,22 +1,25 @@
 """The execution-history filter: one object parses, validates, queries and renders it.
 
 The page, the API, paging links and the histogram all start from
-`HistoryFilter.from_args(request.args, secret=...)`; nothing else reads the query string.
+`HistoryFilter.from_args(request.args, secret=...)`; nothing else reads the query string,
+and every link is `f.url_with(...)` of it.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from datetime import date, datetime, time, timedelta
-from typing import Any, Iterable
-from urllib.parse import urlencode
+from typing import Any, Iterable, NamedTuple
+from urllib.parse import quote_plus, urlencode
 from zoneinfo import ZoneInfo
 
 import peewee
 from itsdangerous import BadData, URLSafeSerializer
+from werkzeug.datastructures import MultiDict
 
-from models.db import from_micros, to_micros
+from models.db import database, from_micros, to_micros
 from models.executions import STATUSES, Execution, Workflow
 from models.schemas import InputError
 
@@ -34,17 +37,22 @@ MAX_NAME = 200
 MAX_PARTS = 16  # several workflows/statuses: up to this many index walks, merged
 SORT_FOUND_UP_TO = 5_000  # duration order: sort up to this many matches instead of walking
 SINGLE_VALUED = ("from", "to", "tz", "sort", "limit", "cursor")
+FILTER_KEYS = ("workflow", "status", "from", "to", "tz")  # what `filter=<JSON>` may hold
+PAGING_KEYS = ("sort", "limit", "cursor")  # may sit beside `filter`: they page, not filter
+FORM_FIELDS = ("workflow", "status", "from", "to", "tz", "sort", "limit")
 DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 CURSOR_SALT = "runwatch.history.cursor"
 
 
 class FilterError(InputError):
-    """One or more bad parameters; `errors` maps each field to its message."""
+    """One or more bad parameters; `errors` maps each field to its message, `values` holds
+    what was submitted (as `HistoryFilter.form_values` does), so a form can be corrected."""
 
-    def __init__(self, errors: dict[str, str]):
+    def __init__(self, errors: dict[str, str], values: dict[str, Any] | None = None):
         field_name, message = next(iter(errors.items()))
         super().__init__(message, field_name)
         self.errors = errors
+        self.values = values if values is not None else _submitted(MultiDict())
 
 
 @dataclass(frozen=True)
@@ -78,21 +86,25 @@ class HistoryFilter:
     limit: int = DEFAULT_LIMIT
     cursor: Cursor | None = None
     secret: str = field(default="", repr=False, compare=False)
+    path: str = field(default="", repr=False, compare=False)  # where url_with links lead
 
     # --- parsing ----------------------------------------------------------------------------
 
     @classmethod
-    def from_args(cls, args: Any, *, secret: str) -> "HistoryFilter":
-        """Validate query arguments (a MultiDict or dict); raises FilterError naming fields."""
-        values = _lists(args)
+    def from_args(cls, args: Any, *, secret: str, path: str = "") -> "HistoryFilter":
+        """Validate query arguments (a MultiDict, dict or pairs, plain or as `filter=<JSON>`);
+        raises FilterError naming fields. `path` is where `url_with` links lead."""
+        values = _non_empty(args)
+        if "filter" in values:
+            values = _from_json(values)
         errors: dict[str, str] = {}
         for name in SINGLE_VALUED:
-            if len(values.get(name, [])) > 1:
-                errors[name] = f"give {name} once, not {len(values[name])} times"
-        one = {name: values[name][-1] for name in SINGLE_VALUED if values.get(name)}
+            if len(values.getlist(name)) > 1:
+                errors[name] = f"give {name} once, not {len(values.getlist(name))} times"
+        one = {name: values.getlist(name)[-1] for name in SINGLE_VALUED if name in values}
 
-        workflows = _workflows(values.get("workflow", []), errors)
-        statuses = _statuses(values.get("status", []), errors)
+        workflows = _workflows(values.getlist("workflow"), errors)
+        statuses = _statuses(values.getlist("status"), errors)
         zone, tz = _zone(one.get("tz", "UTC"), errors)
         start = _bound(one.get("from"), zone, False, "from", errors)
         end = _bound(one.get("to"), zone, True, "to", errors)
@@ -105,8 +117,8 @@ class HistoryFilter:
         limit = _limit(one.get("limit"), errors)
         cursor = _decode_cursor(one.get("cursor"), sort, secret, errors)
         if errors:
-            raise FilterError(errors)
-        return cls(workflows, statuses, start, end, tz, sort, limit, cursor, secret)
+            raise FilterError(errors, _submitted(values))
+        return cls(workflows, statuses, start, end, tz, sort, limit, cursor, secret, path)
 
     # --- rendering --------------------------------------------------------------------------
 
@@ -132,12 +144,69 @@ class HistoryFilter:
         """The canonical query string (without `?`)."""
         return urlencode(self.to_args())
 
-    def with_range(self, start: str | None, end: str | None) -> str:
-        """The canonical query string with `from`/`to` replaced (canonical texts), page one."""
+    def url_with(self, *, path: str | None = None, after: int | None = None,
+                 **changes: Any) -> str:
+        """The canonical URL of this filter with some parts replaced, e.g. `cursor=next`,
+        `workflows=(name,)` or `start="2026-11-01", end=None`; without changes, its own URL.
+
+        Any change but `cursor` starts from page one. `start`/`end` may be texts, kept as
+        written; `after` is the fresh-runs poll's own parameter, last.
+        """
+        if path is None and after is None and changes and changes.keys() <= {"start", "end"} \
+                and all(isinstance(v, (str, type(None))) for v in changes.values()):
+            # Histogram bars and quick ranges: only the range differs from link to link.
+            before, behind = self._range_parts
+            bounds = [f"{name}={quote_plus(text)}" for name, text
+                      in (("from", changes.get("start")), ("to", changes.get("end"))) if text]
+            query = "&".join(part for part in (before, *bounds, behind) if part)
+            return self.path + "?" + query if query else self.path
+        if path is None and after is None and changes.keys() == {"workflows"} \
+                and len(changes["workflows"]) == 1:
+            # Each row's workflow link: one workflow in front of the rest of the filter.
+            rest = self._workflow_rest
+            query = f"workflow={quote_plus(changes['workflows'][0])}" + (f"&{rest}" if rest else "")
+            return self.path + "?" + query
+        if changes:
+            for name, is_end in (("start", False), ("end", True)):
+                if isinstance(changes.get(name), str):
+                    changes[name] = self._bound_as_written(changes[name], is_end)
+            target = self.but(**changes)
+        else:
+            target = self
+        args = target.to_args()
+        if after is not None:
+            args.append(("after", str(after)))
+        query = urlencode(args)
+        base = self.path if path is None else path
+        return base + "?" + query if query else base
+
+    @cached_property
+    def _range_parts(self) -> tuple[str, str]:
+        """The canonical query string around `from`/`to` on page one: before and behind."""
         args = replace(self, start=None, end=None, cursor=None).to_args()
         at = sum(1 for key, _ in args if key in ("workflow", "status"))
-        bounds = [(key, text) for key, text in (("from", start), ("to", end)) if text]
-        return urlencode(args[:at] + bounds + args[at:])
+        return urlencode(args[:at]), urlencode(args[at:])
+
+    @cached_property
+    def _workflow_rest(self) -> str:
+        """The canonical query string after `workflow`, on page one."""
+        return urlencode(replace(self, workflows=(), cursor=None).to_args())
+
+    def _bound_as_written(self, text: str, is_end: bool) -> Bound:
+        errors: dict[str, str] = {}
+        bound = _bound(text, self.zone, is_end, "to" if is_end else "from", errors)
+        if bound is None:
+            raise ValueError(next(iter(errors.values())))
+        return Bound(text, bound.micros, bound.is_date)
+
+    def cleared(self) -> "HistoryFilter":
+        """The empty filter, with the same path and secret (for a "clear the filter" link)."""
+        return HistoryFilter(secret=self.secret, path=self.path)
+
+    def form_values(self) -> dict[str, Any]:
+        """What a form shows for this filter: the fields of the canonical query string."""
+        args = MultiDict(self.to_args())
+        return _submitted(args)
 
     def but(self, **changes) -> "HistoryFilter":
         """A copy with some parts changed; any change but `cursor` starts from page one."""
@@ -177,6 +246,12 @@ class HistoryFilter:
     def workflow_ids(self) -> list[int] | None:
         """Ids of the named workflows (None: no workflow restriction)."""
         return self._workflow_ids
+
+    def knowing_workflow_ids(self, ids: list[int] | None) -> "HistoryFilter":
+        """A copy that already knows its workflows' ids (looked up, maybe cached, elsewhere)."""
+        copy = replace(self)
+        copy.__dict__["_workflow_ids"] = ids  # what the cached property would have found
+        return copy
 
     @cached_property
     def _workflow_ids(self) -> list[int] | None:
@@ -237,28 +312,27 @@ class HistoryFilter:
             order = [key.desc(), Execution.id.desc()] if descending else [key, Execution.id]
         return query.order_by(*order).limit(self.limit + 1)
 
-    def page(self, query: peewee.ModelSelect,
-             matching: int | None = None) -> tuple[list, Cursor | None]:
-        """One page of rows from `query` and the cursor of the next page (None at the end).
+    def page(self, matching: int | None = None) -> tuple[list["Row"], Cursor | None]:
+        """One page of rows (`list_query`'s columns) and the next page's cursor (None at the end).
 
         `matching`, the number of runs the filter matches when known (from the rollups),
         lets a small set in duration order be sorted rather than found by walking an index.
         """
         if self.sort.endswith("started_at"):
-            rows = self._merged(query, None, False)
+            rows = self._merged(None, False)
         else:
             small = matching is not None and matching <= SORT_FOUND_UP_TO
             phase = self.cursor.phase if self.cursor else 0
-            rows = self._merged(query, phase, small)
+            rows = self._merged(phase, small)
             if phase == 0 and len(rows) <= self.limit:
                 rest = replace(self, limit=self.limit - len(rows))
-                rows += rest._merged(query, 1, small)
+                rows += rest._merged(1, small)
         if len(rows) <= self.limit:
             return rows, None
         last = rows[self.limit - 1]
         return rows[:self.limit], self.cursor_after(last)
 
-    def _merged(self, query: peewee.ModelSelect, phase: int | None, small: bool) -> list:
+    def _merged(self, phase: int | None, small: bool) -> list["Row"]:
         """Rows of one phase; several workflows or statuses are read apart and merged, so
         each part walks its own index in order instead of sorting everything that matches."""
         ids = self.workflow_ids()
@@ -268,7 +342,7 @@ class HistoryFilter:
                      and self.sort.endswith("started_at") else [statuses])
         if len(by_workflow) * len(by_status) > MAX_PARTS:
             by_workflow, by_status = [ids], [statuses]
-        parts = [list(self.apply(query, phase, w, st or None, small))
+        parts = [self._fetch(phase, w, st or None, small)
                  for w in by_workflow for st in by_status]
         if len(parts) == 1:
             return parts[0]
@@ -276,15 +350,70 @@ class HistoryFilter:
         rows.sort(key=self._row_key, reverse=self.sort.startswith("-"))
         return rows[:self.limit + 1]
 
+    def _fetch(self, phase: int | None, workflow_ids: list[int] | None,
+               statuses: list[str] | None, small: bool) -> list["Row"]:
+        """`apply(list_query(), ...)`'s rows, from SQL text built once per query shape."""
+        cursor = self.cursor if (self.cursor and (phase is None or self.cursor.phase == phase)) \
+            else None
+        shape = (type(database.obj), self.sort, phase, small,
+                 None if workflow_ids is None else len(workflow_ids),
+                 len(statuses or self.statuses), self.start is not None, self.end is not None,
+                 cursor is not None and cursor.value is None, cursor is not None)
+        compiled = _COMPILED.get(shape)
+        if compiled is None:
+            compiled = _COMPILED[shape] = self._compile(phase, workflow_ids, statuses, small,
+                                                        cursor)
+        sql, slots = compiled
+        values = {"limit": self.limit + 1,
+                  "start": self.start.micros if self.start else None,
+                  "end": self.end.micros if self.end else None,
+                  "cursor_value": cursor.value if cursor else None,
+                  "cursor_id": cursor.id if cursor else None}
+        for index, workflow_id in enumerate(workflow_ids or ()):
+            values[("workflow", index)] = workflow_id
+        for index, status in enumerate(statuses or self.statuses):
+            values[("status", index)] = status
+        params = [values[slot.name] if isinstance(slot, _Slot) else slot for slot in slots]
+        return [Row(*row) for row in database.execute_sql(sql, params).fetchall()]
+
+    def _compile(self, phase: int | None, workflow_ids: list[int] | None,
+                 statuses: list[str] | None, small: bool,
+                 cursor: Cursor | None) -> tuple[str, list]:
+        """The SQL of `apply` for this shape, with each value replaced by a named slot."""
+        slots: dict[object, _Slot] = {}
+
+        def slot(name: object, kind: type = int) -> object:
+            marker = (SENTINEL + len(slots)) if kind is int else f"\x00slot{len(slots)}"
+            slots[marker] = _Slot(name)
+            return marker
+
+        shaped = replace(
+            self,
+            start=Bound("", slot("start"), False) if self.start else None,
+            end=Bound("", slot("end"), False) if self.end else None,
+            cursor=Cursor(cursor.phase, None if cursor.value is None else slot("cursor_value"),
+                          slot("cursor_id")) if cursor else None,
+            statuses=tuple(slot(("status", i), str) for i in range(len(self.statuses))))
+        shaped = replace(shaped, limit=slot("limit") - 1)
+        ids = None if workflow_ids is None else [slot(("workflow", i))
+                                                  for i in range(len(workflow_ids))]
+        wanted = None if not statuses else [slot(("status", i), str)
+                                            for i in range(len(statuses))]
+        if wanted:  # the same slots whether given here or taken from the filter
+            shaped = replace(shaped, statuses=tuple(wanted))
+        sql, params = shaped.apply(list_query(), phase, ids, wanted, small).sql()
+        return sql, [slots.get(param, param) if isinstance(param, (int, str)) else param
+                     for param in params]
+
     def _row_key(self, row) -> tuple:
         if self.sort.endswith("started_at"):
-            return (row.started_at, row.id)
+            return (row.started_micros, row.id)
         return (row.duration_ms is not None, row.duration_ms or 0, row.id)
 
     def cursor_after(self, row) -> Cursor:
         """The cursor that continues after `row` in this filter's order."""
         if self.sort.endswith("started_at"):
-            return Cursor(0, to_micros(row.started_at), row.id)
+            return Cursor(0, row.started_micros, row.id)
         if row.duration_ms is None:
             return Cursor(1, None, row.id)
         return Cursor(0, row.duration_ms, row.id)
@@ -292,7 +421,7 @@ class HistoryFilter:
     def encode_cursor(self, cursor: Cursor) -> str:
         """An opaque, signed token for `cursor` (bound to this sort order)."""
         payload = [self.sort, cursor.phase, cursor.value, cursor.id]
-        return URLSafeSerializer(self.secret, salt=CURSOR_SALT).dumps(payload)
+        return _serializer(self.secret).dumps(payload)
 
     def time_window(self, earliest: int | None, latest: int | None,
                     now: datetime) -> tuple[int, int] | None:
@@ -309,6 +438,40 @@ class HistoryFilter:
         return from_micros(micros).astimezone(self.zone)
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """Where a value goes in a compiled query's parameters."""
+
+    name: object
+
+
+class Row(NamedTuple):
+    """One listed run: the narrow columns of `list_query` (times as stored, microseconds)."""
+
+    id: int
+    status: str
+    started_micros: int
+    finished_micros: int | None
+    duration_ms: int | None
+    step_count: int
+    error_message: str | None
+    workflow_name: str
+
+    @property
+    def started_at(self) -> datetime:
+        """When the run started (aware, UTC)."""
+        return from_micros(self.started_micros)
+
+    @property
+    def finished_at(self) -> datetime | None:
+        """When the run finished (aware, UTC), if it has."""
+        return None if self.finished_micros is None else from_micros(self.finished_micros)
+
+
+SENTINEL = 7_000_000_000_000_000_000  # far beyond any id or time: marks a slot while compiling
+_COMPILED: dict[tuple, tuple[str, list]] = {}  # SQL text per query shape, for this process
+
+
 def list_query() -> peewee.ModelSelect:
     """The narrow columns a history row shows, with the workflow's name; never payloads."""
     return (Execution.select(Execution.id, Execution.status, Execution.started_at,
@@ -319,20 +482,66 @@ def list_query() -> peewee.ModelSelect:
 
 # --- parsing helpers ----------------------------------------------------------------------
 
-def _lists(args: Any) -> dict[str, list[str]]:
+def _non_empty(args: Any) -> MultiDict:
     """Every parameter's non-empty values, from a MultiDict, a dict or (key, value) pairs."""
-    if hasattr(args, "getlist"):
-        pairs = [(key, value) for key in args.keys() for value in args.getlist(key)]
-    elif isinstance(args, dict):
-        pairs = [(key, v) for key, value in args.items()
-                 for v in (value if isinstance(value, (list, tuple)) else [value])]
-    else:
-        pairs = list(args)
-    out: dict[str, list[str]] = {}
-    for key, value in pairs:
-        if value is not None and str(value) != "":
-            out.setdefault(key, []).append(str(value))
+    given = args if isinstance(args, MultiDict) else MultiDict(args)
+    return MultiDict((key, str(value)) for key, value in given.items(multi=True)
+                     if value is not None and str(value) != "")
+
+
+def _submitted(args: MultiDict) -> dict[str, Any]:
+    """The values a form shows: as submitted, so a bad one can be corrected."""
+    statuses = {part.strip() for value in args.getlist("status") for part in value.split(",")}
+    return {"workflow": list(dict.fromkeys(args.getlist("workflow"))), "status": statuses,
+            **{name: args.get(name, "") for name in ("from", "to", "tz", "sort", "limit")}}
+
+
+def _from_json(args: MultiDict) -> MultiDict:
+    """`filter=<JSON object>` turned into the plain parameters it stands for, beside the
+    paging parameters given with it; FilterError names the key at fault."""
+    texts = args.getlist("filter")
+    form = _submitted(args)
+    if len(texts) > 1:
+        raise FilterError({"filter": f"give filter once, not {len(texts)} times"}, form)
+    clash = next((key for key in FILTER_KEYS if key in args), None)
+    if clash:
+        raise FilterError({"filter": f"give {clash} inside filter or as a parameter, not "
+                                     "both"}, form)
+    try:
+        given = json.loads(texts[0], parse_constant=_no_constant)
+    except ValueError as exc:
+        raise FilterError({"filter": f"filter is not valid JSON ({exc})"}, form) from None
+    if not isinstance(given, dict):
+        raise FilterError({"filter": "filter must be a JSON object, like "
+                                     '{"workflow": ["a"], "status": ["failure"]}'}, form)
+    out = MultiDict((key, value) for key, value in args.items(multi=True)
+                    if key in PAGING_KEYS)
+    errors: dict[str, str] = {}
+    for key, value in given.items():
+        if key in PAGING_KEYS:
+            errors[key] = f"{key} pages rather than filters: give it beside filter ({key}=…)"
+        elif key not in FILTER_KEYS:
+            errors[key] = f"unknown key {key[:40]!r} in filter; use {', '.join(FILTER_KEYS)}"
+        elif value is None:
+            continue
+        elif key in ("workflow", "status") and isinstance(value, list):
+            if not all(isinstance(item, str) for item in value):
+                errors[key] = f"{key} must be a string or a list of strings"
+            out.setlist(key, [item for item in value if item != ""])
+        elif isinstance(value, str):
+            if value != "":
+                out.add(key, value)
+        else:
+            errors[key] = (f"{key} must be a string or a list of strings"
+                           if key in ("workflow", "status") else f"{key} must be a string")
+    if errors:
+        raise FilterError(errors, _submitted(MultiDict(
+            (k, v) for k, v in out.items(multi=True) if isinstance(v, str))))
     return out
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _workflows(names: list[str], errors: dict[str, str]) -> tuple[str, ...]:
@@ -405,7 +614,7 @@ def _decode_cursor(text: str | None, sort: str, secret: str,
     if text is None:
         return None
     try:
-        payload = URLSafeSerializer(secret, salt=CURSOR_SALT).loads(text)
+        payload = _serializer(secret).loads(text)
     except (BadData, ValueError, TypeError):
         errors["cursor"] = "cursor is not one this server gave out; start from the first page"
         return None
@@ -415,6 +624,11 @@ def _decode_cursor(text: str | None, sort: str, secret: str,
         errors["cursor"] = "cursor belongs to another sort order; start from the first page"
         return None
     return Cursor(payload[1], payload[2], payload[3])
+
+
+@lru_cache(maxsize=8)
+def _serializer(secret: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt=CURSOR_SALT)
 
 
 def _is_int(value: object) -> bool:
@@ -428,5 +642,13 @@ def _one_or_in(column: peewee.Field, values: Iterable) -> peewee.Expression:
     return column == values[0] if len(values) == 1 else column.in_(values)
 
 
-__all__ = ["HistoryFilter", "FilterError", "list_query", "Cursor", "Bound", "SORTS", "DEFAULT_LIMIT",
-           "MAX_LIMIT"]
+def after_id(args: Any) -> int:
+    """The fresh-runs poll's `after` (the newest run shown); FilterError when missing or bad."""
+    text = _non_empty(args).get("after", "")
+    if not re.fullmatch(r"\d{1,18}", text):
+        raise FilterError({"after": "after must be the id of a run"})
+    return int(text)
+
+
+__all__ = ["HistoryFilter", "FilterError", "list_query", "after_id", "Cursor", "Bound", "SORTS",
+           "DEFAULT_LIMIT", "MAX_LIMIT"]

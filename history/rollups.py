@@ -21,6 +21,8 @@ from models.db import (BaseModel, connection, database, from_micros, is_sqlite, 
 from models.executions import STATUSES, Execution
 from models.ingest import Change
 
+from . import changes as change_counter
+
 MINUTE = 60_000_000  # microseconds
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
@@ -91,6 +93,7 @@ def rebuild_rollups() -> int:
                      .group_by(bucket, Execution.status))
             RunRollup.insert_from(per_workflow, columns).execute()
             RunRollup.insert_from(every, columns).execute()
+        change_counter.bump()
         return RunRollup.select().count()
 
 

@@ -11,8 +11,9 @@ import pytest
 
 from app import create_app
 from models import Execution, Workflow, database
-from models.db import to_micros
+from models.db import connection, to_micros
 from models.executions import STATUSES
+from history.changes import HistoryChange
 from history.filters import HistoryFilter
 from history.rollups import RunRollup, bar_edges, count_bars, rebuild_rollups, started_extent
 
@@ -127,3 +128,62 @@ def test_the_extent_of_a_workflow_is_its_first_and_last_start(history, db):
              .where(Execution.workflow == alpha).tuples()]
     assert (first, last) == (min(times), max(times))
     assert started_extent([]) == (None, None)
+
+
+def _brute(query: dict) -> dict[str, int]:
+    with connection():
+        return direct_counts(query)
+
+
+@pytest.mark.parametrize("query", [{}, {"workflow": "alpha"}, {"from": "2026-11-21"}],
+                         ids=["none", "workflow", "from"])
+def test_counts_this_process_keeps_follow_runs_written_by_another_process(
+        api, logged_in, history, live_server, live_token, query):
+    qs = urlencode(query, doseq=True)
+    before = api.get(f"{URL}?{qs}").json["counts"]  # now kept by this process
+    assert before == _brute(query)
+    page_before = _chip_counts(logged_in.get(f"/executions?{qs}").text)
+    assert page_before == before
+    import requests
+    moved = requests.post(live_server.url + BATCH, timeout=10,
+                          headers={"Authorization": f"Bearer {live_token}"},
+                          json={"executions": [
+                              {"workflow": "alpha", "status": "failure",
+                               "started_at": "2026-11-22T10:00:00Z"},
+                              {"workflow": "alpha", "external_id": "run-1", "status": "running",
+                               "started_at": "2026-11-23T10:00:00Z"}]})
+    assert moved.status_code == 201, moved.text
+    after = api.get(f"{URL}?{qs}").json["counts"]
+    assert after == _brute(query) != before
+    assert _chip_counts(logged_in.get(f"/executions?{qs}").text) == after
+
+
+def _chip_counts(html: str) -> dict[str, int]:
+    import re
+    return {status: int(n) for status, n in
+            re.findall(r'data-status="(\w+)">(\d+)</span>', html)}
+
+
+def test_a_database_of_the_release_before_the_change_counter_opens_with_exact_counts(
+        api, history, db, app_config):
+    expected = direct_counts({})
+    database.execute_sql(f'DROP TABLE "{HistoryChange._meta.table_name}"')
+    database.close()
+    if hasattr(database.obj, "close_all"):
+        database.obj.close_all()
+    application = create_app(app_config)
+    database.connect(reuse_if_open=True)
+    assert HistoryChange.select().count() == 1
+    client = application.test_client()
+    headers = dict(api.headers)
+    assert client.get(URL, headers=headers).json["counts"] == expected
+    api.patch(f"{URL}/1", json={"status": "failure"})
+    assert client.get(URL, headers=headers).json["counts"] == direct_counts({})
+
+
+def test_without_a_counter_row_nothing_is_kept_and_counts_stay_exact(api, history, db):
+    assert api.get(URL).json["counts"] == direct_counts({})
+    HistoryChange.delete().execute()
+    run = {"workflow": "alpha", "status": "failure", "started_at": "2026-11-22T10:00:00Z"}
+    assert api.post(BATCH, json={"executions": [run]}).status_code == 201
+    assert api.get(URL).json["counts"] == direct_counts({})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from flask import Blueprint, Response, abort, current_app, request, url_for
+from flask import Blueprint, Response, abort, request, url_for
 
 from models.compare import compare_with_last_success
 from models.db import utcnow
@@ -12,7 +12,7 @@ from models.execution_detail import (ExecutionDetail, StepRow, api_document,
                                      execution_version, load_execution, load_step, step_error)
 from models.payloads import CUT_BYTES, mask_text, show_json, show_text
 
-from .common import api_error, render_page, wants_partial
+from .common import api_error, render_page, url_builder, wants_partial
 from .formatting import size_label
 from .ingest import execution_url
 from .trace import slice_start, trace_of
@@ -161,12 +161,9 @@ def _render(execution: ExecutionDetail, fragment: str, whole_part: str | None = 
 
 
 def step_urls(execution_id: int) -> Callable[[int], str]:
-    """The link to each step of one execution (one bound URL map: 500 rows stay cheap)."""
-    build = current_app.create_url_adapter(request).build
-
-    def step_url(position: int) -> str:
-        return build("executions.step", {"execution_id": execution_id, "position": position})
-    return step_url
+    """The link to each step of one execution."""
+    build = url_builder("executions.step")
+    return lambda position: build(execution_id=execution_id, position=position)
 
 
 def step_view(execution_id: int, row: StepRow, texts: dict,

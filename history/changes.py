@@ -1,0 +1,93 @@
+"""A change counter for the runs, and a per-process cache that it keeps correct.
+
+Every transaction that creates or changes runs bumps the one-row counter (through the
+write hook, so in that same transaction). A process may keep answers derived from the
+runs — counts, bars, extents, workflow ids — as long as the counter reads the same:
+any write by any process changes it, and the cache starts over. The counter starts at
+a random value, so two databases (or a rebuilt one) never share a number.
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+from typing import Any, Callable, Hashable, TypeVar
+
+import peewee
+
+from models.db import BaseModel, connection, database
+from models.ingest import Change
+
+T = TypeVar("T")
+CACHE_ENTRIES = 4096  # a bound on memory; past it the cache starts over
+COUNTER_ID = 1
+
+
+class HistoryChange(BaseModel):
+    """The number of the last change to the runs (one row)."""
+
+    id = peewee.IntegerField(primary_key=True)
+    n = peewee.BigIntegerField()
+
+
+def ensure_counter() -> None:
+    """Create the counter row if this database (new, or from a release before it) lacks it."""
+    with connection():
+        (HistoryChange.insert(id=COUNTER_ID, n=secrets.randbits(62))
+         .on_conflict_ignore().execute())
+
+
+def bump(changes: list[Change] | None = None) -> None:
+    """The write hook: the runs changed, so every process's cached answers are stale."""
+    database.execute_sql(_bump_sql(), (COUNTER_ID,))
+
+
+def current() -> int | None:
+    """The counter now (None without a counter row: then nothing may be cached)."""
+    row = database.execute_sql(_read_sql(), (COUNTER_ID,)).fetchone()
+    return row[0] if row else None
+
+
+def _table() -> str:
+    return HistoryChange._meta.table_name
+
+
+def _bump_sql() -> str:
+    param = database.param
+    return f'UPDATE "{_table()}" SET "n" = "n" + 1 WHERE "id" = {param}'
+
+
+def _read_sql() -> str:
+    return f'SELECT "n" FROM "{_table()}" WHERE "id" = {database.param}'
+
+
+class ChangeCache:
+    """Answers keyed by what they depend on, valid while the change counter stays put."""
+
+    def __init__(self, entries: int = CACHE_ENTRIES):
+        self._lock = threading.Lock()
+        self._version: int | None = None
+        self._answers: dict[Hashable, Any] = {}
+        self._entries = entries
+
+    def get(self, version: int | None, key: Hashable, compute: Callable[[], T]) -> T:
+        """The cached answer for `key` at `version`, computing (and keeping) it if missing."""
+        if version is None:
+            return compute()
+        with self._lock:
+            if self._version == version and key in self._answers:
+                return self._answers[key]
+        # Computed after `version` was read, so it reflects that change or a later one.
+        value = compute()
+        with self._lock:
+            if self._version != version or len(self._answers) >= self._entries:
+                self._version, self._answers = version, {}
+            self._answers[key] = value
+        return value
+
+    def clear(self) -> None:
+        """Forget everything (a new database was opened)."""
+        with self._lock:
+            self._version, self._answers = None, {}
+
+
+cache = ChangeCache()
