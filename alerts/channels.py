@@ -187,14 +187,29 @@ def subject_of(outgoing: Outgoing) -> str:
     return f"[Runwatch] Test notice for {data['workflow']} (rule #{data['rule_id']})"
 
 
-class EmailChannel:
-    """A multipart (text + HTML) e-mail over SMTP to a list of addresses."""
+class Channel:
+    """What every kind in the registry declares: how people name it, its options, its form.
 
-    label = "E-mail"
-    noun = "e-mail address"
-    template = "alerts/channels/email.html"
-    Options = EmailOptions
-    Form = EmailForm
+    Declared as class keywords, e.g. `class EmailChannel(Channel, kind="email", …)`; its
+    form fields and summary are the macros of `templates/alerts/channels/<kind>.html`.
+    """
+
+    label: str
+    noun: str
+    template: str
+    Options: type[BaseModel]
+    Form: type
+
+    def __init_subclass__(cls, *, kind: str, label: str, noun: str, options: type[BaseModel],
+                          form: type, **rest):
+        super().__init_subclass__(**rest)
+        cls.label, cls.noun, cls.Options, cls.Form = label, noun, options, form
+        cls.template = f"alerts/channels/{kind}.html"
+
+
+class EmailChannel(Channel, kind="email", label="E-mail", noun="e-mail address",
+                   options=EmailOptions, form=EmailForm):
+    """A multipart (text + HTML) e-mail over SMTP to a list of addresses."""
 
     @staticmethod
     def target(options: dict) -> str:
@@ -264,14 +279,9 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirects)
 
 
-class WebhookChannel:
+class WebhookChannel(Channel, kind="webhook", label="Webhook", noun="webhook",
+                     options=WebhookOptions, form=WebhookForm):
     """A JSON POST signed per the Standard Webhooks spec."""
-
-    label = "Webhook"
-    noun = "webhook"
-    template = "alerts/channels/webhook.html"
-    Options = WebhookOptions
-    Form = WebhookForm
 
     @staticmethod
     def target(options: dict) -> str:
@@ -306,4 +316,4 @@ class WebhookChannel:
             raise TransportError(f"{type(exc).__name__}: {reason}") from None
 
 
-CHANNELS: dict[str, type] = {"email": EmailChannel, "webhook": WebhookChannel}
+CHANNELS: dict[str, type[Channel]] = {"email": EmailChannel, "webhook": WebhookChannel}

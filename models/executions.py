@@ -48,14 +48,19 @@ class Execution(BaseModel):
         )
 
 
-class ExecutionPayload(BaseModel):
+class Payloads(BaseModel):
+    """The JSON texts that executions and steps both keep apart (no table of its own)."""
+
+    input = peewee.TextField(null=True)
+    output = peewee.TextField(null=True)
+    error = peewee.TextField(null=True)
+
+
+class ExecutionPayload(Payloads):
     """The large parts of an execution: trigger input, output and error details."""
 
     execution = peewee.ForeignKeyField(Execution, primary_key=True, on_delete="CASCADE",
                                        backref="payload_rows")
-    input = peewee.TextField(null=True)
-    output = peewee.TextField(null=True)
-    error = peewee.TextField(null=True)
 
 
 class Step(BaseModel):
@@ -75,14 +80,11 @@ class Step(BaseModel):
         indexes = ((("execution", "position"), True),)
 
 
-class StepPayload(BaseModel):
+class StepPayload(Payloads):
     """The large parts of a step: input, output, error details and logs."""
 
     step = peewee.ForeignKeyField(Step, primary_key=True, on_delete="CASCADE",
                                   backref="payload_rows")
-    input = peewee.TextField(null=True)
-    output = peewee.TextField(null=True)
-    error = peewee.TextField(null=True)
     logs = peewee.TextField(null=True)
 
 
