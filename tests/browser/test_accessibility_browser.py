@@ -3,6 +3,7 @@
 reaches: with errors, with a step or the comparison open, after htmx swaps."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -15,6 +16,8 @@ from conftest import EMAIL, PASSWORD
 from models.db import connection
 from models.demo import FAILING_WORKFLOW, fill_demo
 from models.executions import Execution, Workflow
+from models.ingest import store_executions
+from models.schemas import ExecutionIn
 from models.users import create_user
 
 pytestmark = pytest.mark.browser
@@ -127,6 +130,10 @@ def test_the_execution_pages(demo, page, audit):
     page.locator("#step-panel details").first.locator("summary").click()  # fold a section
     audit(page, "a step's own address, with a section folded")
 
+    page.goto(f"/executions/{failed}/compare")
+    page.wait_for_selector("#compare .comparison")
+    audit(page, "a failed run's comparison at its own address")
+
     running = _latest("running")
     page.goto(f"/executions/{running}")
     page.wait_for_selector(".live-note")
@@ -135,6 +142,35 @@ def test_the_execution_pages(demo, page, audit):
     page.goto("/executions/999999999")
     assert "404" in page.inner_text("h1")
     audit(page, "a 404 error page, signed in")
+
+
+def test_a_long_run_with_a_large_payload(app, page, audit):
+    rows = [{"row": i, "text": "x" * 60} for i in range(1500)]  # beyond the cut
+    with connection():
+        [(run_id, _)] = store_executions([ExecutionIn.model_validate_json(json.dumps({
+            "workflow": "bulk-import", "status": "success", "input": {"rows": rows},
+            "started_at": "2026-11-24T10:00:00Z", "finished_at": "2026-11-24T10:20:00Z",
+            "steps": [{"name": f"Import batch {i}", "status": "success"}
+                      for i in range(1200)]}))])
+    page.goto(f"/executions/{run_id}")
+    page.wait_for_selector(".cut-note")
+    page.wait_for_selector(".steps li.more")
+    audit(page, "a run of 1200 steps with a payload cut short")
+
+    page.click(".steps li.more a")
+    page.wait_for_selector("#step-999")
+    page.click(".cut-note a")
+    page.wait_for_selector("#run-input .code")
+    page.wait_for_function("() => !document.querySelector('#run-input .cut-note')")
+    audit(page, "a long run after loading more steps and the rest of the payload")
+
+    page.goto(f"/executions/{run_id}/steps?from=1000")
+    page.wait_for_selector("#step-1100")
+    audit(page, "a long run's later steps at their own address")
+
+    page.goto(f"/executions/{run_id}/payloads/input")
+    page.wait_for_selector("#run-input .code")
+    audit(page, "a run's whole payload at its own address")
 
 
 def test_the_alert_pages(demo, app, page, audit, receiver):
