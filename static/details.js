@@ -23,7 +23,6 @@
   document.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-copy]");
     if (!button) return;
-    event.preventDefault(); // inside a <summary> the click must not fold the section
     var source = document.getElementById(button.dataset.copy);
     var label = button.textContent;
     copyText(source ? source.textContent : "").then(function () {

@@ -265,20 +265,141 @@ def browser():
         instance.close()
 
 
+def _tab(browser, live_server, **options):
+    """A new browser tab on the live server, in a context of its own."""
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400,
+                                                                      "height": 900},
+                                  **options)
+    context.set_default_timeout(10_000)
+    return context.new_page()
+
+
+def sign_in(tab, email: str = EMAIL, password: str = PASSWORD) -> None:
+    """Sign in through the login form and land on the history page."""
+    tab.goto("/login")
+    tab.fill("input[name=email]", email)
+    tab.fill("input[name=password]", password)
+    tab.click("button[type=submit]")
+    tab.wait_for_url("**/executions")
+
+
 @pytest.fixture
 def page(browser, live_server, user):
     """A browser tab signed in to the live server."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400,
-                                                                      "height": 900})
-    context.set_default_timeout(10_000)
-    tab = context.new_page()
-    tab.goto("/login")
-    tab.fill("input[name=email]", EMAIL)
-    tab.fill("input[name=password]", PASSWORD)
-    tab.click("button[type=submit]")
-    tab.wait_for_url("**/executions")
+    tab = _tab(browser, live_server)
+    sign_in(tab)
     yield tab
-    context.close()
+    tab.context.close()
+
+
+@pytest.fixture
+def guest_page(browser, live_server):
+    """A browser tab on the live server, signed out."""
+    tab = _tab(browser, live_server)
+    yield tab
+    tab.context.close()
+
+
+@pytest.fixture
+def no_js_page(browser, live_server, user):
+    """A browser tab signed in to the live server, with JavaScript turned off."""
+    tab = _tab(browser, live_server, java_script_enabled=False)
+    sign_in(tab)
+    yield tab
+    tab.context.close()
+
+
+# --- Every page is checked with axe-core and holds no inline code -------------------------
+
+AXE_JS = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+
+_AXE_RUN = """tags => axe.run(document, {runOnly: {type: "tag", values: tags}}).then(
+    result => result.violations.map(v => ({
+        id: v.id, impact: v.impact, help: v.help,
+        targets: v.nodes.map(node => node.target.join(" "))})))"""
+
+# Inline code that a strict Content-Security-Policy (no 'unsafe-inline') would block.
+_INLINE_CODE = """() => {
+    const found = [];
+    for (const el of document.querySelectorAll("*")) {
+        for (const attr of el.attributes) {
+            const name = attr.name.toLowerCase();
+            if (/^on/.test(name) || /^(data-)?hx-on/.test(name)) {
+                found.push(`<${el.localName}> ${name}`);
+            } else if (/^\\s*javascript:/i.test(attr.value)) {
+                found.push(`<${el.localName}> ${name}="${attr.value}"`);
+            }
+        }
+    }
+    for (const script of document.scripts) {
+        if (!script.src && script.textContent.trim() && !("audit" in script.dataset)) {
+            found.push("<script> with inline code");
+        }
+    }
+    return found;
+}"""
+
+
+def describe_violations(violations: list[dict]) -> str:
+    """One line per axe-core violation and one per element it concerns."""
+    lines = []
+    for v in violations:
+        lines.append(f"{v['id']} ({v['impact']}): {v['help']}")
+        lines.extend(f"    {target}" for target in v["targets"])
+    return "\n".join(lines)
+
+
+class PageAudit:
+    """Checks the page as a browser shows it now: axe-core (WCAG 2.1 A/AA and best
+    practices) and no inline code. Call it after every state a person can reach.
+    With RUNWATCH_AUDIT_SCREENSHOTS=<folder>, it also saves a full-page PNG of each state,
+    to look at."""
+
+    def __init__(self, script: Path, screenshots: Path | None = None):
+        self.script = script
+        self.screenshots = screenshots
+        self.taken = 0
+
+    def violations(self, tab) -> list[dict]:
+        if not tab.evaluate("() => typeof window.axe === 'object'"):
+            tab.add_script_tag(path=str(self.script)).evaluate("s => s.dataset.audit = 'axe'")
+        return tab.evaluate(_AXE_RUN, AXE_TAGS)
+
+    def __call__(self, tab, what: str) -> None:
+        tab.wait_for_load_state()
+        if self.screenshots:
+            self.taken += 1
+            name = re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-")
+            tab.screenshot(path=self.screenshots / f"{self.taken:02d}-{name}.png", full_page=True)
+        violations = self.violations(tab)
+        inline = tab.evaluate(_INLINE_CODE)
+        problems = []
+        if violations:
+            problems.append(f"axe-core finds {len(violations)} violation(s) on {what} "
+                            f"({tab.url}):\n{describe_violations(violations)}")
+        if inline:
+            problems.append(f"inline code on {what} ({tab.url}):\n    " + "\n    ".join(inline))
+        assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> Path:
+    """axe-core's browser build, installed from tests/browser/package-lock.json."""
+    if not AXE_JS.is_file():
+        missing(f"axe-core is not installed (no {AXE_JS.relative_to(ROOT)}): "
+                "run `npm ci` in tests/browser")
+    return AXE_JS
+
+
+@pytest.fixture
+def audit(axe_script, request) -> PageAudit:
+    """`audit(tab, "what the page shows")`: fail on any axe-core violation or inline code."""
+    folder = os.environ.get("RUNWATCH_AUDIT_SCREENSHOTS")
+    if folder:
+        folder = Path(folder) / re.sub(r"[^\w.-]+", "_", request.node.name)
+        folder.mkdir(parents=True, exist_ok=True)
+    return PageAudit(axe_script, folder)
 
 
 # --- A run in which nothing ran is a failed run -------------------------------------------

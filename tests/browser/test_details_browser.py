@@ -115,3 +115,26 @@ def test_the_copy_button_copies_the_payload_as_shown(page, live_server, live_tok
                            ".textContent === 'Copied'")
     copied = page.evaluate("() => navigator.clipboard.readText()")
     assert copied == page.locator("#run-input-text").inner_text() and "t0k" not in copied
+
+
+@pytest.mark.browser
+def test_the_copy_buttons_sit_beside_their_summaries_and_copying_keeps_a_section_open(
+        page, live_server, live_token):
+    run_id = _report(live_server, live_token, {
+        "workflow": "copy", "status": "failure", "input": {"a": 1},
+        "error": {"message": "boom", "type": "ValueError", "stack": "Traceback\nValueError"},
+        "steps": [{"name": "Only", "status": "success", "output": {"b": 2}}]})
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto(f"/executions/{run_id}/steps/0")
+    page.locator("#step-panel article").wait_for()
+    assert page.locator("summary button").count() == 0, "no button inside a <summary>"
+    # the run's stack trace and input, the step's output (it has no input or logs)
+    assert page.locator("details.collapsible > summary + button.copy").count() == 3
+
+    section = page.locator("details:has(> button[data-copy='step-0-output-text'])")
+    page.click("button[data-copy='step-0-output-text']")
+    page.wait_for_function("() => document.querySelector(\"button[data-copy="
+                           "'step-0-output-text']\").textContent === 'Copied'")
+    assert page.evaluate("() => navigator.clipboard.readText()") == page.locator(
+        "#step-0-output-text").inner_text()
+    assert section.get_attribute("open") is not None, "copying does not fold the section"
