@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -11,7 +12,8 @@ import pytest
 import requests
 
 from app import create_app
-from helpers import CHROMIUM, EMAIL, PASSWORD, LiveServer, csrf_from, free_port, make_token, missing
+from helpers import (CHROMIUM, EMAIL, PASSWORD, ROOT, LiveServer, csrf_from, free_port, make_token,
+                     missing)
 from models import database
 from models.db import connection
 from models.users import create_user

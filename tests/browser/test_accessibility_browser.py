@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from alert_servers import make_rule, receiver  # noqa: F401
+from alert_servers import make_rule
+from alerts.config import config_from
 from alerts.delivery import deliver_due
 from alerts.scan import scan
-from alerts.settings import settings_from
-from conftest import EMAIL, PASSWORD
+from helpers import EMAIL, PASSWORD
 from models.db import connection
 from models.demo import FAILING_WORKFLOW, fill_demo
 from models.executions import Execution, Workflow
@@ -174,15 +174,15 @@ def test_a_long_run_with_a_large_payload(app, page, audit):
 
 
 def test_the_alert_pages(demo, app, page, audit, receiver):
-    settings = settings_from(app)
+    config = config_from(app)
     with connection():
         rule = make_rule(3, [{"type": "webhook", "url": receiver.url},
                              {"type": "email", "to": ["ops@example.com"]}],
                          workflow=FAILING_WORKFLOW)
         make_rule(1, [{"type": "webhook", "url": "http://127.0.0.1:9/closed"}],
                   enabled=False, notify_recovery=False)
-        scan(settings)
-        deliver_due(settings)  # the webhook delivers; mail has no server here: it fails
+        scan(config)
+        deliver_due(config)  # the webhook delivers; mail has no server here: it fails
 
     page.goto("/alerts")
     page.wait_for_selector(f"#rule-{rule.id}")

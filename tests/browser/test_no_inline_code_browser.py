@@ -7,7 +7,7 @@ import re
 import pytest
 
 from alert_servers import make_rule
-from conftest import ROOT
+from helpers import ROOT
 from models.db import connection
 
 # An inline event handler or hx-on attribute, a javascript: URL, or a <script> without src.
