@@ -11,18 +11,16 @@ import re
 import resource
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from app import create_app
+from models import database
+from models.users import create_token, create_user
 
-from app import create_app  # noqa: E402
-from models import database  # noqa: E402
-from models.users import create_token, create_user  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent  # benchmarks run from a checkout, installed with -e
 
 
 class Bench:

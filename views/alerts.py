@@ -180,7 +180,7 @@ def check_rule():
     """Validate the rule form as it is typed: the errors, swapped in beside each field."""
     form = RuleForm.from_formdata(request.form)
     form.validate(touched_only=True)
-    return render_template("alerts/_check.html", form=form)
+    return render_fragment("alerts/_check.html", form=form)
 
 
 @bp.post("/alerts/rules")
