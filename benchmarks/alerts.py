@@ -1,6 +1,6 @@
 """Alerts benchmark: the scan's cost against history size, and failure-to-webhook latency.
 
-    python3 benchmarks/alerts.py [--runs 1000000] [--workflows 100] [--e2e 5]
+    python -m benchmarks.alerts [--runs 1000000] [--workflows 100] [--e2e 5]
 
 The history is bulk-inserted straight into the executions table for speed (the ingestion
 path is measured by benchmarks/ingest.py); the 1,000 new runs go through the real write
@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
-from harness import ROOT, Bench, median, p, print_table, time_calls
+from .harness import ROOT, Bench, median, p, print_table, time_calls
 
 from alerts.config import config_from
 from alerts.models import mark_workflows

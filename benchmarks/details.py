@@ -1,6 +1,6 @@
 """Benchmark of the run page and the API detail: one run with 2,000 steps and ~10 MB of payloads.
 
-    python3 benchmarks/details.py [--repeat 50]
+    python -m benchmarks.details [--repeat 50]
 
 Prints p50/p95 of each request next to the authenticated no-op (`GET /api/ping`) timed in
 the same run, and the size of each answer. Targets: page p95 <= 50 ms, page < 500 KB.
@@ -11,7 +11,7 @@ import argparse
 import random
 from datetime import timedelta
 
-from harness import Bench, median, p, print_table, rss_mb, time_calls
+from .harness import Bench, median, p, print_table, rss_mb, time_calls
 
 from models import database
 from models.db import utcnow

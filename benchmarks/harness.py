@@ -20,7 +20,7 @@ from app import create_app
 from models import database
 from models.users import create_token, create_user
 
-ROOT = Path(__file__).resolve().parent.parent  # benchmarks run from a checkout, installed with -e
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Bench:

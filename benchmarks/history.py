@@ -1,7 +1,7 @@
 """History benchmark: API and htmx partial at growing table sizes, as ratios to the no-op.
 
-    python3 benchmarks/history.py --runs 1000000
-    python3 benchmarks/history.py --runs 1000000 --postgres postgresql://u@host/emptydb
+    python -m benchmarks.history --runs 1000000
+    python -m benchmarks.history --runs 1000000 --postgres postgresql://u@host/emptydb
 
 Fills a fresh SQLite file (or the given, empty, PostgreSQL database) with runs of 100
 workflows over 90 days (85 % success, 10 % failure, 3 % pending, 2 % running) in steps
@@ -28,7 +28,7 @@ import time
 from datetime import datetime, timedelta
 
 import requests
-from harness import ROOT, Bench, p, print_table, rss_mb, time_calls
+from .harness import ROOT, Bench, p, print_table, rss_mb, time_calls
 
 from models import database, init_database
 from models.db import to_micros, utcnow

@@ -1,6 +1,6 @@
 """Ingestion benchmark: executions/second for single POSTs and for batches, on SQLite.
 
-    python3 benchmarks/ingest.py [--singles 1000] [--batches 10] [--batch-size 1000]
+    python -m benchmarks.ingest [--singles 1000] [--batches 10] [--batch-size 1000]
 
 Each run has 5 steps and about 1 KB of payload. Every figure is printed next to an
 authenticated no-op request (`GET /api/ping`) timed in the same run.
@@ -11,7 +11,7 @@ import argparse
 import json
 import time
 
-from harness import Bench, p, print_table, rss_mb, time_calls
+from .harness import Bench, p, print_table, rss_mb, time_calls
 
 STEP_NAMES = ["Fetch", "Validate", "Transform", "Upload", "Notify"]
 
