@@ -32,8 +32,9 @@ class HistoryChange(BaseModel):
 def ensure_counter() -> None:
     """Create the counter row if this database (new, or from a release before it) lacks it."""
     with connection():
-        (HistoryChange.insert(id=COUNTER_ID, n=secrets.randbits(62))
-         .on_conflict_ignore().execute())
+        if current() is None:  # read first: a start beside a busy writer takes no lock
+            (HistoryChange.insert(id=COUNTER_ID, n=secrets.randbits(62))
+             .on_conflict_ignore().execute())
 
 
 def bump(changes: list[Change] | None = None) -> None:

@@ -127,9 +127,28 @@ class SchemaVersion(BaseModel):
 MIGRATIONS: dict[int, callable] = {}
 
 
+def schema_is_current(models: list[type[peewee.Model]]) -> bool:
+    """Whether every table and index exists at SCHEMA_VERSION, read from the catalog alone.
+
+    Creating tables "if not exists" still locks each table, and a process starting beside
+    one that works would deadlock with it; a current schema is left untouched.
+    """
+    tables = set(database.get_tables())
+    if not {SchemaVersion._meta.table_name, *(m._meta.table_name for m in models)} <= tables:
+        return False
+    for model in models:
+        present = {index.name for index in database.get_indexes(model._meta.table_name)}
+        if not {index._name for index in model._meta.fields_to_index()} <= present:
+            return False
+    row = SchemaVersion.select(SchemaVersion.version).first()
+    return row is not None and row.version == SCHEMA_VERSION
+
+
 def create_schema(models: list[type[peewee.Model]]) -> None:
     """Create missing tables and indexes and bring the schema to SCHEMA_VERSION."""
     with connection():
+        if schema_is_current(models):
+            return
         with write_transaction():
             if isinstance(database.obj, peewee.PostgresqlDatabase):
                 # Several workers starting at once on a fresh database take turns.
