@@ -284,3 +284,14 @@ def test_a_token_sent_beside_a_session_decides_alone(logged_in, token):
     right = logged_in.get("/api/ping", headers={"Authorization": f"Bearer {token}"})
     assert right.status_code == 200 and right.json["user"] == EMAIL
     assert logged_in.get("/api/ping").status_code == 200  # the session alone still works
+
+
+def test_a_token_decides_alone_beside_a_remember_me_cookie(client, user, token):
+    page = client.get("/login")
+    client.post("/login", data={"csrf_token": csrf_from(page.text), "email": EMAIL,
+                                "password": PASSWORD, "remember": "y"})
+    client.delete_cookie("session")
+    assert client.get("/api/ping").status_code == 200  # the remember-me cookie alone
+    for header, status in ((f"Bearer {token}", 200), ("Bearer rw_not-a-real-token", 401)):
+        client.delete_cookie("session")
+        assert client.get("/api/ping", headers={"Authorization": header}).status_code == status
