@@ -548,6 +548,8 @@ def _workflows(names: list[str], errors: dict[str, str]) -> tuple[str, ...]:
     unique = tuple(dict.fromkeys(names))
     if any(len(name) > MAX_NAME for name in unique):
         errors["workflow"] = f"workflow names have at most {MAX_NAME} characters"
+    elif any("\x00" in name for name in unique):  # no name holds one; PostgreSQL refuses it
+        errors["workflow"] = "workflow names contain no NUL character"
     elif len(unique) > MAX_WORKFLOWS:
         errors["workflow"] = f"at most {MAX_WORKFLOWS} workflows at once"
     return unique

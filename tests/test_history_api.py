@@ -172,6 +172,8 @@ BAD = [
     ({"limit": ["5", "6"]}, "limit"),
     ({"cursor": "not-a-cursor"}, "cursor"),
     ({"workflow": "x" * 201}, "workflow"),
+    ({"workflow": "a\x00b"}, "workflow"),
+    ({"workflow": ["ok", "\x00"]}, "workflow"),
 ]
 
 

@@ -64,6 +64,7 @@ BAD = [
     ({"state": "failure"}, {}, "state"),
     ({"workflow": 7}, {}, "workflow"),
     ({"workflow": ["alpha", 7]}, {}, "workflow"),
+    ({"workflow": "al\u0000pha"}, {}, "workflow"),
     ({"workflow": {"name": "alpha"}}, {}, "workflow"),
     ({"status": [True]}, {}, "status"),
     ({"from": 20261101}, {}, "from"),
