@@ -11,6 +11,7 @@ from werkzeug.datastructures import MultiDict
 
 from models.db import from_micros, iso, to_micros
 from models.executions import load_json
+from models.payloads import mask_text
 from models.schemas import InputError
 
 from .channels import CHANNELS
@@ -35,7 +36,8 @@ def notice_body(kind: str, now: datetime, *, workflow: str, failure_count: int, 
     return {"type": EVENT_TYPES[kind], "timestamp": iso(now), "data": {
         "workflow": workflow, "failure_count": failure_count, "threshold": threshold,
         "first_failure_at": _iso_micros(first_failure_at),
-        "last_failure_at": _iso_micros(last_failure_at), "last_error": last_error,
+        "last_failure_at": _iso_micros(last_failure_at),
+        "last_error": mask_text(last_error) if last_error else last_error,
         "execution_url": execution_url, "rule_id": rule_id}}
 
 
@@ -62,7 +64,7 @@ def attempts_by_notice(notice_ids: list[int]) -> dict[int, list[Attempt]]:
 def target_of(notice: Notice) -> str:
     """Where a notice goes, for people."""
     kind = CHANNELS.get(notice.channel_type)
-    return kind.target(load_json(notice.channel_options)) if kind else notice.channel_type
+    return mask_text(kind.target(load_json(notice.channel_options))) if kind else notice.channel_type
 
 
 def notice_json(notice: Notice, attempts: list[Attempt]) -> dict:

@@ -24,11 +24,15 @@ SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "authorization", "
                 "bearer", "jwt")
 SECRET_NAMES = {"auth", "pwd", "pass", "pin", "otp"}
 _NON_ALNUM = re.compile(r"[^a-z0-9]")
-# Credentials inside free text: user:password@ in URLs, and key=value / key: value pairs.
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)([^\s@/]+)(@)", re.I)
-_SECRET_PAIR = re.compile(
-    r"(\b(?:password|passwd|secret|token|api[_-]?key|authorization|cookie)\b[\"']?\s*[:=]\s*"
-    r"[\"']?(?:bearer\s+|basic\s+)?)([^\s\"',;&]+)", re.I)
+# Credentials inside free text: user:password@ in URLs, and key=value / key: value pairs
+# whose key is secret by the same rule as an object key (DB_PASSWORD=, "client_secret": …,
+# Authorization: Bearer …). A key is a run of letters, digits, `_`, `.` and `-`.
+_URL_PASSWORD = re.compile(r"([a-z][a-z0-9+.-]*://[^\s:/@]*:)([^\s@/]+)(@)", re.I)
+# The value is only looked at, not consumed, so a key inside a value that is not secret
+# (`url=https://host/?token=…`) is still found.
+_PAIR = re.compile(
+    r"([a-z0-9_.-]+)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+|token\s+)?(?=([^\s\"',;&]+))",
+    re.I)
 
 
 @functools.lru_cache(maxsize=4096)  # payloads repeat the same keys thousands of times
@@ -40,11 +44,18 @@ def is_secret_key(key: str) -> bool:
 
 
 def mask_text(text: str) -> str:
-    """Hide passwords in URLs and `password=…`-like pairs inside free text."""
+    """Hide passwords in URLs and secret `key=value`-like pairs inside free text."""
     if ":" not in text and "=" not in text:
         return text  # the common case, and no pattern can match without these
     text = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), text)
-    return _SECRET_PAIR.sub(lambda m: m.group(1) + MASK, text)
+    parts, done = [], 0
+    for match in _PAIR.finditer(text):
+        start, value = match.end(), match.group(2)
+        if start < done or value == MASK or not is_secret_key(match.group(1)):
+            continue
+        parts += [text[done:start], MASK]
+        done = start + len(value)
+    return "".join(parts) + text[done:] if parts else text
 
 
 def mask(value: Any) -> Any:

@@ -5,6 +5,8 @@ from datetime import datetime
 
 from flask import Flask
 
+from models.payloads import mask_text
+
 SHORT_VALUE_CHARS = 300  # longest value shown in a comparison cell
 
 
@@ -65,8 +67,13 @@ def size_label(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
 
 
+def masked(text: str | None) -> str:
+    """Free text (an error message, a URL) with its credentials masked; None shows as ''."""
+    return mask_text(text) if text else ""
+
+
 FILTERS = {"duration": format_duration, "seconds": format_seconds, "utc": format_utc,
-           "utc_clock": utc_clock, "shorten": shorten}
+           "utc_clock": utc_clock, "shorten": shorten, "masked": masked}
 
 
 def register(app: Flask) -> None:

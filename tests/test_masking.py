@@ -1,0 +1,105 @@
+"""One masking rule wherever a payload or error text is shown or sent.
+
+The detail page always masked; these are the places that did not: history rows, the alert
+rules page, notices (webhook and e-mail), webhook URLs with credentials, and names of
+secrets that the free-text mask used to miss.
+"""
+from __future__ import annotations
+
+import pytest
+
+from alert_servers import alert_config, make_rule, notices, payload, report
+from alerts.config import config_from
+from alerts.delivery import deliver_due
+from alerts.scan import scan
+from models.payloads import MASK, mask_text
+
+# Each line leaks "hunter2" unless masked; these names are the ones people really use.
+LEAKS = [
+    "DB_PASSWORD=hunter2",
+    "client_secret=hunter2&grant_type=client_credentials",
+    "access_token=hunter2",
+    "refresh_token: hunter2",
+    "GITHUB_TOKEN=hunter2",
+    "AWS_SECRET_ACCESS_KEY=hunter2",
+    "password=hunter2",
+    '{"api_key": "hunter2"}',
+    "Authorization: Bearer hunter2",
+    "connect to postgres://bob:hunter2@db.internal/app failed",
+    "curl -H 'X-Auth-Token: hunter2' https://api",
+]
+# Text that looks like pairs but holds nothing secret stays as it was.
+KEPT = [
+    "elapsed=12:00:01 status=ok",
+    "max_tokens=512 tokens_used: 100",
+    "HTTP 502 from billing at https://billing.example.com:8443/v1",
+    "time: 12:00",
+]
+ERROR = "login failed for DB_PASSWORD=hunter2 (client_secret=hunter2)"
+
+
+@pytest.mark.parametrize("text", LEAKS)
+def test_free_text_masks_the_value_of_every_secret_name(text):
+    shown = mask_text(text)
+    assert "hunter2" not in shown
+    assert MASK in shown
+
+
+@pytest.mark.parametrize("text", KEPT)
+def test_free_text_without_secrets_is_left_as_it_was(text):
+    assert mask_text(text) == text
+
+
+def test_masking_twice_changes_nothing():
+    once = mask_text(" ".join(LEAKS))
+    assert mask_text(once) == once
+
+
+def test_history_rows_mask_the_error_message(client, logged_in, db):
+    report("billing", "F", error=ERROR)
+    for url in ("/", "/executions", "/executions?workflow=billing"):
+        page = client.get(url).get_data(as_text=True)
+        assert "login failed for DB_PASSWORD=" in page, url
+        assert "hunter2" not in page, url
+
+
+@pytest.fixture
+def app_config(app_config, smtp_sink):
+    return {**alert_config(app_config, smtp_sink), "WEBHOOK_ALLOW_PRIVATE": True}
+
+
+def test_notices_and_the_rules_page_mask_the_last_error(app, client, logged_in, db,
+                                                       smtp_sink, receiver):
+    make_rule(2, [{"type": "webhook", "url": receiver.url},
+                  {"type": "email", "to": ["ops@example.com"]}], workflow="billing")
+    report("billing", "FF", error=ERROR)
+    config = config_from(app)
+    scan(config)
+    deliver_due(config)
+
+    [request] = receiver.wait_for(1)
+    assert "hunter2" not in request.body.decode()
+    assert MASK in request.json()["data"]["last_error"]
+    [mail] = smtp_sink.wait_for(1)
+    for part in mail.walk():
+        if part.get_content_maintype() == "text":
+            assert "hunter2" not in part.get_content()
+    assert all("hunter2" not in payload(n)["data"]["last_error"] for n in notices())
+
+    page = client.get("/alerts").get_data(as_text=True)
+    assert "login failed for DB_PASSWORD=" in page
+    assert "hunter2" not in page
+
+
+def test_webhook_urls_with_credentials_are_masked_on_the_page_and_in_the_log(
+        app, client, logged_in, db, receiver):
+    url = receiver.url.replace("http://", "http://bob:hunter2@") + "?token=hunter2"
+    make_rule(1, [{"type": "webhook", "url": url}], workflow="billing")
+    report("billing", "F")
+    config = config_from(app)
+    scan(config)
+    deliver_due(config)
+    for page in ("/alerts", "/alerts/log", "/api/automations/alerts/notices"):
+        text = client.get(page).get_data(as_text=True)
+        assert "bob:" in text, page
+        assert "hunter2" not in text, page
