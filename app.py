@@ -12,7 +12,7 @@ import history
 from models import MODELS, create_schema, database, init_database
 from views import BLUEPRINTS
 from views.auth import guard
-from views import formatting
+from views import formatting, headers
 from views.common import register_error_handlers
 from views.extensions import csrf, login_manager
 
@@ -47,7 +47,7 @@ def create_app(config: dict | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
         WTF_CSRF_CHECK_DEFAULT=False,  # the guard checks CSRF, so API tokens can skip it
-        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_TIME_LIMIT=12 * 3600,  # a form left open longer asks to be reloaded
     )
     app.config.from_prefixed_env("RUNWATCH")
     if config:
@@ -71,6 +71,7 @@ def create_app(config: dict | None = None) -> Flask:
         feature.init_app(app)
     register_error_handlers(app)
     formatting.register(app)
+    headers.register(app)
     cli.register(app)
     return app
 

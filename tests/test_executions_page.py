@@ -119,9 +119,11 @@ def test_the_trace_lists_every_step_in_order_on_one_time_axis(logged_in, failed_
     page = parse(logged_in.get(f"/executions/{failed_run}"))
     rows = page.find("ol", class_="steps")[0].find("li")
     assert [row.find("a")[0].text for row in rows] == ["Fetch invoices", "Post to billing"]
-    bars = [row.find("i")[0].attrs["style"] for row in rows]
-    # 10:00:00 → 10:00:04 is the axis: 0.1 s in, 0.9 s long; 2 s in, 2 s long (the gap shows).
-    assert bars == ["left:2.5%;width:22.5%", "left:50.0%;width:50.0%"]
+    bars = [(rect.attrs["x"], rect.attrs["width"])
+            for rect in (row.find("rect")[0] for row in rows)]
+    # 10:00:00 → 10:00:04 is the axis: 0.1 s in, 0.9 s long; 2 s in, 2 s long (the gap shows);
+    # out of 100 units.
+    assert bars == [("2.5", "22.5"), ("50.0", "50.0")]
     waterfall = page.find("svg", class_="waterfall")[0]
     assert {p.attrs["class"] for p in waterfall.find("path")} >= {"w-success", "w-failure"}
 

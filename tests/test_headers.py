@@ -1,0 +1,72 @@
+"""Security headers on every response; a strict CSP on pages; nothing secret kept in caches."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from helpers import csrf_from
+
+PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
+                "X-Frame-Options": "DENY"}
+
+
+def check(response, *, html: bool, cached: bool = False):
+    for name, value in PAGE_HEADERS.items():
+        assert response.headers.get(name) == value, (name, response.request.path)
+    policy = response.headers.get("Content-Security-Policy")
+    if html:
+        directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+        assert directives["frame-ancestors"] == "'none'"
+        assert directives["script-src"] == "'self'"
+        assert directives["style-src"] == "'self'"
+        assert "unsafe" not in policy
+    else:
+        assert policy is None or "frame-ancestors 'none'" in policy
+    if cached:
+        assert response.headers.get("Cache-Control") != "no-store"
+    else:
+        assert response.headers.get("Cache-Control") == "no-store"
+    response.close()
+
+
+def test_signed_out_responses_carry_the_headers(client, user):
+    check(client.get("/login"), html=True)
+    check(client.get("/executions"), html=False)  # the redirect to the login
+    check(client.get("/api/automations/executions"), html=False)  # 401 JSON
+    check(client.get("/static/app.css"), html=False, cached=True)
+    check(client.post("/login", data={"email": "a@b.c", "password": "x"}), html=True)  # CSRF 400
+
+
+def test_signed_in_pages_errors_and_the_api_carry_the_headers(client, logged_in, api):
+    for url in ("/", "/executions", "/alerts", "/alerts/log", "/settings",
+                "/executions/12345", "/no-such-page"):
+        response = client.get(url)
+        assert response.mimetype == "text/html", url
+        check(response, html=True)
+    check(api.get("/api/automations/executions"), html=False)
+    check(api.get("/api/automations/executions/12345"), html=False)  # 404 JSON
+
+
+def test_the_page_that_shows_a_new_token_is_never_stored(client, logged_in):
+    page = client.get("/settings")
+    response = client.post("/settings/tokens", data={"name": "ci",
+                                                     "csrf_token": csrf_from(page.get_data(as_text=True))})
+    assert response.status_code == 200
+    assert "rw_" in response.get_data(as_text=True)
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.fixture
+def app_config(app_config):
+    return {**app_config, "WTF_CSRF_TIME_LIMIT": 1}
+
+
+def test_a_form_token_expires(client, logged_in):
+    token = csrf_from(client.get("/settings").get_data(as_text=True))
+    assert client.post("/settings/tokens", data={"name": "fresh",
+                                                 "csrf_token": token}).status_code == 200
+    time.sleep(2.1)
+    response = client.post("/settings/tokens", data={"name": "late", "csrf_token": token})
+    assert response.status_code == 400
+    assert "expired" in response.get_data(as_text=True)
