@@ -14,6 +14,7 @@ import peewee
 from .db import database, from_micros, iso, to_micros
 from .executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step, StepPayload,
                          Workflow)
+from .payloads import mask, mask_text
 
 EXECUTION_PARTS = ("input", "output", "error")
 STEP_PARTS = ("input", "output", "error", "logs")
@@ -152,7 +153,7 @@ def step_error(execution_id: int, position: int) -> dict | None:
     return json.loads(text) if text else None
 
 
-def execution_summary(execution_id: int) -> dict | None:
+def execution_summary(execution_id: int, masked: bool = False) -> dict | None:
     """The narrow fields of one execution, as the API answers after a write."""
     row = (Execution.select(Execution, Workflow.name.alias("workflow_name"))
            .join(Workflow).where(Execution.id == execution_id).objects().first())
@@ -163,29 +164,33 @@ def execution_summary(execution_id: int) -> dict | None:
         "status": row.status, "started_at": iso(row.started_at),
         "finished_at": iso(row.finished_at), "duration_ms": row.duration_ms,
         "step_count": row.step_count, "failed_step": row.failed_step,
-        "error_message": row.error_message,
+        "error_message": (mask_text(row.error_message) if masked and row.error_message
+                          else row.error_message),
     }
 
 
 # --- The API answer ------------------------------------------------------------------------
 
-def api_document(execution_id: int, url: str) -> str | None:
-    """The execution as API JSON, payloads whole and unmasked; None if there is none.
+def api_document(execution_id: int, url: str, masked: bool = False) -> str | None:
+    """The execution as API JSON, payloads whole; None if there is none.
 
     Stored payloads are already JSON text, so they are spliced in as they are:
     nothing is parsed and re-encoded, and big numbers and key order survive.
+    `masked` is for callers who may not see secrets: every payload, error and log is
+    then masked as the pages mask it.
     """
-    summary = execution_summary(execution_id)
+    summary = execution_summary(execution_id, masked)
     if summary is None:
         return None
+    raw = _masked if masked else _raw
     payload = (ExecutionPayload.select(ExecutionPayload.input, ExecutionPayload.output,
                                        ExecutionPayload.error)
                .where(ExecutionPayload.execution == execution_id).tuples().first())
     summary["url"] = url
     fields = [(key, json.dumps(value, ensure_ascii=False)) for key, value in summary.items()]
-    fields += [(part, _raw(text)) for part, text in zip(EXECUTION_PARTS, payload or (None,) * 3)]
-    fields.append(("steps", "[" + ",".join(_step_json(row) for row in _steps_whole(execution_id))
-                   + "]"))
+    fields += [(part, raw(text)) for part, text in zip(EXECUTION_PARTS, payload or (None,) * 3)]
+    fields.append(("steps", "[" + ",".join(_step_json(row, raw)
+                                           for row in _steps_whole(execution_id)) + "]"))
     return _object(fields)
 
 
@@ -197,18 +202,25 @@ def _steps_whole(execution_id: int):
             .where(Step.execution == execution_id).order_by(Step.position).tuples())
 
 
-def _step_json(row: tuple) -> str:
+def _step_json(row: tuple, raw) -> str:
     position, name, action, status, started, finished, duration, input_, output, error, logs = row
+    if logs and raw is _masked:
+        logs = mask_text(logs)
     plain = {"position": position, "name": name, "action": action, "status": status,
              "started_at": iso(started), "finished_at": iso(finished), "duration_ms": duration}
     fields = [(key, json.dumps(value, ensure_ascii=False)) for key, value in plain.items()]
-    fields += [("input", _raw(input_)), ("output", _raw(output)), ("error", _raw(error)),
+    fields += [("input", raw(input_)), ("output", raw(output)), ("error", raw(error)),
                ("logs", json.dumps(logs, ensure_ascii=False))]
     return _object(fields)
 
 
 def _raw(stored: str | None) -> str:
     return "null" if stored is None else stored
+
+
+def _masked(stored: str | None) -> str:
+    return "null" if stored is None else json.dumps(mask(json.loads(stored)),
+                                                    ensure_ascii=False)
 
 
 def _object(fields: list[tuple[str, str]]) -> str:

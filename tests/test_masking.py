@@ -103,3 +103,34 @@ def test_webhook_urls_with_credentials_are_masked_on_the_page_and_in_the_log(
         text = client.get(page).get_data(as_text=True)
         assert "bob:" in text, page
         assert "hunter2" not in text, page
+
+
+def test_the_api_document_masked_hides_every_secret_and_keeps_the_rest(db):
+    import json
+
+    from models.execution_detail import api_document
+    from models.ingest import store_executions
+    from models.schemas import ExecutionIn
+
+    run = {"workflow": "billing", "status": "failure", "started_at": "2026-11-20T10:00:00Z",
+           "finished_at": "2026-11-20T10:00:05Z",
+           "input": {"invoice": 7, "password": "hunter2", "dsn": "postgres://a:hunter2@db/x"},
+           "output": {"api_key": "hunter2", "rows": 3},
+           "error": {"message": ERROR, "stack": "GITHUB_TOKEN=hunter2"},
+           "steps": [{"name": "post", "status": "failure", "input": {"token": "hunter2"},
+                      "error": {"message": "refresh_token: hunter2"},
+                      "logs": "export AWS_SECRET_ACCESS_KEY=hunter2\nposting 3 rows"}]}
+    [(execution_id, _)] = store_executions([ExecutionIn.model_validate_json(json.dumps(run))])
+    whole = json.loads(api_document(execution_id, "http://x/1"))
+    masked_text = api_document(execution_id, "http://x/1", masked=True)
+    masked = json.loads(masked_text)
+    assert "hunter2" in json.dumps(whole), "the whole document keeps everything"
+    assert "hunter2" not in masked_text
+    assert masked["input"]["invoice"] == 7 and masked["output"]["rows"] == 3
+    assert masked["input"]["password"] == MASK
+    assert masked["error_message"].startswith("login failed for DB_PASSWORD=")
+    assert masked["steps"][0]["logs"].endswith("posting 3 rows")
+    assert {k: v for k, v in masked.items() if k not in ("input", "output", "error",
+                                                           "error_message", "steps")} == \
+        {k: v for k, v in whole.items() if k not in ("input", "output", "error",
+                                                      "error_message", "steps")}
