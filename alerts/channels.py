@@ -334,6 +334,11 @@ class WebhookChannel(Channel, kind="webhook", label="Webhook", noun="webhook",
             raise TransportError("the URL's port is not valid", permanent=True) from None
         if url.scheme not in ("http", "https") or not host:
             raise TransportError("the URL is not an http:// or https:// URL", permanent=True)
+        if not host.isascii():
+            try:
+                host = host.encode("idna").decode("ascii")  # the name as DNS and Host have it
+            except UnicodeError:
+                raise TransportError("the URL's host name is not valid", permanent=True) from None
         target = (url.path or "/") + (f"?{url.query}" if url.query else "")
         body, headers = cls.request(outgoing, datetime.now().astimezone())
         deadline = Deadline(config.webhook_timeout)

@@ -218,6 +218,18 @@ def test_a_name_is_looked_up_once_and_the_checked_address_is_the_one_connected_t
     assert request.headers["Host"] == f"hooks.rebind.test:{receiver.port}"
 
 
+def test_an_international_host_name_is_looked_up_and_sent_in_its_ascii_form(
+        app, api, db, receiver, monkeypatch):
+    allow_private(app)
+    resolver = Resolver(monkeypatch, ["127.0.0.1"])
+    rule = make_rule(1, [{"type": "webhook",
+                          "url": f"http://bücher.rebind.test:{receiver.port}/hooks/runwatch"}])
+    assert _send_test(api, rule.id)["status"] == "delivered"
+    assert resolver.lookups == ["xn--bcher-kva.rebind.test"]
+    [request] = receiver.wait_for(1)
+    assert request.headers["Host"] == f"xn--bcher-kva.rebind.test:{receiver.port}"
+
+
 def test_a_name_with_any_private_address_among_its_answers_is_refused(api, db, receiver,
                                                                        monkeypatch):
     Resolver(monkeypatch, ["8.8.8.8", "127.0.0.1"])  # refused before any connection
