@@ -29,6 +29,7 @@ DEFAULTS = {
     "MAIL_FROM": "runwatch@localhost",
     "SCHEDULER": True,
     "MAX_PAYLOAD_BYTES": 10 * 1024 * 1024,
+    "WEBHOOK_ALLOW_PRIVATE": False,
 }
 # Features, in the order they are wired: each has its `MODELS` and an `init_app(app)`
 # that registers its write hooks, start-up checks, scheduler jobs and blueprints.
@@ -94,7 +95,7 @@ def _check_settings(app: Flask) -> None:
             raise SystemExit(f"RUNWATCH_{key} must be an integer, not {app.config[key]!r}")
         if app.config[key] < 1:
             raise SystemExit(f"RUNWATCH_{key} must be at least 1")
-    for key in ("SCHEDULER", "SMTP_STARTTLS"):
+    for key in ("SCHEDULER", "SMTP_STARTTLS", "WEBHOOK_ALLOW_PRIVATE"):
         value = app.config[key]
         if isinstance(value, str):
             app.config[key] = value.strip().lower() in ("1", "true", "yes", "on")

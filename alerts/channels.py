@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import json
 import re
 import secrets
 import smtplib
 import ssl
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -25,10 +24,13 @@ from typing import Annotated, Callable, Literal
 from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo,
+                      field_validator)
 from standardwebhooks import Webhook
 
-from .config import AlertConfig
+from .config import ALLOW_PRIVATE, AlertConfig
+from .outbound import (REFUSED_PRIVATE, Deadline, PinnedHTTPConnection, PinnedHTTPSConnection,
+                       TransportError, address_of, is_private_host, is_public, resolve)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "alerts"
 _mail_templates = Environment(loader=FileSystemLoader(TEMPLATES),
@@ -37,19 +39,6 @@ _mail_templates = Environment(loader=FileSystemLoader(TEMPLATES),
 ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+$")
 SECRET_PREFIX = "whsec_"
 ADDRESS_SEPARATORS = re.compile(r"[\s,;]+")
-
-
-class TransportError(Exception):
-    """A failed delivery attempt; `response` is what the server answered, if anything.
-
-    A `permanent` error (the channel cannot work as configured) is not retried.
-    """
-
-    def __init__(self, message: str, response: str | None = None, permanent: bool = False):
-        super().__init__(message)
-        self.message = message
-        self.response = response
-        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -69,11 +58,22 @@ def _address(value: str) -> str:
     return value
 
 
-def _http_url(value: str) -> str:
+def _http_url(value: str, info: ValidationInfo) -> str:
+    """An http(s) URL; unless the configuration allows private addresses (validation
+    context `ALLOW_PRIVATE`), not one whose host is `localhost` or a private address."""
     value = value.strip()
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("must have a port from 1 to 65535")
+    if not (info.context or {}).get(ALLOW_PRIVATE) and is_private_host(parts.hostname):
+        raise ValueError("must not point at localhost or a private address (set "
+                         "RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true to allow)")
     return value
 
 
@@ -234,49 +234,70 @@ class EmailChannel(Channel, kind="email", label="E-mail", noun="e-mail address",
 
     @classmethod
     def send(cls, outgoing: Outgoing, config: AlertConfig) -> str:
-        """Send over SMTP; returns the server's answer to the message."""
+        """Send over SMTP within `config.smtp_timeout` in all; returns the server's answer."""
         if not config.smtp_host:
             raise TransportError("RUNWATCH_SMTP_HOST is not set: there is no mail server",
                                  permanent=True)
         message = cls.message(outgoing, config)
+        deadline = Deadline(config.smtp_timeout)
+        smtp = _DeadlineSMTP(deadline)
         try:
-            with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=10) as smtp:
-                if config.smtp_starttls:
-                    smtp.starttls(context=ssl.create_default_context())
-                if config.smtp_username:
-                    smtp.login(config.smtp_username, config.smtp_password or "")
-                smtp.ehlo_or_helo_if_needed()
-                code, answer = smtp.mail(config.mail_from)
-                if code != 250:
-                    raise smtplib.SMTPSenderRefused(code, answer, config.mail_from)
-                refused = {}
-                for address in outgoing.options["to"]:
-                    rcpt_code, rcpt_answer = smtp.rcpt(address)
-                    if rcpt_code not in (250, 251):
-                        refused[address] = (rcpt_code, rcpt_answer)
-                if len(refused) == len(outgoing.options["to"]):
-                    smtp.rset()
-                    raise smtplib.SMTPRecipientsRefused(refused)
-                code, answer = smtp.data(message.as_bytes())
-                if code != 250:
-                    raise smtplib.SMTPDataError(code, answer)
-        except smtplib.SMTPResponseException as exc:
-            answer = f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}"
-            raise TransportError(f"the mail server refused: {answer}", answer) from None
-        except smtplib.SMTPRecipientsRefused as exc:
-            raise TransportError(f"every recipient was refused: {exc.recipients}") from None
-        except (smtplib.SMTPException, OSError) as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+            with deadline:
+                try:
+                    smtp.connect(config.smtp_host, config.smtp_port)
+                    if config.smtp_starttls:
+                        smtp.starttls(context=ssl.create_default_context())
+                    if config.smtp_username:
+                        smtp.login(config.smtp_username, config.smtp_password or "")
+                    smtp.ehlo_or_helo_if_needed()
+                    code, answer = smtp.mail(config.mail_from)
+                    if code != 250:
+                        raise smtplib.SMTPSenderRefused(code, answer, config.mail_from)
+                    refused = {}
+                    for address in outgoing.options["to"]:
+                        rcpt_code, rcpt_answer = smtp.rcpt(address)
+                        if rcpt_code not in (250, 251):
+                            refused[address] = (rcpt_code, rcpt_answer)
+                    if len(refused) == len(outgoing.options["to"]):
+                        smtp.rset()
+                        raise smtplib.SMTPRecipientsRefused(refused)
+                    code, answer = smtp.data(message.as_bytes())
+                    if code != 250:
+                        raise smtplib.SMTPDataError(code, answer)
+                except (smtplib.SMTPException, OSError) as exc:
+                    raise _smtp_failure(exc, deadline) from None
+                try:
+                    smtp.quit()  # the message is accepted: how the goodbye goes does not matter
+                except (smtplib.SMTPException, OSError):
+                    pass
+        finally:
+            smtp.close()
         accepted = len(outgoing.options["to"]) - len(refused)
         return f"{code} {answer.decode(errors='replace')}; accepted for {accepted} recipient(s)"
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None  # a redirect is an answer that is not 2xx: a failed attempt
+class _DeadlineSMTP(smtplib.SMTP):
+    """smtplib's client, its connection cut at the deadline (its timeout is per operation)."""
+
+    def __init__(self, deadline: Deadline):
+        self.deadline = deadline
+        super().__init__(timeout=deadline.seconds)
+
+    def _get_socket(self, host, port, timeout):
+        sock = super()._get_socket(host, port, self.deadline.left())
+        self.deadline.watch(sock)
+        return sock
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+def _smtp_failure(exc: Exception, deadline: Deadline) -> TransportError:
+    if deadline.expired or isinstance(exc, TimeoutError):
+        return TransportError(f"the mail server did not finish within {deadline.seconds:g} s")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        answer = f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}"
+        return TransportError(f"the mail server refused: {answer}", answer)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return TransportError(f"every recipient was refused: {exc.recipients}")
+    return TransportError(f"{type(exc).__name__}: {exc}")
 
 
 class WebhookChannel(Channel, kind="webhook", label="Webhook", noun="webhook",
@@ -289,8 +310,8 @@ class WebhookChannel(Channel, kind="webhook", label="Webhook", noun="webhook",
         return options["url"]
 
     @staticmethod
-    def request(outgoing: Outgoing, now: datetime) -> urllib.request.Request:
-        """The signed HTTP request for a notice; the id stays the same across retries."""
+    def request(outgoing: Outgoing, now: datetime) -> tuple[bytes, dict[str, str]]:
+        """The signed body and headers for a notice; the id stays the same across retries."""
         body = json.dumps(outgoing.payload, ensure_ascii=False, separators=(",", ":"))
         message_id = f"msg_runwatch_{outgoing.notice_id}"
         headers = {"Content-Type": "application/json", "User-Agent": "Runwatch-Webhooks/1",
@@ -298,22 +319,51 @@ class WebhookChannel(Channel, kind="webhook", label="Webhook", noun="webhook",
         secret = outgoing.options.get("secret")
         if secret:
             headers["webhook-signature"] = Webhook(secret).sign(message_id, now, body)
-        return urllib.request.Request(outgoing.options["url"], data=body.encode(),
-                                      headers=headers, method="POST")
+        return body.encode(), headers
 
     @classmethod
     def send(cls, outgoing: Outgoing, config: AlertConfig) -> str:
-        """POST the notice; any answer but 2xx, or none within the timeout, is a failure."""
-        request = cls.request(outgoing, datetime.now().astimezone())
+        """POST the notice. Any answer but 2xx (a redirect too, which is not followed), or
+        none in full within `config.webhook_timeout` from the start (look-up, connection,
+        request and answer together), is a failure. Unless the configuration allows it,
+        a host with any address that is not public is refused without connecting."""
+        url = urlsplit(outgoing.options["url"])
         try:
-            with _opener.open(request, timeout=config.webhook_timeout) as response:
-                return f"HTTP {response.status} {response.reason}"
-        except urllib.error.HTTPError as exc:
-            answer = f"HTTP {exc.code} {exc.reason}"
-            raise TransportError(f"the receiver answered {answer}", answer) from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise TransportError(f"{type(exc).__name__}: {reason}") from None
+            host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+        except ValueError:
+            raise TransportError("the URL's port is not valid", permanent=True) from None
+        if url.scheme not in ("http", "https") or not host:
+            raise TransportError("the URL is not an http:// or https:// URL", permanent=True)
+        if not host.isascii():
+            try:
+                host = host.encode("idna").decode("ascii")  # the name as DNS and Host have it
+            except UnicodeError:
+                raise TransportError("the URL's host name is not valid", permanent=True) from None
+        target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        body, headers = cls.request(outgoing, datetime.now().astimezone())
+        deadline = Deadline(config.webhook_timeout)
+        with deadline:
+            try:
+                addresses = resolve(host, port, deadline)
+                if not config.webhook_allow_private and not all(
+                        is_public(address_of(sockaddr)) for _, sockaddr in addresses):
+                    raise TransportError(REFUSED_PRIVATE, permanent=True)
+                pinned = PinnedHTTPSConnection if url.scheme == "https" else PinnedHTTPConnection
+                connection = pinned(host, port, addresses, deadline)
+                try:
+                    connection.request("POST", target, body=body, headers=headers)
+                    response = connection.getresponse()
+                    status, answer = response.status, f"HTTP {response.status} {response.reason}"
+                finally:
+                    connection.close()
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                if deadline.expired or isinstance(exc, TimeoutError):
+                    raise TransportError(f"no complete answer within {deadline.seconds:g} s "
+                                         "(the whole attempt's deadline)") from None
+                raise TransportError(f"{type(exc).__name__}: {exc}") from None
+        if not 200 <= status < 300:
+            raise TransportError(f"the receiver answered {answer}", answer)
+        return answer
 
 
 CHANNELS: dict[str, type[Channel]] = {"email": EmailChannel, "webhook": WebhookChannel}

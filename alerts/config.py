@@ -7,6 +7,9 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
+ALLOW_PRIVATE = "webhook_allow_private"
+"""The key of the rule validation context that lets a webhook URL name a private address."""
+
 
 @dataclass(frozen=True)
 class AlertConfig:
@@ -23,7 +26,15 @@ class AlertConfig:
     smtp_starttls: bool = False
     mail_from: str = "runwatch@localhost"
     alerts_url: str = ""
-    webhook_timeout: float = 10.0
+    webhook_allow_private: bool = False  # webhooks may go to loopback, private, link-local, …
+    webhook_timeout: float = 10.0  # seconds for a whole webhook attempt, from look-up to answer
+    smtp_timeout: float = 30.0     # seconds for a whole e-mail attempt, from connection to QUIT
+    delivery_workers: int = 8      # notices sent at once by one delivery pass
+
+
+def validation_context(config: AlertConfig) -> dict:
+    """What validating a rule's channels needs of the configuration (pydantic's `context`)."""
+    return {ALLOW_PRIVATE: config.webhook_allow_private}
 
 
 def config_from(app: Flask) -> AlertConfig:
@@ -49,4 +60,5 @@ def config_from(app: Flask) -> AlertConfig:
         smtp_starttls=bool(config["SMTP_STARTTLS"]),
         mail_from=config["MAIL_FROM"],
         alerts_url=adapter.build("alerts.index", force_external=True),
+        webhook_allow_private=bool(config["WEBHOOK_ALLOW_PRIVATE"]),
     )

@@ -2,21 +2,32 @@
 
 A claim is a lease: a process that dies mid-send leaves a notice `sending` until the
 lease runs out, and then any process may take it again. Nothing is held in memory.
+Every attempt ends by its deadline, and a lease outlasts the longest deadline, so a lease
+never runs out while its send still runs. Due notices are sent side by side, a few at a
+time, so a receiver that hangs holds back no one else.
 """
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from models.db import to_micros, utcnow, write_transaction
+from models.db import connection, to_micros, utcnow, write_transaction
 from models.executions import load_json
 
 from .channels import CHANNELS, Outgoing, TransportError
 from .models import Attempt, Notice
 from .config import AlertConfig
 
-LEASE = timedelta(minutes=2)  # longer than any send may take (SMTP and HTTP time out at 10 s)
+# Beyond the attempt's deadline, a claim also covers loading the notice and recording
+# how the attempt went.
+LEASE_MARGIN = timedelta(seconds=60)
+
+
+def lease(config: AlertConfig) -> timedelta:
+    """How long a claim holds: the longest attempt deadline of any channel, plus the margin."""
+    return timedelta(seconds=max(config.webhook_timeout, config.smtp_timeout)) + LEASE_MARGIN
 
 
 @dataclass(frozen=True)
@@ -33,10 +44,13 @@ def _claimable(now_us: int):
             | ((Notice.status == "sending") & (Notice.lease_until < now_us)))
 
 
-def claim(notice_id: int, now: datetime) -> bool:
-    """Take a due notice for this process; False when it is not due or another took it."""
+def claim(notice_id: int, now: datetime, config: AlertConfig,
+          lease_from: datetime | None = None) -> bool:
+    """Take a notice due at `now` for this process, for `lease(config)` from `lease_from`
+    (default `now`); False when it is not due or another took it."""
     now_us = to_micros(now)
-    taken = (Notice.update(status="sending", lease_until=to_micros(now + LEASE))
+    until = to_micros((lease_from or now) + lease(config))
+    taken = (Notice.update(status="sending", lease_until=until)
              .where(Notice.id == notice_id, _claimable(now_us)).execute())
     return taken == 1
 
@@ -89,23 +103,45 @@ def attempt(notice_id: int, config: AlertConfig, now: datetime | None = None) ->
     return values["status"]
 
 
+def _claim_and_send(notice_ids: list[int], config: AlertConfig, now: datetime) -> list[str]:
+    """Claim and send each notice, up to `config.delivery_workers` at once, each on a
+    connection of its own; returns each one's new status, or "claimed" if another had it.
+
+    A notice is claimed just before it is sent, and its lease counts from then (`now` plus
+    the time the pass has taken so far), so one that waited for a free worker still gets
+    its whole lease.
+    """
+    if not notice_ids:
+        return []
+    started = time.monotonic()
+
+    def one(notice_id: int) -> str:
+        claimed_at = now + timedelta(seconds=time.monotonic() - started)
+        with connection():
+            if not claim(notice_id, now, config, lease_from=claimed_at):
+                return "claimed"
+            return attempt(notice_id, config, now)
+
+    workers = max(1, min(config.delivery_workers, len(notice_ids)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="runwatch-delivery") as pool:
+        return list(pool.map(one, notice_ids))
+
+
 def deliver_due(config: AlertConfig, now: datetime | None = None,
                 limit: int = 200) -> DeliveryResult:
-    """One delivery pass: every notice that is due now, oldest first."""
+    """One delivery pass: every notice that is due now, oldest first in line."""
     now = now or utcnow()
     due = [nid for (nid,) in Notice.select(Notice.id).where(_claimable(to_micros(now)))
            .order_by(Notice.next_attempt_at, Notice.id).limit(limit).tuples()]
-    counts = {"delivered": 0, "pending": 0, "failed": 0}
-    for notice_id in due:
-        if claim(notice_id, now):
-            counts[attempt(notice_id, config, now)] += 1
+    counts = {"delivered": 0, "pending": 0, "failed": 0, "claimed": 0}
+    for status in _claim_and_send(due, config, now):
+        counts[status] += 1
     return DeliveryResult(counts["delivered"], counts["pending"], counts["failed"])
 
 
 def deliver_now(notice_ids: list[int], config: AlertConfig) -> list[str]:
     """Send these notices at once (a test notice, a redelivery) if no one else has them."""
-    now = utcnow()
-    return [attempt(nid, config, now) if claim(nid, now) else "claimed" for nid in notice_ids]
+    return _claim_and_send(notice_ids, config, utcnow())
 
 
 def redeliver(notice_id: int, now: datetime | None = None) -> bool:

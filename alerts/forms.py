@@ -55,8 +55,10 @@ class RuleForm:
             names += part.field_names()
         return names
 
-    def validate(self, *, touched_only: bool = False) -> RuleIn | None:
-        """The rule, or None with `errors` filled; `touched_only` skips what is still empty."""
+    def validate(self, *, touched_only: bool = False,
+                 context: dict | None = None) -> RuleIn | None:
+        """The rule, or None with `errors` filled; `touched_only` skips what is still empty.
+        `context` is the validation context of the configuration (see `parse_rule`)."""
         typed = [pair for part in self.channels.values() for pair in part.channels()]
         data: dict = {"workflow": self.workflow or None, "enabled": self.enabled,
                       "notify_recovery": self.notify_recovery,
@@ -69,7 +71,7 @@ class RuleForm:
                 self.errors["threshold"] = "Enter a whole number from 1 to 1000."
             data["threshold"] = 1
         try:
-            rule = RuleIn.model_validate(data)
+            rule = RuleIn.model_validate(data, context=context)
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 self._add_error(error, [namer for _, namer in typed], touched_only)

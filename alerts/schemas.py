@@ -48,10 +48,14 @@ def field_of(loc: tuple) -> str | None:
     return ".".join(parts) or None
 
 
-def parse_rule(schema: type[BaseModel], body: bytes) -> BaseModel:
-    """Validate a JSON rule body, raising InputError that names the first bad field."""
+def parse_rule(schema: type[BaseModel], body: bytes, context: dict | None = None) -> BaseModel:
+    """Validate a JSON rule body, raising InputError that names the first bad field.
+
+    `context` is `config.validation_context(...)`: without it, webhook URLs that name a
+    private address are refused.
+    """
     try:
-        return schema.model_validate_json(body or b"")
+        return schema.model_validate_json(body or b"", context=context)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         if first["type"] == "json_invalid" or (first["type"] == "model_type"

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -12,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiosmtpd.controller import Controller
 
+from alerts.config import ALLOW_PRIVATE
 from alerts.models import Notice
 from alerts.rules import create_rule
 from alerts.schemas import RuleIn, parse_rule
@@ -64,15 +67,23 @@ class Received:
 
 
 class HttpReceiver:
-    """An HTTP server on 127.0.0.1 recording every POST; `status` sets its answer."""
+    """An HTTP server on 127.0.0.1 recording every POST as it arrives; `status` (and
+    `headers`) set its answer, `delay` makes it wait that long before answering, `trickle`
+    makes it answer one byte every `trickle` seconds (for at most a minute). With an SSL
+    context `tls` it speaks https and records the host names clients ask for (SNI)."""
 
-    def __init__(self):
+    def __init__(self, tls: ssl.SSLContext | None = None):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hooks/runwatch"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/hooks/runwatch"
         self.requests: list[Received] = []
+        self.server_names: list[str | None] = []
         self.status = 200
+        self.headers: dict[str, str] = {}
         self.delay = 0.0
+        self.trickle = 0.0
         self.server: ThreadingHTTPServer | None = None
+        self.stopping = threading.Event()
 
     def _handler(self):
         receiver = self
@@ -80,14 +91,32 @@ class HttpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if receiver.delay:
-                    time.sleep(receiver.delay)
                 receiver.requests.append(Received(self.path, dict(self.headers.items()), body,
                                                   time.monotonic()))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                try:
+                    if receiver.trickle:
+                        self._trickle()
+                        return
+                    if receiver.delay:
+                        receiver.stopping.wait(receiver.delay)
+                    self.send_response(receiver.status)
+                    for name, value in receiver.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except OSError:
+                    pass  # the sender gave up and closed the connection
+
+            def _trickle(self):
+                answer = b"HTTP/1.1 200 OK\r\nX-Trickle: " + b"." * 10_000
+                deadline = time.monotonic() + 60
+                for index in range(len(answer)):
+                    if receiver.stopping.is_set() or time.monotonic() > deadline:
+                        break
+                    self.wfile.write(answer[index:index + 1])
+                    receiver.stopping.wait(receiver.trickle)
+                self.close_connection = True
 
             def log_message(self, *args):
                 pass
@@ -97,13 +126,18 @@ class HttpReceiver:
     def start(self) -> "HttpReceiver":
         """Listen (again) on the receiver's port."""
         ThreadingHTTPServer.allow_reuse_address = True
+        self.stopping.clear()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self.server.daemon_threads = True
+        if self.tls is not None:
+            self.tls.sni_callback = lambda sock, name, context: self.server_names.append(name)
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
         """Close the port: senders get 'connection refused'."""
+        self.stopping.set()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -115,6 +149,44 @@ class HttpReceiver:
         while len(self.requests) < count and time.monotonic() < deadline:
             time.sleep(0.02)
         return self.requests
+
+
+class Trickler:
+    """A TCP server on 127.0.0.1 that sends `greeting` to each connection one byte every
+    `interval` seconds (for at most a minute): a server that never quite answers."""
+
+    def __init__(self, greeting: bytes, interval: float = 0.5):
+        self.greeting, self.interval = greeting, interval
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.stopping = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        deadline = time.monotonic() + 60
+        with conn:
+            for index in range(len(self.greeting)):
+                if self.stopping.is_set() or time.monotonic() > deadline:
+                    return
+                try:
+                    conn.sendall(self.greeting[index:index + 1])
+                except OSError:
+                    return  # the client gave up
+                self.stopping.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.listener.close()
 
 
 @pytest.fixture
@@ -135,10 +207,11 @@ def receiver():
 
 
 def alert_config(app_config: dict, smtp_sink: SmtpSink) -> dict:
-    """Test settings: mail to the sink, retries after 1 s, 3 attempts at most."""
+    """Test settings: mail to the sink, retries after 1 s, 3 attempts at most, and webhooks
+    to private addresses allowed (the receivers listen on 127.0.0.1)."""
     return {**app_config, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtp_sink.port,
             "DELIVERY_RETRY_SECONDS": 1, "DELIVERY_MAX_ATTEMPTS": 3,
-            "MAIL_FROM": "runwatch@example.com"}
+            "MAIL_FROM": "runwatch@example.com", "WEBHOOK_ALLOW_PRIVATE": True}
 
 
 # --- Reporting runs and making rules, straight through the model functions ----------------
@@ -164,9 +237,11 @@ def report(workflow: str, statuses: str, first_minute: int = 0,
 
 
 def make_rule(threshold: int, channels: list[dict], workflow: str | None = None, **fields):
-    """Create a rule through the same validation as the API."""
+    """Create a rule through the same validation as the API, as saved where webhooks to
+    private addresses are allowed (whether one is sent is decided again when sending)."""
     body = {"workflow": workflow, "threshold": threshold, "channels": channels, **fields}
-    return create_rule(parse_rule(RuleIn, json.dumps(body).encode()))
+    return create_rule(parse_rule(RuleIn, json.dumps(body).encode(),
+                                  {ALLOW_PRIVATE: True}))
 
 
 def notices(kind: str | None = None) -> list[Notice]:

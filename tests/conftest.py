@@ -224,7 +224,8 @@ def api(app, token) -> ApiClient:
 def live_server(app, database_url, tmp_path):
     """A real server process on the test's database (the `app` fixture made the tables)."""
     database.close() if not database.is_closed() else None
-    server = LiveServer(database_url, tmp_path).start()
+    server = LiveServer(database_url, tmp_path,  # webhooks go to receivers on 127.0.0.1
+                        env={"RUNWATCH_WEBHOOK_ALLOW_PRIVATE": "true"}).start()
     yield server
     server.stop()
 

@@ -8,7 +8,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from alert_servers import alert_config, make_rule, notices, report
-from alerts.delivery import LEASE, claim, deliver_due
+from alerts.delivery import claim, deliver_due, lease
 from alerts.models import Attempt, Notice
 from alerts.scan import scan
 from alerts.config import config_from
@@ -164,11 +164,12 @@ def test_a_notice_claimed_by_a_process_that_died_is_sent_once_when_its_lease_run
     scan(settings)
     [notice] = notices()
     t0 = utcnow()
-    assert claim(notice.id, t0)  # the process that claimed it dies here
-    assert not claim(notice.id, t0)
-    assert deliver_due(settings, t0 + LEASE / 2).delivered == 0
-    assert deliver_due(settings, t0 + LEASE + timedelta(seconds=1)).delivered == 1
-    deliver_due(settings, t0 + LEASE * 3)
+    assert claim(notice.id, t0, settings)  # the process that claimed it dies here
+    assert not claim(notice.id, t0, settings)
+    held = lease(settings)
+    assert deliver_due(settings, t0 + held / 2).delivered == 0
+    assert deliver_due(settings, t0 + held + timedelta(seconds=1)).delivered == 1
+    deliver_due(settings, t0 + held * 3)
     assert len(receiver.wait_for(1)) == 1
 
 
@@ -180,8 +181,8 @@ def test_one_failing_channel_does_not_hold_back_the_others(app, db, smtp_sink, r
     report("a", "F")
     result = decide_and_deliver(app)
     assert (result.delivered, result.retrying) == (2, 1)
-    assert Notice.select().where(Notice.status == "pending").get().last_error.startswith(
-        "URLError")
+    assert "Connection refused" in Notice.select().where(
+        Notice.status == "pending").get().last_error
 
 
 def test_without_a_mail_server_an_email_attempt_fails_and_says_why(app_config, db):

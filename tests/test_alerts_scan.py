@@ -225,7 +225,7 @@ def test_two_scan_commands_at_once_in_two_processes_send_one_notice(app, db, dat
         report(other, "FF")
     db.close()
     env = {**os.environ, "RUNWATCH_DATABASE_URL": database_url, "RUNWATCH_SECRET_KEY": "x",
-           "RUNWATCH_SCHEDULER": "false"}
+           "RUNWATCH_SCHEDULER": "false", "RUNWATCH_WEBHOOK_ALLOW_PRIVATE": "true"}
     command = [sys.executable, "-m", "flask", "--app", "app", "alerts", "scan"]
     processes = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True) for _ in range(2)]

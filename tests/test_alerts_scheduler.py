@@ -68,7 +68,8 @@ def test_the_nth_failure_reported_to_a_running_server_reaches_the_webhook_within
         app, database_url, tmp_path, token, receiver):
     database.close()
     server = LiveServer(database_url, tmp_path, env={"RUNWATCH_SCHEDULER": "true",
-                                                     "RUNWATCH_ALERT_SCAN_SECONDS": "1"}).start()
+                                                     "RUNWATCH_ALERT_SCAN_SECONDS": "1",
+                                                     "RUNWATCH_WEBHOOK_ALLOW_PRIVATE": "true"}).start()
     try:
         headers = {"Authorization": f"Bearer {token}"}
         rule = requests.post(f"{server.url}/api/automations/alerts", headers=headers, timeout=10,

@@ -5,7 +5,7 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
                    request, url_for)
 
 from alerts.channels import CHANNELS
-from alerts.config import config_from
+from alerts.config import config_from, validation_context
 from alerts.delivery import deliver_now, redeliver
 from alerts.forms import RuleForm
 from alerts.models import AlertRule, Notice
@@ -32,6 +32,11 @@ def _rule_answer(rule: AlertRule, status: int = 200):
     body = rule_json(rule, channels_of([rule.id])[rule.id], states_of([rule.id])[rule.id],
                      config_from(current_app))
     return jsonify(body), status
+
+
+def _rule_context() -> dict:
+    """What validating a rule needs of the configuration (may webhooks go to private hosts)."""
+    return validation_context(config_from(current_app))
 
 
 def _notices_with_attempts(notices: list[Notice]) -> list[tuple[Notice, list]]:
@@ -61,7 +66,7 @@ def api_list():
 @bp.post(API)
 def api_create():
     """Create a rule."""
-    rule = create_rule(parse_rule(RuleIn, request.get_data()))
+    rule = create_rule(parse_rule(RuleIn, request.get_data(), _rule_context()))
     response, status = _rule_answer(rule, 201)
     response.headers["Location"] = url_for("alerts.api_show", rule_id=rule.id)
     return response, status
@@ -77,7 +82,7 @@ def api_show(rule_id: int):
 @bp.patch(f"{API}/<int:rule_id>")
 def api_update(rule_id: int):
     """Change a rule; `channels`, when sent, replaces the list."""
-    rule = update_rule(rule_id, parse_rule(RulePatch, request.get_data()))
+    rule = update_rule(rule_id, parse_rule(RulePatch, request.get_data(), _rule_context()))
     return _rule_answer(rule) if rule else _not_found("alert rule", rule_id)
 
 
@@ -179,7 +184,7 @@ def log():
 def check_rule():
     """Validate the rule form as it is typed: the errors, swapped in beside each field."""
     form = RuleForm.from_formdata(request.form)
-    form.validate(touched_only=True)
+    form.validate(touched_only=True, context=_rule_context())
     return render_fragment("alerts/_check.html", form=form)
 
 
@@ -187,7 +192,7 @@ def check_rule():
 def create():
     """Create a rule from the form."""
     form = RuleForm.from_formdata(request.form)
-    data = form.validate()
+    data = form.validate(context=_rule_context())
     if data is None:
         return render_template("alerts/index.html", **_page_context(form)), 400
     rule = create_rule(data)
@@ -215,7 +220,7 @@ def update(rule_id: int):
     """Save the form of one rule."""
     rule = _rule_or_404(rule_id)
     form = RuleForm.from_formdata(request.form)
-    data = form.validate()
+    data = form.validate(context=_rule_context())
     if data is None:
         return render_template("alerts/edit.html", rule=rule, form=form), 400
     update_rule(rule_id, RulePatch(**data.model_dump(exclude={"channels"}),

@@ -1,0 +1,404 @@
+"""Webhooks reach only public addresses unless RUNWATCH_WEBHOOK_ALLOW_PRIVATE allows others;
+every attempt ends by its deadline, however slowly a receiver answers; a slow receiver holds
+back no other notice; and a claim's lease outlasts its send."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+import trustme
+
+from alert_servers import HttpReceiver, Trickler, alert_config, make_rule, notices, report
+from alerts.config import config_from
+from alerts.delivery import deliver_due, lease
+from alerts.models import AlertRule, Attempt, Notice
+from alerts.scan import scan
+from models.db import connection, utcnow
+from test_alerts_page import Elements, form_data
+
+API = "/api/automations/alerts"
+REFUSED = "refused: the address is private (set RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true to allow)"
+DEADLINE_MISSED = "no complete answer within {} s (the whole attempt's deadline)"
+
+
+@pytest.fixture
+def app_config(app_config, smtp_sink):
+    """The alert test settings, with the default: webhooks to private addresses refused."""
+    return {**alert_config(app_config, smtp_sink), "WEBHOOK_ALLOW_PRIVATE": False}
+
+
+def allow_private(app, allowed: bool = True) -> None:
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = allowed
+
+
+class Background:
+    """Run `fn` in a thread of its own (with its own database connection); `result()`
+    waits for it and returns its value or raises what it raised."""
+
+    def __init__(self, fn, *args):
+        self.value, self.error, self.ended = None, None, None
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn, *args):
+        try:
+            with connection():
+                self.value = fn(*args)
+        except BaseException as exc:  # handed to the test by result()
+            self.error = exc
+        finally:
+            self.ended = time.monotonic()
+
+    def result(self, timeout: float = 90):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"still running after {timeout} s"
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    @property
+    def took(self) -> float:
+        return self.ended - self.started
+
+
+# --- Refused when the rule is saved ------------------------------------------------------
+
+PRIVATE_URLS = [
+    "http://127.0.0.1:8080/hook", "http://127.1/hook", "http://2130706433/hook",
+    "http://0x7f.0.0.1/hook", "http://localhost:5000/hook", "http://LOCALHOST./hook",
+    "http://hooks.localhost/hook", "http://0.0.0.0/hook", "http://0/hook",
+    "http://10.1.2.3/hook", "http://172.16.0.1/hook", "http://192.168.1.1/hook",
+    "http://100.64.0.1/hook", "http://169.254.169.254/latest/meta-data/",
+    "http://224.0.0.1/hook", "http://255.255.255.255/hook", "http://240.0.0.1/hook",
+    "http://[::1]:8080/hook", "http://[::]/hook", "http://[::ffff:127.0.0.1]/hook",
+    "http://[::ffff:169.254.169.254]/hook", "http://[fc00::1]/hook", "http://[fd12:3456::1]/hook",
+    "http://[fe80::1]/hook", "http://[fe80::1%25eth0]/hook", "http://[ff02::1]/hook",
+    "http://[64:ff9b::a9fe:a9fe]/hook", "http://[2002:7f00:1::]/hook", "http://[::127.0.0.1]/hook",
+]
+
+
+@pytest.mark.parametrize("url", PRIVATE_URLS)
+def test_a_rule_whose_webhook_names_a_private_address_or_localhost_is_refused_with_400(
+        api, db, url):
+    response = api.post(API, json={"threshold": 1, "channels": [
+        {"type": "email", "to": ["ops@example.com"]}, {"type": "webhook", "url": url}]})
+    assert response.status_code == 400, response.json
+    error = response.json["error"]
+    assert error["field"] == "channels.1.url"
+    assert "RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true" in error["message"]
+    assert AlertRule.select().count() == 0
+
+
+@pytest.mark.parametrize("url", [
+    "https://hooks.example.com/runwatch", "https://8.8.8.8/hook",
+    "https://[2606:4700:4700::1111]/hook", "http://[::ffff:8.8.8.8]/hook",
+    "https://internal-looking-name.corp/hook",  # names are checked when sending
+])
+def test_a_rule_whose_webhook_names_a_public_address_or_a_host_name_is_saved(api, db, url):
+    response = api.post(API, json={"threshold": 1, "channels": [{"type": "webhook",
+                                                                 "url": url}]})
+    assert response.status_code == 201, response.json
+
+
+def test_with_private_addresses_allowed_a_loopback_webhook_is_saved(app, api, db):
+    allow_private(app)
+    for url in ("http://127.0.0.1:8080/hook", "http://localhost:8080/hook"):
+        response = api.post(API, json={"threshold": 1, "channels": [{"type": "webhook",
+                                                                     "url": url}]})
+        assert response.status_code == 201, response.json
+
+
+def test_changing_a_rule_to_a_private_webhook_is_refused_and_changes_nothing(api, db):
+    created = api.post(API, json={"threshold": 1, "channels": [
+        {"type": "webhook", "url": "https://hooks.example.com/a"}]}).json
+    response = api.patch(f"{API}/{created['id']}", json={"channels": [
+        {"type": "webhook", "url": "http://169.254.169.254/latest/meta-data/"}]})
+    assert response.status_code == 400
+    assert response.json["error"]["field"] == "channels.0.url"
+    assert api.get(f"{API}/{created['id']}").json["channels"] == created["channels"]
+
+
+def test_the_rule_form_refuses_a_private_webhook_beside_the_field(logged_in, db):
+    page = logged_in.get("/alerts").text
+    response = logged_in.post("/alerts/rules", data=form_data(
+        page, webhook_url="http://169.254.169.254/latest/meta-data/"))
+    assert response.status_code == 400
+    message = Elements(response.text).text("error-webhook_url_0")
+    assert "private address" in message and "RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true" in message
+    assert AlertRule.select().count() == 0
+    checked = logged_in.post("/alerts/rules/check", headers={"HX-Request": "true"},
+                             data=form_data(page, webhook_url="http://localhost:9000/x"))
+    assert "private address" in Elements(checked.text).text("error-webhook_url_0")
+
+
+# --- Refused when sending: on the address connected to ----------------------------------
+
+def _send_test(api, rule_id: int) -> dict:
+    response = api.post(f"{API}/{rule_id}/test")
+    assert response.status_code == 200, response.json
+    [notice] = response.json["data"]
+    return notice
+
+
+@pytest.mark.parametrize("target", [
+    "receiver", "localhost", "ipv6-loopback", "closed-port", "metadata"])
+def test_send_test_to_a_private_address_is_refused_without_connecting_and_says_nothing_more(
+        api, db, receiver, target):
+    url = {"receiver": receiver.url,
+           "localhost": f"http://localhost:{receiver.port}/hooks/runwatch",  # a host name
+           "ipv6-loopback": f"http://[::1]:{receiver.port}/hooks/runwatch",
+           "closed-port": "http://127.0.0.1:9/closed",
+           "metadata": "http://169.254.169.254/latest/meta-data/"}[target]
+    rule = make_rule(1, [{"type": "webhook", "url": url}])  # saved while it was allowed
+    notice = _send_test(api, rule.id)
+    # The same words whatever listens there: an open port, a closed one, no host at all.
+    assert (notice["status"], notice["last_error"]) == ("failed", REFUSED)
+    assert [(a["ok"], a["response"]) for a in notice["attempts"]] == [(False, None)]
+    time.sleep(0.2)
+    assert receiver.requests == []
+
+
+def test_with_private_addresses_allowed_the_loopback_receiver_gets_the_test(app, api, db,
+                                                                            receiver):
+    allow_private(app)
+    rule = make_rule(1, [{"type": "webhook", "url": receiver.url}])
+    assert _send_test(api, rule.id)["status"] == "delivered"
+    assert receiver.wait_for(1)[0].json()["type"] == "test"
+
+
+def test_a_redirect_is_not_followed(app, api, db, receiver):
+    allow_private(app)
+    elsewhere = HttpReceiver().start()
+    try:
+        receiver.status, receiver.headers = 302, {"Location": elsewhere.url}
+        rule = make_rule(1, [{"type": "webhook", "url": receiver.url}])
+        notice = _send_test(api, rule.id)
+        assert notice["last_error"] == "the receiver answered HTTP 302 Found"
+        assert notice["status"] == "pending"  # an answer that is not 2xx: tried again later
+        time.sleep(0.2)
+        assert len(receiver.requests) == 1 and elsewhere.requests == []
+    finally:
+        elsewhere.stop()
+
+
+class Resolver:
+    """Answers for host names ending in `.rebind.test`: `answers[n]` to the n-th look-up
+    (the last one from then on); any other name goes to the real resolver. It stands in
+    for a DNS server that the tests cannot run; connections still go to real sockets."""
+
+    def __init__(self, monkeypatch, *answers: list[str]):
+        self.answers, self.lookups = answers, []
+        self.real = socket.getaddrinfo
+        monkeypatch.setattr(socket, "getaddrinfo", self)
+
+    def __call__(self, host, port, *args, **kwargs):
+        if not str(host).endswith(".rebind.test"):
+            return self.real(host, port, *args, **kwargs)
+        self.lookups.append(host)
+        addresses = self.answers[min(len(self.lookups), len(self.answers)) - 1]
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
+                 (a, int(port)) if ":" not in a else (a, int(port), 0, 0)) for a in addresses]
+
+
+def test_a_name_is_looked_up_once_and_the_checked_address_is_the_one_connected_to(
+        app, api, db, receiver, monkeypatch):
+    allow_private(app)
+    # The first answer is where the receiver listens; a second look-up would lead elsewhere.
+    resolver = Resolver(monkeypatch, ["127.0.0.1"], ["127.0.0.2"])
+    rule = make_rule(1, [{"type": "webhook",
+                          "url": f"http://hooks.rebind.test:{receiver.port}/hooks/runwatch"}])
+    assert _send_test(api, rule.id)["status"] == "delivered"
+    assert resolver.lookups == ["hooks.rebind.test"]
+    [request] = receiver.wait_for(1)
+    assert request.headers["Host"] == f"hooks.rebind.test:{receiver.port}"
+
+
+def test_an_international_host_name_is_looked_up_and_sent_in_its_ascii_form(
+        app, api, db, receiver, monkeypatch):
+    allow_private(app)
+    resolver = Resolver(monkeypatch, ["127.0.0.1"])
+    rule = make_rule(1, [{"type": "webhook",
+                          "url": f"http://bücher.rebind.test:{receiver.port}/hooks/runwatch"}])
+    assert _send_test(api, rule.id)["status"] == "delivered"
+    assert resolver.lookups == ["xn--bcher-kva.rebind.test"]
+    [request] = receiver.wait_for(1)
+    assert request.headers["Host"] == f"xn--bcher-kva.rebind.test:{receiver.port}"
+
+
+def test_a_name_with_any_private_address_among_its_answers_is_refused(api, db, receiver,
+                                                                       monkeypatch):
+    Resolver(monkeypatch, ["8.8.8.8", "127.0.0.1"])  # refused before any connection
+    rule = make_rule(1, [{"type": "webhook",
+                          "url": f"http://hooks.rebind.test:{receiver.port}/hooks/runwatch"}])
+    assert _send_test(api, rule.id)["last_error"] == REFUSED
+    assert receiver.requests == []
+
+
+@pytest.fixture
+def certificate_authority(tmp_path, monkeypatch):
+    """A certificate authority that this process's TLS clients trust."""
+    authority = trustme.CA()
+    path = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(path))
+    monkeypatch.setenv("SSL_CERT_FILE", str(path))
+    return authority
+
+
+def _tls_receiver(authority, *names: str) -> HttpReceiver:
+    import ssl
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert(*names).configure_cert(context)
+    return HttpReceiver(tls=context).start()
+
+
+def test_https_checks_the_certificate_against_the_host_name_and_sends_it_in_sni_and_host(
+        app, api, db, certificate_authority):
+    allow_private(app)
+    good = _tls_receiver(certificate_authority, "localhost")
+    wrong = _tls_receiver(certificate_authority, "hooks.example.com")
+    try:
+        rule = make_rule(1, [{"type": "webhook",
+                              "url": f"https://localhost:{good.port}/hooks/runwatch"}])
+        assert _send_test(api, rule.id)["status"] == "delivered"
+        [request] = good.wait_for(1)
+        assert request.headers["Host"] == f"localhost:{good.port}"
+        assert good.server_names == ["localhost"]
+        other = make_rule(1, [{"type": "webhook",
+                               "url": f"https://localhost:{wrong.port}/hooks/runwatch"}])
+        notice = _send_test(api, other.id)
+        assert notice["status"] == "pending"
+        assert "CERTIFICATE_VERIFY_FAILED" in notice["last_error"]
+        assert wrong.requests == []
+    finally:
+        good.stop()
+        wrong.stop()
+
+
+# --- Every attempt ends by its deadline ---------------------------------------------------
+
+def _config(app, **changes):
+    allow_private(app)
+    return replace(config_from(app), **changes)
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_deadline(app, db, receiver):
+    config = _config(app, webhook_timeout=2)
+    receiver.trickle = 0.5  # a byte every half second: no read ever waits 2 s
+    make_rule(1, [{"type": "webhook", "url": receiver.url}], workflow="a")
+    report("a", "F")
+    scan(config)
+    started = time.monotonic()
+    result = deliver_due(config)
+    took = time.monotonic() - started
+    assert took < 2 + 1.5, took
+    assert result.retrying == 1
+    [notice] = notices()
+    [attempt] = Attempt.select().where(Attempt.notice == notice.id)
+    assert notice.last_error == attempt.error == DEADLINE_MISSED.format(2)
+    assert not attempt.ok and 1900 <= attempt.latency_ms < 3500
+
+
+def test_a_mail_server_that_trickles_its_greeting_is_cut_off_at_the_deadline(app, db):
+    server = Trickler(b"220 mail.example.com ESMTP " + b"." * 1000 + b"\r\n")
+    try:
+        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=server.port)
+        config = _config(app, smtp_timeout=2)
+        make_rule(1, [{"type": "email", "to": ["ops@example.com"]}], workflow="a")
+        report("a", "F")
+        scan(config)
+        started = time.monotonic()
+        assert deliver_due(config).retrying == 1
+        assert time.monotonic() - started < 2 + 1.5
+        assert notices()[0].last_error == "the mail server did not finish within 2 s"
+    finally:
+        server.stop()
+
+
+# --- A slow receiver holds back no other notice --------------------------------------------
+
+def test_a_hanging_receiver_does_not_hold_back_a_notice_to_a_fast_one(app, db, receiver):
+    config = _config(app, webhook_timeout=4)
+    hanging = HttpReceiver().start()
+    hanging.delay = 30
+    try:
+        make_rule(1, [{"type": "webhook", "url": hanging.url}], workflow="slow")
+        report("slow", "F")
+        scan(config)  # the hanging receiver's notice is older: first in line
+        make_rule(1, [{"type": "webhook", "url": receiver.url}], workflow="fast")
+        report("fast", "F", first_minute=1)
+        scan(config, utcnow() + timedelta(seconds=1))
+        delivery = Background(deliver_due, config, utcnow() + timedelta(seconds=2))
+        [arrived] = receiver.wait_for(1, timeout=6)
+        assert arrived.at - delivery.started < 2, "the fast receiver waited for the slow one"
+        assert len(hanging.wait_for(1)) == 1 and delivery.thread.is_alive()  # still hanging
+        result = delivery.result()
+        assert delivery.took < 4 + 1.5
+        assert (result.delivered, result.retrying) == (1, 1)
+        slow = Notice.get(Notice.channel_options.contains(hanging.url))
+        assert slow.last_error == DEADLINE_MISSED.format(4)
+    finally:
+        hanging.stop()
+
+
+def test_send_test_sends_every_channel_at_once(app, api, db, receiver):
+    allow_private(app)
+    hanging = HttpReceiver().start()
+    hanging.delay = 30
+    try:
+        rule = make_rule(1, [{"type": "webhook", "url": hanging.url},
+                             {"type": "webhook", "url": receiver.url}])
+        sent = Background(api.post, f"{API}/{rule.id}/test")
+        [arrived] = receiver.wait_for(1, timeout=6)
+        assert arrived.at - sent.started < 2
+        statuses = [n["status"] for n in sent.result().json["data"]]
+        assert statuses == ["pending", "delivered"]  # the hanging one: cut off at 10 s
+    finally:
+        hanging.stop()
+
+
+# --- A lease outlasts its send ------------------------------------------------------------
+
+def test_the_lease_outlasts_the_deadline_so_no_other_process_claims_a_notice_mid_send(
+        app, db, receiver):
+    # A long deadline (300 s, more than the fixed 2-minute lease of old) and a receiver
+    # that takes 3 s: while the send runs, a second process whose clock reads 200 s later
+    # (the send might still be running then) must find the notice taken.
+    config = _config(app, webhook_timeout=300)
+    receiver.delay = 3
+    make_rule(1, [{"type": "webhook", "url": receiver.url}], workflow="a")
+    report("a", "F")
+    scan(config)
+    claimed = utcnow()
+    first = Background(deliver_due, config, claimed)
+    receiver.wait_for(1)
+    [notice] = notices()
+    assert notice.status == "sending"
+    assert notice.lease_until - claimed >= lease(config) > timedelta(seconds=300)
+    second = deliver_due(config, utcnow() + timedelta(seconds=200))
+    assert (second.delivered, second.retrying, second.failed) == (0, 0, 0)
+    assert first.result().delivered == 1
+    time.sleep(0.3)
+    assert len(receiver.requests) == 1
+    [notice] = notices()
+    assert (notice.status, notice.attempts) == ("delivered", 1)
+
+
+def test_two_delivery_passes_racing_on_a_slow_receiver_send_one_request(app, db, receiver):
+    config = _config(app, webhook_timeout=2)
+    receiver.trickle = 0.5
+    make_rule(1, [{"type": "webhook", "url": receiver.url}], workflow="a")
+    report("a", "F")
+    scan(config)
+    passes = [Background(deliver_due, config) for _ in range(2)]
+    results = [p.result() for p in passes]
+    assert sorted(r.retrying for r in results) == [0, 1]
+    assert max(p.took for p in passes) < 2 + 1.5
+    time.sleep(0.3)
+    assert len(receiver.requests) == 1
+    [notice] = notices()
+    assert (notice.attempts, notice.last_error) == (1, DEADLINE_MISSED.format(2))
