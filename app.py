@@ -12,9 +12,8 @@ import history
 from models import MODELS, create_schema, database, init_database
 from views import BLUEPRINTS
 from views.auth import guard
-from views import formatting
+from views import extensions, formatting
 from views.common import register_error_handlers
-from views.extensions import csrf, login_manager
 
 DEFAULTS = {
     "BASE_URL": "http://localhost:5000",
@@ -29,6 +28,8 @@ DEFAULTS = {
     "MAIL_FROM": "runwatch@localhost",
     "SCHEDULER": True,
     "MAX_PAYLOAD_BYTES": 10 * 1024 * 1024,
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    "RATELIMIT_STORAGE_URI": "memory://",
 }
 # Features, in the order they are wired: each has its `MODELS` and an `init_app(app)`
 # that registers its write hooks, start-up checks, scheduler jobs and blueprints.
@@ -60,9 +61,8 @@ def create_app(config: dict | None = None) -> Flask:
     init_database(app.config["DATABASE_URL"])
     create_schema([*MODELS, *(model for feature in FEATURES for model in feature.MODELS)])
 
-    csrf.init_app(app)
-    login_manager.init_app(app)
     app.before_request(_connect)
+    extensions.init_app(app)
     app.before_request(guard)
     app.teardown_appcontext(_close)
     for blueprint in BLUEPRINTS:

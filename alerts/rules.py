@@ -5,6 +5,7 @@ from pydantic import BaseModel
 
 from models.db import iso, utcnow, write_transaction
 from models.executions import Workflow, dump_json
+from models.payloads import MASK
 from models.schemas import InputError
 
 from .delivery import deliver_now
@@ -92,9 +93,12 @@ def list_rules() -> list[AlertRule]:
     return list(AlertRule.select().order_by(AlertRule.id))
 
 
-def channel_json(channel: AlertChannel) -> dict:
-    """A channel as the API answers it (secrets included: users need them to verify)."""
-    return channel.options
+def channel_json(channel: AlertChannel, reveal_secrets: bool = True) -> dict:
+    """A channel as the API answers it: secrets included for those who may see them
+    (users need them to verify signatures), masked for the others."""
+    if reveal_secrets or not channel.options.get("secret"):
+        return channel.options
+    return {**channel.options, "secret": MASK}
 
 
 def state_json(state: AlertState, name: str, rule: AlertRule,
@@ -110,10 +114,12 @@ def state_json(state: AlertState, name: str, rule: AlertRule,
 
 
 def rule_json(rule: AlertRule, channels: list[AlertChannel],
-              states: list[tuple[AlertState, str]], config: AlertConfig) -> dict:
-    """A rule as the API answers it."""
+              states: list[tuple[AlertState, str]], config: AlertConfig,
+              reveal_secrets: bool = True) -> dict:
+    """A rule as the API answers it; webhook secrets masked unless `reveal_secrets`."""
     return {"id": rule.id, "workflow": rule.workflow_name, "threshold": rule.threshold,
-            "channels": [channel_json(ch) for ch in channels], "enabled": rule.enabled,
+            "channels": [channel_json(ch, reveal_secrets) for ch in channels],
+            "enabled": rule.enabled,
             "notify_recovery": rule.notify_recovery, "created_at": iso(rule.created_at),
             "updated_at": iso(rule.updated_at),
             "states": [state_json(s, name, rule, config) for s, name in states]}

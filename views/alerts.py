@@ -18,6 +18,7 @@ from models.executions import Workflow, load_json
 from models.schemas import InputError
 
 from .common import api_error, render_fragment, render_page, wants_partial
+from .extensions import current_scopes
 
 bp = Blueprint("alerts", __name__)
 API = "/api/automations/alerts"
@@ -28,9 +29,14 @@ def _not_found(what: str, ident: int):
     return api_error(404, "not_found", f"There is no {what} {ident}.")
 
 
+def _reveal_secrets() -> bool:
+    """Webhook secrets are for `admin` callers alone (a browser session has every scope)."""
+    return "admin" in current_scopes()
+
+
 def _rule_answer(rule: AlertRule, status: int = 200):
     body = rule_json(rule, channels_of([rule.id])[rule.id], states_of([rule.id])[rule.id],
-                     config_from(current_app))
+                     config_from(current_app), _reveal_secrets())
     return jsonify(body), status
 
 
@@ -53,8 +59,8 @@ def api_list():
     rules = list_rules()
     ids = [r.id for r in rules]
     channels, states = channels_of(ids), states_of(ids)
-    config = config_from(current_app)
-    return jsonify({"data": [rule_json(r, channels[r.id], states[r.id], config)
+    config, reveal = config_from(current_app), _reveal_secrets()
+    return jsonify({"data": [rule_json(r, channels[r.id], states[r.id], config, reveal)
                              for r in rules]})
 
 
