@@ -12,9 +12,8 @@ import history
 from models import MODELS, create_schema, database, init_database
 from views import BLUEPRINTS
 from views.auth import guard
-from views import formatting, headers
+from views import extensions, formatting, headers
 from views.common import register_error_handlers
-from views.extensions import csrf, login_manager
 
 DEFAULTS = {
     "BASE_URL": "http://localhost:5000",
@@ -30,6 +29,8 @@ DEFAULTS = {
     "SCHEDULER": True,
     "MAX_PAYLOAD_BYTES": 10 * 1024 * 1024,
     "WEBHOOK_ALLOW_PRIVATE": False,
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    "RATELIMIT_STORAGE_URI": "memory://",
 }
 # Features, in the order they are wired: each has its `MODELS` and an `init_app(app)`
 # that registers its write hooks, start-up checks, scheduler jobs and blueprints.
@@ -61,9 +62,8 @@ def create_app(config: dict | None = None) -> Flask:
     init_database(app.config["DATABASE_URL"])
     create_schema([*MODELS, *(model for feature in FEATURES for model in feature.MODELS)])
 
-    csrf.init_app(app)
-    login_manager.init_app(app)
     app.before_request(_connect)
+    extensions.init_app(app)
     app.before_request(guard)
     app.teardown_appcontext(_close)
     for blueprint in BLUEPRINTS:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import click
+import peewee
 from flask import Flask
 
 from models.db import connection
-from models.users import (AccountError, ApiToken, User, create_token, create_user,
-                          normalise_email, revoke_token)
+from models.users import (SCOPES, AccountError, ApiToken, User, change_password, create_token,
+                          create_user, normalise_email, parse_scopes, revoke_token, set_enabled)
 
 
 def register(app: Flask) -> None:
@@ -36,28 +37,101 @@ def users_create(email: str, password: str):
     click.echo(f"Created account {user.email}.")
 
 
+@users.command("password")
+@click.argument("email")
+@click.option("--password", prompt="New password", hide_input=True, confirmation_prompt=True,
+              help="The new password (asked for twice, hidden, when not given).")
+def users_password(email: str, password: str):
+    """Set an account's password; every session of the account ends."""
+    with connection():
+        user = _account(email)
+        try:
+            change_password(user, password)
+        except AccountError as exc:
+            raise click.ClickException(str(exc))
+    click.echo(f"Changed the password of {user.email}; its sessions are signed out.")
+
+
+@users.command("disable")
+@click.argument("email")
+def users_disable(email: str):
+    """Disable an account: it cannot sign in, its sessions end, its tokens get 401."""
+    _set_enabled(email, False)
+
+
+@users.command("enable")
+@click.argument("email")
+def users_enable(email: str):
+    """Enable a disabled account again (its tokens work again)."""
+    _set_enabled(email, True)
+
+
+def _set_enabled(email: str, enabled: bool) -> None:
+    state = "enabled" if enabled else "disabled"
+    with connection():
+        user = _account(email)
+        try:
+            changed = set_enabled(user, enabled)
+        except AccountError as exc:
+            raise click.ClickException(str(exc))
+    if not changed:
+        click.echo(f"{user.email} was already {state}.")
+    elif enabled:
+        click.echo(f"Enabled {user.email}.")
+    else:
+        click.echo(f"Disabled {user.email}: its sessions are signed out and its tokens get 401.")
+
+
+@users.command("list")
+def users_list():
+    """List the accounts: e-mail address, enabled or disabled, created, live tokens."""
+    with connection():
+        live = (ApiToken.select(ApiToken.user, peewee.fn.COUNT(ApiToken.id))
+                .where(ApiToken.revoked_at.is_null()).group_by(ApiToken.user).tuples())
+        counts = dict(live)
+        for user in User.select().order_by(User.email):
+            state = "disabled" if user.disabled_at else "enabled"
+            click.echo(f"{user.email}\t{state}\t{user.created_at:%Y-%m-%d}\t"
+                       f"{counts.get(user.id, 0)} token(s)")
+
+
 @click.group(help="Manage API tokens.")
 def tokens():
     pass
 
 
+def _scopes_option(_ctx, _param, value: str) -> frozenset[str]:
+    try:
+        return parse_scopes(value)
+    except AccountError as exc:
+        raise click.BadParameter(str(exc))
+
+
 @tokens.command("create")
 @click.argument("email")
 @click.option("--name", default="cli", show_default=True, help="A name to recognise the token by.")
-def tokens_create(email: str, name: str):
+@click.option("--scope", "scopes", default=",".join(SCOPES), show_default=True,
+              callback=_scopes_option,
+              help="What the token may do, comma-separated: ingest (report runs), read "
+                   "(every GET under /api), admin (everything).")
+def tokens_create(email: str, name: str, scopes: frozenset[str]):
     """Create an API token; the token alone is printed on the last line."""
     with connection():
         user = _account(email)
         try:
-            _, secret = create_token(user, name)
+            row, secret = create_token(user, name, scopes)
         except AccountError as exc:
             raise click.ClickException(str(exc))
-    click.echo(f"Token {name!r} for {user.email} (shown once, stored hashed):")
+    click.echo(f"Token {name!r} for {user.email} with scopes {', '.join(row.scope_list)} "
+               "(shown once, stored hashed):")
     click.echo(secret)
 
 
 def _account(email: str) -> User:
-    user = User.get_or_none(User.email == normalise_email(email))
+    try:
+        user = User.get_or_none(User.email == normalise_email(email))
+    except AccountError:
+        user = None
     if user is None:
         raise click.ClickException(f"There is no account {email}.")
     return user
@@ -70,7 +144,8 @@ def tokens_list(email: str):
     with connection():
         for row in _account(email).tokens.order_by(ApiToken.id):
             state = "revoked" if row.revoked_at else "active"
-            click.echo(f"{row.id}\t{row.name}\t{row.prefix}…\t{state}")
+            click.echo(f"{row.id}\t{row.name}\t{row.prefix}…\t{state}\t"
+                       f"{','.join(row.scope_list)}")
 
 
 @tokens.command("revoke")

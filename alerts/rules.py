@@ -5,6 +5,7 @@ from pydantic import BaseModel
 
 from models.db import iso, utcnow, write_transaction
 from models.executions import Workflow, dump_json
+from models.payloads import mask, mask_text
 from models.schemas import InputError
 
 from .delivery import deliver_now
@@ -92,31 +93,38 @@ def list_rules() -> list[AlertRule]:
     return list(AlertRule.select().order_by(AlertRule.id))
 
 
-def channel_json(channel: AlertChannel) -> dict:
-    """A channel as the API answers it (secrets included: users need them to verify)."""
-    return channel.options
+def channel_json(channel: AlertChannel, reveal_secrets: bool = True) -> dict:
+    """A channel as the API answers it: secrets included for those who may see them
+    (users need them to verify signatures), masked for the others (the signing secret, and
+    credentials inside a URL)."""
+    return channel.options if reveal_secrets else mask(channel.options)
 
 
 def state_json(state: AlertState, name: str, rule: AlertRule,
-               config: AlertConfig) -> dict:
-    """One workflow's state under a rule."""
+               config: AlertConfig, reveal_secrets: bool = True) -> dict:
+    """One workflow's state under a rule; its last error masked unless `reveal_secrets`."""
+    last_error = state.last_error
+    if last_error and not reveal_secrets:
+        last_error = mask_text(last_error)
     return {"workflow": name, "status": "failing" if state.alerted else "ok",
             "failure_count": state.streak, "threshold": rule.threshold,
             "failing_since": iso(state.first_failure_at) if state.streak else None,
-            "last_failure_at": iso(state.last_failure_at), "last_error": state.last_error,
+            "last_failure_at": iso(state.last_failure_at), "last_error": last_error,
             "last_failed_execution_url": (config.execution_url(state.last_failure_id)
                                           if state.last_failure_id else None),
             "checked_at": iso(state.updated_at)}
 
 
 def rule_json(rule: AlertRule, channels: list[AlertChannel],
-              states: list[tuple[AlertState, str]], config: AlertConfig) -> dict:
-    """A rule as the API answers it."""
+              states: list[tuple[AlertState, str]], config: AlertConfig,
+              reveal_secrets: bool = True) -> dict:
+    """A rule as the API answers it; webhook secrets masked unless `reveal_secrets`."""
     return {"id": rule.id, "workflow": rule.workflow_name, "threshold": rule.threshold,
-            "channels": [channel_json(ch) for ch in channels], "enabled": rule.enabled,
+            "channels": [channel_json(ch, reveal_secrets) for ch in channels],
+            "enabled": rule.enabled,
             "notify_recovery": rule.notify_recovery, "created_at": iso(rule.created_at),
             "updated_at": iso(rule.updated_at),
-            "states": [state_json(s, name, rule, config) for s, name in states]}
+            "states": [state_json(s, name, rule, config, reveal_secrets) for s, name in states]}
 
 
 def send_test(rule: AlertRule, config: AlertConfig) -> list[int]:

@@ -20,7 +20,7 @@ SQLITE_PRAGMAS = {
     "temp_store": "memory",
 }
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
 
 UTC = timezone.utc
@@ -121,10 +121,37 @@ class SchemaVersion(BaseModel):
     version = peewee.IntegerField()
 
 
+def _add_columns(db: peewee.Database, table: str, columns: dict[str, peewee.Field]) -> None:
+    """Add columns to an existing table; a NOT NULL one carries a DEFAULT for the rows there."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrator = SchemaMigrator.from_database(db)
+    present = {column.name for column in db.get_columns(table)}
+    migrate(*(migrator.alter_add_column(table, name, field, allow_not_null=not field.null)
+              for name, field in columns.items() if name not in present))
+
+
+def _accounts_v2(db: peewee.Database) -> None:
+    """Version 2: accounts can be disabled and their sessions ended; tokens have scopes.
+
+    Accounts that exist are enabled; tokens that exist keep every scope. Sessions and
+    remember-me cookies made before carry no generation and end (people sign in again).
+    """
+    _add_columns(db, "user", {
+        "disabled_at": peewee.BigIntegerField(null=True),
+        "session_generation": peewee.IntegerField(constraints=[peewee.SQL("DEFAULT 0")]),
+    })
+    _add_columns(db, "api_token", {
+        "scopes": peewee.CharField(max_length=64,
+                                   constraints=[peewee.SQL("DEFAULT 'ingest,read,admin'")]),
+    })
+
+
 # Migrations from version N-1 to N, as functions taking the database.
 # Tables and indexes that are new are created by `create_tables(safe=True)`;
-# a migration is only needed to change what already exists.
-MIGRATIONS: dict[int, callable] = {}
+# a migration is only needed to change what already exists. `schema_is_current` checks
+# tables, indexes and the version row, not columns: a new column needs a new version.
+MIGRATIONS: dict[int, callable] = {2: _accounts_v2}
 
 
 def schema_is_current(models: list[type[peewee.Model]]) -> bool:

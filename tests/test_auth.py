@@ -189,7 +189,8 @@ def test_setup_refuses_mismatched_passwords(client, db):
 def test_tokens_are_created_shown_once_and_revoked_in_settings(logged_in, app):
     page = logged_in.get("/settings")
     response = logged_in.post("/settings/tokens", data={"csrf_token": csrf_from(page.text),
-                                                        "name": "nightly cron"})
+                                                        "name": "nightly cron",
+                                                        "scopes": ["ingest", "read", "admin"]})
     assert response.status_code == 200
     secret = response.text.split('id="new-token">')[1].split("<")[0]
     api = app.test_client()
@@ -217,7 +218,8 @@ def test_a_user_cannot_revoke_another_users_token(logged_in, app, db):
 def test_pages_escape_what_users_typed(logged_in):
     page = logged_in.get("/settings")
     response = logged_in.post("/settings/tokens", data={"csrf_token": csrf_from(page.text),
-                                                        "name": "<script>alert(1)</script>"})
+                                                        "name": "<script>alert(1)</script>",
+                                                        "scopes": "read"})
     assert "<script>alert(1)</script>" not in response.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
 

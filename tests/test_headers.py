@@ -50,7 +50,7 @@ def test_signed_in_pages_errors_and_the_api_carry_the_headers(client, logged_in,
 
 def test_the_page_that_shows_a_new_token_is_never_stored(client, logged_in):
     page = client.get("/settings")
-    response = client.post("/settings/tokens", data={"name": "ci",
+    response = client.post("/settings/tokens", data={"name": "ci", "scopes": ["read"],
                                                      "csrf_token": csrf_from(page.get_data(as_text=True))})
     assert response.status_code == 200
     assert "rw_" in response.get_data(as_text=True)
@@ -64,9 +64,9 @@ def app_config(app_config):
 
 def test_a_form_token_expires(client, logged_in):
     token = csrf_from(client.get("/settings").get_data(as_text=True))
-    assert client.post("/settings/tokens", data={"name": "fresh",
+    assert client.post("/settings/tokens", data={"name": "fresh", "scopes": ["read"],
                                                  "csrf_token": token}).status_code == 200
     time.sleep(2.1)
-    response = client.post("/settings/tokens", data={"name": "late", "csrf_token": token})
+    response = client.post("/settings/tokens", data={"name": "late", "scopes": ["read"], "csrf_token": token})
     assert response.status_code == 400
     assert "expired" in response.get_data(as_text=True)

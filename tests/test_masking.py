@@ -134,3 +134,42 @@ def test_the_api_document_masked_hides_every_secret_and_keeps_the_rest(db):
                                                            "error_message", "steps")} == \
         {k: v for k, v in whole.items() if k not in ("input", "output", "error",
                                                       "error_message", "steps")}
+
+
+def test_tokens_without_admin_read_the_api_masked_and_admin_tokens_read_it_whole(
+        app, client, user, db, receiver):
+    from models.db import connection
+    from models.users import create_token
+
+    with connection():
+        read = create_token(user, "dashboard", ["read"])[1]
+        ingest = create_token(user, "cron", ["ingest"])[1]
+        admin = create_token(user, "ops", ["admin"])[1]
+
+    def call(method, url, token, **kwargs):
+        response = client.open(url, method=method,
+                               headers={"Authorization": f"Bearer {token}"}, **kwargs)
+        assert response.status_code < 300, response.get_data(as_text=True)
+        return response.get_data(as_text=True)
+
+    run = {"workflow": "billing", "status": "failure", "started_at": "2026-11-20T10:00:00Z",
+           "finished_at": "2026-11-20T10:00:05Z", "input": {"password": "hunter2"},
+           "error": {"message": ERROR}}
+    posted = call("POST", "/api/automations/executions", ingest, json=run)
+    assert "hunter2" not in posted, "an ingest token gets its answer masked"
+    execution_id = __import__("json").loads(posted)["id"]
+    url = receiver.url.replace("http://", "http://bob:hunter2@")
+    call("POST", "/api/automations/alerts", admin,
+         json={"workflow": "billing", "threshold": 1,
+               "channels": [{"type": "webhook", "url": url, "secret": SECRET}]})
+    urls = ["/api/automations/executions", f"/api/automations/executions/{execution_id}",
+            "/api/automations/alerts"]
+    for page in urls:
+        assert "hunter2" not in call("GET", page, read), page
+        assert SECRET not in call("GET", page, read), page
+    whole = "".join(call("GET", page, admin) for page in urls)
+    assert "password\": \"hunter2" in whole or "\"password\":\"hunter2" in whole
+    assert SECRET in whole and "bob:hunter2@" in whole
+
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

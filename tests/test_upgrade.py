@@ -1,8 +1,8 @@
-"""A database made and used by the previous release opens whole under this one.
+"""A database made and used by a previous release opens whole under this one.
 
-The previous release's code comes from this repository's history; it builds a database
-(an account and a token, runs with steps and payloads, an alert rule, decided notices with
-their attempts), and then this release opens it and carries on.
+Each release's code comes from this repository's history; it builds a database (an account
+signed in with "Keep me signed in", a token, runs with steps and payloads, an alert rule,
+decided notices with their attempts), and then this release opens it and carries on.
 """
 from __future__ import annotations
 
@@ -13,15 +13,14 @@ import sys
 import pytest
 
 from app import create_app
-from helpers import EMAIL, PASSWORD, ROOT, csrf_from, missing
+from helpers import EMAIL, PASSWORD, ROOT, csrf_from, missing, parse
 from models import database
 
-# The last release that people run: the code a kept database was made by.
-PREVIOUS_RELEASE = "721c6862c9f92d8b0add57a98cfc1a037de12596"
-
-# Run by the previous release's code, with its own packages first on the path.
+# Releases that people run, each with the script that builds a database with its code
+# (run with that release's packages first on the path). The build script differs where
+# the release's own names do: alerts.settings.settings_from became alerts.config.config_from.
 BUILD = """
-import json, sys
+import json, re, sys
 from app import create_app
 from models.db import connection
 from models.users import create_token, create_user
@@ -31,39 +30,62 @@ from alerts.delivery import deliver_due
 from alerts.rules import create_rule
 from alerts.scan import scan
 from alerts.schemas import RuleIn
-from alerts.settings import settings_from
+from {config_module} import {config_from} as config_from
 
 url, email, password = sys.argv[1:4]
-app = create_app({"DATABASE_URL": url, "SECRET_KEY": "previous", "SCHEDULER": False,
-                  "BASE_URL": "http://runwatch.test", "DELIVERY_MAX_ATTEMPTS": 1})
-runs = [{"workflow": "billing", "status": "failure", "external_id": f"b{i}",
-         "started_at": f"2026-11-20T10:0{i}:00Z", "finished_at": f"2026-11-20T10:0{i}:05Z",
-         "input": {"invoice": i, "password": "hunter2"},
-         "error": {"message": f"HTTP 502 (try {i})", "type": "HTTPError"},
-         "steps": [{"name": "fetch", "status": "success", "output": {"rows": i}},
-                   {"name": "post", "status": "failure", "error": {"message": "HTTP 502"}}]}
+app = create_app({{"DATABASE_URL": url, "SECRET_KEY": "previous", "SCHEDULER": False,
+                  "BASE_URL": "http://runwatch.test", "DELIVERY_MAX_ATTEMPTS": 1}})
+runs = [{{"workflow": "billing", "status": "failure", "external_id": f"b{{i}}",
+         "started_at": f"2026-11-20T10:0{{i}}:00Z", "finished_at": f"2026-11-20T10:0{{i}}:05Z",
+         "input": {{"invoice": i, "password": "hunter2"}},
+         "error": {{"message": f"HTTP 502 (try {{i}})", "type": "HTTPError"}},
+         "steps": [{{"name": "fetch", "status": "success", "output": {{"rows": i}}}},
+                   {{"name": "post", "status": "failure", "error": {{"message": "HTTP 502"}}}}]}}
         for i in range(3)]
-runs += [{"workflow": "etl", "status": "success", "started_at": f"2026-11-21T0{i}:00:00Z",
-          "finished_at": f"2026-11-21T0{i}:01:00Z"} for i in range(2)]
+runs += [{{"workflow": "etl", "status": "success", "started_at": f"2026-11-21T0{{i}}:00:00Z",
+          "finished_at": f"2026-11-21T0{{i}}:01:00Z"}} for i in range(2)]
 with app.app_context(), connection():
     user = create_user(email, password)
     token = create_token(user, "kept")[1]
     ids = [i for i, _ in store_executions([ExecutionIn.model_validate_json(json.dumps(r)) for r in runs])]
-    rule = create_rule(RuleIn.model_validate_json(json.dumps({
+    rule = create_rule(RuleIn.model_validate_json(json.dumps({{
         "workflow": "billing", "threshold": 2,
-        "channels": [{"type": "webhook", "url": "http://127.0.0.1:9/closed"},
-                     {"type": "email", "to": ["ops@example.com"]}]})))
-    settings = settings_from(app)
-    scan(settings)
-    deliver_due(settings)
-print(json.dumps({"token": token, "ids": ids, "rule": rule.id}))
+        "channels": [{{"type": "webhook", "url": "http://127.0.0.1:9/closed"}},
+                     {{"type": "email", "to": ["ops@example.com"]}}]}})))
+    config = config_from(app)
+    scan(config)
+    deliver_due(config)
+# A browser signed in with "Keep me signed in": its cookies, as the release made them.
+client = app.test_client()
+page = client.get("/login").get_data(as_text=True)
+csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+signed_in = client.post("/login", data={{"csrf_token": csrf, "email": email,
+                                        "password": password, "remember": "y"}})
+assert signed_in.status_code == 302, signed_in.status_code
+cookies = {{name: client.get_cookie(name).value for name in ("session", "remember_token")}}
+print(json.dumps({{"token": token, "ids": ids, "rule": rule.id, "cookies": cookies}}))
 """
+
+RELEASES = [
+    pytest.param(("721c6862c9f92d8b0add57a98cfc1a037de12596",
+                  BUILD.format(config_module="alerts.settings", config_from="settings_from")),
+                 id="721c686"),
+    pytest.param(("a1ae0a2906ca5db0c7b5c9371dcf552dd32bf21d",
+                  BUILD.format(config_module="alerts.config", config_from="config_from")),
+                 id="a1ae0a2"),
+]
+
+
+@pytest.fixture(params=RELEASES)
+def release(request) -> tuple[str, str]:
+    """A release people run: its commit and the script that builds a database with it."""
+    return request.param
 
 
 @pytest.fixture
-def previous_release(tmp_path):
-    """The previous release's code, unpacked from this repository's history."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", PREVIOUS_RELEASE],
+def previous_release(release, tmp_path):
+    """The release's code, unpacked from this repository's history."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", release[0]],
                              capture_output=True, timeout=60)
     if archive.returncode != 0:
         missing("the previous release is not in this checkout's git history "
@@ -76,9 +98,9 @@ def previous_release(tmp_path):
 
 
 @pytest.fixture
-def kept(previous_release, database_url):
-    """A database built and used by the previous release: what it printed about it."""
-    built = subprocess.run([sys.executable, "-c", BUILD, database_url, EMAIL, PASSWORD],
+def kept(release, previous_release, database_url):
+    """A database built and used by the release: what it printed about it."""
+    built = subprocess.run([sys.executable, "-c", release[1], database_url, EMAIL, PASSWORD],
                            cwd=previous_release, capture_output=True, text=True, timeout=120)
     assert built.returncode == 0, built.stderr
     return json.loads(built.stdout.strip().splitlines()[-1])
@@ -153,3 +175,63 @@ def test_work_goes_on_after_the_upgrade(kept, upgraded):
         database.close()
     log = client.get("/api/automations/alerts/notices?type=recovered", headers=headers).json
     assert len(log["data"]) == 2  # the streak the previous release alerted has recovered
+
+
+def test_the_schema_is_brought_to_the_current_version(kept, upgraded):
+    from models.db import SCHEMA_VERSION, SchemaVersion, connection
+    with connection():
+        assert [row.version for row in SchemaVersion.select()] == [SCHEMA_VERSION]
+    # A second start finds the schema current and leaves it alone.
+    create_app({"TESTING": True, "DATABASE_URL": upgraded.config["DATABASE_URL"],
+                "SECRET_KEY": "previous", "SCHEDULER": False})
+    with connection():
+        assert [row.version for row in SchemaVersion.select()] == [SCHEMA_VERSION]
+
+
+def test_tokens_of_the_previous_release_keep_every_scope(kept, upgraded):
+    client = upgraded.test_client()
+    headers = {"Authorization": f"Bearer {kept['token']}"}
+    reported = client.post("/api/automations/executions", headers=headers,
+                           json={"workflow": "etl", "status": "success"})
+    assert reported.status_code == 201  # ingest
+    assert client.get(f"/api/automations/executions/{kept['ids'][0]}",
+                      headers=headers).status_code == 200  # read
+    rule = client.get(f"/api/automations/alerts/{kept['rule']}", headers=headers).json
+    assert rule["channels"][0]["secret"].startswith("whsec_")  # admin sees secrets
+    changed = client.patch(f"/api/automations/alerts/{kept['rule']}", headers=headers,
+                           json={"threshold": 3})
+    assert changed.status_code == 200 and changed.json["threshold"] == 3  # admin
+
+    page = upgraded.test_client()
+    login = page.get("/login")
+    page.post("/login", data={"csrf_token": csrf_from(login.text), "email": EMAIL,
+                              "password": PASSWORD})
+    tree = parse(page.get("/settings"))
+    assert [cell.text for cell in tree.find("td", class_="token-scopes")] == [
+        "ingest, read, admin"]
+
+
+def test_accounts_of_the_previous_release_are_enabled(kept, upgraded):
+    from models.db import connection
+    from models.users import User
+    with connection():
+        [account] = User.select()
+        assert account.email == EMAIL and account.is_active and account.disabled_at is None
+    client = upgraded.test_client()
+    login = client.get("/login")
+    client.post("/login", data={"csrf_token": csrf_from(login.text), "email": EMAIL,
+                                "password": PASSWORD})
+    rows = parse(client.get("/settings")).find("tr", class_="account")
+    assert [[cell.text for cell in row.find("td")][:2] for row in rows] == [[EMAIL, "enabled"]]
+
+
+def test_sessions_of_the_previous_release_end_with_the_upgrade(kept, upgraded):
+    # Its cookies held the bare account id, alike on every sign-in and valid for a year:
+    # they are not accepted; the person signs in once more.
+    for names in (("session", "remember_token"), ("session",), ("remember_token",)):
+        client = upgraded.test_client()
+        for name in names:
+            client.set_cookie(name, kept["cookies"][name])
+        page = client.get("/settings")
+        assert page.status_code == 302 and page.headers["Location"].startswith("/login"), names
+        assert client.get("/api/ping").status_code == 401, names

@@ -18,6 +18,7 @@ from models.executions import Workflow, load_json
 from models.schemas import InputError
 
 from .common import api_error, render_fragment, render_page, wants_partial
+from .extensions import sees_secrets
 
 bp = Blueprint("alerts", __name__)
 API = "/api/automations/alerts"
@@ -30,7 +31,7 @@ def _not_found(what: str, ident: int):
 
 def _rule_answer(rule: AlertRule, status: int = 200):
     body = rule_json(rule, channels_of([rule.id])[rule.id], states_of([rule.id])[rule.id],
-                     config_from(current_app))
+                     config_from(current_app), sees_secrets())
     return jsonify(body), status
 
 
@@ -58,8 +59,8 @@ def api_list():
     rules = list_rules()
     ids = [r.id for r in rules]
     channels, states = channels_of(ids), states_of(ids)
-    config = config_from(current_app)
-    return jsonify({"data": [rule_json(r, channels[r.id], states[r.id], config)
+    config, reveal = config_from(current_app), sees_secrets()
+    return jsonify({"data": [rule_json(r, channels[r.id], states[r.id], config, reveal)
                              for r in rules]})
 
 

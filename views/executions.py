@@ -13,6 +13,7 @@ from models.execution_detail import (ExecutionDetail, StepRow, api_document,
 from models.payloads import CUT_BYTES, mask_text, show_json, show_text
 
 from .common import api_error, render_page, url_builder, wants_partial
+from .extensions import sees_secrets
 from .formatting import size_label
 from .ingest import execution_url
 from .trace import slice_start, trace_of
@@ -82,8 +83,9 @@ def compare(execution_id: int):
 
 @bp.get("/api/automations/executions/<int:execution_id>")
 def api_detail(execution_id: int):
-    """The execution with its input, output, error and every step, whole and unmasked."""
-    body = api_document(execution_id, execution_url(execution_id))
+    """The execution with its input, output, error and every step, whole; masked as the
+    pages mask it for callers who may not see secrets (tokens without `admin`)."""
+    body = api_document(execution_id, execution_url(execution_id), masked=not sees_secrets())
     if body is None:
         return api_error(404, "not_found", f"There is no execution {execution_id}.")
     return Response(body, mimetype="application/json")

@@ -9,11 +9,13 @@ from flask import Blueprint, current_app, jsonify, redirect, request, url_for
 from models import Execution
 from models.db import to_micros, utcnow
 from models.executions import STATUSES
+from models.payloads import mask_text
 from history.filters import SORTS, FilterError, HistoryFilter, after_id
 from history.rollups import DAY
 from history.service import HistoryResult, query_history, workflow_names
 
 from .common import render_page, url_builder, wants_partial
+from .extensions import sees_secrets
 
 bp = Blueprint("history", __name__)
 QUICK_RANGES = (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)),
@@ -35,12 +37,15 @@ def api_list():
     f = parse_filter()
     found = query_history(f, utcnow(), with_bars=False)
     execution_url = url_builder("executions.show", external=True)
+    reveal = sees_secrets()
     return jsonify({
         "data": [{"id": r.id, "workflow": r.workflow_name, "status": r.status,
                   "started_at": iso_micros(r.started_micros),
                   "finished_at": iso_micros(r.finished_micros),
                   "duration_ms": r.duration_ms, "step_count": r.step_count,
-                  "error_message": r.error_message, "url": execution_url(execution_id=r.id)}
+                  "error_message": (r.error_message if reveal or not r.error_message
+                                    else mask_text(r.error_message)),
+                  "url": execution_url(execution_id=r.id)}
                  for r in found.rows],
         "next_cursor": f.encode_cursor(found.next_cursor) if found.next_cursor else None,
         "counts": found.counts,

@@ -8,6 +8,7 @@ from models.ingest import add_steps, patch_execution, store_executions
 from models.schemas import BatchIn, ExecutionIn, ExecutionPatch, StepsIn, parse
 
 from .common import api_error
+from .extensions import sees_secrets
 
 bp = Blueprint("ingest", __name__, url_prefix="/api/automations/executions")
 
@@ -18,7 +19,7 @@ def execution_url(execution_id: int) -> str:
 
 
 def _answer(execution_id: int, status: int):
-    body = execution_summary(execution_id)
+    body = execution_summary(execution_id, masked=not sees_secrets())
     body["url"] = execution_url(execution_id)
     return jsonify(body), status
 

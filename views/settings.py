@@ -1,24 +1,39 @@
-"""Settings: the account and its API tokens."""
+"""Settings: the account, its password, its API tokens, and the other accounts."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
-from flask_login import current_user
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
+                   url_for)
+from flask_login import current_user, login_user
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms import EmailField, PasswordField, SelectChoice, SelectMultipleField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms.widgets import CheckboxInput, ListWidget
 
-from models.users import (MIN_PASSWORD_LENGTH, AccountError, ApiToken, User, create_token,
-                          create_user, revoke_token)
+from models.users import (MIN_PASSWORD_LENGTH, SCOPES, AccountError, ApiToken, User,
+                          change_password, create_token, create_user, revoke_token, set_enabled)
+
+from .extensions import limiter
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
+
+SCOPE_HELP = {
+    "ingest": "report runs (the ingestion API and /api/ping)",
+    "read": "read runs, alert rules and the delivery log (every GET under /api; webhook "
+            "secrets stay hidden)",
+    "admin": "everything, including changing alert rules and sending test notices",
+}
 
 
 class TokenForm(FlaskForm):
     name = StringField("Token name", validators=[DataRequired(), Length(max=100)])
+    scopes = SelectMultipleField(
+        "Scopes", choices=[SelectChoice(s) for s in SCOPES], default=list(SCOPES),
+        widget=ListWidget(prefix_label=False), option_widget=CheckboxInput(),
+        validators=[DataRequired(message="Pick at least one scope.")])
 
 
-class RevokeForm(FlaskForm):
-    """Carries only the CSRF token."""
+class ActionForm(FlaskForm):
+    """Carries only the CSRF token (revoke, disable, enable)."""
 
 
 class AccountForm(FlaskForm):
@@ -28,15 +43,25 @@ class AccountForm(FlaskForm):
                                message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
 
 
+class PasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[DataRequired()])
+    new_password = PasswordField("New password", validators=[
+        DataRequired(), Length(min=MIN_PASSWORD_LENGTH,
+                               message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
+    confirm_password = PasswordField("Repeat the new password", validators=[
+        DataRequired(), EqualTo("new_password", message="The passwords differ.")])
+
+
 def _page(status: int = 200, **context):
     """The settings page; forms not given are blank."""
     context.setdefault("form", TokenForm(formdata=None))
     context.setdefault("account_form", AccountForm(formdata=None))
+    context.setdefault("password_form", PasswordForm(formdata=None))
     tokens = (ApiToken.select().where(ApiToken.user == current_user.id)
               .order_by(ApiToken.revoked_at.is_null(False), ApiToken.created_at.desc()))
     users = User.select().order_by(User.email)
-    return render_template("settings/index.html", revoke_form=RevokeForm(), tokens=tokens,
-                           users=users, **context), status
+    return render_template("settings/index.html", action_form=ActionForm(), tokens=tokens,
+                           users=users, scope_help=SCOPE_HELP, **context), status
 
 
 @bp.get("")
@@ -47,16 +72,52 @@ def index():
 
 @bp.post("/tokens")
 def create():
-    """Create a token and show it once."""
+    """Create a token with the scopes ticked and show it once."""
     form = TokenForm()
     if form.validate_on_submit():
         try:
-            row, secret = create_token(current_user._get_current_object(), form.name.data)
+            row, secret = create_token(current_user._get_current_object(), form.name.data,
+                                       form.scopes.data)
         except AccountError as exc:
-            form.name.errors = [str(exc)]
+            form[exc.field].errors = [str(exc)]
         else:
             return _page(new_token=secret, new_token_row=row)
     return _page(400, form=form)
+
+
+def _wrong_password(_response) -> bool:
+    return g.get("wrong_current_password", False)
+
+
+def _password_rate_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+@bp.post("/password")
+@limiter.limit(_password_rate_limit, key_func=lambda: f"account:{current_user.id}",
+               methods=["POST"], deduct_when=_wrong_password)  # wrong current passwords
+def password():
+    """Change one's own password: every other session of the account ends; this one stays."""
+    form = PasswordForm()
+    if form.validate_on_submit():
+        user = current_user._get_current_object()
+        if not user.check_password(form.current_password.data):
+            g.wrong_current_password = True
+            form.current_password.errors = ["This is not your current password."]
+        else:
+            try:
+                change_password(user, form.new_password.data)
+            except AccountError as exc:
+                form.new_password.errors = [str(exc)]
+            else:
+                # Sign this session in again under the new generation (and its
+                # remember-me cookie, if it had one).
+                cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+                login_user(user, remember=cookie in request.cookies)
+                flash("Your password is changed. Every other session of your account is "
+                      "signed out.")
+                return redirect(url_for("settings.index"))
+    return _page(400, password_form=form)
 
 
 @bp.post("/accounts")
@@ -67,11 +128,42 @@ def add_account():
         try:
             user = create_user(form.email.data, form.password.data)
         except AccountError as exc:
-            form.email.errors = [str(exc)]
+            form[exc.field].errors = [str(exc)]
         else:
             flash(f"Added the account {user.email}.")
             return redirect(url_for("settings.index"))
     return _page(400, account_form=form)
+
+
+def _set_account(user_id: int, enabled: bool):
+    user = User.get_or_none(User.id == user_id)
+    if user is None:
+        abort(404, f"There is no account {user_id}.")
+    if user.id == current_user.id:
+        return _page(400, accounts_error="You cannot disable or enable your own account.")
+    try:
+        changed = set_enabled(user, enabled)
+    except AccountError as exc:
+        return _page(400, accounts_error=str(exc))
+    if not changed:
+        flash(f"{user.email} was already {'enabled' if enabled else 'disabled'}.")
+    elif enabled:
+        flash(f"{user.email} is enabled again and can sign in.")
+    else:
+        flash(f"{user.email} is disabled: signed out everywhere; its API tokens get 401.")
+    return redirect(url_for("settings.index", _anchor="accounts"))
+
+
+@bp.post("/accounts/<int:user_id>/disable")
+def disable(user_id: int):
+    """Disable another account: it cannot sign in, its sessions end, its tokens get 401."""
+    return _set_account(user_id, False)
+
+
+@bp.post("/accounts/<int:user_id>/enable")
+def enable(user_id: int):
+    """Enable a disabled account again."""
+    return _set_account(user_id, True)
 
 
 @bp.post("/tokens/<int:token_id>/revoke")

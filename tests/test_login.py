@@ -1,0 +1,172 @@
+"""Signing in resists guessing: failed attempts are limited per client address and per
+e-mail address, and known and unknown addresses take the same work."""
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+
+from helpers import EMAIL, PASSWORD, csrf_from, parse
+
+SMALL_LIMIT = "3 per 2 seconds"
+
+
+def attempt(client, email: str = EMAIL, password: str = "wrong password",
+            address: str = "10.0.0.1"):
+    """One sign-in from a client address."""
+    environ = {"REMOTE_ADDR": address}
+    page = client.get("/login", environ_base=environ)
+    return client.post("/login", environ_base=environ, data={
+        "csrf_token": csrf_from(page.text), "email": email, "password": password})
+
+
+@pytest.fixture
+def small_limit(app_config):
+    app_config["LOGIN_RATE_LIMIT"] = SMALL_LIMIT
+
+
+def test_the_eleventh_failed_attempt_gets_429_with_retry_after(client, user):
+    for number in range(10):
+        assert attempt(client).status_code == 401, number
+    refused = attempt(client)
+    assert refused.status_code == 429
+    seconds = int(refused.headers["Retry-After"])
+    assert 1 <= seconds <= 60
+    alert = parse(refused).find("p", role="alert")
+    assert alert and "Too many failed sign-ins" in alert[0].text
+    assert f"Try again in {seconds} second" in alert[0].text
+    # The message is in the login form, which keeps the address typed.
+    form = parse(refused).find("form")[0]
+    assert form.find("p", role="alert")
+    assert form.find("input", name="email")[0].attrs["value"] == EMAIL
+
+
+def test_another_client_with_another_address_is_not_blocked(small_limit, client, app, user):
+    from models.users import create_user
+    from models.db import connection
+    with connection():
+        create_user("other@example.com", PASSWORD)
+    for _ in range(3):
+        attempt(client)
+    assert attempt(client).status_code == 429
+    other = app.test_client()
+    assert attempt(other, "other@example.com", address="10.0.0.2").status_code == 401
+    assert attempt(other, "other@example.com", PASSWORD, address="10.0.0.2").status_code == 302
+
+
+def test_one_account_is_limited_whichever_client_address_tries(small_limit, client, app, user):
+    for number in range(3):
+        assert attempt(client, address=f"10.0.1.{number}").status_code == 401
+    assert attempt(app.test_client(), address="10.0.1.99").status_code == 429
+
+
+def test_one_client_address_is_limited_whichever_account_it_tries(small_limit, client, user):
+    for number in range(3):
+        assert attempt(client, f"nobody{number}@example.com").status_code == 401
+    assert attempt(client, "someone-else@example.com").status_code == 429
+
+
+def test_the_right_password_waits_until_the_window_has_room(small_limit, client, user):
+    for _ in range(3):
+        attempt(client)
+    refused = attempt(client, password=PASSWORD)
+    assert refused.status_code == 429
+    assert client.get("/settings").status_code == 302
+    time.sleep(int(refused.headers["Retry-After"]) + 0.2)
+    assert attempt(client, password=PASSWORD).status_code == 302
+    assert client.get("/settings").status_code == 200
+
+
+def test_successful_sign_ins_are_not_counted(small_limit, client, app, user):
+    for _ in range(6):
+        assert attempt(app.test_client(), password=PASSWORD).status_code == 302
+
+
+def test_a_bad_limit_setting_stops_the_app_with_a_message(app_config):
+    from app import create_app
+    with pytest.raises(SystemExit, match="RUNWATCH_LOGIN_RATE_LIMIT"):
+        create_app({**app_config, "LOGIN_RATE_LIMIT": "often"})
+
+
+# --- The same work for known and unknown addresses --------------------------------------
+
+@pytest.fixture
+def generous_limit(app_config):
+    app_config["LOGIN_RATE_LIMIT"] = "100000 per minute"
+
+
+def _seconds(client, email: str, number: int) -> float:
+    start = time.perf_counter()
+    assert attempt(client, email, address=f"10.1.0.{number}").status_code == 401
+    return time.perf_counter() - start
+
+
+def test_known_and_unknown_addresses_take_about_as_long(generous_limit, client, user):
+    attempt(client, "warm-up@example.com")  # the dummy hash is made once per process
+    known, unknown = [], []
+    for number in range(7):
+        known.append(_seconds(client, EMAIL, number))
+        unknown.append(_seconds(client, "nobody@example.com", number))
+    ratio = statistics.median(unknown) / statistics.median(known)
+    assert 0.5 < ratio < 2, (known, unknown)  # it was 0.03 when only known ones were hashed
+
+
+@pytest.mark.parametrize("email", [EMAIL, "nobody@example.com", "disabled@example.com",
+                                   "not-an-address", "dev\x00@example.com"])
+def test_every_failed_sign_in_checks_one_password_hash(client, user, monkeypatch, email):
+    import models.users
+    from models.db import connection
+    with connection():
+        models.users.create_user("disabled@example.com", PASSWORD)
+        models.users.set_enabled(models.users.User.get(
+            models.users.User.email == "disabled@example.com"), False)
+    checked = []
+    real = models.users.check_password_hash
+    monkeypatch.setattr(models.users, "check_password_hash",
+                        lambda stored, password: checked.append(stored) or real(stored,
+                                                                                  password))
+    password = PASSWORD if email == "disabled@example.com" else "wrong password"
+    assert attempt(client, email, password).status_code == 401
+    assert len(checked) == 1
+    assert checked[0].split("$")[0] == user.password_hash.split("$")[0]  # the same method
+
+
+# --- NUL characters -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("email, password", [("dev\x00@example.com", PASSWORD),
+                                             (EMAIL, "correct horse\x00battery"),
+                                             ("\x00", "\x00")])
+def test_a_nul_in_the_sign_in_form_is_a_wrong_credential(client, user, email, password):
+    response = attempt(client, email, password)
+    assert response.status_code == 401
+    assert "Wrong e-mail address or password" in response.text
+
+
+@pytest.mark.parametrize("email, password, message", [
+    ("first\x00@example.com", PASSWORD, "valid e-mail"),
+    (EMAIL, "correct\x00horse battery", "NUL"),
+])
+def test_a_nul_in_the_setup_form_is_a_400_beside_its_field(client, db, email, password, message):
+    from models.users import User
+    page = client.get("/setup")
+    response = client.post("/setup", data={"csrf_token": csrf_from(page.text), "email": email,
+                                           "password": password, "confirm": password})
+    assert response.status_code == 400
+    assert message in response.text
+    assert User.select().count() == 0
+
+
+@pytest.mark.parametrize("email, password, message", [
+    ("new\x00@example.com", PASSWORD, "valid e-mail"),
+    ("new@example.com", "correct\x00horse battery", "NUL"),
+])
+def test_a_nul_in_the_new_account_form_is_a_400_beside_its_field(logged_in, db, email,
+                                                                  password, message):
+    from models.users import User
+    page = logged_in.get("/settings")
+    response = logged_in.post("/settings/accounts", data={
+        "csrf_token": csrf_from(page.text), "email": email, "password": password})
+    assert response.status_code == 400
+    assert message in response.text
+    assert User.select().count() == 1
