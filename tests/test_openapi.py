@@ -287,7 +287,7 @@ def test_the_api_keeps_to_its_document(app, api, receiver, backend, loopback_onl
             # raised, with the example that caused it.
             response = case.call(headers=api.headers)
             case.validate_response(response, checks=CHECKS, headers=api.headers)
-        except Exception as exc:
+        except (Exception, BaseExceptionGroup) as exc:  # a FailureGroup is the latter
             _write_down(case, backend, exc)
             if REPORT is None:
                 raise
@@ -304,8 +304,9 @@ def test_the_api_keeps_to_its_document(app, api, receiver, backend, loopback_onl
         operations += 1
         try:
             run()
-        except Exception as exc:  # every operation runs; all their failures are shown
-            failed.append(f"{operation.label}: {_described(exc)}\n"
+        except (Exception, BaseExceptionGroup) as exc:  # every operation runs; all fail
+            told = str(exc) if isinstance(exc, FailureGroup) else _described(exc)
+            failed.append(f"{operation.label}: {told}\n"
                           + "\n".join(getattr(exc, "__notes__", [])))
     # schemathesis leaves out the document's own route; every other one runs
     assert operations == sum(len(methods_of(r)) for r in documented_rules(app)) - 1
@@ -314,7 +315,7 @@ def test_the_api_keeps_to_its_document(app, api, receiver, backend, loopback_onl
     assert not failing, f"{len(failing)} failing examples on {backend} (see the report)"
 
 
-def _write_down(case, backend: str, failure: Exception | None) -> None:
+def _write_down(case, backend: str, failure: BaseException | None) -> None:
     """One line per example in the report file (when the fuzz benchmark asks for one)."""
     if REPORT is None:
         return
