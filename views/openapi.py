@@ -46,7 +46,7 @@ class Operation:
     """
 
     answers: dict[int, type[BaseModel] | dict | None]  # status → model, raw schema, or no body
-    body: type[BaseModel] | None = None
+    body: type[BaseModel] | dict | None = None  # a JSON model, or raw content per media type
     query: tuple[QueryParam, ...] = ()
     errors: dict[int, str] = field(default_factory=dict)  # further error statuses → meaning
 
@@ -149,7 +149,7 @@ def _model_schemas(operations: list[Operation]) -> tuple[dict, dict]:
     answers as they are written."""
     wanted: dict[tuple, None] = {(ErrorDocument, "serialization"): None}
     for op in operations:
-        if op.body is not None:
+        if isinstance(op.body, type):
             wanted[(op.body, "validation")] = None
         for answer in op.answers.values():
             if isinstance(answer, type):
@@ -175,8 +175,9 @@ def _operation(app: Flask, rule: Rule, method: str, op: Operation, refs: dict) -
     if parameters:
         out["parameters"] = parameters
     if op.body is not None:
-        out["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": refs[(op.body, "validation")]}}}
+        content = op.body if isinstance(op.body, dict) else {
+            "application/json": {"schema": refs[(op.body, "validation")]}}
+        out["requestBody"] = {"required": True, "content": content}
     responses: dict[str, dict] = {}
     for status, answer in op.answers.items():
         responses[str(status)] = _answer(ANSWER_MEANINGS.get(status, "OK"), answer, refs)
