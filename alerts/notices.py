@@ -6,13 +6,15 @@ import json
 import operator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Annotated, Literal
 
+from pydantic import Field
 from werkzeug.datastructures import MultiDict
 
 from models.db import from_micros, iso, to_micros
 from models.executions import load_json
 from models.payloads import mask_text
-from models.schemas import InputError
+from models.schemas import InputError, QueryParam
 
 from .channels import CHANNELS
 from .models import KINDS, NOTICE_STATES, AlertChannel, Attempt, Notice, by_parent
@@ -21,6 +23,17 @@ DEFAULT_LOG_LIMIT = 50
 MAX_LOG_LIMIT = 500
 MAX_ID = 2**62
 EVENT_TYPES = {"failing": "workflow.failing", "recovered": "workflow.recovered", "test": "test"}
+# The delivery log's query parameters, as the API document describes them; `from_args`
+# reads the same names with the same bounds.
+PARAMETERS = (
+    QueryParam("rule", Annotated[int, Field(ge=1, le=MAX_ID)], "Only notices of this rule."),
+    QueryParam("status", Literal[NOTICE_STATES], "Only notices in this delivery state."),
+    QueryParam("type", Literal[KINDS], "Only notices of this kind."),
+    QueryParam("limit", Annotated[int, Field(ge=1, le=MAX_LOG_LIMIT)],
+               f"Page size (default {DEFAULT_LOG_LIMIT})."),
+    QueryParam("cursor", Annotated[int, Field(ge=1, le=MAX_ID)],
+               "`next_cursor` of the previous page."),
+)
 
 
 def _iso_micros(value) -> str | None:

@@ -1,13 +1,15 @@
 """Request schemas of alert rules; channel schemas come from the channel registry."""
 from __future__ import annotations
 
-from typing import Annotated, Union
+from datetime import datetime
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models.schemas import InputError, Name
+from models.schemas import Answer, InputError, Name
 
 from .channels import CHANNELS
+from .models import KINDS, NOTICE_STATES
 
 MAX_CHANNELS = 20
 Threshold = Annotated[int, Field(ge=1, le=1000)]
@@ -70,3 +72,111 @@ def parse_rule(schema: type[BaseModel], body: bytes, context: dict | None = None
                    "missing": "is required"}.get(first["type"], first["msg"])
         message = message.removeprefix("Value error, ")
         raise InputError(f"{field}: {message}" if field else message, field) from None
+
+
+# --- Answers of the alerts API, as its document describes them ------------------------------
+
+class RuleState(Answer):
+    """One workflow's streak under a rule."""
+
+    workflow: str
+    status: Literal["failing", "ok"]
+    failure_count: int
+    threshold: int
+    failing_since: datetime | None
+    last_failure_at: datetime | None
+    last_error: str | None
+    last_failed_execution_url: str | None
+    checked_at: datetime | None
+
+
+class RuleAnswer(Answer):
+    """A rule with its channels (secrets included) and the state of its workflows."""
+
+    id: int
+    workflow: str | None
+    threshold: int
+    channels: list[ChannelIn]
+    enabled: bool
+    notify_recovery: bool
+    created_at: datetime
+    updated_at: datetime
+    states: list[RuleState]
+
+
+class RuleList(Answer):
+    """Every rule, oldest first."""
+
+    data: list[RuleAnswer]
+
+
+class NoticeChannel(Answer):
+    """Where a notice goes."""
+
+    id: int
+    type: Literal[tuple(CHANNELS)]
+    target: str
+
+
+class AttemptAnswer(Answer):
+    """One try to deliver a notice."""
+
+    at: datetime
+    ok: bool
+    response: str | None
+    latency_ms: int
+    error: str | None
+
+
+class NoticeData(BaseModel):
+    """The facts of a notice (kinds of notice may add more)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    workflow: str
+    failure_count: int
+    threshold: int
+    first_failure_at: datetime | None
+    last_failure_at: datetime | None
+    last_error: str | None
+    execution_url: str | None
+    rule_id: int
+
+
+class WebhookBody(Answer):
+    """The JSON a webhook receives."""
+
+    type: str
+    timestamp: datetime
+    data: NoticeData
+
+
+class NoticeAnswer(Answer):
+    """A notice of the delivery log, with its attempts, oldest first."""
+
+    id: int
+    rule_id: int | None
+    type: Literal[KINDS]
+    workflow: str
+    channel: NoticeChannel
+    status: Literal[NOTICE_STATES]
+    attempt_count: int
+    created_at: datetime
+    delivered_at: datetime | None
+    next_attempt_at: datetime | None
+    last_error: str | None
+    attempts: list[AttemptAnswer]
+    payload: WebhookBody
+
+
+class SentNotices(Answer):
+    """The test notices just sent, one per channel of the rule, and how each went."""
+
+    data: list[NoticeAnswer]
+
+
+class NoticeList(Answer):
+    """One page of the delivery log, newest first; `next_cursor` is null on the last page."""
+
+    data: list[NoticeAnswer]
+    next_cursor: str | None

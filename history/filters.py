@@ -11,17 +11,18 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from datetime import date, datetime, time, timedelta
-from typing import Any, Iterable, NamedTuple
+from typing import Annotated, Any, Iterable, Literal, NamedTuple
 from urllib.parse import quote_plus, urlencode
 from zoneinfo import ZoneInfo
 
 import peewee
 from itsdangerous import BadData, URLSafeSerializer
+from pydantic import Field
 from werkzeug.datastructures import MultiDict
 
 from models.db import database, from_micros, to_micros
 from models.executions import STATUSES, Execution, Workflow
-from models.schemas import InputError
+from models.schemas import InputError, QueryParam
 
 SORTS = {
     "-started_at": "newest first",
@@ -36,9 +37,36 @@ MAX_WORKFLOWS = 50
 MAX_NAME = 200
 MAX_PARTS = 16  # several workflows/statuses: up to this many index walks, merged
 SORT_FOUND_UP_TO = 5_000  # duration order: sort up to this many matches instead of walking
-SINGLE_VALUED = ("from", "to", "tz", "sort", "limit", "cursor")
-FILTER_KEYS = ("workflow", "status", "from", "to", "tz")  # what `filter=<JSON>` may hold
-PAGING_KEYS = ("sort", "limit", "cursor")  # may sit beside `filter`: they page, not filter
+# The query parameters, declared once: the parser below reads these names and the API
+# document describes them. "filter" ones may also sit inside `filter=<JSON>`; "paging" ones
+# may sit beside it (they page, not filter).
+PARAMETERS = (
+    QueryParam("workflow", Annotated[str, Field(max_length=MAX_NAME)],
+               f"Exact workflow name; repeat for several (at most {MAX_WORKFLOWS}).",
+               repeated=True, group="filter"),
+    QueryParam("status", Literal[STATUSES],
+               "Run status; repeat, or separate with commas, for several.",
+               repeated=True, group="filter"),
+    QueryParam("from", date | datetime, "Runs started at or after this ISO 8601 date-time, "
+               "or this date (YYYY-MM-DD). Without an offset it is read in `tz`.", group="filter"),
+    QueryParam("to", date | datetime, "Runs started at or before this ISO 8601 date-time; a "
+               "date covers that whole day. Without an offset it is read in `tz`.",
+               group="filter"),
+    QueryParam("tz", Annotated[str, Field(max_length=64)],
+               "IANA time zone in which `from` and `to` are read (default UTC).",
+               group="filter"),
+    QueryParam("sort", Literal[tuple(SORTS)], "Order of the runs (default -started_at).",
+               group="paging"),
+    QueryParam("limit", Annotated[int, Field(ge=1, le=MAX_LIMIT)],
+               f"Page size (default {DEFAULT_LIMIT}).", group="paging"),
+    QueryParam("cursor", str, "`next_cursor` of the previous page.", group="paging"),
+    QueryParam("filter", str, "The filter as one JSON object instead of the filter "
+               'parameters, e.g. {"workflow": ["a"], "status": ["failure"], "from": '
+               '"2026-11-01"}; sort, limit and cursor go beside it.', group="json"),
+)
+SINGLE_VALUED = tuple(p.name for p in PARAMETERS if not p.repeated and p.group != "json")
+FILTER_KEYS = tuple(p.name for p in PARAMETERS if p.group == "filter")
+PAGING_KEYS = tuple(p.name for p in PARAMETERS if p.group == "paging")
 FORM_FIELDS = ("workflow", "status", "from", "to", "tz", "sort", "limit")
 DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 CURSOR_SALT = "runwatch.history.cursor"

@@ -1,6 +1,7 @@
 """Request schemas of the ingestion API and how their errors are reported."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -122,3 +123,134 @@ def input_error(exc: ValidationError) -> InputError:
     elif first["type"] == "extra_forbidden":
         message = "Unknown field"
     return InputError(f"{field}: {message}" if field else message, field)
+
+
+# --- What the API document describes beside the request bodies ------------------------------
+# Query parameters are declared once, beside the parser that reads them; answers are built
+# by the views as plain dicts, and these models say what they hold (the tests hold the views
+# to them).
+
+@dataclass(frozen=True)
+class QueryParam:
+    """One query parameter of a list: its name, the type of one value, what it means."""
+
+    name: str
+    type: Any  # anything pydantic can describe, e.g. Annotated[int, Field(ge=1, le=500)]
+    description: str
+    repeated: bool = False  # may be given several times (`status=a&status=b`)
+    group: str = ""  # how the parser treats it, e.g. "filter" or "paging"
+
+
+class Answer(BaseModel):
+    """An API answer: every key it holds is described."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: `code` for programs, `message` for people, `field` names the culprit."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorDocument(Answer):
+    """Every API error: `{"error": {"code", "message", "field"?}}`."""
+
+    error: ErrorDetail
+
+
+class Ping(Answer):
+    """Whose credentials these are."""
+
+    ok: bool
+    user: str
+
+
+class ExecutionSummary(Answer):
+    """A stored execution's narrow fields and its page."""
+
+    id: int
+    workflow: str
+    external_id: str | None
+    status: Status
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: int | None
+    step_count: int
+    failed_step: int | None
+    error_message: str | None
+    url: str
+
+
+class StepAnswer(Answer):
+    """One step, whole: payloads as stored."""
+
+    position: int
+    name: str
+    action: str | None
+    status: Status
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    input: Any
+    output: Any
+    error: ErrorIn | None
+    logs: str | None
+
+
+class ExecutionAnswer(ExecutionSummary):
+    """An execution, whole and unmasked, with every step in position order."""
+
+    input: Any
+    output: Any
+    error: ErrorIn | None
+    steps: list[StepAnswer]
+
+
+class BatchItem(Answer):
+    """One execution of a batch, in the order sent."""
+
+    id: int
+    url: str
+    created: bool
+
+
+class BatchAnswer(Answer):
+    """A stored batch."""
+
+    data: list[BatchItem]
+
+
+class HistoryRow(Answer):
+    """One execution in the history."""
+
+    id: int
+    workflow: str
+    status: Status
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: int | None
+    step_count: int
+    error_message: str | None
+    url: str
+
+
+class StatusCounts(Answer):
+    """Executions per status for the whole filter, ignoring its own status restriction."""
+
+    pending: int
+    running: int
+    success: int
+    failure: int
+
+
+class HistoryPage(Answer):
+    """One page of the history; `next_cursor` is null on the last page."""
+
+    data: list[HistoryRow]
+    next_cursor: str | None
+    counts: StatusCounts

@@ -2,6 +2,7 @@
 from .auth import bp as auth
 from .executions import bp as executions
 from .ingest import bp as ingest
+from .openapi import bp as openapi
 from .settings import bp as settings
 
-BLUEPRINTS = [auth, settings, ingest, executions]
+BLUEPRINTS = [auth, settings, ingest, executions, openapi]

@@ -1,0 +1,243 @@
+"""The API's OpenAPI 3.1 document, `GET /api/openapi.json`.
+
+Built from what already exists, so it cannot drift: the routes from Flask's URL map, each
+operation's summary from its view's docstring, request bodies from the pydantic schemas
+that validate them, query parameters from the parsers' own declarations, and answers
+from the response models. `OPERATIONS` says, per endpoint, which of those it uses; a
+route under a documented prefix without an entry there fails the tests.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import models_json_schema
+from werkzeug.routing import AnyConverter, PathConverter, Rule, UUIDConverter
+from werkzeug.routing.converters import NumberConverter
+
+from alerts import notices
+from alerts.schemas import (NoticeAnswer, NoticeList, RuleAnswer, RuleIn, RuleList, RulePatch,
+                            SentNotices)
+from history import filters
+from models.schemas import (BatchAnswer, BatchIn, ErrorDocument, ExecutionAnswer, ExecutionIn,
+                            ExecutionPatch, ExecutionSummary, HistoryPage, Ping, QueryParam,
+                            StepsIn)
+
+bp = Blueprint("openapi", __name__)
+
+# Routes whose paths start with one of these are the API the document describes.
+DOCUMENTED_PREFIXES = ("/api/", "/v1/")
+REF = "#/components/schemas/{model}"
+SECURITY_SCHEME = "bearerToken"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What one endpoint takes and answers, besides what every operation shares.
+
+    Every operation may answer 401 and 403; 400 is added when it takes a body or query
+    parameters or changes something (a session's write without its CSRF header), 404 when
+    its path has parameters, 413 when it takes a body.
+    """
+
+    answers: dict[int, type[BaseModel] | dict | None]  # status → model, raw schema, or no body
+    body: type[BaseModel] | dict | None = None  # a JSON model, or raw content per media type
+    query: tuple[QueryParam, ...] = ()
+    errors: dict[int, str] = field(default_factory=dict)  # further error statuses → meaning
+
+
+# One entry per endpoint under DOCUMENTED_PREFIXES (OTLP's `POST /v1/traces` will be one line).
+OPERATIONS: dict[str, Operation] = {
+    "auth.ping": Operation({200: Ping}),
+    "openapi.document": Operation({200: {"type": "object", "required": ["openapi", "paths"]}}),
+    "ingest.create": Operation({201: ExecutionSummary, 200: ExecutionSummary}, ExecutionIn),
+    "ingest.create_batch": Operation({201: BatchAnswer}, BatchIn),
+    "ingest.update": Operation({200: ExecutionSummary}, ExecutionPatch),
+    "ingest.steps": Operation({200: ExecutionSummary}, StepsIn),
+    "history.api_list": Operation({200: HistoryPage}, query=filters.PARAMETERS),
+    "executions.api_detail": Operation({200: ExecutionAnswer}),
+    "alerts.api_list": Operation({200: RuleList}),
+    "alerts.api_create": Operation({201: RuleAnswer}, RuleIn),
+    "alerts.api_show": Operation({200: RuleAnswer}),
+    "alerts.api_update": Operation({200: RuleAnswer}, RulePatch),
+    "alerts.api_delete": Operation({204: None}),
+    "alerts.api_test": Operation({200: SentNotices}),
+    "alerts.api_notices": Operation({200: NoticeList}, query=notices.PARAMETERS),
+    "alerts.api_notice": Operation({200: NoticeAnswer}),
+    "alerts.api_redeliver": Operation({200: NoticeAnswer},
+                                      errors={409: "The notice is not a failed one."}),
+}
+
+ERROR_MEANINGS = {
+    400: "Bad input: the message says what is wrong and `field` names it. A write made "
+         "with a browser session also needs the `X-CSRFToken` header (code `csrf`).",
+    401: "No valid credentials (also for ids that do not exist: 401 comes before 404).",
+    403: "The token lacks the scope this operation needs (code `forbidden`).",
+    404: "There is no such thing (code `not_found`).",
+    413: "The request body is larger than `RUNWATCH_MAX_PAYLOAD_BYTES` allows.",
+}
+ANSWER_MEANINGS = {200: "OK", 201: "Created", 204: "Done; no content"}
+
+
+@bp.get("/api/openapi.json")
+def document():
+    """This API's OpenAPI 3.1 document."""
+    app = current_app._get_current_object()
+    if "openapi" not in app.extensions:  # the URL map is complete once the app serves
+        app.extensions["openapi"] = build_document(app)
+    return jsonify(app.extensions["openapi"])
+
+
+def documented_rules(app: Flask) -> list[Rule]:
+    """The URL map's rules that belong to the API, in path order."""
+    return sorted((rule for rule in app.url_map.iter_rules()
+                   if rule.rule.startswith(DOCUMENTED_PREFIXES)), key=lambda r: r.rule)
+
+
+def methods_of(rule: Rule) -> list[str]:
+    """The methods a rule answers, less the ones Flask adds by itself."""
+    return sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+
+
+def openapi_path(rule: Rule) -> str:
+    """`/api/x/<int:id>` as OpenAPI writes it: `/api/x/{id}`."""
+    return re.sub(r"<(?:[^<>]*:)?(\w+)>", r"{\1}", rule.rule)
+
+
+def build_document(app: Flask) -> dict:
+    """The OpenAPI 3.1 document of every documented route that has an `OPERATIONS` entry."""
+    found = [(rule, method, OPERATIONS[rule.endpoint]) for rule in documented_rules(app)
+             for method in methods_of(rule) if rule.endpoint in OPERATIONS]
+    refs, schemas = _model_schemas([op for _, _, op in found])
+    paths: dict[str, dict] = {}
+    for rule, method, operation in found:
+        paths.setdefault(openapi_path(rule), {})[method.lower()] = _operation(
+            app, rule, method, operation, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Runwatch API", "version": _version(),
+                 "description": "Report the runs of your automations, read their history "
+                                "and details, and manage failure alerts. Errors are always "
+                                '`{"error": {"code", "message", "field"?}}`.'},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {SECURITY_SCHEME: {
+                "type": "http", "scheme": "bearer",
+                "description": "An API token from Settings or `flask --app app tokens create "
+                               "EMAIL`. A signed-in browser session is accepted too; its "
+                               "writes need the `X-CSRFToken` header."}},
+        },
+        "security": [{SECURITY_SCHEME: []}],
+    }
+
+
+def _version() -> str:
+    try:
+        return metadata.version("runwatch")
+    except metadata.PackageNotFoundError:
+        return "unreleased"
+
+
+def _model_schemas(operations: list[Operation]) -> tuple[dict, dict]:
+    """JSON Schemas of every model, as components: request bodies as they are validated,
+    answers as they are written."""
+    wanted: dict[tuple, None] = {(ErrorDocument, "serialization"): None}
+    for op in operations:
+        if isinstance(op.body, type):
+            wanted[(op.body, "validation")] = None
+        for answer in op.answers.values():
+            if isinstance(answer, type):
+                wanted[(answer, "serialization")] = None
+    refs, top = models_json_schema(list(wanted), ref_template=REF)
+    return refs, top.get("$defs", {})
+
+
+def _operation(app: Flask, rule: Rule, method: str, op: Operation, refs: dict) -> dict:
+    view = app.view_functions[rule.endpoint]
+    summary, _, description = (view.__doc__ or rule.endpoint).strip().partition("\n")
+    out: dict[str, Any] = {
+        "operationId": rule.endpoint if len(methods_of(rule)) == 1
+        else f"{rule.endpoint}.{method.lower()}",
+        "summary": summary.strip(),
+        "tags": [rule.endpoint.partition(".")[0]],
+    }
+    if description.strip():
+        out["description"] = description.strip()
+    parameters = [_path_parameter(name, converter)
+                  for name, converter in rule._converters.items()]
+    parameters += [_query_parameter(param) for param in op.query]
+    if parameters:
+        out["parameters"] = parameters
+    if op.body is not None:
+        content = op.body if isinstance(op.body, dict) else {
+            "application/json": {"schema": refs[(op.body, "validation")]}}
+        out["requestBody"] = {"required": True, "content": content}
+    responses: dict[str, dict] = {}
+    for status, answer in op.answers.items():
+        responses[str(status)] = _answer(ANSWER_MEANINGS.get(status, "OK"), answer, refs)
+    errors = dict(ERROR_MEANINGS)
+    if not (op.body is not None or op.query or method not in SAFE_METHODS):
+        errors.pop(400)
+    if not rule.arguments:
+        errors.pop(404)
+    if op.body is None:
+        errors.pop(413)
+    errors.update(op.errors)
+    for status, meaning in sorted(errors.items()):
+        responses[str(status)] = _answer(meaning, ErrorDocument, refs)
+    responses["401"]["headers"] = {"WWW-Authenticate": {
+        "required": True, "description": "Bearer", "schema": {"type": "string"}}}
+    out["responses"] = dict(sorted(responses.items()))
+    return out
+
+
+def _answer(description: str, answer, refs: dict) -> dict:
+    if answer is None:
+        return {"description": description}
+    schema = refs[(answer, "serialization")] if isinstance(answer, type) else answer
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _path_parameter(name: str, converter) -> dict:
+    if isinstance(converter, AnyConverter):
+        schema: dict = {"type": "string", "enum": sorted(converter.items)}
+    elif isinstance(converter, NumberConverter):
+        schema = {"type": "integer" if converter.num_convert is int else "number"}
+        if not converter.signed:
+            schema["minimum"] = 0
+        if converter.min is not None:
+            schema["minimum"] = converter.min
+        if converter.max is not None:
+            schema["maximum"] = converter.max
+    elif isinstance(converter, UUIDConverter):
+        schema = {"type": "string", "format": "uuid"}
+    elif isinstance(converter, PathConverter):
+        schema = {"type": "string", "minLength": 1}
+    else:  # a plain string: one path segment
+        schema = {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query_parameter(param: QueryParam) -> dict:
+    schema = _plain(TypeAdapter(param.type).json_schema(ref_template=REF))
+    if param.repeated:
+        schema = {"type": "array", "items": schema}
+    return {"name": param.name, "in": "query", "required": False,
+            "description": param.description, "schema": schema,
+            **({"style": "form", "explode": True} if param.repeated else {})}
+
+
+def _plain(schema: Any) -> Any:
+    """A schema without pydantic's titles."""
+    if isinstance(schema, dict):
+        return {key: _plain(value) for key, value in schema.items()
+                if not (key == "title" and isinstance(value, str))}
+    if isinstance(schema, list):
+        return [_plain(value) for value in schema]
+    return schema
