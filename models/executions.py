@@ -89,10 +89,11 @@ class StepPayload(Payloads):
 
 
 def dump_json(value) -> str | None:
-    """Serialise a payload for storage (None stays NULL)."""
+    """Serialise a payload for storage (None stays NULL); NaN and Infinity are refused, so
+    what is stored is always valid JSON."""
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def load_json(text: str | None):

@@ -1,27 +1,17 @@
 """Request schemas of the ingestion API and how their errors are reported."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
+
+from .inputs import MAX_POSITION, Name, Payload, Text, Timestamp
 
 Status = Literal["pending", "running", "success", "failure"]
 MAX_BATCH = 1000
 MAX_STEPS = 10000
-
-
-def _as_utc(value: datetime) -> datetime:
-    """Times without an offset are UTC."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
-
-
-Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class Strict(BaseModel):
@@ -29,9 +19,9 @@ class Strict(BaseModel):
 
 
 class ErrorIn(Strict):
-    message: Annotated[str, Field(max_length=100_000)]
-    type: Annotated[str, Field(max_length=200)] | None = None
-    stack: str | None = None
+    message: Annotated[Text, Field(max_length=100_000)]
+    type: Annotated[Text, Field(max_length=200)] | None = None
+    stack: Text | None = None
 
 
 def _check_order(started: datetime | None, finished: datetime | None) -> None:
@@ -40,16 +30,16 @@ def _check_order(started: datetime | None, finished: datetime | None) -> None:
 
 
 class StepIn(Strict):
-    position: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    position: Annotated[int, Field(ge=0, le=MAX_POSITION)] | None = None
     name: Name
-    action: Annotated[str, Field(max_length=200)] | None = None
+    action: Annotated[Text, Field(max_length=200)] | None = None
     status: Status | None = None
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
-    input: Any = None
-    output: Any = None
+    input: Payload = None
+    output: Payload = None
     error: ErrorIn | None = None
-    logs: str | None = None
+    logs: Text | None = None
 
     @model_validator(mode="after")
     def _times_in_order(self):
@@ -63,8 +53,8 @@ class ExecutionIn(Strict):
     status: Status
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
-    input: Any = None
-    output: Any = None
+    input: Payload = None
+    output: Payload = None
     error: ErrorIn | None = None
     steps: Annotated[list[StepIn], Field(max_length=MAX_STEPS)] = []
 
@@ -82,7 +72,7 @@ class ExecutionPatch(Strict):
     status: Status | None = None
     finished_at: Timestamp | None = None
     error: ErrorIn | None = None
-    output: Any = None
+    output: Payload = None
 
 
 class StepsIn(Strict):
@@ -90,13 +80,16 @@ class StepsIn(Strict):
 
 
 class InputError(ValueError):
-    """A request body that cannot be stored; `field` names the culprit."""
+    """A request body that cannot be stored; `field` names the culprit, `status` is the
+    HTTP status to answer."""
 
-    def __init__(self, message: str, field: str | None = None, code: str = "invalid"):
+    def __init__(self, message: str, field: str | None = None, code: str = "invalid",
+                 status: int = 400):
         super().__init__(message)
         self.message = message
         self.field = field
         self.code = code
+        self.status = status
 
 
 def parse(schema: type[BaseModel], body: bytes) -> BaseModel:
@@ -114,11 +107,12 @@ def input_error(exc: ValidationError) -> InputError:
         return InputError("The request body is not valid JSON.", None, "invalid_json")
     if first["type"] == "model_type" and not first["loc"]:
         return InputError("The request body must be a JSON object.", None, "invalid_json")
-    field = ".".join(str(part) for part in first["loc"]) or None
+    loc = list(first["loc"])
     message = first["msg"]
+    field = ".".join(str(part) for part in loc) or None
     if first["type"] == "time_order":
         # A model-level check: name the field it is about.
-        field = ".".join([*map(str, first["loc"]), "finished_at"])
+        field = ".".join([*map(str, loc), "finished_at"])
     elif first["type"] == "extra_forbidden":
         message = "Unknown field"
     return InputError(f"{field}: {message}" if field else message, field)

@@ -23,6 +23,11 @@ def _answer(execution_id: int, status: int):
     return jsonify(body), status
 
 
+def _body(schema):
+    """The request body read against `schema`."""
+    return parse(schema, request.get_data())
+
+
 def _not_found(execution_id: int):
     return api_error(404, "not_found", f"There is no execution {execution_id}.")
 
@@ -30,7 +35,7 @@ def _not_found(execution_id: int):
 @bp.post("")
 def create():
     """Store one run with its steps; the same external_id again updates it."""
-    item = parse(ExecutionIn, request.get_data())
+    item = _body(ExecutionIn)
     [(execution_id, created)] = store_executions([item])
     return _answer(execution_id, 201 if created else 200)
 
@@ -38,7 +43,7 @@ def create():
 @bp.post("/batch")
 def create_batch():
     """Store up to 1000 runs, all or none."""
-    batch = parse(BatchIn, request.get_data())
+    batch = _body(BatchIn)
     stored = store_executions(batch.executions)
     return jsonify({"data": [{"id": i, "url": execution_url(i), "created": created}
                              for i, created in stored]}), 201
@@ -47,7 +52,7 @@ def create_batch():
 @bp.patch("/<int:execution_id>")
 def update(execution_id: int):
     """Change status, finished_at, error or output of a run."""
-    patch = parse(ExecutionPatch, request.get_data())
+    patch = _body(ExecutionPatch)
     if not patch_execution(execution_id, patch):
         return _not_found(execution_id)
     return _answer(execution_id, 200)
@@ -56,7 +61,7 @@ def update(execution_id: int):
 @bp.post("/<int:execution_id>/steps")
 def steps(execution_id: int):
     """Append steps to a run, or replace those at the same position."""
-    body = parse(StepsIn, request.get_data())
+    body = _body(StepsIn)
     if not add_steps(execution_id, body.steps):
         return _not_found(execution_id)
     return _answer(execution_id, 200)
