@@ -15,6 +15,7 @@ from views.auth import guard
 from views import formatting
 from views.common import register_error_handlers
 from views.extensions import csrf, login_manager
+from views.ids import DatabaseInteger
 
 DEFAULTS = {
     "BASE_URL": "http://localhost:5000",
@@ -65,6 +66,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.before_request(_connect)
     app.before_request(guard)
     app.teardown_appcontext(_close)
+    app.url_map.converters["int"] = DatabaseInteger  # before any route is added
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     for feature in FEATURES:

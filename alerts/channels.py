@@ -28,6 +28,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from standardwebhooks import Webhook
 
+from models.inputs import control_character
+
 from .config import AlertConfig
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "alerts"
@@ -64,13 +66,15 @@ class Outgoing:
 
 def _address(value: str) -> str:
     value = value.strip()
-    if len(value) > 254 or not ADDRESS.match(value):
+    if len(value) > 254 or not ADDRESS.match(value) or control_character(value):
         raise ValueError(f"{value!r} is not an e-mail address")
     return value
 
 
 def _http_url(value: str) -> str:
     value = value.strip()
+    if control_character(value):
+        raise ValueError("must not contain control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL")
