@@ -30,12 +30,15 @@ DEFAULTS = {
     "MAIL_FROM": "runwatch@localhost",
     "SCHEDULER": True,
     "MAX_PAYLOAD_BYTES": 10 * 1024 * 1024,
+    "MAX_STEPS_PER_REQUEST": 5000,
+    "MAX_STEPS_PER_RUN": 2000,
 }
 # Features, in the order they are wired: each has its `MODELS` and an `init_app(app)`
 # that registers its write hooks, start-up checks, scheduler jobs and blueprints.
 FEATURES = (history, alerts)
 INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
-                    "SMTP_PORT", "MAX_PAYLOAD_BYTES")
+                    "SMTP_PORT", "MAX_PAYLOAD_BYTES", "MAX_STEPS_PER_REQUEST",
+                    "MAX_STEPS_PER_RUN")
 
 
 def create_app(config: dict | None = None) -> Flask:

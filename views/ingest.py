@@ -1,11 +1,11 @@
 """The ingestion API: automations report their runs and steps here."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
 
 from models.execution_detail import execution_summary
 from models.ingest import add_steps, patch_execution, store_executions
-from models.schemas import BatchIn, ExecutionIn, ExecutionPatch, StepsIn, parse
+from models.schemas import BatchIn, ExecutionIn, ExecutionPatch, StepBudget, StepsIn, parse
 
 from .common import api_error
 
@@ -24,8 +24,10 @@ def _answer(execution_id: int, status: int):
 
 
 def _body(schema):
-    """The request body read against `schema`."""
-    return parse(schema, request.get_data())
+    """The request body read against `schema`, its steps counted against the limits."""
+    config = current_app.config
+    return parse(schema, request.get_data(), StepBudget(config["MAX_STEPS_PER_REQUEST"],
+                                                        config["MAX_STEPS_PER_RUN"]))
 
 
 def _not_found(execution_id: int):
