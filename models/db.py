@@ -79,10 +79,7 @@ class UTCMicros(peewee.BigIntegerField):
     def db_value(self, value):
         if value is None or isinstance(value, int):
             return value
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        delta = value - EPOCH
-        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return to_micros(value)
 
     def python_value(self, value):
         if value is None:
@@ -98,7 +95,10 @@ def from_micros(value: int) -> datetime:
 
 def to_micros(value: datetime) -> int:
     """Turn an aware (or naive UTC) datetime into stored microseconds."""
-    return UTCMicros().db_value(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def iso(value: datetime | None) -> str | None:
