@@ -12,7 +12,7 @@ import history
 from models import MODELS, create_schema, database, init_database
 from views import BLUEPRINTS
 from views.auth import guard
-from views import formatting
+from views import formatting, memory
 from views.common import register_error_handlers
 from views.extensions import csrf, login_manager
 from views.ids import DatabaseInteger
@@ -75,6 +75,7 @@ def create_app(config: dict | None = None) -> Flask:
     for feature in FEATURES:
         feature.init_app(app)
     register_error_handlers(app)
+    memory.init_app(app)
     formatting.register(app)
     cli.register(app)
     return app
