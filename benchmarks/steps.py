@@ -6,7 +6,7 @@ and for a batch far beyond them (80 runs x 10,000 steps, which is refused).
 In process (Flask's test client), each request is split into reading the body (validation),
 the write transaction (on SQLite: the time the write lock is held) and the rest. Over
 HTTP, the same requests go to gunicorn (1 worker, 1 thread) and the worker's resident
-memory is read from /proc after every request. Every figure sits next to the authenticated
+memory is read from /proc after every request, once the worker is idle again. Every figure sits next to the authenticated
 no-op `GET /api/ping` timed in the same run.
 """
 from __future__ import annotations
@@ -138,6 +138,8 @@ class Worker:
         return int(children[0])
 
     def rss_mb(self) -> float:
+        """The worker's resident memory once it is idle (it trims after sending an answer)."""
+        time.sleep(0.2)
         with open(f"/proc/{self.worker_pid()}/status") as handle:
             found = re.search(r"VmRSS:\s+(\d+) kB", handle.read())
         return int(found.group(1)) / 1024
@@ -201,7 +203,7 @@ def main() -> None:
     try:
         for _ in range(3):
             worker.post(batch_body([5], 10, "warm"))
-        print(f"\nOver HTTP, gunicorn 1 worker x 1 thread (p50 ms; worker RSS in MB):")
+        print("\nOver HTTP, gunicorn 1 worker x 1 thread (p50 ms; worker RSS in MB):")
         print_table(["batch", "status", "request", "RSS before", "after 1st", "after half",
                      "after last"],
                     over_http(worker, bodies, args.repeat))
