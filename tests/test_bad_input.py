@@ -22,6 +22,7 @@ HUGE = "99999999999999999999"  # above 2**63: no database integer holds it
 LONG = "1" * 5000  # more digits than Python turns into an int by default
 SUPERSCRIPT = "²"  # passes str.isdigit(), fails int()
 ARABIC = "٣"  # an Arabic-Indic digit: int() reads it, a query parameter should not
+ARABIC_ONE = "١"  # the id of the seeded run, in Arabic-Indic digits
 
 # Characters a name may not hold: C0 (NUL, tab, line feed, carriage return, escape), DEL,
 # C1 (next line, control sequence introducer) and the Unicode line and paragraph separators.
@@ -222,10 +223,15 @@ def path_cases() -> list[Case]:
                        ("post", f"/alerts/rules/{number}"),
                        ("post", f"/alerts/rules/{number}/delete"),
                        ("post", f"/alerts/rules/{number}/test"),
-                       ("post", f"/alerts/notices/{number}/redeliver")]
+                       ("post", f"/alerts/notices/{number}/redeliver"),
+                       ("post", f"/settings/tokens/{number}/revoke")]
         for method, url in page_routes:
             cases.append(Case(f"{method.upper()} {url.replace(number, short)}", method, url,
                               form={} if method == "post" else None, status=404, page=True))
+    for url in (f"{RUNS}/{ARABIC_ONE}", f"{ALERTS}/{ARABIC_ONE}", f"{ALERTS}/{SUPERSCRIPT}"):
+        cases.append(Case(f"GET {url}", "get", url, status=404))  # digits, but not 0-9
+    cases.append(Case(f"GET /executions/{ARABIC_ONE}", "get", f"/executions/{ARABIC_ONE}",
+                      status=404, page=True))
     return cases
 
 
