@@ -12,8 +12,9 @@ import history
 from models import MODELS, create_schema, database, init_database
 from views import BLUEPRINTS
 from views.auth import guard
-from views import extensions, formatting, headers
+from views import extensions, formatting, headers, memory
 from views.common import register_error_handlers
+from views.ids import DatabaseInteger
 
 DEFAULTS = {
     "BASE_URL": "http://localhost:5000",
@@ -31,12 +32,15 @@ DEFAULTS = {
     "WEBHOOK_ALLOW_PRIVATE": False,
     "LOGIN_RATE_LIMIT": "10 per minute",
     "RATELIMIT_STORAGE_URI": "memory://",
+    "MAX_STEPS_PER_REQUEST": 5000,
+    "MAX_STEPS_PER_RUN": 2000,
 }
 # Features, in the order they are wired: each has its `MODELS` and an `init_app(app)`
 # that registers its write hooks, start-up checks, scheduler jobs and blueprints.
 FEATURES = (history, alerts)
 INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
-                    "SMTP_PORT", "MAX_PAYLOAD_BYTES")
+                    "SMTP_PORT", "MAX_PAYLOAD_BYTES", "MAX_STEPS_PER_REQUEST",
+                    "MAX_STEPS_PER_RUN")
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -66,11 +70,13 @@ def create_app(config: dict | None = None) -> Flask:
     extensions.init_app(app)
     app.before_request(guard)
     app.teardown_appcontext(_close)
+    app.url_map.converters["int"] = DatabaseInteger  # before any route is added
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     for feature in FEATURES:
         feature.init_app(app)
     register_error_handlers(app)
+    memory.init_app(app)
     formatting.register(app)
     headers.register(app)
     cli.register(app)

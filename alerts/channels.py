@@ -28,6 +28,8 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationIn
                       field_validator)
 from standardwebhooks import Webhook
 
+from models.inputs import control_character
+
 from .config import ALLOW_PRIVATE, AlertConfig
 from .outbound import (REFUSED_PRIVATE, Deadline, PinnedHTTPConnection, PinnedHTTPSConnection,
                        TransportError, address_of, is_private_host, is_public, resolve)
@@ -53,7 +55,7 @@ class Outgoing:
 
 def _address(value: str) -> str:
     value = value.strip()
-    if len(value) > 254 or not ADDRESS.match(value):
+    if len(value) > 254 or not ADDRESS.match(value) or control_character(value):
         raise ValueError(f"{value!r} is not an e-mail address")
     return value
 
@@ -62,6 +64,8 @@ def _http_url(value: str, info: ValidationInfo) -> str:
     """An http(s) URL; unless the configuration allows private addresses (validation
     context `ALLOW_PRIVATE`), not one whose host is `localhost` or a private address."""
     value = value.strip()
+    if control_character(value):
+        raise ValueError("must not contain control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL")

@@ -9,6 +9,8 @@ from typing import Callable
 
 from pydantic import ValidationError
 
+from models.inputs import whole_number
+
 from .channels import CHANNELS
 from .models import AlertChannel, AlertRule
 from .schemas import RuleIn, field_of
@@ -64,12 +66,12 @@ class RuleForm:
                       "notify_recovery": self.notify_recovery,
                       "channels": [options for options, _ in typed]}
         self.errors = {}
-        try:
-            data["threshold"] = int(self.threshold)
-        except ValueError:
+        threshold = whole_number(self.threshold, 0, 10**9)  # ASCII digits; the schema checks 1-1000
+        if threshold is None:
             if self.threshold or not touched_only:
                 self.errors["threshold"] = "Enter a whole number from 1 to 1000."
-            data["threshold"] = 1
+            threshold = 1
+        data["threshold"] = threshold
         try:
             rule = RuleIn.model_validate(data, context=context)
         except ValidationError as exc:

@@ -13,6 +13,7 @@ from werkzeug.datastructures import MultiDict
 
 from models.db import from_micros, iso, to_micros
 from models.executions import load_json
+from models.inputs import whole_number
 from models.payloads import mask_text
 from models.schemas import InputError, QueryParam
 
@@ -152,9 +153,10 @@ def _whole(args: MultiDict, name: str, low: int, high: int) -> int | None:
     raw = args.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    value = whole_number(raw, low, high)
+    if value is None:
         raise InputError(f"{name}: must be a whole number from {low} to {high}", name)
-    return int(raw)
+    return value
 
 
 def _choice(args: MultiDict, name: str, choices: tuple[str, ...]) -> str | None:

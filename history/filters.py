@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated, Any, Iterable, Literal, NamedTuple
 from urllib.parse import quote_plus, urlencode
 from zoneinfo import ZoneInfo
@@ -22,6 +22,8 @@ from werkzeug.datastructures import MultiDict
 
 from models.db import database, from_micros, to_micros
 from models.executions import STATUSES, Execution, Workflow
+from models.inputs import (EARLIEST_QUERY_DATE, LATEST_QUERY_DATE, MAX_ID, query_date_in_range,
+                           whole_number)
 from models.schemas import InputError, QueryParam
 
 SORTS = {
@@ -68,8 +70,10 @@ SINGLE_VALUED = tuple(p.name for p in PARAMETERS if not p.repeated and p.group !
 FILTER_KEYS = tuple(p.name for p in PARAMETERS if p.group == "filter")
 PAGING_KEYS = tuple(p.name for p in PARAMETERS if p.group == "paging")
 FORM_FIELDS = ("workflow", "status", "from", "to", "tz", "sort", "limit")
-DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 CURSOR_SALT = "runwatch.history.cursor"
+SHOWN_FROM = to_micros(datetime(1, 1, 2, tzinfo=timezone.utc))  # any zone's local time fits
+SHOWN_UNTIL = to_micros(datetime(9999, 12, 30, tzinfo=timezone.utc))
 
 
 class FilterError(InputError):
@@ -462,8 +466,9 @@ class HistoryFilter:
         return start, max(end, start + 1)
 
     def local(self, micros: int) -> datetime:
-        """A stored time in the filter's zone."""
-        return from_micros(micros).astimezone(self.zone)
+        """A stored time in the filter's zone (a time within a day of year 1 or year 9999,
+        which only an older release could store, is shown as a day later or earlier)."""
+        return from_micros(min(max(micros, SHOWN_FROM), SHOWN_UNTIL)).astimezone(self.zone)
 
 
 @dataclass(frozen=True)
@@ -537,7 +542,7 @@ def _from_json(args: MultiDict) -> MultiDict:
                                      "both"}, form)
     try:
         given = json.loads(texts[0], parse_constant=_no_constant)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested too deep
         raise FilterError({"filter": f"filter is not valid JSON ({exc})"}, form) from None
     if not isinstance(given, dict):
         raise FilterError({"filter": "filter must be a JSON object, like "
@@ -611,19 +616,28 @@ def _bound(text: str | None, zone: ZoneInfo, is_end: bool, name: str,
     try:
         if DATE_ONLY.fullmatch(text):
             day = date.fromisoformat(text)
-            if is_end:
-                return Bound(text, to_micros(_midnight(day + timedelta(days=1), zone)) - 1, True)
-            return Bound(text, to_micros(_midnight(day, zone)), True)
-        value = datetime.fromisoformat(text)
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=zone)
-        canonical = value.isoformat().replace("+00:00", "Z") if value.tzinfo is not zone \
-            else value.replace(tzinfo=None).isoformat()
-        return Bound(canonical, to_micros(value), False)
-    except (ValueError, OverflowError):
+            value = None
+        else:
+            value = datetime.fromisoformat(text)
+            day = value.date()
+    except ValueError:
         errors[name] = (f"{name} must be a date (2026-11-24) or an ISO 8601 date-time "
                         "(2026-11-24T10:00:00Z)")
         return None
+    if not query_date_in_range(day):
+        # Checked on the date as written, before any zone: nothing after this can overflow.
+        errors[name] = (f"{name} must be from {EARLIEST_QUERY_DATE} to {LATEST_QUERY_DATE}, "
+                        f"not {text[:40]}")
+        return None
+    if value is None:
+        if is_end:
+            return Bound(text, to_micros(_midnight(day + timedelta(days=1), zone)) - 1, True)
+        return Bound(text, to_micros(_midnight(day, zone)), True)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+    canonical = value.isoformat().replace("+00:00", "Z") if value.tzinfo is not zone \
+        else value.replace(tzinfo=None).isoformat()
+    return Bound(canonical, to_micros(value), False)
 
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -633,10 +647,11 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
 def _limit(text: str | None, errors: dict[str, str]) -> int:
     if text is None:
         return DEFAULT_LIMIT
-    if not re.fullmatch(r"\d{1,6}", text.strip()) or not 1 <= int(text) <= MAX_LIMIT:
+    limit = whole_number(text.strip(), 1, MAX_LIMIT)
+    if limit is None:
         errors["limit"] = f"limit must be a whole number from 1 to {MAX_LIMIT}"
         return DEFAULT_LIMIT
-    return int(text)
+    return limit
 
 
 def _decode_cursor(text: str | None, sort: str, secret: str,
@@ -674,10 +689,10 @@ def _one_or_in(column: peewee.Field, values: Iterable) -> peewee.Expression:
 
 def after_id(args: Any) -> int:
     """The fresh-runs poll's `after` (the newest run shown); FilterError when missing or bad."""
-    text = _non_empty(args).get("after", "")
-    if not re.fullmatch(r"\d{1,18}", text):
+    after = whole_number(_non_empty(args).get("after", ""), 0, MAX_ID)
+    if after is None:
         raise FilterError({"after": "after must be the id of a run"})
-    return int(text)
+    return after
 
 
 __all__ = ["HistoryFilter", "FilterError", "list_query", "after_id", "Cursor", "Bound", "SORTS",

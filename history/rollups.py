@@ -190,26 +190,45 @@ def count_window(workflow_ids: list[int] | None, start: int, end: int) -> dict[s
 
 
 def bar_edges(start: int, end: int, zone: ZoneInfo) -> tuple[list[int], int]:
-    """Edges of at most about MAX_BARS bars over [start, end), on round times of `zone`."""
+    """Edges of at most MAX_BARS bars over [start, end), on round times of `zone`."""
     span = end - start
-    width = next((w for w in BAR_WIDTHS if span <= w * MAX_BARS
-                  and (w >= HOUR or span <= RAW_SPAN)), BAR_WIDTHS[-1])
-    inner: list[int] = []
+    for width in BAR_WIDTHS:
+        if span > width * MAX_BARS or (width < HOUR and span > RAW_SPAN):
+            continue
+        try:
+            inner = _round_edges(start, end, width, zone)
+        except (OverflowError, ValueError):  # a local time beyond year 9999 (or before 1)
+            break
+        if width >= HOUR:
+            # Zones off the hour (+05:30) get bars on whole hours, which the rollups answer.
+            inner = sorted({edge - edge % HOUR for edge in inner})
+        edges = [start, *(e for e in inner if start < e < end), end]
+        if len(edges) <= MAX_BARS + 1:  # else short local days made one too many: go wider
+            return edges, width
+    return _wide_edges(start, end)
+
+
+def _round_edges(start: int, end: int, width: int, zone: ZoneInfo) -> list[int]:
     if width < DAY:
         offset = int(from_micros(start).astimezone(zone).utcoffset().total_seconds()) * 1_000_000
-        inner = list(range(start - (start + offset) % width + width, end, width))
-    else:
-        first_day = from_micros(start).astimezone(zone).date()
-        step = width // DAY
-        for k in range(1, span // width + 3):
-            edge = to_micros(datetime.combine(first_day + timedelta(days=k * step), time(), zone))
-            if edge >= end:
-                break
-            inner.append(edge)
-    if width >= HOUR:
-        # Zones off the hour (+05:30) get bars on whole hours, which the rollups answer.
-        inner = sorted({edge - edge % HOUR for edge in inner})
-    return [start, *(e for e in inner if start < e < end), end], width
+        return list(range(start - (start + offset) % width + width, end, width))
+    inner: list[int] = []
+    first_day = from_micros(start).astimezone(zone).date()
+    step = width // DAY
+    for k in range(1, (end - start) // width + 3):
+        edge = to_micros(datetime.combine(first_day + timedelta(days=k * step), time(), zone))
+        if edge >= end:
+            break
+        inner.append(edge)
+    return inner
+
+
+def _wide_edges(start: int, end: int) -> tuple[list[int], int]:
+    """MAX_BARS bars of whole days from `start`: for a span longer than MAX_BARS of the
+    widest bar, which only runs stored far in the past or future make (an older release
+    accepted any year)."""
+    width = _ceil(-(-(end - start) // MAX_BARS), DAY)
+    return [*range(start, end, width), end], width
 
 
 def started_extent(workflow_ids: list[int] | None) -> tuple[int | None, int | None]:

@@ -25,6 +25,10 @@ SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The stored microseconds a datetime can stand for (years 1 to 9999); beyond them a
+# stored value (written by hand, not through the API) reads as the first or last moment.
+FIRST_MICROS = -62_135_596_800_000_000
+LAST_MICROS = 253_402_300_799_999_999
 
 
 def open_database(url: str) -> peewee.Database:
@@ -75,10 +79,7 @@ class UTCMicros(peewee.BigIntegerField):
     def db_value(self, value):
         if value is None or isinstance(value, int):
             return value
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        delta = value - EPOCH
-        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return to_micros(value)
 
     def python_value(self, value):
         if value is None:
@@ -88,13 +89,16 @@ class UTCMicros(peewee.BigIntegerField):
 
 def from_micros(value: int) -> datetime:
     """Turn stored microseconds back into an aware UTC datetime."""
-    seconds, micros = divmod(int(value), 1_000_000)
+    seconds, micros = divmod(min(max(int(value), FIRST_MICROS), LAST_MICROS), 1_000_000)
     return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
 
 
 def to_micros(value: datetime) -> int:
     """Turn an aware (or naive UTC) datetime into stored microseconds."""
-    return UTCMicros().db_value(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def iso(value: datetime | None) -> str | None:

@@ -88,11 +88,16 @@ class StepPayload(Payloads):
     logs = peewee.TextField(null=True)
 
 
+# One encoder for every payload (json.dumps builds a new one per call when given options).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def dump_json(value) -> str | None:
-    """Serialise a payload for storage (None stays NULL)."""
+    """Serialise a payload for storage (None stays NULL); NaN and Infinity are refused, so
+    what is stored is always valid JSON."""
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def load_json(text: str | None):

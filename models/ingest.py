@@ -94,6 +94,26 @@ def _error_json(error: ErrorIn | None) -> str | None:
     return None if error is None else dump_json(error.model_dump(exclude_none=True))
 
 
+# Payload texts by the id() of the reported run or step they belong to: serialised before
+# the write transaction, so the write lock is held for writing alone.
+Texts = dict[int, tuple]
+
+
+def _texts(items: Iterable[ExecutionIn | StepIn]) -> Texts:
+    """The stored JSON texts of runs (input, output, error) and of their steps (input,
+    output, error, logs)."""
+    texts: Texts = {}
+    for item in items:
+        if isinstance(item, StepIn):
+            texts[id(item)] = (dump_json(item.input), dump_json(item.output),
+                               _error_json(item.error), item.logs)
+            continue
+        texts[id(item)] = (dump_json(item.input), dump_json(item.output),
+                           _error_json(item.error))
+        texts.update(_texts(item.steps))
+    return texts
+
+
 def workflow_ids(names: Iterable[str]) -> dict[str, int]:
     """Ids of the named workflows, creating those not seen before."""
     wanted = set(names)
@@ -117,8 +137,8 @@ def _step_status(step: StepIn) -> str:
     return "success" if step.finished_at else "running"
 
 
-def _step_rows(execution_id: int, steps: list[tuple[int, StepIn]]):
-    """Rows for Step and (by index) the payloads that go with them."""
+def _step_rows(execution_id: int, steps: list[tuple[int, StepIn]], texts: Texts):
+    """Rows for Step and (by index) the payload texts that go with them."""
     rows, payloads = [], []
     for position, step in steps:
         started = to_micros(step.started_at) if step.started_at else None
@@ -130,7 +150,7 @@ def _step_rows(execution_id: int, steps: list[tuple[int, StepIn]]):
             "duration_ms": _duration(started, finished),
             "error_message": excerpt(step.error.message if step.error else None),
         })
-        payloads.append((step.input, step.output, _error_json(step.error), step.logs))
+        payloads.append(texts[id(step)])
     return rows, payloads
 
 
@@ -143,21 +163,21 @@ def _positioned(steps: list[StepIn], first_default: int) -> list[tuple[int, Step
     return sorted(by_position.items(), key=lambda item: item[0])
 
 
-def _write_steps(execution_id: int, steps: list[tuple[int, StepIn]], replace: bool) -> None:
+def _write_steps(execution_id: int, steps: list[tuple[int, StepIn]], replace: bool,
+                 texts: Texts) -> None:
     if not steps:
         return
     if replace:
         Step.delete().where(Step.execution == execution_id,
                             Step.position.in_([p for p, _ in steps])).execute()
-    rows, payloads = _step_rows(execution_id, steps)
+    rows, payloads = _step_rows(execution_id, steps, texts)
     _insert_step_rows(rows, payloads)
 
 
 def _insert_step_rows(rows: list[dict], payloads: list[tuple]) -> None:
     ids = _bulk_insert(Step, rows, returning=True)
     _bulk_insert(StepPayload, [
-        {"step": step_id, "input": dump_json(p[0]), "output": dump_json(p[1]),
-         "error": p[2], "logs": p[3]}
+        {"step": step_id, "input": p[0], "output": p[1], "error": p[2], "logs": p[3]}
         for step_id, p in zip(ids, payloads) if any(v is not None for v in p)
     ], returning=False)
 
@@ -180,10 +200,11 @@ def _upsert_payload(execution_id: int, values: dict) -> None:
 
 def store_executions(items: list[ExecutionIn]) -> list[tuple[int, bool]]:
     """Store runs all-or-nothing; returns (id, created) per item, in order."""
+    texts = _texts(items)
     for attempt in range(3):
         try:
             with write_transaction():
-                return _store(items)
+                return _store(items, texts)
         except peewee.IntegrityError:
             # Another writer created the same external id first: look again.
             if attempt == 2:
@@ -191,7 +212,7 @@ def store_executions(items: list[ExecutionIn]) -> list[tuple[int, bool]]:
     raise AssertionError("unreachable")
 
 
-def _store(items: list[ExecutionIn]) -> list[tuple[int, bool]]:
+def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
     now = utcnow()
     now_us = to_micros(now)
     workflows = workflow_ids(item.workflow for item in items)
@@ -200,7 +221,7 @@ def _store(items: list[ExecutionIn]) -> list[tuple[int, bool]]:
         # The same run twice in one batch: store in order, each seeing the one before.
         results = []
         for item in items:
-            results.extend(_store_ordered(item, workflows, now))
+            results.extend(_store_ordered(item, workflows, now, texts))
         return results
     existing = _existing_by_key(keys)
 
@@ -211,7 +232,7 @@ def _store(items: list[ExecutionIn]) -> list[tuple[int, bool]]:
         wf = workflows[item.workflow]
         before = existing.get((wf, item.external_id)) if item.external_id else None
         if before is not None:
-            after = _update_existing(before, item, now)
+            after = _update_existing(before, item, now, texts)
             changes.append((before, after))
             results[index] = (before.id, False)
             continue
@@ -237,11 +258,11 @@ def _store(items: list[ExecutionIn]) -> list[tuple[int, bool]]:
         changes.append((None, RunState(execution_id, row["workflow"], row["status"],
                                        row["started_at"], row["finished_at"],
                                        row["duration_ms"])))
-        if item.input is not None or item.output is not None or item.error is not None:
-            payload_rows.append({"execution": execution_id, "input": dump_json(item.input),
-                                 "output": dump_json(item.output),
-                                 "error": _error_json(item.error)})
-        rows, payloads = _step_rows(execution_id, steps)
+        run_input, run_output, run_error = texts[id(item)]
+        if run_input is not None or run_output is not None or run_error is not None:
+            payload_rows.append({"execution": execution_id, "input": run_input,
+                                 "output": run_output, "error": run_error})
+        rows, payloads = _step_rows(execution_id, steps, texts)
         step_rows.extend(rows)
         step_payloads.extend(payloads)
     _bulk_insert(ExecutionPayload, payload_rows, returning=False)
@@ -250,12 +271,13 @@ def _store(items: list[ExecutionIn]) -> list[tuple[int, bool]]:
     return results  # type: ignore[return-value]
 
 
-def _store_ordered(item: ExecutionIn, workflows: dict[str, int], now) -> list[tuple[int, bool]]:
+def _store_ordered(item: ExecutionIn, workflows: dict[str, int], now,
+                   texts: Texts) -> list[tuple[int, bool]]:
     wf = workflows[item.workflow]
     before = _existing_by_key([(wf, item.external_id)]).get((wf, item.external_id))
     if before is None:
-        return _store([item])
-    after = _update_existing(before, item, now)
+        return _store([item], texts)
+    after = _update_existing(before, item, now, texts)
     _run_hooks([(before, after)])
     return [(before.id, False)]
 
@@ -285,7 +307,7 @@ def _existing_by_key(keys: list[tuple[int, str]]) -> dict[tuple[int, str], RunSt
     return found
 
 
-def _update_existing(before: RunState, item: ExecutionIn, now) -> RunState:
+def _update_existing(before: RunState, item: ExecutionIn, now, texts: Texts) -> RunState:
     """Apply a re-post of a known run: sent fields overwrite, unsent ones stay."""
     sent = item.model_fields_set
     started = to_micros(item.started_at) if "started_at" in sent and item.started_at \
@@ -300,15 +322,11 @@ def _update_existing(before: RunState, item: ExecutionIn, now) -> RunState:
     if "error" in sent:
         values["error_message"] = excerpt(item.error.message if item.error else None)
     Execution.update(values).where(Execution.id == before.id).execute()
-    payload = {}
-    for name in ("input", "output"):
-        if name in sent:
-            payload[name] = dump_json(getattr(item, name))
-    if "error" in sent:
-        payload["error"] = _error_json(item.error)
+    payload = {name: text for name, text in zip(("input", "output", "error"), texts[id(item)])
+               if name in sent}
     _upsert_payload(before.id, payload)
     if item.steps:
-        _write_steps(before.id, _positioned(item.steps, 0), replace=True)
+        _write_steps(before.id, _positioned(item.steps, 0), replace=True, texts=texts)
         _refresh_step_summary(before.id)
     return RunState(before.id, before.workflow_id, item.status, started, finished,
                     values["duration_ms"])
@@ -323,6 +341,7 @@ def _load_state(execution_id: int) -> RunState | None:
 def patch_execution(execution_id: int, patch: ExecutionPatch) -> bool:
     """Change status, finished_at, error or output of a run; False if there is no such run."""
     sent = patch.model_fields_set
+    error_text, output_text = _error_json(patch.error), dump_json(patch.output)
     with write_transaction():
         before = _load_state(execution_id)
         if before is None:
@@ -346,9 +365,9 @@ def patch_execution(execution_id: int, patch: ExecutionPatch) -> bool:
         Execution.update(values).where(Execution.id == execution_id).execute()
         payload = {}
         if "error" in sent:
-            payload["error"] = _error_json(patch.error)
+            payload["error"] = error_text
         if "output" in sent:
-            payload["output"] = dump_json(patch.output)
+            payload["output"] = output_text
         _upsert_payload(execution_id, payload)
         after = RunState(before.id, before.workflow_id, status, before.started_at, finished,
                          _duration(before.started_at, finished))
@@ -358,13 +377,14 @@ def patch_execution(execution_id: int, patch: ExecutionPatch) -> bool:
 
 def add_steps(execution_id: int, steps: list[StepIn]) -> bool:
     """Append steps, or replace those at the same position; False if there is no such run."""
+    texts = _texts(steps)
     with write_transaction():
         if not Execution.select().where(Execution.id == execution_id).exists():
             return False
         last = (Step.select(peewee.fn.MAX(Step.position))
                 .where(Step.execution == execution_id).scalar())
         _write_steps(execution_id, _positioned(steps, 0 if last is None else last + 1),
-                     replace=True)
+                     replace=True, texts=texts)
         _refresh_step_summary(execution_id)
     return True
 

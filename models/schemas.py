@@ -1,28 +1,52 @@
 """Request schemas of the ingestion API and how their errors are reported."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 from pydantic_core import PydanticCustomError
+
+from .inputs import MAX_POSITION, Name, Payload, Text, Timestamp
 
 Status = Literal["pending", "running", "success", "failure"]
 MAX_BATCH = 1000
-MAX_STEPS = 10000
+MAX_STEPS_PER_REQUEST = 5000  # defaults of RUNWATCH_MAX_STEPS_PER_REQUEST / _PER_RUN
+MAX_STEPS_PER_RUN = 2000
 
 
-def _as_utc(value: datetime) -> datetime:
-    """Times without an offset are UTC."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+@dataclass
+class StepBudget:
+    """How many steps one request may still carry, counted while it is validated.
+
+    Passed as pydantic's validation context, so a body with far too many steps is refused
+    at the first step over the limit, before the rest is read into models.
+    """
+
+    per_request: int = MAX_STEPS_PER_REQUEST
+    per_run: int = MAX_STEPS_PER_RUN
+    seen: int = field(default=0, init=False)
+
+    def count_one(self) -> None:
+        """Count a step of the request; past the limit, the body is refused."""
+        self.seen += 1
+        if self.seen > self.per_request:
+            raise PydanticCustomError(
+                "too_many_steps", "a request carries at most {limit} steps in all; send the "
+                "rest in further requests", {"limit": self.per_request})
+
+    def check_run(self, steps: list) -> None:
+        """Refuse one run's steps beyond the per-run limit."""
+        if len(steps) > self.per_run:
+            raise PydanticCustomError(
+                "too_many_steps", "a run carries at most {limit} steps per request; append "
+                "the rest with POST …/executions/<id>/steps", {"limit": self.per_run})
 
 
-Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+def _budget(info: ValidationInfo) -> StepBudget | None:
+    return (info.context or {}).get("steps") if isinstance(info.context, dict) else None
 
 
 class Strict(BaseModel):
@@ -30,9 +54,9 @@ class Strict(BaseModel):
 
 
 class ErrorIn(Strict):
-    message: Annotated[str, Field(max_length=100_000)]
-    type: Annotated[str, Field(max_length=200)] | None = None
-    stack: str | None = None
+    message: Annotated[Text, Field(max_length=100_000)]
+    type: Annotated[Text, Field(max_length=200)] | None = None
+    stack: Text | None = None
 
 
 def _check_order(started: datetime | None, finished: datetime | None) -> None:
@@ -41,21 +65,35 @@ def _check_order(started: datetime | None, finished: datetime | None) -> None:
 
 
 class StepIn(Strict):
-    position: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    position: Annotated[int, Field(ge=0, le=MAX_POSITION)] | None = None
     name: Name
-    action: Annotated[str, Field(max_length=200)] | None = None
+    action: Annotated[Text, Field(max_length=200)] | None = None
     status: Status | None = None
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
-    input: Any = None
-    output: Any = None
+    input: Payload = None
+    output: Payload = None
     error: ErrorIn | None = None
-    logs: str | None = None
+    logs: Text | None = None
 
     @model_validator(mode="after")
-    def _times_in_order(self):
+    def _times_in_order(self, info: ValidationInfo):
         _check_order(self.started_at, self.finished_at)
+        budget = _budget(info)
+        if budget is not None:
+            budget.count_one()
         return self
+
+
+# A list of steps stops at its first error, so a step over the limit ends the reading.
+Steps = Annotated[list[StepIn], Field(fail_fast=True)]
+
+
+def _steps_of_one_run(steps: list[StepIn], info: ValidationInfo) -> list[StepIn]:
+    budget = _budget(info)
+    if budget is not None:
+        budget.check_run(steps)
+    return steps
 
 
 class ExecutionIn(Strict):
@@ -64,10 +102,12 @@ class ExecutionIn(Strict):
     status: Status
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
-    input: Any = None
-    output: Any = None
+    input: Payload = None
+    output: Payload = None
     error: ErrorIn | None = None
-    steps: Annotated[list[StepIn], Field(max_length=MAX_STEPS)] = []
+    steps: Steps = []
+
+    _one_run = field_validator("steps")(_steps_of_one_run)
 
     @model_validator(mode="after")
     def _times_in_order(self):
@@ -76,34 +116,45 @@ class ExecutionIn(Strict):
 
 
 class BatchIn(Strict):
-    executions: Annotated[list[ExecutionIn], Field(min_length=1, max_length=MAX_BATCH)]
+    executions: Annotated[list[ExecutionIn], Field(min_length=1, max_length=MAX_BATCH,
+                                                   fail_fast=True)]
 
 
 class ExecutionPatch(Strict):
     status: Status | None = None
     finished_at: Timestamp | None = None
     error: ErrorIn | None = None
-    output: Any = None
+    output: Payload = None
 
 
 class StepsIn(Strict):
-    steps: Annotated[list[StepIn], Field(min_length=1, max_length=MAX_STEPS)]
+    steps: Annotated[Steps, Field(min_length=1)]
+
+    _one_run = field_validator("steps")(_steps_of_one_run)
 
 
 class InputError(ValueError):
-    """A request body that cannot be stored; `field` names the culprit."""
+    """A request body that cannot be stored; `field` names the culprit, `status` is the
+    HTTP status to answer (400, or 413 for a request that asks for too much work)."""
 
-    def __init__(self, message: str, field: str | None = None, code: str = "invalid"):
+    def __init__(self, message: str, field: str | None = None, code: str = "invalid",
+                 status: int = 400):
         super().__init__(message)
         self.message = message
         self.field = field
         self.code = code
+        self.status = status
 
 
-def parse(schema: type[BaseModel], body: bytes) -> BaseModel:
-    """Validate a JSON body against `schema`, raising InputError for the first problem."""
+def parse(schema: type[BaseModel], body: bytes,
+          budget: StepBudget | None = None) -> BaseModel:
+    """Validate a JSON body against `schema`, raising InputError for the first problem.
+
+    Steps count against `budget` (the default limits when none is given).
+    """
     try:
-        return schema.model_validate_json(body or b"")
+        return schema.model_validate_json(body or b"",
+                                          context={"steps": budget or StepBudget()})
     except ValidationError as exc:
         raise input_error(exc) from None
 
@@ -115,11 +166,17 @@ def input_error(exc: ValidationError) -> InputError:
         return InputError("The request body is not valid JSON.", None, "invalid_json")
     if first["type"] == "model_type" and not first["loc"]:
         return InputError("The request body must be a JSON object.", None, "invalid_json")
-    field = ".".join(str(part) for part in first["loc"]) or None
+    loc = list(first["loc"])
     message = first["msg"]
+    if first["type"] == "too_many_steps":
+        while loc and isinstance(loc[-1], int):  # name the list, not the step past the limit
+            loc.pop()
+        field = ".".join(map(str, loc)) or None
+        return InputError(f"{field}: {message}", field, "too_many_steps", 413)
+    field = ".".join(str(part) for part in loc) or None
     if first["type"] == "time_order":
         # A model-level check: name the field it is about.
-        field = ".".join([*map(str, first["loc"]), "finished_at"])
+        field = ".".join([*map(str, loc), "finished_at"])
     elif first["type"] == "extra_forbidden":
         message = "Unknown field"
     return InputError(f"{field}: {message}" if field else message, field)

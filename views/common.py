@@ -25,8 +25,8 @@ def api_error(status: int, code: str, message: str, field: str | None = None):
 
 
 def input_error_response(exc: InputError):
-    """The 400 answer for an invalid request body or parameter."""
-    return api_error(400, exc.code, exc.message, exc.field)
+    """The 4xx answer for an invalid request body or parameter."""
+    return api_error(exc.status, exc.code, exc.message, exc.field)
 
 
 def wants_partial() -> bool:

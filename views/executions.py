@@ -8,6 +8,7 @@ from flask import Blueprint, Response, abort, request, url_for
 
 from models.compare import compare_with_last_success
 from models.db import utcnow
+from models.inputs import MAX_ID, MAX_POSITION, whole_number
 from models.execution_detail import (ExecutionDetail, StepRow, api_document,
                                      execution_version, load_execution, load_step, step_error)
 from models.payloads import CUT_BYTES, mask_text, show_json, show_text
@@ -29,9 +30,10 @@ TEXT_PARTS = ("logs", "stack")
 def show(execution_id: int):
     """The page; while the execution is live, htmx polls it for the refreshed section."""
     since = request.args.get("since")
-    if since is not None and not since.isdigit():
+    version = None if since is None else whole_number(since, 0, MAX_ID)
+    if since is not None and version is None:
         abort(400, "since must be the version number the page was rendered at.")
-    if since is not None and wants_partial() and execution_version(execution_id) == int(since):
+    if version is not None and wants_partial() and execution_version(execution_id) == version:
         return "", 204  # nothing changed: htmx keeps the page as it is and polls again
     return _render(_execution_or_404(execution_id, with_steps=True), "execution")
 
@@ -39,11 +41,11 @@ def show(execution_id: int):
 @bp.get("/executions/<int:execution_id>/steps")
 def steps(execution_id: int):
     """A slice of the step list from position `from`: the page showing it, or the rows alone."""
-    start = request.args.get("from", "0")
-    if not start.isdigit():
-        abort(400, "from must be a step position (0 or more).")
+    start = whole_number(request.args.get("from", "0"), 0, MAX_POSITION)
+    if start is None:
+        abort(400, f"from must be a step position (0 to {MAX_POSITION}).")
     execution = _execution_or_404(execution_id, with_steps=True)  # the rows need them too
-    return _render(execution, "steps", steps_from=int(start))
+    return _render(execution, "steps", steps_from=start)
 
 
 @bp.get("/executions/<int:execution_id>/steps/<int:position>")

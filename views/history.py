@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, jsonify, redirect, request, url_for
 from models import Execution
 from models.db import to_micros, utcnow
 from models.executions import STATUSES
+from models.inputs import EARLIEST_QUERY_DATE, LATEST_QUERY_DATE
 from models.payloads import mask_text
 from history.filters import SORTS, FilterError, HistoryFilter, after_id
 from history.rollups import DAY
@@ -146,9 +147,11 @@ def _histogram(f: HistoryFilter, found: HistoryResult) -> dict:
         else:
             span = (local_start.replace(tzinfo=None).isoformat(),
                     local_end.replace(tzinfo=None).isoformat())
+        zoom = _zoom_span(local_start, local_end, span)
         runs = sum(bar[s] for s in shown)
         out.append({
-            "label": label, "url": f.url_with(start=span[0], end=span[1]), "runs": runs,
+            "label": label, "runs": runs,
+            "url": f.url_with(start=zoom[0], end=zoom[1]) if zoom else None,
             "segments": [(s, bar[s], 100.0 * bar[s] / highest if highest else 0)
                          for s in shown if bar[s]],
             "title": f"{label}: {runs} runs" + "".join(f", {bar[s]} {s}" for s in shown
@@ -156,6 +159,17 @@ def _histogram(f: HistoryFilter, found: HistoryResult) -> dict:
         })
     return {"bars": out, "highest": highest, "shown": shown,
             "first": out[0]["label"] if out else "", "last": out[-1]["label"] if out else ""}
+
+
+def _zoom_span(local_start: datetime, local_end: datetime,
+               span: tuple[str, str]) -> tuple[str, str] | None:
+    """A bar's from/to, cut to the range a query accepts; None for a bar wholly outside it
+    (runs that an older release stored far in the past or future)."""
+    first, last = local_start.date(), local_end.date()
+    if last < EARLIEST_QUERY_DATE or first > LATEST_QUERY_DATE:
+        return None
+    return (EARLIEST_QUERY_DATE.isoformat() if first < EARLIEST_QUERY_DATE else span[0],
+            LATEST_QUERY_DATE.isoformat() if last > LATEST_QUERY_DATE else span[1])
 
 
 def _is_midnight(moment: datetime) -> bool:
@@ -170,7 +184,7 @@ def _rows(f: HistoryFilter, rows: list, now: datetime) -> list[dict]:
         name = run.workflow_name
         if name not in by_workflow:
             by_workflow[name] = f.url_with(workflows=(name,))
-        local = run.started_at.astimezone(f.zone)
+        local = f.local(run.started_micros)
         out.append({
             "id": run.id, "status": run.status, "workflow": name,
             "workflow_url": by_workflow[name], "started_iso": iso_micros(run.started_micros),

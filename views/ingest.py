@@ -1,11 +1,11 @@
 """The ingestion API: automations report their runs and steps here."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
 
 from models.execution_detail import execution_summary
 from models.ingest import add_steps, patch_execution, store_executions
-from models.schemas import BatchIn, ExecutionIn, ExecutionPatch, StepsIn, parse
+from models.schemas import BatchIn, ExecutionIn, ExecutionPatch, StepBudget, StepsIn, parse
 
 from .common import api_error
 from .extensions import sees_secrets
@@ -24,6 +24,13 @@ def _answer(execution_id: int, status: int):
     return jsonify(body), status
 
 
+def _body(schema):
+    """The request body read against `schema`, its steps counted against the limits."""
+    config = current_app.config
+    return parse(schema, request.get_data(), StepBudget(config["MAX_STEPS_PER_REQUEST"],
+                                                        config["MAX_STEPS_PER_RUN"]))
+
+
 def _not_found(execution_id: int):
     return api_error(404, "not_found", f"There is no execution {execution_id}.")
 
@@ -31,7 +38,7 @@ def _not_found(execution_id: int):
 @bp.post("")
 def create():
     """Store one run with its steps; the same external_id again updates it."""
-    item = parse(ExecutionIn, request.get_data())
+    item = _body(ExecutionIn)
     [(execution_id, created)] = store_executions([item])
     return _answer(execution_id, 201 if created else 200)
 
@@ -39,7 +46,7 @@ def create():
 @bp.post("/batch")
 def create_batch():
     """Store up to 1000 runs, all or none."""
-    batch = parse(BatchIn, request.get_data())
+    batch = _body(BatchIn)
     stored = store_executions(batch.executions)
     return jsonify({"data": [{"id": i, "url": execution_url(i), "created": created}
                              for i, created in stored]}), 201
@@ -48,7 +55,7 @@ def create_batch():
 @bp.patch("/<int:execution_id>")
 def update(execution_id: int):
     """Change status, finished_at, error or output of a run."""
-    patch = parse(ExecutionPatch, request.get_data())
+    patch = _body(ExecutionPatch)
     if not patch_execution(execution_id, patch):
         return _not_found(execution_id)
     return _answer(execution_id, 200)
@@ -57,7 +64,7 @@ def update(execution_id: int):
 @bp.post("/<int:execution_id>/steps")
 def steps(execution_id: int):
     """Append steps to a run, or replace those at the same position."""
-    body = parse(StepsIn, request.get_data())
+    body = _body(StepsIn)
     if not add_steps(execution_id, body.steps):
         return _not_found(execution_id)
     return _answer(execution_id, 200)

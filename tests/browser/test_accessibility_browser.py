@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 
 import pytest
 
@@ -109,6 +110,20 @@ def test_the_history_page(demo, page, audit):
     page.press("#from", "Enter")
     page.wait_for_selector("#from-error")
     audit(page, "the history page after htmx swapped in a bad field")
+
+
+def test_the_history_page_beside_runs_an_older_release_stored_in_years_1_and_9999(
+        demo, page, audit):
+    with connection():
+        store_executions([ExecutionIn.model_construct(
+            workflow="legacy", external_id=None, status="failure", started_at=moment,
+            finished_at=None, input=None, output=None, error=None, steps=[])
+            for moment in (datetime(1, 1, 1, tzinfo=timezone.utc),
+                           datetime(9999, 12, 31, 23, 59, tzinfo=timezone.utc))])
+    page.goto("/executions")
+    page.wait_for_selector("#results tbody tr")
+    assert page.locator(".histogram span.bar").count() > 0  # bars outside 1970-2100: no link
+    audit(page, "the history page with bars that are not links")
 
 
 def test_the_execution_pages(demo, page, audit):

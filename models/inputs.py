@@ -1,0 +1,123 @@
+"""What request input may hold: the rules every schema, query parser and route share.
+
+Plain functions and pydantic types, no Flask: names without control characters, texts
+without NUL, times in the accepted range, finite JSON numbers, whole numbers written in
+ASCII digits, and ids the database can hold.
+"""
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime, timedelta, timezone
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
+
+UTC = timezone.utc
+MAX_NAME = 200
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: each of
+# them breaks a line somewhere (an e-mail subject, a log line, a terminal).
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = timedelta(hours=24)  # how far after the time of receipt a reported time may be
+EARLIEST_QUERY_DATE = date(1970, 1, 1)
+LATEST_QUERY_DATE = date(2100, 1, 1)
+MAX_ID = 2**63 - 1  # the largest integer SQLite and PostgreSQL (bigint) hold
+MAX_POSITION = 1_000_000  # the highest step position
+ASCII_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+
+
+def control_character(text: str) -> str | None:
+    """The first control character or line separator in `text`, as U+XXXX, or None."""
+    found = CONTROL.search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
+def _plain_name(text: str) -> str:
+    found = control_character(text)
+    if found:
+        raise PydanticCustomError("control_character",
+                                  "must not contain control characters or line breaks "
+                                  "(found {char})", {"char": found})
+    return text
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise PydanticCustomError("nul_character", "must not contain a NUL character (U+0000)")
+    return text
+
+
+def non_finite(value: Any) -> bool:
+    """Whether a parsed JSON value holds NaN or an infinity anywhere (1e400 parses as one)."""
+    kind = type(value)
+    if kind is float:
+        return not math.isfinite(value)
+    if kind is dict:
+        return any(map(non_finite, value.values()))
+    if kind is list:
+        return any(map(non_finite, value))
+    return False
+
+
+def _finite(value: Any) -> Any:
+    if non_finite(value):
+        raise PydanticCustomError("non_finite_number",
+                                  "NaN and Infinity are not JSON numbers (nor is a number too "
+                                  "large for a double, such as 1e400)")
+    return value
+
+
+def latest_accepted_time(now: datetime | None = None) -> datetime:
+    """The latest started_at/finished_at accepted: 24 hours after the time of receipt."""
+    return (now or datetime.now(UTC)) + LATEST_AHEAD
+
+
+def _accepted_time(value: datetime) -> datetime:
+    """Times without an offset are UTC; the result lies from 1970 to 24 hours from now."""
+    try:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (OverflowError, ValueError):  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        value = None
+    latest = latest_accepted_time()
+    if value is None or not EARLIEST_TIME <= value <= latest:
+        raise PydanticCustomError(
+            "time_range", "must be from 1970-01-01T00:00:00Z to 24 hours after the time of "
+            "receipt ({latest})", {"latest": latest.isoformat(timespec="seconds")
+                                   .replace("+00:00", "Z")})
+    return value
+
+
+# A name (workflow, step, external id, an alert rule's workflow): 1-200 characters, any
+# Unicode but control characters and line breaks.
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_plain_name)]
+# Free text (error messages, stack traces, logs, actions): anything but NUL, which
+# PostgreSQL cannot store in text.
+Text = Annotated[str, AfterValidator(_no_nul)]
+# A reported time: aware, in UTC, from 1970-01-01 to 24 hours after the time of receipt.
+Timestamp = Annotated[datetime, AfterValidator(_accepted_time)]
+# Any JSON value with finite numbers only, so what is stored is served back as valid JSON.
+Payload = Annotated[Any, AfterValidator(_finite)]
+
+
+def whole_number(text: str | None, low: int, high: int) -> int | None:
+    """`text` as an int from `low` to `high` when it is ASCII digits alone, else None.
+
+    `str.isdigit()` and `int()` both take digits of other scripts (², ٣); a query
+    parameter takes 0-9 only.
+    """
+    if text is None or len(text) > len(str(high)) or not ASCII_DIGITS.fullmatch(text):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
+
+
+def query_date_in_range(day: date) -> bool:
+    """Whether a `from`/`to` of a query lies from 1970-01-01 to 2100-01-01."""
+    return EARLIEST_QUERY_DATE <= day <= LATEST_QUERY_DATE
+
+
+__all__ = ["Name", "Text", "Timestamp", "Payload", "control_character", "non_finite",
+           "whole_number", "query_date_in_range", "latest_accepted_time", "MAX_ID", "MAX_POSITION",
+           "MAX_NAME", "EARLIEST_TIME", "EARLIEST_QUERY_DATE", "LATEST_QUERY_DATE"]

@@ -1,0 +1,42 @@
+"""A large request body leaves the worker as small as it was.
+
+Reading a body of several megabytes (parsing its JSON, building its rows) frees all it
+allocated by the end of the request, but glibc's allocator keeps the freed pages, so a
+worker that once read a 10 MB body would stay tens of megabytes larger for good. After
+the answer to such a request is sent, `malloc_trim` hands them back to the system.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+from flask import Flask, Response, request
+
+TRIM_AFTER_BYTES = 1024 * 1024  # bodies smaller than this leave too little to be worth it
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None on a C library without one (musl, macOS)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def _release() -> None:
+    _TRIM(0)
+
+
+def _after(response: Response) -> Response:
+    if (request.content_length or 0) >= TRIM_AFTER_BYTES:
+        response.call_on_close(_release)  # once the answer is sent and the request freed
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Trim the allocator after every request with a body of TRIM_AFTER_BYTES or more."""
+    if _TRIM is not None:
+        app.after_request(_after)
