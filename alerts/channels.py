@@ -28,7 +28,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationIn
                       field_validator)
 from standardwebhooks import Webhook
 
-from models.inputs import control_character
+from models.inputs import CONTROL, control_character
 
 from .config import ALLOW_PRIVATE, AlertConfig
 from .outbound import (REFUSED_PRIVATE, Deadline, PinnedHTTPConnection, PinnedHTTPSConnection,
@@ -180,15 +180,20 @@ class WebhookForm:
 
 
 def subject_of(outgoing: Outgoing) -> str:
-    """The e-mail subject: workflow name and failure count."""
+    """The e-mail subject: workflow name and failure count.
+
+    Names are refused with control characters, but an older release stored them; in a
+    header a line break would end the subject, so each is shown as a space.
+    """
     data = outgoing.payload["data"]
+    workflow = CONTROL.sub(" ", data["workflow"])
     if outgoing.kind == "failing":
-        return (f"[Runwatch] {data['workflow']} is failing: "
+        return (f"[Runwatch] {workflow} is failing: "
                 f"{data['failure_count']} failures in a row")
     if outgoing.kind == "recovered":
-        return (f"[Runwatch] {data['workflow']} recovered after "
+        return (f"[Runwatch] {workflow} recovered after "
                 f"{data['failure_count']} failures in a row")
-    return f"[Runwatch] Test notice for {data['workflow']} (rule #{data['rule_id']})"
+    return f"[Runwatch] Test notice for {workflow} (rule #{data['rule_id']})"
 
 
 class Channel:

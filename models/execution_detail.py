@@ -215,12 +215,19 @@ def _step_json(row: tuple, raw) -> str:
 
 
 def _raw(stored: str | None) -> str:
-    return "null" if stored is None else stored
+    if stored is None:
+        return "null"
+    if "NaN" in stored or "Infinity" in stored:
+        # Refused at ingestion now; an older release stored them, and JSON has no such
+        # numbers: they are answered as null (the same text, parsed, if only in strings).
+        return json.dumps(json.loads(stored, parse_constant=lambda _: None), ensure_ascii=False)
+    return stored
 
 
 def _masked(stored: str | None) -> str:
-    return "null" if stored is None else json.dumps(mask(json.loads(stored)),
-                                                    ensure_ascii=False)
+    if stored is None:
+        return "null"
+    return json.dumps(mask(json.loads(stored, parse_constant=lambda _: None)), ensure_ascii=False)
 
 
 def _object(fields: list[tuple[str, str]]) -> str:
