@@ -41,13 +41,23 @@ class LoginForm(FlaskForm):
     remember = BooleanField("Keep me signed in")
 
 
-class SetupForm(FlaskForm):
-    email = EmailField("E-mail address", validators=[DataRequired()])
-    password = PasswordField("Password", validators=[
+def new_password_field(label: str = "Password") -> PasswordField:
+    """A field for a password being chosen: at least MIN_PASSWORD_LENGTH characters."""
+    return PasswordField(label, validators=[
         DataRequired(), Length(min=MIN_PASSWORD_LENGTH,
                                message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
-    confirm = PasswordField("Repeat the password", validators=[
-        DataRequired(), EqualTo("password", message="The passwords differ.")])
+
+
+def repeat_field(label: str, of: str) -> PasswordField:
+    """A field that must repeat the field named `of`."""
+    return PasswordField(label, validators=[
+        DataRequired(), EqualTo(of, message="The passwords differ.")])
+
+
+class SetupForm(FlaskForm):
+    email = EmailField("E-mail address", validators=[DataRequired()])
+    password = new_password_field()
+    confirm = repeat_field("Repeat the password", of="password")
 
 
 def scopes_allowed(endpoint: str | None, rule: str | None, method: str) -> frozenset[str]:

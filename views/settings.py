@@ -6,12 +6,13 @@ from flask import (Blueprint, abort, current_app, flash, g, redirect, render_tem
 from flask_login import current_user, login_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectChoice, SelectMultipleField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from models.users import (MIN_PASSWORD_LENGTH, SCOPES, AccountError, ApiToken, User,
+from models.users import (SCOPES, AccountError, ApiToken, User,
                           change_password, create_token, create_user, revoke_token, set_enabled)
 
+from .auth import new_password_field, repeat_field
 from .extensions import limiter
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -38,18 +39,13 @@ class ActionForm(FlaskForm):
 
 class AccountForm(FlaskForm):
     email = EmailField("E-mail address", validators=[DataRequired()])
-    password = PasswordField("Password", validators=[
-        DataRequired(), Length(min=MIN_PASSWORD_LENGTH,
-                               message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
+    password = new_password_field()
 
 
 class PasswordForm(FlaskForm):
     current_password = PasswordField("Current password", validators=[DataRequired()])
-    new_password = PasswordField("New password", validators=[
-        DataRequired(), Length(min=MIN_PASSWORD_LENGTH,
-                               message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
-    confirm_password = PasswordField("Repeat the new password", validators=[
-        DataRequired(), EqualTo("new_password", message="The passwords differ.")])
+    new_password = new_password_field("New password")
+    confirm_password = repeat_field("Repeat the new password", of="new_password")
 
 
 def _page(status: int = 200, **context):
