@@ -20,6 +20,14 @@ SQLITE_PRAGMAS = {
     "temp_store": "memory",
 }
 
+CONNECT_TIMEOUT = 5  # seconds to open a connection to a database server
+
+# SQLite's messages for a database file it cannot use now (missing folder, no
+# permission, locked past the busy timeout, a full or failing disk).
+SQLITE_UNAVAILABLE = ("unable to open database file", "database is locked", "database is busy",
+                      "readonly database", "disk i/o error", "database or disk is full",
+                      "authorization denied", "file is not a database")
+
 SCHEMA_VERSION = 2
 SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
 
@@ -37,7 +45,10 @@ def open_database(url: str) -> peewee.Database:
     if scheme in ("postgres", "postgresql"):
         # A pool keeps per-request connects cheap on a server database.
         url = "postgresql+pool" + url[len(scheme):]
-        db = connect(url, max_connections=32, stale_timeout=300, timeout=10, autoconnect=False)
+        # A server that does not answer fails a connect after CONNECT_TIMEOUT seconds,
+        # so requests get a quick 503 instead of hanging.
+        db = connect(url, max_connections=32, stale_timeout=300, timeout=10, autoconnect=False,
+                     connect_timeout=CONNECT_TIMEOUT)
     elif scheme == "sqlite":
         # Pooled too: closing the last connection to a WAL file checkpoints it, and
         # each new connection re-runs the pragmas; a pool does neither per request.
@@ -53,6 +64,18 @@ def open_database(url: str) -> peewee.Database:
 def is_sqlite() -> bool:
     """Whether the active database is SQLite."""
     return isinstance(database.obj, peewee.SqliteDatabase)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database does not answer (a 503 and a retry), rather than a
+    mistake in a query: any connection-level error of a server, and SQLite's file errors."""
+    if isinstance(exc, peewee.InterfaceError):
+        return True
+    if not isinstance(exc, peewee.OperationalError):
+        return False
+    if isinstance(database.obj, peewee.SqliteDatabase):
+        return any(text in str(exc).lower() for text in SQLITE_UNAVAILABLE)
+    return True
 
 
 def write_transaction():
