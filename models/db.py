@@ -71,11 +71,10 @@ def is_unavailable(exc: BaseException) -> bool:
     mistake in a query: any connection-level error of a server, and SQLite's file errors."""
     if isinstance(exc, peewee.InterfaceError):
         return True
-    if not isinstance(exc, peewee.OperationalError):
-        return False
     if isinstance(database.obj, peewee.SqliteDatabase):
-        return any(text in str(exc).lower() for text in SQLITE_UNAVAILABLE)
-    return True
+        return (isinstance(exc, peewee.DatabaseError)
+                and any(text in str(exc).lower() for text in SQLITE_UNAVAILABLE))
+    return isinstance(exc, peewee.OperationalError)
 
 
 def write_transaction():

@@ -96,7 +96,7 @@ def register_error_handlers(app: Flask) -> None:
             message = exc.description
         return render_template("errors/error.html", error=exc, message=message), exc.code
 
-    @app.errorhandler(peewee.OperationalError)
+    @app.errorhandler(peewee.DatabaseError)
     @app.errorhandler(peewee.InterfaceError)
     def _database_error(exc: peewee.DatabaseError):
         if not is_unavailable(exc):
