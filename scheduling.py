@@ -30,7 +30,7 @@ import peewee
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
-from models.db import BaseModel, UTCMicros, connection, utcnow
+from models.db import BaseModel, UTCMicros, connection, is_unavailable, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +215,12 @@ class Runner:
         with self.app.app_context():
             try:
                 job.function()(self.app)
-            except Exception:  # keep the job alive; /healthz shows a beat that stops
-                log.exception("job %s failed", job.name)
+            except Exception as exc:  # keep the job alive; /healthz shows a beat that stops
+                if is_unavailable(exc):
+                    log.warning("job %s: the database does not answer (%s)", job.name,
+                                str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+                else:
+                    log.exception("job %s failed", job.name)
 
 
 _lock = threading.Lock()
