@@ -10,7 +10,8 @@ import alerts
 import cli
 import history
 import scheduling
-from models import MODELS, create_schema, database, init_database
+from models import MODELS, database, init_database
+from models.db import create_schema_when_reachable
 from views import BLUEPRINTS
 from views.auth import guard
 from views import extensions, formatting, headers, memory
@@ -67,8 +68,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_PAYLOAD_BYTES"]
 
     init_database(app.config["DATABASE_URL"])
-    create_schema([*MODELS, *scheduling.MODELS,
-                   *(model for feature in FEATURES for model in feature.MODELS)])
+    create_schema_when_reachable([*MODELS, *scheduling.MODELS,
+                                  *(model for feature in FEATURES for model in feature.MODELS)])
 
     app.before_request(_connect)
     extensions.init_app(app)

@@ -123,6 +123,7 @@ class Runner:
         self._held_until = 0.0  # time.monotonic() until which the lease is surely ours
         self._holding = False
         self._stop = threading.Event()
+        self._stopped = False
         self._thread: threading.Thread | None = None
         self._failing = False
         self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC")
@@ -148,7 +149,10 @@ class Runner:
         return self
 
     def stop(self, wait: bool = True) -> None:
-        """Stop trying, let a running job finish (when `wait`), and release the lease."""
+        """Stop trying, let a running job finish (when `wait`), and release the lease (once)."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=self.renew_seconds + 15)

@@ -220,6 +220,31 @@ def create_schema(models: list[type[peewee.Model]]) -> None:
                 SchemaVersion.update(version=SCHEMA_VERSION).execute()
 
 
+def create_schema_when_reachable(models: list[type[peewee.Model]],
+                                 wait_seconds: float = 60) -> None:
+    """`create_schema`, waiting up to `wait_seconds` for a database that does not answer yet
+    (a worker starting during an outage), then giving up with the database's error. A SQLite
+    file that cannot be opened at start is a setting to fix: no wait."""
+    import logging
+    import time
+
+    if is_sqlite():
+        wait_seconds = 0
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return create_schema(models)
+        except (peewee.DatabaseError, peewee.InterfaceError) as exc:
+            if not is_unavailable(exc) or time.monotonic() >= deadline:
+                raise
+            logging.getLogger(__name__).warning(
+                "the database does not answer yet; trying again: %s",
+                str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+            if not database.is_closed():
+                database.close()
+            time.sleep(1)
+
+
 def init_database(url: str) -> peewee.Database:
     """Point the proxy at the database named by `url`."""
     db = open_database(url)
