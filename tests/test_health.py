@@ -19,10 +19,13 @@ from scheduling import SchedulerLease
 
 def _lease(holder: str | None, acquired_ago: float = 0, expires_in: float = 10) -> None:
     now = utcnow()
-    with connection():
-        SchedulerLease.delete().execute()
-        SchedulerLease.create(id=1, holder=holder, acquired_at=now - timedelta(seconds=acquired_ago),
-                              expires_at=now + timedelta(seconds=expires_in))
+    values = {"holder": holder, "acquired_at": now - timedelta(seconds=acquired_ago),
+              "expires_at": now + timedelta(seconds=expires_in)}
+    with connection():  # one statement: a runner's thread may try for the lease meanwhile
+        (SchedulerLease.insert(id=1, **values)
+         .on_conflict(conflict_target=[SchedulerLease.id],
+                      update={getattr(SchedulerLease, k): v for k, v in values.items()})
+         .execute())
 
 
 def _beat(ago: float) -> None:
