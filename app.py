@@ -9,7 +9,9 @@ from flask import Flask, g
 import alerts
 import cli
 import history
-from models import MODELS, create_schema, database, init_database
+import scheduling
+from models import MODELS, database, init_database
+from models.db import create_schema_when_reachable
 from views import BLUEPRINTS
 from views.auth import guard
 from views import extensions, formatting, headers, memory
@@ -28,6 +30,7 @@ DEFAULTS = {
     "SMTP_STARTTLS": False,
     "MAIL_FROM": "runwatch@localhost",
     "SCHEDULER": True,
+    "SCHEDULER_LEASE_SECONDS": 15,
     "MAX_PAYLOAD_BYTES": 10 * 1024 * 1024,
     "WEBHOOK_ALLOW_PRIVATE": False,
     "LOGIN_RATE_LIMIT": "10 per minute",
@@ -36,11 +39,12 @@ DEFAULTS = {
     "MAX_STEPS_PER_RUN": 2000,
 }
 # Features, in the order they are wired: each has its `MODELS` and an `init_app(app)`
-# that registers its write hooks, start-up checks, scheduler jobs and blueprints.
+# that registers its write hooks, start-up checks and blueprints. Background jobs are
+# listed in scheduling.JOBS.
 FEATURES = (history, alerts)
 INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
                     "SMTP_PORT", "MAX_PAYLOAD_BYTES", "MAX_STEPS_PER_REQUEST",
-                    "MAX_STEPS_PER_RUN")
+                    "MAX_STEPS_PER_RUN", "SCHEDULER_LEASE_SECONDS")
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -64,7 +68,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_PAYLOAD_BYTES"]
 
     init_database(app.config["DATABASE_URL"])
-    create_schema([*MODELS, *(model for feature in FEATURES for model in feature.MODELS)])
+    create_schema_when_reachable([*MODELS, *scheduling.MODELS,
+                                  *(model for feature in FEATURES for model in feature.MODELS)])
 
     app.before_request(_connect)
     extensions.init_app(app)
@@ -75,6 +80,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.register_blueprint(blueprint)
     for feature in FEATURES:
         feature.init_app(app)
+    scheduling.init_app(app)  # honours RUNWATCH_SCHEDULER; at most once per process
     register_error_handlers(app)
     memory.init_app(app)
     formatting.register(app)

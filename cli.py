@@ -16,6 +16,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(tokens)
     app.cli.add_command(demo)
     app.cli.add_command(alerts)
+    app.cli.add_command(scheduler)
 
 
 @click.group(help="Manage accounts.")
@@ -191,3 +192,32 @@ def alerts_scan():
     click.echo(f"Scan: {scanned.examined} workflow(s) examined, {scanned.decided} notice(s) "
                f"decided in {scanned.duration_ms:.1f} ms. Delivery: {delivered.delivered} "
                f"delivered, {delivered.retrying} to retry, {delivered.failed} failed.")
+
+
+@click.command(help="Run the background jobs in the foreground, until SIGTERM or Ctrl-C.")
+def scheduler():
+    """Take part in the scheduler lease and run the jobs while holding it (for web workers
+    started with RUNWATCH_SCHEDULER=false); stops cleanly on SIGTERM or Ctrl-C."""
+    import logging
+    import signal
+
+    from flask import current_app
+
+    import scheduling
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    runner = scheduling.start(current_app._get_current_object())
+    names = ", ".join(job.name for job in runner.jobs)
+    click.echo(f"Scheduler {runner.holder}: jobs {names}; lease "
+               f"{runner.lease.seconds:g} s, renewed every {runner.renew_seconds:g} s.")
+
+    def _stop(signum, _frame):
+        runner.request_stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    runner.wait()
+    click.echo("Stopping: waiting for a running job, then releasing the lease.")
+    runner.stop(wait=True)
+    click.echo("Stopped.")

@@ -8,16 +8,15 @@ from flask import Flask
 
 from models.ingest import register_write_hook
 
-from . import scheduler
 from .models import MODELS, mark_finished_changes
 
 __all__ = ["MODELS", "init_app"]
 
 
 def init_app(app: Flask) -> None:
-    """Mark workflows whose finished runs change, start the scan job, add the pages and API."""
+    """Mark workflows whose finished runs change, add the pages and API (the scan job is
+    listed in scheduling.JOBS)."""
     from views.alerts import bp
 
     register_write_hook(mark_finished_changes)
-    scheduler.init_app(app)  # honours RUNWATCH_SCHEDULER; at most once per process
     app.register_blueprint(bp)

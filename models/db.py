@@ -10,15 +10,25 @@ from playhouse.db_url import connect
 database = peewee.DatabaseProxy()
 
 # Per-connection settings for the embedded SQLite database: WAL lets readers run
-# beside the writer; the busy timeout makes writers queue instead of failing.
+# beside the writer; the busy timeout makes writers queue instead of failing. The page
+# cache is per pooled connection (one per thread that served a request), so it stays at
+# 16 MB: the operating system's file cache holds the rest of the file for every one.
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,
     "busy_timeout": 10000,
     "synchronous": "normal",
-    "cache_size": -64000,
+    "cache_size": -16000,
     "temp_store": "memory",
 }
+
+CONNECT_TIMEOUT = 5  # seconds to open a connection to a database server
+
+# SQLite's messages for a database file it cannot use now (missing folder, no
+# permission, locked past the busy timeout, a full or failing disk).
+SQLITE_UNAVAILABLE = ("unable to open database file", "database is locked", "database is busy",
+                      "readonly database", "disk i/o error", "database or disk is full",
+                      "authorization denied", "file is not a database")
 
 SCHEMA_VERSION = 2
 SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
@@ -37,7 +47,10 @@ def open_database(url: str) -> peewee.Database:
     if scheme in ("postgres", "postgresql"):
         # A pool keeps per-request connects cheap on a server database.
         url = "postgresql+pool" + url[len(scheme):]
-        db = connect(url, max_connections=32, stale_timeout=300, timeout=10, autoconnect=False)
+        # A server that does not answer fails a connect after CONNECT_TIMEOUT seconds,
+        # so requests get a quick 503 instead of hanging.
+        db = connect(url, max_connections=32, stale_timeout=300, timeout=10, autoconnect=False,
+                     connect_timeout=CONNECT_TIMEOUT)
     elif scheme == "sqlite":
         # Pooled too: closing the last connection to a WAL file checkpoints it, and
         # each new connection re-runs the pragmas; a pool does neither per request.
@@ -53,6 +66,17 @@ def open_database(url: str) -> peewee.Database:
 def is_sqlite() -> bool:
     """Whether the active database is SQLite."""
     return isinstance(database.obj, peewee.SqliteDatabase)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database does not answer (a 503 and a retry), rather than a
+    mistake in a query: any connection-level error of a server, and SQLite's file errors."""
+    if isinstance(exc, peewee.InterfaceError):
+        return True
+    if isinstance(database.obj, peewee.SqliteDatabase):
+        return (isinstance(exc, peewee.DatabaseError)
+                and any(text in str(exc).lower() for text in SQLITE_UNAVAILABLE))
+    return isinstance(exc, peewee.OperationalError)
 
 
 def write_transaction():
@@ -194,6 +218,31 @@ def create_schema(models: list[type[peewee.Model]]) -> None:
                 SchemaVersion.create(version=SCHEMA_VERSION)
             elif current != SCHEMA_VERSION:
                 SchemaVersion.update(version=SCHEMA_VERSION).execute()
+
+
+def create_schema_when_reachable(models: list[type[peewee.Model]],
+                                 wait_seconds: float = 60) -> None:
+    """`create_schema`, waiting up to `wait_seconds` for a database that does not answer yet
+    (a worker starting during an outage), then giving up with the database's error. A SQLite
+    file that cannot be opened at start is a setting to fix: no wait."""
+    import logging
+    import time
+
+    if is_sqlite():
+        wait_seconds = 0
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return create_schema(models)
+        except (peewee.DatabaseError, peewee.InterfaceError) as exc:
+            if not is_unavailable(exc) or time.monotonic() >= deadline:
+                raise
+            logging.getLogger(__name__).warning(
+                "the database does not answer yet; trying again: %s",
+                str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+            if not database.is_closed():
+                database.close()
+            time.sleep(1)
 
 
 def init_database(url: str) -> peewee.Database:

@@ -1,4 +1,4 @@
-"""The scan job: started by the app once per process, never in CLI commands or the reloader's
+"""The scan job: started by the app once per process (and run by the lease holder), never in CLI commands or the reloader's
 parent, and fast enough that a failure's webhook arrives within seconds."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from alerts.scheduler import should_start
+from scheduling import should_start
 from helpers import ROOT, LiveServer
 from models import database
 
@@ -48,13 +48,13 @@ def test_two_apps_in_one_process_share_one_scheduler(app, database_url):
     script = (
         "import json, sys; sys.path.insert(0, '.')\n"
         "from app import create_app\n"
-        "from alerts import scheduler\n"
+        "import scheduling\n"
         f"config = {{'DATABASE_URL': {database_url!r}, 'SECRET_KEY': 'x', 'SCHEDULER': True}}\n"
         "create_app(config); create_app(config)\n"
-        "[started] = scheduler._started.values()\n"
-        "print(json.dumps({'schedulers': len(scheduler._started),"
-        " 'jobs': [j.id for j in started.get_jobs()]}))\n"
-        "started.shutdown(wait=False)\n")
+        "[started] = scheduling._started.values()\n"
+        "print(json.dumps({'schedulers': len(scheduling._started),"
+        " 'jobs': [j.id for j in started.scheduler.get_jobs()]}))\n"
+        "started.stop(wait=False)\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNWATCH_", "FLASK_"))}
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, timeout=60,
                           capture_output=True, text=True)

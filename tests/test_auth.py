@@ -7,7 +7,7 @@ import pytest
 
 from helpers import EMAIL, PASSWORD, csrf_from, make_token
 
-PUBLIC = {"auth.login", "auth.setup", "static"}
+PUBLIC = {"auth.login", "auth.setup", "health.healthz", "static"}  # /healthz: see test_health.py
 
 
 def _routes(app):

@@ -20,7 +20,7 @@ from .extensions import REMEMBER_DAYS, bearer_sent, csrf, limiter, retry_after_s
 
 bp = Blueprint("auth", __name__)
 
-PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static"}
+PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "health.healthz", "static"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 # The scope a token needs, decided here alone. A token may call a route when it has one of

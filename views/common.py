@@ -1,14 +1,21 @@
 """Helpers shared by the views: JSON errors, full page or partial, safe redirects."""
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
 from typing import Callable
 
+import peewee
 from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from models.db import is_unavailable
 from models.schemas import InputError
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5  # what a 503 asks a client to wait while the database is away
 
 
 def is_api_request() -> bool:
@@ -89,6 +96,30 @@ def register_error_handlers(app: Flask) -> None:
             message = exc.description
         return render_template("errors/error.html", error=exc, message=message), exc.code
 
+    @app.errorhandler(peewee.DatabaseError)
+    @app.errorhandler(peewee.InterfaceError)
+    def _database_error(exc: peewee.DatabaseError):
+        if not is_unavailable(exc):
+            raise exc  # a mistake, not an outage: the usual 500
+        return unavailable_response(exc)
+
     @app.errorhandler(InputError)
     def _input_error(exc: InputError):
         return input_error_response(exc)
+
+
+def unavailable_response(exc: BaseException):
+    """503 while the database does not answer: the API's JSON error `unavailable`, or a short
+    page that needs no database, with Retry-After either way; one log line, no traceback."""
+    log.warning("database unavailable: %s %s: %s", request.method, request.path,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if request.path == "/healthz":
+        return jsonify({"status": "error", "database": "unavailable"}), 503, headers
+    message = ("The database does not answer right now. Runwatch reconnects by itself; "
+               f"try again in {RETRY_AFTER_SECONDS} seconds.")
+    if is_api_request():
+        body, status = api_error(503, "unavailable", message)
+        return body, status, headers
+    again = safe_next(request.full_path.rstrip("?"), "/")
+    return render_template("errors/unavailable.html", message=message, again=again), 503, headers

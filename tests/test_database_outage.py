@@ -1,0 +1,170 @@
+"""A PostgreSQL server stopped under a running gunicorn and started again: while it is away,
+pages and the API answer 503 (the API with code `unavailable` and Retry-After) quickly, never
+500 or a traceback; /healthz says so; once it is back the app recovers by itself within
+seconds and the scheduler scans again, with no restart.
+
+The server here is a throwaway cluster of this test's own, so stopping it disturbs no other
+test."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import _as_postgres_user, _pg_bin
+from helpers import LiveServer, free_port, missing
+
+pytestmark = pytest.mark.postgres
+
+
+class Cluster:
+    """A PostgreSQL cluster in a temporary folder, started and stopped on demand."""
+
+    def __init__(self):
+        self.initdb, self.pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        if not self.initdb or not self.pg_ctl:
+            missing("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        self.base = Path(tempfile.mkdtemp(prefix="runwatch-outage-"))
+        self.data = self.base / "data"
+        if os.geteuid() == 0:
+            shutil.chown(self.base, "postgres", "postgres")
+        os.chmod(self.base, 0o755)
+        self.port = free_port()
+        subprocess.run(_as_postgres_user([self.initdb, "-D", str(self.data), "-U", "runwatch",
+                                          "--auth=trust", "-E", "UTF8", "--no-sync"]),
+                       check=True, capture_output=True, timeout=120)
+        self.url = f"postgresql://runwatch@127.0.0.1:{self.port}/runwatch_outage"
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off")
+        subprocess.run(_as_postgres_user([self.pg_ctl, "-D", str(self.data), "-o", options,
+                                          "-l", str(self.base / "log"), "-w", "-t", "60",
+                                          "start"]),
+                       check=True, capture_output=True, timeout=90)
+
+    def stop(self, mode: str = "fast") -> None:
+        subprocess.run(_as_postgres_user([self.pg_ctl, "-D", str(self.data), "-m", mode,
+                                          "-w", "stop"]), capture_output=True, timeout=60)
+
+    def query(self, sql: str, dbname: str = "runwatch_outage"):
+        import psycopg2
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="runwatch",
+                                dbname=dbname, connect_timeout=5)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall() if cur.description else None
+        finally:
+            conn.close()
+
+    def remove(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster():
+    instance = Cluster()
+    instance.start()
+    instance.query("CREATE DATABASE runwatch_outage", dbname="postgres")
+    yield instance
+    instance.remove()
+
+
+def _last_scan(cluster: Cluster) -> datetime | None:
+    rows = cluster.query("SELECT last_scan_at FROM scan_status WHERE id = 1")
+    if not rows:
+        return None
+    return datetime.fromtimestamp(rows[0][0] / 1_000_000, timezone.utc)
+
+
+def test_a_stopped_database_gets_503_and_the_app_recovers_by_itself(cluster, tmp_path):
+    from app import create_app
+    from helpers import make_token
+    from models import database
+    from models.users import create_user
+    from models.db import connection
+
+    create_app({"DATABASE_URL": cluster.url, "SECRET_KEY": "x", "SCHEDULER": False})
+    with connection():
+        token = make_token(create_user("dev@example.com", "correct horse battery"))
+    database.close()
+    database.obj.close_all()
+
+    server = LiveServer(cluster.url, tmp_path, env={
+        "RUNWATCH_SCHEDULER": "true", "RUNWATCH_ALERT_SCAN_SECONDS": "1",
+        "RUNWATCH_SCHEDULER_LEASE_SECONDS": "3"}).start()
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {token}"
+    run = {"workflow": "etl", "status": "success"}
+    try:
+        assert requests.get(f"{server.url}/healthz", timeout=10).json()["database"] == "ok"
+        assert api.post(f"{server.url}/api/automations/executions", json=run,
+                        timeout=10).status_code == 201
+
+        cluster.stop()
+        answers, slowest = [], 0.0
+        outage_end = time.monotonic() + 6
+        while time.monotonic() < outage_end:
+            for method, url in [("get", "/healthz"), ("get", "/login"), ("get", "/executions"),
+                                ("get", "/api/automations/executions"),
+                                ("post", "/api/automations/executions")]:
+                started = time.monotonic()
+                answer = getattr(api, method)(f"{server.url}{url}", json=run, timeout=20,
+                                              allow_redirects=False)
+                slowest = max(slowest, time.monotonic() - started)
+                answers.append((url, method, answer))
+        print(f"outage: {len(answers)} requests, statuses "
+              f"{sorted({a.status_code for _, _, a in answers})}, slowest {slowest:.2f} s")
+        assert {a.status_code for _, _, a in answers} == {503}
+        assert slowest < 6
+        for url, method, answer in answers:
+            assert "Traceback" not in answer.text
+            assert int(answer.headers["Retry-After"]) >= 1
+            if url == "/healthz":
+                assert answer.json() == {"status": "error", "database": "unavailable"}
+            elif url.startswith("/api/"):
+                assert answer.json()["error"]["code"] == "unavailable"
+            else:
+                assert "database does not answer" in answer.text
+
+        cluster.start()
+        back = time.monotonic()
+        restarted_at = datetime.now(timezone.utc)
+        recovered = None
+        while time.monotonic() - back < 30:
+            if requests.get(f"{server.url}/healthz", timeout=10).status_code == 200:
+                recovered = time.monotonic() - back
+                break
+            time.sleep(0.1)
+        assert recovered is not None, server.output()
+        # Every worker and every pooled connection is back, not just one.
+        for _ in range(20):
+            assert api.post(f"{server.url}/api/automations/executions", json=run,
+                            timeout=10).status_code == 201
+            assert api.get(f"{server.url}/api/automations/executions",
+                           timeout=10).status_code == 200
+        scanned = None
+        while time.monotonic() - back < 30:
+            beat = _last_scan(cluster)
+            if beat and beat > restarted_at:
+                scanned = time.monotonic() - back
+                break
+            time.sleep(0.2)
+        print(f"recovered {recovered:.2f} s after the restart; scan beat after {scanned} s")
+        assert recovered < 10
+        assert scanned is not None and scanned < 15, server.output()
+        assert requests.get(f"{server.url}/healthz", timeout=10).json()["scheduler"] in (
+            "running", "standby")
+        assert "Traceback" not in server.output()
+    finally:
+        server.stop()

@@ -1,0 +1,146 @@
+"""One scheduler at a time: a lease in the database decides which process runs the jobs;
+another takes over within a bounded time when the holder dies (kill -9)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+
+import scheduling
+from helpers import ROOT, LiveServer
+from models import database
+from models.db import connection, utcnow
+from scheduling import Lease, SchedulerLease
+
+LEASE_SECONDS = 3  # renewed every second
+
+
+def test_the_jobs_are_a_list_the_lease_holder_runs():
+    assert [job.name for job in scheduling.JOBS] == ["alerts"]
+    assert callable(scheduling.JOBS[0].function())
+
+
+def test_one_holder_at_a_time_and_a_run_out_lease_is_taken_over(db):
+    first, second = Lease("host:1:aa", 60), Lease("host:2:bb", 60)
+    assert first.try_hold()
+    assert first.try_hold()            # renewing
+    assert not second.try_hold()       # held by another
+    SchedulerLease.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
+    assert second.try_hold()           # run out: taken over
+    assert not first.try_hold()        # the old holder has lost it
+    second.release()
+    assert SchedulerLease.get().holder is None
+    assert first.try_hold()            # released: free for the next try
+
+
+def _scheduler_process(database_url: str, log) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNWATCH_", "FLASK_"))}
+    env.update(RUNWATCH_DATABASE_URL=database_url, RUNWATCH_SECRET_KEY="x",
+               RUNWATCH_ALERT_SCAN_SECONDS="1",
+               RUNWATCH_SCHEDULER_LEASE_SECONDS=str(LEASE_SECONDS))
+    return subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "scheduler"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _holder() -> str | None:
+    with connection():
+        row = SchedulerLease.get_or_none(SchedulerLease.id == scheduling.LEASE_ID)
+        return row.holder if row else None
+
+
+def _scans() -> int:
+    from alerts.models import ScanStatus
+    with connection():
+        row = ScanStatus.get_or_none(ScanStatus.id == 1)
+        return row.scans if row else 0
+
+
+def _wait(predicate, timeout: float, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return None
+
+
+def test_a_standby_scheduler_takes_over_when_the_holder_is_killed(app, database_url, tmp_path):
+    database.close()
+    logs = [open(tmp_path / f"scheduler-{n}.log", "w+") for n in (1, 2)]
+    processes = [_scheduler_process(database_url, log) for log in logs]
+    try:
+        holder = _wait(_holder, 30)
+        assert holder, [p.poll() for p in processes]
+        pids = {p.pid: p for p in processes}
+        victim = pids[int(holder.split(":")[1])]
+        [survivor] = [p for p in processes if p is not victim]
+        beats = _scans()
+        assert _wait(lambda: _scans() >= beats + 2, 10)  # the holder scans once a second
+        # The standby scans nothing while the holder lives: one scan a second, not two.
+        before, started = _scans(), time.monotonic()
+        time.sleep(3)
+        assert _scans() - before <= (time.monotonic() - started) + 1.5
+        assert _holder() == holder
+
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        killed_at, beats = time.monotonic(), _scans()
+        new = _wait(lambda: (h := _holder()) != holder and h, 3 * LEASE_SECONDS + 5)
+        assert new and new.split(":")[1] == str(survivor.pid)
+        assert _wait(lambda: _scans() > beats, 5)
+        takeover = time.monotonic() - killed_at
+        print(f"takeover after kill -9: {takeover:.2f} s (lease {LEASE_SECONDS} s)")
+        # Bounded: the rest of the lease, plus one renewal period, plus slack.
+        assert takeover < LEASE_SECONDS + LEASE_SECONDS / 3 + 3
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+        for log in logs:
+            log.close()
+
+
+def test_the_standalone_scheduler_stops_cleanly_on_sigterm(app, database_url, tmp_path):
+    database.close()
+    with open(tmp_path / "scheduler.log", "w+") as log:
+        process = _scheduler_process(database_url, log)
+        try:
+            assert _wait(_holder, 30)
+            assert _wait(lambda: _scans() >= 1, 10)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=30)
+        log.seek(0)
+        output = log.read()
+    assert code == 0, output
+    assert "Stopped." in output and "Traceback" not in output
+    assert _holder() is None  # released: a standby takes over at its next try
+
+
+def test_gunicorn_workers_share_one_lease(app, database_url, tmp_path):
+    database.close()
+    server = LiveServer(database_url, tmp_path, workers=2, env={
+        "RUNWATCH_SCHEDULER": "true", "RUNWATCH_ALERT_SCAN_SECONDS": "1",
+        "RUNWATCH_SCHEDULER_LEASE_SECONDS": str(LEASE_SECONDS)}).start()
+    try:
+        import requests
+        holder = _wait(_holder, 30)
+        assert holder
+        seen = set()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and seen != {"running", "standby"}:
+            answer = requests.get(f"{server.url}/healthz", timeout=10)
+            assert answer.status_code == 200, answer.text
+            seen.add(answer.json()["scheduler"])
+        # One worker holds the lease and runs the jobs; the other waits.
+        assert seen == {"running", "standby"}, server.output()
+        assert _holder() == holder
+    finally:
+        server.stop()
