@@ -310,3 +310,20 @@ def test_a_long_run_finishing_after_later_ones_is_counted_once_where_it_started(
     report("a", "S", first_minute=4)
     scan_now(app)
     assert kinds_and_counts() == [("failing", 3), ("recovered", 3)]
+
+
+@ALERT_001
+def test_a_notice_is_dated_when_it_was_decided_not_before_the_runs_it_tells_of(app, db):
+    from datetime import datetime
+
+    from models.db import utcnow
+
+    make_rule(3, HOOK, workflow="a")
+    report_each("a", "FFF")
+    received = utcnow()
+    scan_now(app)
+    after = utcnow()
+    [notice] = notices()
+    assert received <= notice.created_at <= after
+    stamp = datetime.fromisoformat(payload(notice)["timestamp"].replace("Z", "+00:00"))
+    assert stamp == notice.created_at
