@@ -30,6 +30,7 @@ class AlertConfig:
     webhook_timeout: float = 10.0  # seconds for a whole webhook attempt, from look-up to answer
     smtp_timeout: float = 30.0     # seconds for a whole e-mail attempt, from connection to QUIT
     delivery_workers: int = 8      # notices sent at once by one delivery pass
+    lease_seconds: float = 10.0    # a claim without renewal; renewed every third while sending
 
 
 def validation_context(config: AlertConfig) -> dict:

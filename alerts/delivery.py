@@ -1,13 +1,18 @@
-"""Delivery: claim outbox notices with a conditional UPDATE, send, record every attempt.
+"""Delivery: claim outbox notices with a conditional UPDATE, record the attempt, send.
 
-A claim is a lease: a process that dies mid-send leaves a notice `sending` until the
-lease runs out, and then any process may take it again. Nothing is held in memory.
-Every attempt ends by its deadline, and a lease outlasts the longest deadline, so a lease
-never runs out while its send still runs. Due notices are sent side by side, a few at a
-time, so a receiver that hangs holds back no one else.
+A claim is a short lease (`LEASE`), renewed by a heartbeat while the send runs, so it never
+runs out while its process still sends, and a process that dies mid-send lets another take
+the notice seconds later. The attempt is written before the notice goes out, its outcome
+unknown (`ok` NULL) until the answer; taking the notice again marks such an attempt
+"interrupted: outcome unknown". The notice's body and id stay the same on every try, so a
+receiver recognises the repeat that a crash mid-send may cause (its `webhook-id`).
+Due notices are sent side by side, a few at a time, so a receiver that hangs holds back no
+one else.
 """
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,17 +22,16 @@ from models.db import connection, to_micros, utcnow, write_transaction
 from models.executions import load_json
 
 from .channels import CHANNELS, Outgoing, TransportError
-from .models import Attempt, Notice
+from .models import INTERRUPTED, Attempt, Notice
 from .config import AlertConfig
 
-# Beyond the attempt's deadline, a claim also covers loading the notice and recording
-# how the attempt went.
-LEASE_MARGIN = timedelta(seconds=60)
+log = logging.getLogger(__name__)
 
 
 def lease(config: AlertConfig) -> timedelta:
-    """How long a claim holds: the longest attempt deadline of any channel, plus the margin."""
-    return timedelta(seconds=max(config.webhook_timeout, config.smtp_timeout)) + LEASE_MARGIN
+    """How long a claim holds without renewal: a process that died mid-send holds its
+    notice this long at most. While the send runs, the heartbeat renews it every third."""
+    return timedelta(seconds=config.lease_seconds)
 
 
 @dataclass(frozen=True)
@@ -45,14 +49,61 @@ def _claimable(now_us: int):
 
 
 def claim(notice_id: int, now: datetime, config: AlertConfig,
-          lease_from: datetime | None = None) -> bool:
+          lease_from: datetime | None = None) -> int | None:
     """Take a notice due at `now` for this process, for `lease(config)` from `lease_from`
-    (default `now`); False when it is not due or another took it."""
+    (default `now`), and record the attempt about to be made; returns the attempt's id, or
+    None when the notice is not due or another took it.
+
+    An earlier attempt still without an outcome belongs to a process that died mid-send:
+    it is marked interrupted, its outcome unknown.
+    """
     now_us = to_micros(now)
     until = to_micros((lease_from or now) + lease(config))
-    taken = (Notice.update(status="sending", lease_until=until)
-             .where(Notice.id == notice_id, _claimable(now_us)).execute())
-    return taken == 1
+    with write_transaction():
+        taken = (Notice.update(status="sending", lease_until=until,
+                               attempts=Notice.attempts + 1)
+                 .where(Notice.id == notice_id, _claimable(now_us)).execute())
+        if taken != 1:
+            return None
+        (Attempt.update(error=INTERRUPTED)
+         .where(Attempt.notice == notice_id, Attempt.ok.is_null()).execute())
+        return Attempt.insert(notice=notice_id, attempted_at=lease_from or now, ok=None,
+                              response=None, latency_ms=None, error=None).execute()
+
+
+class Heartbeat:
+    """Renews a claim's lease every third of it while the send runs (on a connection of
+    its own); a renewal that fails is tried again a second later."""
+
+    def __init__(self, notice_id: int, config: AlertConfig, lease_from: datetime):
+        self.notice_id, self.config = notice_id, config
+        self.lease_from, self.started = lease_from, time.monotonic()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name=f"runwatch-lease-{notice_id}")
+
+    def _run(self) -> None:
+        held = lease(self.config)
+        wait = held.total_seconds() / 3
+        while not self.stopped.wait(wait):
+            until = self.lease_from + timedelta(seconds=time.monotonic() - self.started) + held
+            try:
+                with connection():
+                    (Notice.update(lease_until=to_micros(until))
+                     .where(Notice.id == self.notice_id, Notice.status == "sending").execute())
+                wait = held.total_seconds() / 3
+            except Exception:  # the database may be away a moment: try again soon
+                log.warning("could not renew the lease of notice %s", self.notice_id,
+                            exc_info=True)
+                wait = min(1.0, held.total_seconds() / 3)
+
+    def __enter__(self) -> "Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
 
 
 def backoff(config: AlertConfig, attempts: int) -> timedelta:
@@ -75,18 +126,22 @@ def _send(notice: Notice, config: AlertConfig) -> str:
         raise TransportError(f"{type(exc).__name__}: {exc}") from None
 
 
-def attempt(notice_id: int, config: AlertConfig, now: datetime | None = None) -> str:
-    """Send a claimed notice once and record the attempt; returns its new status."""
+def attempt(notice_id: int, attempt_id: int, config: AlertConfig,
+            now: datetime | None = None, lease_from: datetime | None = None) -> str:
+    """Send a claimed notice once and record how its attempt went; returns its new status.
+    A retry is due the backoff after `now`; the lease, renewed meanwhile, counts from
+    `lease_from` (default `now`)."""
     now = now or utcnow()
     notice = Notice.get_by_id(notice_id)
     started = time.perf_counter()
     ok, error, permanent = True, None, False
-    try:
-        response = _send(notice, config)
-    except TransportError as exc:
-        ok, response, error, permanent = False, exc.response, exc.message, exc.permanent
+    with Heartbeat(notice_id, config, lease_from or now):
+        try:
+            response = _send(notice, config)
+        except TransportError as exc:
+            ok, response, error, permanent = False, exc.response, exc.message, exc.permanent
     latency_ms = round((time.perf_counter() - started) * 1000)
-    attempts = notice.attempts + 1
+    attempts = notice.attempts
     if ok:
         values = {"status": "delivered", "delivered_at": to_micros(utcnow()),
                   "last_error": None}
@@ -96,9 +151,9 @@ def attempt(notice_id: int, config: AlertConfig, now: datetime | None = None) ->
         values = {"status": "pending", "last_error": error,
                   "next_attempt_at": to_micros(now + backoff(config, attempts))}
     with write_transaction():
-        Attempt.create(notice=notice_id, attempted_at=now, ok=ok, response=response,
-                       latency_ms=latency_ms, error=error)
-        (Notice.update(attempts=attempts, lease_until=None, **values)
+        (Attempt.update(ok=ok, response=response, latency_ms=latency_ms, error=error)
+         .where(Attempt.id == attempt_id).execute())
+        (Notice.update(lease_until=None, **values)
          .where(Notice.id == notice_id, Notice.status == "sending").execute())
     return values["status"]
 
@@ -118,9 +173,10 @@ def _claim_and_send(notice_ids: list[int], config: AlertConfig, now: datetime) -
     def one(notice_id: int) -> str:
         claimed_at = now + timedelta(seconds=time.monotonic() - started)
         with connection():
-            if not claim(notice_id, now, config, lease_from=claimed_at):
+            attempt_id = claim(notice_id, now, config, lease_from=claimed_at)
+            if attempt_id is None:
                 return "claimed"
-            return attempt(notice_id, config, now)
+            return attempt(notice_id, attempt_id, config, now, claimed_at)
 
     workers = max(1, min(config.delivery_workers, len(notice_ids)))
     with ThreadPoolExecutor(workers, thread_name_prefix="runwatch-delivery") as pool:

@@ -57,6 +57,10 @@ class AlertState(BaseModel):
     alerted = peewee.BooleanField(default=False)
     episode = peewee.IntegerField(default=0)
     updated_at = UTCMicros()
+    # The last finished run the scan examined, as (started_at, id): the next scan reads the
+    # finished runs after it in order. NULL: not examined yet (a new rule, an older release).
+    seen_started_at = UTCMicros(null=True)
+    seen_id = peewee.BigIntegerField(null=True)
 
     class Meta:
         indexes = ((("rule", "workflow"), True),)
@@ -98,15 +102,29 @@ class Notice(BaseModel):
         )
 
 
+INTERRUPTED = "interrupted: outcome unknown"
+
+
 class Attempt(BaseModel):
-    """One try at delivering a notice."""
+    """One try at delivering a notice, written before it is sent.
+
+    `ok` is NULL until the answer is known; an attempt whose process died before it learnt
+    the answer keeps NULL and is marked `INTERRUPTED` when the notice is taken again.
+    """
 
     notice = peewee.ForeignKeyField(Notice, backref="attempt_rows", on_delete="CASCADE")
     attempted_at = UTCMicros()
-    ok = peewee.BooleanField()
+    ok = peewee.BooleanField(null=True)
     response = peewee.TextField(null=True)
-    latency_ms = peewee.IntegerField()
+    latency_ms = peewee.IntegerField(null=True)
     error = peewee.TextField(null=True)
+
+    @property
+    def outcome(self) -> str:
+        """"ok", "failed", "sending" (no answer yet) or "interrupted" (none will come)."""
+        if self.ok is None:
+            return "interrupted" if self.error == INTERRUPTED else "sending"
+        return "ok" if self.ok else "failed"
 
 
 class ScanStatus(BaseModel):

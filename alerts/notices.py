@@ -93,8 +93,9 @@ def notice_json(notice: Notice, attempts: list[Attempt]) -> dict:
         "created_at": iso(notice.created_at), "delivered_at": iso(notice.delivered_at),
         "next_attempt_at": iso(notice.next_attempt_at) if notice.status == "pending" else None,
         "last_error": notice.last_error,
-        "attempts": [{"at": iso(a.attempted_at), "ok": a.ok, "response": a.response,
-                      "latency_ms": a.latency_ms, "error": a.error} for a in attempts],
+        "attempts": [{"at": iso(a.attempted_at), "outcome": a.outcome, "ok": a.ok,
+                      "response": a.response, "latency_ms": a.latency_ms, "error": a.error}
+                     for a in attempts],
         "payload": payload,
     }
 

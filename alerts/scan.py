@@ -1,18 +1,26 @@
 """The scan: look at workflows whose finished runs changed, decide notices, queue them.
 
 Its cost follows what changed, not the size of the history: it reads the small
-`AlertDirty` table, and per marked workflow three indexed queries find the streak.
+`AlertDirty` table, and per marked workflow and rule it reads the finished runs after the
+last one it examined (`AlertState.seen_*`), in order, in keyset pages of an index, so every
+streak that reached a rule's threshold is alerted — and its end announced — however soon it
+ended. A run that finished after later ones (it started before the position) is counted
+where it belongs when the streak at the position is read again (three indexed queries).
+
+Each workflow is decided in a transaction of its own that holds its `AlertDirty` row (SQLite:
+the write lock; PostgreSQL: `FOR UPDATE`), so two scanners racing decide it once; the
+notices' unique key backs that up.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import peewee
 
-from models.db import to_micros, utcnow, write_transaction
-from models.executions import Execution, Workflow
+from models.db import is_sqlite, to_micros, utcnow, write_transaction
+from models.executions import FINISHED_STATUSES, Execution, Workflow
 
 from .models import AlertChannel, AlertDirty, AlertRule, AlertState, ScanStatus
 from .notices import notice_body, queue_notices
@@ -21,6 +29,11 @@ from .config import AlertConfig
 
 BATCH = 500
 MAX_BATCHES = 40
+PAGE = 500          # finished runs read at once when replaying a workflow
+MAX_REPLAY = 20_000  # runs replayed per workflow and scan; the rest waits for the next scan
+
+Position = tuple[int, int]  # (started_at in microseconds, id) of a run
+ORIGIN: Position = (-2**62, 0)  # before every run
 
 
 @dataclass(frozen=True)
@@ -32,7 +45,14 @@ class Streak:
     last_failure_at: int | None  # of the last failure at all, also when the streak is 0
     last_failure_id: int | None
     last_error: str | None
-    last_success: tuple[int, int] | None = None  # (started_at, id): where the streak begins
+    last_success: Position | None = None  # where the streak begins
+
+    def newest(self) -> Position | None:
+        """The newest finished run these facts were read up to (the last success or failure)."""
+        failure = ((self.last_failure_at, self.last_failure_id)
+                   if self.last_failure_id is not None else None)
+        known = [p for p in (self.last_success, failure) if p is not None]
+        return max(known) if known else None
 
 
 @dataclass(frozen=True)
@@ -48,15 +68,17 @@ def _micros(value) -> int | None:
     return None if value is None else (value if isinstance(value, int) else to_micros(value))
 
 
-def current_streak(workflow_id: int) -> Streak:
-    """The streak of a workflow, from its last success on (pending/running runs don't count)."""
+def current_streak(workflow_id: int, upto: Position | None = None) -> Streak:
+    """The streak of a workflow, from its last success on (pending/running runs don't count),
+    among the runs up to and including position `upto` (default: all of them)."""
     E = Execution
     newest_first = (E.started_at.desc(), E.id.desc())
+    bound = peewee.Tuple(E.started_at, E.id) <= peewee.Tuple(*upto) if upto else True
     last_success = (E.select(E.started_at, E.id)
-                    .where(E.workflow == workflow_id, E.status == "success")
+                    .where(E.workflow == workflow_id, E.status == "success", bound)
                     .order_by(*newest_first).limit(1).tuples().first())
     last_failure = (E.select(E.id, E.started_at, E.error_message)
-                    .where(E.workflow == workflow_id, E.status == "failure")
+                    .where(E.workflow == workflow_id, E.status == "failure", bound)
                     .order_by(*newest_first).limit(1).tuples().first())
     anchor = (_micros(last_success[0]), last_success[1]) if last_success else None
     if last_failure is None:
@@ -65,11 +87,21 @@ def current_streak(workflow_id: int) -> Streak:
     if anchor is not None and (failure_at, failure_id) < anchor:
         return Streak(0, None, failure_at, failure_id, error, anchor)
     streak = E.select(peewee.fn.COUNT(E.id), peewee.fn.MIN(E.started_at)).where(
-        E.workflow == workflow_id, E.status == "failure")
+        E.workflow == workflow_id, E.status == "failure", bound)
     if anchor is not None:
         streak = streak.where(peewee.Tuple(E.started_at, E.id) > peewee.Tuple(*anchor))
     count, first = streak.tuples().get()
     return Streak(count, _micros(first), failure_at, failure_id, error, anchor)
+
+
+def finished_after(workflow_id: int, after: Position, limit: int) -> list[tuple]:
+    """The next finished runs after `after`, oldest first: (started_at, id, status, error)."""
+    E = Execution
+    return [(_micros(started), run_id, status, error) for started, run_id, status, error in
+            E.select(E.started_at, E.id, E.status, E.error_message)
+            .where(E.workflow == workflow_id, E.status.in_(FINISHED_STATUSES),
+                   peewee.Tuple(E.started_at, E.id) > peewee.Tuple(*after))
+            .order_by(E.started_at, E.id).limit(limit).tuples()]
 
 
 def _rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
@@ -78,13 +110,18 @@ def _rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
     return [(rule, channels[rule.id]) for rule in rules]
 
 
-def _body(kind: str, name: str, rule: AlertRule, facts: Streak | AlertState,
-          config: AlertConfig, now: datetime) -> dict:
-    count = facts.count if isinstance(facts, Streak) else facts.streak
-    return notice_body(kind, now, workflow=name, failure_count=count, threshold=rule.threshold,
-                       first_failure_at=facts.first_failure_at,
+def _body(kind: str, name: str, rule: AlertRule, facts: Streak, config: AlertConfig,
+          at: datetime) -> dict:
+    return notice_body(kind, at, workflow=name, failure_count=facts.count,
+                       threshold=rule.threshold, first_failure_at=facts.first_failure_at,
                        last_failure_at=facts.last_failure_at, last_error=facts.last_error,
                        execution_url=config.execution_url(facts.last_failure_id), rule_id=rule.id)
+
+
+def _known(state: AlertState) -> Streak:
+    """The facts a state holds of the streak the last scan saw."""
+    return Streak(state.streak, _micros(state.first_failure_at), _micros(state.last_failure_at),
+                  state.last_failure_id, state.last_error)
 
 
 def _ended(before: AlertState | None, streak: Streak) -> bool:
@@ -95,74 +132,185 @@ def _ended(before: AlertState | None, streak: Streak) -> bool:
     return streak.last_success > known
 
 
-def _examine(workflow_id: int, name: str, rules: list[tuple[AlertRule, list[AlertChannel]]],
-             config: AlertConfig, now: datetime) -> int:
-    """Decide the notices of one workflow under its rules; returns how many were queued."""
-    streak = current_streak(workflow_id)
-    states = {s.rule_id: s for s in AlertState.select().where(
-        AlertState.workflow == workflow_id, AlertState.rule.in_([r.id for r, _ in rules]))}
-    decided = 0
-    for rule, channels in rules:
-        before = states.get(rule.id)
-        alerted = before.alerted if before else False
-        episode = before.episode if before else 0
-        if _ended(before, streak):
+class _Decider:
+    """One rule's view of one workflow while its runs are replayed: alerted or not, the
+    episode, and the failing notice owed for a streak that reached the threshold (sent with
+    the facts as far as that streak went within this scan)."""
+
+    def __init__(self, rule: AlertRule, channels: list[AlertChannel], state: AlertState | None,
+                 workflow_id: int, name: str, config: AlertConfig, clock):
+        self.rule, self.channels, self.state = rule, channels, state
+        self.workflow_id, self.name, self.config, self.clock = workflow_id, name, config, clock
+        self.alerted = state.alerted if state else False
+        self.episode = state.episode if state else 0
+        self.owed = False
+        self.decided = 0
+
+    def _queue(self, kind: str, facts: Streak) -> None:
+        at = self.clock()
+        self.decided += queue_notices(self.channels, kind,
+                                      _body(kind, self.name, self.rule, facts, self.config, at),
+                                      at, workflow_id=self.workflow_id, episode=self.episode)
+
+    def start(self, facts: Streak) -> None:
+        """The streak as it stands at the position (after runs that finished late)."""
+        if _ended(self.state, facts):
             # A success ended the alerted streak (a new one may have begun since): the
             # recovery tells of the streak that ended, as the last scan saw it.
-            alerted = False
-            if rule.notify_recovery:
-                decided += queue_notices(channels, "recovered",
-                                         _body("recovered", name, rule, before, config, now),
-                                         now, workflow_id=workflow_id, episode=episode)
-        if streak.count >= rule.threshold and not alerted:
-            alerted, episode = True, episode + 1
-            decided += queue_notices(channels, "failing",
-                                     _body("failing", name, rule, streak, config, now),
-                                     now, workflow_id=workflow_id, episode=episode)
-        values = {"streak": streak.count, "first_failure_at": streak.first_failure_at,
-                  "last_failure_at": streak.last_failure_at,
-                  "last_failure_id": streak.last_failure_id, "last_error": streak.last_error,
-                  "alerted": alerted, "episode": episode, "updated_at": to_micros(now)}
-        (AlertState.insert(rule=rule.id, workflow=workflow_id, **values)
+            self.alerted = False
+            if self.rule.notify_recovery:
+                self._queue("recovered", _known(self.state))
+        self.failure(facts)
+
+    def failure(self, facts: Streak) -> None:
+        if facts.count >= self.rule.threshold and not self.alerted:
+            self.alerted, self.episode, self.owed = True, self.episode + 1, True
+
+    def success(self, facts: Streak) -> None:
+        """A success ends the streak `facts` describe."""
+        self.finish(facts)
+        if self.alerted:
+            self.alerted = False
+            if self.rule.notify_recovery:
+                self._queue("recovered", facts)
+
+    def finish(self, facts: Streak) -> None:
+        """Send the failing notice owed, with the facts as far as the streak went."""
+        if self.owed:
+            self.owed = False
+            self._queue("failing", facts)
+
+    def save(self, facts: Streak, position: Position | None) -> None:
+        values = {"streak": facts.count, "first_failure_at": facts.first_failure_at,
+                  "last_failure_at": facts.last_failure_at,
+                  "last_failure_id": facts.last_failure_id, "last_error": facts.last_error,
+                  "alerted": self.alerted, "episode": self.episode,
+                  "updated_at": to_micros(self.clock()),
+                  "seen_started_at": position[0] if position else None,
+                  "seen_id": position[1] if position else None}
+        (AlertState.insert(rule=self.rule.id, workflow=self.workflow_id, **values)
          .on_conflict(conflict_target=[AlertState.rule, AlertState.workflow],
                       update={getattr(AlertState, k): v for k, v in values.items()})
          .execute())
-    return decided
+
+
+def _replay(workflow_id: int, position: Position | None, deciders: list[_Decider]) -> bool:
+    """Decide for rules that share a position: the streak at the position, then every
+    finished run after it in order. Returns False when runs are left for the next scan."""
+    facts = current_streak(workflow_id, position)
+    if position is None:  # never examined: start from the streak as it is now
+        position = facts.newest()
+    for decider in deciders:
+        decider.start(facts)
+    done, replayed = position is None, 0
+    while not done and replayed < MAX_REPLAY:
+        runs = finished_after(workflow_id, position, PAGE)
+        for started, run_id, status, error in runs:
+            if status == "failure":
+                facts = replace(facts, count=facts.count + 1,
+                                first_failure_at=facts.first_failure_at if facts.count else started,
+                                last_failure_at=started, last_failure_id=run_id,
+                                last_error=error)
+                for decider in deciders:
+                    decider.failure(facts)
+            else:
+                for decider in deciders:
+                    decider.success(facts)
+                facts = replace(facts, count=0, first_failure_at=None,
+                                last_success=(started, run_id))
+            position = (started, run_id)
+        replayed += len(runs)
+        done = len(runs) < PAGE
+    for decider in deciders:
+        decider.finish(facts)
+        decider.save(facts, position)
+    return done
+
+
+def _start_at(state: AlertState | None, rule: AlertRule, created: int) -> Position | None:
+    """Where a rule's replay of a workflow starts: after the last run it examined; from the
+    first run of a workflow made after the rule (every run of it came later); else (a rule
+    made while the workflow had runs, or a state an older release kept) from the streak as
+    it is now (None)."""
+    if state is not None:
+        return ((_micros(state.seen_started_at), state.seen_id)
+                if state.seen_id is not None else None)
+    return ORIGIN if created >= _micros(rule.created_at) else None
+
+
+def _examine(workflow_id: int, name: str, created: int,
+             rules: list[tuple[AlertRule, list[AlertChannel]]],
+             config: AlertConfig, clock) -> tuple[int, bool]:
+    """Decide the notices of one workflow under its rules: (how many were queued, whether
+    every run was examined)."""
+    states = {s.rule_id: s for s in AlertState.select().where(
+        AlertState.workflow == workflow_id, AlertState.rule.in_([r.id for r, _ in rules]))}
+    groups: dict[Position | None, list[_Decider]] = {}
+    for rule, channels in rules:
+        state = states.get(rule.id)
+        position = _start_at(state, rule, created)
+        groups.setdefault(position, []).append(
+            _Decider(rule, channels, state, workflow_id, name, config, clock))
+    done = True
+    for position, deciders in groups.items():
+        done = _replay(workflow_id, position, deciders) and done
+    return sum(d.decided for group in groups.values() for d in group), done
 
 
 def _applies(rule: AlertRule, name: str) -> bool:
     return rule.workflow_name is None or rule.workflow_name == name
 
 
+def _hold(workflow_id: int) -> int | None:
+    """Inside the workflow's transaction: its mark's `seq`, held until the end (PostgreSQL
+    locks the row; SQLite holds the write lock already); None when another scan took it."""
+    query = AlertDirty.select(AlertDirty.seq).where(AlertDirty.workflow_id == workflow_id)
+    if not is_sqlite():
+        query = query.for_update()
+    return query.scalar()
+
+
 def scan(config: AlertConfig, now: datetime | None = None) -> ScanResult:
-    """Examine every workflow marked since the last scan and queue the notices it decides."""
+    """Examine every workflow marked since the last scan and queue the notices it decides.
+
+    A notice is dated when it is decided (after the runs that decide it were read); `now`
+    fixes that time instead, for tests and benchmarks that run on a clock of their own.
+    """
     started = time.perf_counter()
-    now = now or utcnow()
+    clock = (lambda: now) if now is not None else utcnow
     examined = decided = 0
     rules = None
     for _ in range(MAX_BATCHES):
-        marked = list(AlertDirty.select(AlertDirty.workflow_id, AlertDirty.seq)
+        marked = list(AlertDirty.select(AlertDirty.workflow_id)
                       .order_by(AlertDirty.marked_at).limit(BATCH).tuples())
         if not marked:
             break
         if rules is None:
             rules = _rules_with_channels()
-        names = dict(Workflow.select(Workflow.id, Workflow.name)
-                     .where(Workflow.id.in_([wid for wid, _ in marked])).tuples())
-        for workflow_id, seq in marked:
+        workflows = {wid: (name, _micros(created)) for wid, name, created in
+                     Workflow.select(Workflow.id, Workflow.name, Workflow.created_at)
+                     .where(Workflow.id.in_([wid for (wid,) in marked])).tuples()}
+        for (workflow_id,) in marked:
             with write_transaction():
-                name = names.get(workflow_id)
+                seq = _hold(workflow_id)
+                if seq is None:
+                    continue  # another scan examined it meanwhile
+                name, created = workflows.get(workflow_id, (None, None))
                 applicable = [(r, c) for r, c in rules if name is not None and _applies(r, name)]
+                done = True
                 if applicable:
-                    decided += _examine(workflow_id, name, applicable, config, now)
-                # Only what this scan saw is cleared: a run stored meanwhile bumped `seq`.
-                AlertDirty.delete().where(AlertDirty.workflow_id == workflow_id,
-                                          AlertDirty.seq == seq).execute()
+                    queued, done = _examine(workflow_id, name, created, applicable, config,
+                                            clock)
+                    decided += queued
+                if done:
+                    # Only what this scan saw is cleared: a run stored meanwhile bumped `seq`.
+                    AlertDirty.delete().where(AlertDirty.workflow_id == workflow_id,
+                                              AlertDirty.seq == seq).execute()
             examined += 1
         if len(marked) < BATCH:
             break
     duration_ms = (time.perf_counter() - started) * 1000
-    _beat(now, duration_ms, examined, decided)
+    _beat(clock(), duration_ms, examined, decided)
     return ScanResult(examined, decided, duration_ms)
 
 

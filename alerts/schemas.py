@@ -119,12 +119,15 @@ class NoticeChannel(Answer):
 
 
 class AttemptAnswer(Answer):
-    """One try to deliver a notice."""
+    """One try to deliver a notice, recorded before it is sent: `ok` is null while no
+    answer is known — `outcome` "sending", or "interrupted" when the process sending it
+    stopped before the answer (the receiver may or may not have it)."""
 
     at: datetime
-    ok: bool
+    outcome: Literal["ok", "failed", "sending", "interrupted"]
+    ok: bool | None
     response: str | None
-    latency_ms: int
+    latency_ms: int | None
     error: str | None
 
 

@@ -30,7 +30,7 @@ SQLITE_UNAVAILABLE = ("unable to open database file", "database is locked", "dat
                       "readonly database", "disk i/o error", "database or disk is full",
                       "authorization denied", "file is not a database")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
 
 UTC = timezone.utc
@@ -175,11 +175,26 @@ def _accounts_v2(db: peewee.Database) -> None:
     })
 
 
+def _alerts_v3(db: peewee.Database) -> None:
+    """Version 3: an attempt is written before it is sent, its outcome unknown until the
+    answer (`ok` and `latency_ms` may be NULL); the scan remembers the last finished run it
+    examined per rule and workflow. Attempts there are kept as they are; states there have
+    no position yet, and the next scan of their workflow starts from the streak as it is."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    _add_columns(db, "alert_state", {"seen_started_at": peewee.BigIntegerField(null=True),
+                                     "seen_id": peewee.BigIntegerField(null=True)})
+    nullable = {column.name: column.null for column in db.get_columns("attempt")}
+    migrator = SchemaMigrator.from_database(db)
+    migrate(*(migrator.drop_not_null("attempt", name) for name in ("ok", "latency_ms")
+              if not nullable.get(name, True)))
+
+
 # Migrations from version N-1 to N, as functions taking the database.
 # Tables and indexes that are new are created by `create_tables(safe=True)`;
 # a migration is only needed to change what already exists. `schema_is_current` checks
 # tables, indexes and the version row, not columns: a new column needs a new version.
-MIGRATIONS: dict[int, callable] = {2: _accounts_v2}
+MIGRATIONS: dict[int, callable] = {2: _accounts_v2, 3: _alerts_v3}
 
 
 def schema_is_current(models: list[type[peewee.Model]]) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -80,9 +81,15 @@ class LiveServer:
 
     def start(self) -> "LiveServer":
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self.log,
-                                        stderr=subprocess.STDOUT)
+                                        stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port(self.port)
         return self
+
+    def crash(self) -> None:
+        """kill -9 of the server and its workers at once (its own process group)."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

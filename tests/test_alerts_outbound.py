@@ -363,29 +363,30 @@ def test_send_test_sends_every_channel_at_once(app, api, db, receiver):
 
 # --- A lease outlasts its send ------------------------------------------------------------
 
-def test_the_lease_outlasts_the_deadline_so_no_other_process_claims_a_notice_mid_send(
+def test_the_lease_is_renewed_while_the_send_runs_so_no_other_process_claims_it_mid_send(
         app, db, receiver):
-    # A long deadline (300 s, more than the fixed 2-minute lease of old) and a receiver
-    # that takes 3 s: while the send runs, a second process whose clock reads 200 s later
-    # (the send might still be running then) must find the notice taken.
-    config = _config(app, webhook_timeout=300)
-    receiver.delay = 3
+    # A short lease (1 s) and a receiver that takes 3.5 s: while the send runs, its
+    # heartbeat keeps the lease ahead, so passes made meanwhile find the notice taken.
+    config = replace(_config(app, webhook_timeout=300), lease_seconds=1)
+    receiver.delay = 3.5
     make_rule(1, [{"type": "webhook", "url": receiver.url}], workflow="a")
     report("a", "F")
     scan(config)
-    claimed = utcnow()
-    first = Background(deliver_due, config, claimed)
+    first = Background(deliver_due, config)
     receiver.wait_for(1)
-    [notice] = notices()
-    assert notice.status == "sending"
-    assert notice.lease_until - claimed >= lease(config) > timedelta(seconds=300)
-    second = deliver_due(config, utcnow() + timedelta(seconds=200))
-    assert (second.delivered, second.retrying, second.failed) == (0, 0, 0)
+    for _ in range(5):  # 0.6 s apart: well past the first lease
+        time.sleep(0.6)
+        [notice] = notices()
+        assert notice.status == "sending"
+        assert notice.lease_until > utcnow()
+        second = deliver_due(config)
+        assert (second.delivered, second.retrying, second.failed) == (0, 0, 0)
     assert first.result().delivered == 1
     time.sleep(0.3)
     assert len(receiver.requests) == 1
     [notice] = notices()
     assert (notice.status, notice.attempts) == ("delivered", 1)
+    assert lease(config) == timedelta(seconds=1)
 
 
 def test_two_delivery_passes_racing_on_a_slow_receiver_send_one_request(app, db, receiver):

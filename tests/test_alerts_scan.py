@@ -16,6 +16,8 @@ from alerts.schemas import RulePatch
 from alerts.config import config_from
 from helpers import ROOT
 from models.db import connection
+from models.ingest import patch_execution
+from models.schemas import ExecutionPatch
 
 HOOK = [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}]
 ALERT_001 = pytest.mark.spec("API-AUTO-EXEC-ALERT-001")
@@ -235,3 +237,93 @@ def test_two_scan_commands_at_once_in_two_processes_send_one_notice(app, db, dat
     assert [(n.kind, n.status) for n in notices()] == [("failing", "delivered")]
     receiver.wait_for(1, timeout=2)
     assert len(receiver.requests) == 1
+
+
+# --- Every finished run is examined in order, however soon a streak ended -----------------
+
+def report_each(workflow: str, statuses: str, first_minute: int = 0) -> None:
+    """Report runs one request (one transaction) each, as a client posting them does."""
+    for offset, letter in enumerate(statuses):
+        report(workflow, letter, first_minute=first_minute + offset)
+
+
+def notices_of(workflow: str) -> list[tuple[str, int]]:
+    return [(n.kind, payload(n)["data"]["failure_count"]) for n in notices()
+            if payload(n)["data"]["workflow"] == workflow]
+
+
+@ALERT_001
+def test_a_streak_that_reaches_n_and_ends_between_two_scans_is_alerted_and_recovers(app, db):
+    make_rule(3, HOOK)
+    for name in ("flap-1", "flap-2", "flap-3", "control"):
+        report(name, "S")
+    scan_now(app)
+    for name in ("flap-1", "flap-2", "flap-3"):
+        report_each(name, "FFFS", first_minute=1)  # all between two scans
+    report_each("control", "FFF", first_minute=1)
+    report_each("fresh", "FFFS")  # a workflow never seen before
+    scan_now(app)
+    scan_now(app)
+    for name in ("flap-1", "flap-2", "flap-3", "fresh"):
+        assert notices_of(name) == [("failing", 3), ("recovered", 3)], name
+    assert notices_of("control") == [("failing", 3)]
+
+
+@ALERT_001
+def test_two_streaks_between_two_scans_alert_only_the_one_that_reached_n(app, db):
+    make_rule(3, HOOK, workflow="a")
+    report("a", "S")
+    scan_now(app)
+    report_each("a", "FFSFFFS", first_minute=1)
+    scan_now(app)
+    assert kinds_and_counts() == [("failing", 3), ("recovered", 3)]
+    report_each("a", "FFS", first_minute=8)  # below N: nothing
+    scan_now(app)
+    assert kinds_and_counts() == [("failing", 3), ("recovered", 3)]
+
+
+@ALERT_001
+def test_the_failing_notice_tells_the_streak_as_far_as_the_scan_saw_it(app, db):
+    make_rule(3, HOOK, workflow="a")
+    report("a", "S")
+    scan_now(app)
+    report_each("a", "FFFFF", first_minute=1)
+    scan_now(app)
+    report_each("a", "FS", first_minute=6)
+    scan_now(app)
+    assert kinds_and_counts() == [("failing", 5), ("recovered", 6)]
+
+
+@ALERT_001
+def test_a_long_run_finishing_after_later_ones_is_counted_once_where_it_started(app, db):
+    make_rule(3, HOOK, workflow="a")
+    report("a", "S")
+    long_run = report("a", "R", first_minute=1)[0]
+    report_each("a", "FF", first_minute=2)
+    scan_now(app)
+    assert notices() == []
+    # It started before the two failures and failed after them: three in a row.
+    patch_execution(long_run, ExecutionPatch(status="failure"))
+    scan_now(app)
+    scan_now(app)
+    assert kinds_and_counts() == [("failing", 3)]
+    report("a", "S", first_minute=4)
+    scan_now(app)
+    assert kinds_and_counts() == [("failing", 3), ("recovered", 3)]
+
+
+@ALERT_001
+def test_a_notice_is_dated_when_it_was_decided_not_before_the_runs_it_tells_of(app, db):
+    from datetime import datetime
+
+    from models.db import utcnow
+
+    make_rule(3, HOOK, workflow="a")
+    report_each("a", "FFF")
+    received = utcnow()
+    scan_now(app)
+    after = utcnow()
+    [notice] = notices()
+    assert received <= notice.created_at <= after
+    stamp = datetime.fromisoformat(payload(notice)["timestamp"].replace("Z", "+00:00"))
+    assert stamp == notice.created_at
