@@ -80,6 +80,21 @@ def holder_id() -> str:
     return f"{socket.gethostname()[:200]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def _gone(holder: str) -> bool:
+    """Whether `holder` names a process of this machine that no longer runs. Another
+    machine's process, or a process id now reused, is waited for until its lease runs out."""
+    host, _, pid = holder.rpartition(":")[0].rpartition(":")  # host:pid:random
+    if host != socket.gethostname()[:200] or not pid.isascii() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, but another user's
+        return False
+    return False
+
+
 class Lease:
     """The database lease, as one process sees it."""
 
@@ -88,19 +103,24 @@ class Lease:
         self.seconds = seconds
 
     def try_hold(self) -> bool:
-        """Take the lease when it is free or run out, or renew it when this process holds it."""
+        """Take the lease when it is free, run out or held by a process of this machine that
+        is gone (a restart after kill -9 takes over at once), or renew it when this process
+        holds it."""
         now = utcnow()
         with connection():
             SchedulerLease.insert(id=LEASE_ID).on_conflict_ignore().execute()
             mine = SchedulerLease.holder == self.holder
+            free = SchedulerLease.holder.is_null() | (SchedulerLease.expires_at < now)
+            current = SchedulerLease.select(SchedulerLease.holder).where(
+                SchedulerLease.id == LEASE_ID).scalar()
+            if current and current != self.holder and _gone(current):
+                free |= SchedulerLease.holder == current
             taken = (SchedulerLease
                      .update(holder=self.holder,
                              expires_at=now + timedelta(seconds=self.seconds),
                              acquired_at=peewee.Case(None, [(mine, SchedulerLease.acquired_at)],
                                                      UTCMicros().db_value(now)))
-                     .where((SchedulerLease.id == LEASE_ID)
-                            & (mine | SchedulerLease.holder.is_null()
-                               | (SchedulerLease.expires_at < now)))
+                     .where((SchedulerLease.id == LEASE_ID) & (mine | free))
                      .execute())
         return taken == 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,6 +69,24 @@ def _wait(predicate, timeout: float, step: float = 0.05):
             return value
         time.sleep(step)
     return None
+
+
+def test_a_restart_on_the_same_machine_takes_over_from_its_dead_predecessor_at_once(db):
+    """kill -9 leaves a lease that would block a restarted server until it runs out; a
+    holder of this machine whose process is gone is taken over at once instead."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    later = utcnow() + timedelta(hours=1)
+    for holder, taken in [(f"{host}:{gone.pid}:dead", True),
+                          (f"{host}:{os.getpid()}:alive", False),  # another runner, alive
+                          (f"elsewhere.example:{gone.pid}:remote", False)]:
+        with connection():
+            SchedulerLease.insert(id=1, holder=holder, expires_at=later).on_conflict(
+                conflict_target=[SchedulerLease.id],
+                update={SchedulerLease.holder: holder, SchedulerLease.expires_at: later},
+            ).execute()
+        assert Lease(scheduling.holder_id(), 15).try_hold() is taken, holder
 
 
 def test_a_standby_scheduler_takes_over_when_the_holder_is_killed(app, database_url, tmp_path):
