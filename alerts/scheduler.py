@@ -36,6 +36,25 @@ def _tick(app: Flask) -> None:
             run_once(config_from(app))
         except Exception:  # keep the job alive; the watchdog shows a scan that stops beating
             log.exception("alert scan failed")
+        if app.config.get("RETENTION_DAYS"):
+            _purge(app.config["RETENTION_DAYS"])
+
+
+# Runs deleted per tick at most (50 batches of 500): a first pass over a long history
+# is spread over several ticks and never holds the scan back for long.
+PURGE_BATCHES = 50
+
+
+def _purge(days: int) -> None:
+    """The retention job: delete expired runs (history/retention.py)."""
+    from history.retention import purge_expired
+    from models.db import utcnow
+
+    try:
+        with connection():
+            purge_expired(utcnow(), days, max_batches=PURGE_BATCHES)
+    except Exception:
+        log.exception("retention purge failed")
 
 
 def _in_reloader_parent(app: Flask) -> bool:
