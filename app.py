@@ -37,6 +37,7 @@ DEFAULTS = {
     "RATELIMIT_STORAGE_URI": "memory://",
     "MAX_STEPS_PER_REQUEST": 5000,
     "MAX_STEPS_PER_RUN": 2000,
+    "RETENTION_DAYS": None,  # unset: keep every run
 }
 # Features, in the order they are wired: each has its `MODELS` and an `init_app(app)`
 # that registers its write hooks, start-up checks and blueprints. Background jobs are
@@ -107,6 +108,16 @@ def _check_settings(app: Flask) -> None:
             raise SystemExit(f"RUNWATCH_{key} must be an integer, not {app.config[key]!r}")
         if app.config[key] < 1:
             raise SystemExit(f"RUNWATCH_{key} must be at least 1")
+    if app.config["RETENTION_DAYS"] in ("", None):
+        app.config["RETENTION_DAYS"] = None
+    else:
+        try:
+            app.config["RETENTION_DAYS"] = int(app.config["RETENTION_DAYS"])
+        except (TypeError, ValueError):
+            raise SystemExit("RUNWATCH_RETENTION_DAYS must be an integer, "
+                             f"not {app.config['RETENTION_DAYS']!r}")
+        if app.config["RETENTION_DAYS"] < 1:
+            raise SystemExit("RUNWATCH_RETENTION_DAYS must be at least 1")
     for key in ("SCHEDULER", "SMTP_STARTTLS", "WEBHOOK_ALLOW_PRIVATE"):
         value = app.config[key]
         if isinstance(value, str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 import peewee
 from flask import Flask
+from flask.cli import with_appcontext
 
 from models.db import connection
 from models.users import (SCOPES, AccountError, ApiToken, User, change_password, create_token,
@@ -17,6 +18,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(demo)
     app.cli.add_command(alerts)
     app.cli.add_command(scheduler)
+    app.cli.add_command(retention)
 
 
 @click.group(help="Manage accounts.")
@@ -221,3 +223,29 @@ def scheduler():
     click.echo("Stopping: waiting for a running job, then releasing the lease.")
     runner.stop(wait=True)
     click.echo("Stopped.")
+
+
+@click.command(help="Delete runs older than RUNWATCH_RETENTION_DAYS (or --days) once.")
+@click.option("--days", type=click.IntRange(1, None), default=None,
+              help="Keep runs that started in the last DAYS days (default: "
+                   "RUNWATCH_RETENTION_DAYS).")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True,
+              help="Runs deleted per transaction.")
+@with_appcontext
+def retention(days: int | None, batch: int):
+    """Delete expired runs with their steps and payloads, in short transactions."""
+    from flask import current_app
+
+    from history.retention import purge_expired
+    from models.db import utcnow
+
+    days = days or current_app.config["RETENTION_DAYS"]
+    if days is None:
+        raise click.ClickException("RUNWATCH_RETENTION_DAYS is not set (every run is kept); "
+                                   "set it or pass --days.")
+    with connection():
+        purged = purge_expired(utcnow(), days, batch=batch)
+    click.echo(f"Deleted {purged.runs} run(s) older than {days} day(s), {purged.steps} step(s), "
+               f"{purged.run_payloads + purged.step_payloads} payload row(s) in "
+               f"{purged.batches} batch(es); the longest held the write lock "
+               f"{purged.longest_batch_ms:.1f} ms.")

@@ -57,6 +57,7 @@ class Job:
 # The jobs the lease holder runs, one line each.
 JOBS: tuple[Job, ...] = (
     Job("alerts", "alerts.scheduler:tick", every="ALERT_SCAN_SECONDS"),  # scan, then deliver
+    Job("retention", "history.retention:job", every=60),  # with RUNWATCH_RETENTION_DAYS set
 )
 
 

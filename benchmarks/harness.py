@@ -100,3 +100,17 @@ def print_table(headers: list[str], rows: list[list[object]]) -> None:
     print("  ".join("-" * w for w in widths))
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+
+
+def empty_postgres(url: str) -> None:
+    """Drop every table of a PostgreSQL database a benchmark is about to fill."""
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        tables = [row[0] for row in cur.fetchall()]
+        if tables:
+            cur.execute("DROP TABLE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+    conn.close()

@@ -19,7 +19,7 @@ import peewee
 from models.db import (BaseModel, connection, database, from_micros, is_sqlite, to_micros,
                  write_transaction)
 from models.executions import STATUSES, Execution
-from models.ingest import Change
+from models.ingest import Change, RunState
 
 from . import changes as change_counter
 
@@ -63,6 +63,25 @@ def apply_changes(changes: list[Change]) -> None:
                 deltas[key] -= 1
         for key in _keys(after.workflow_id, after.status, after.started_at):
             deltas[key] += 1
+    _apply_deltas(deltas)
+
+
+def remove_runs(states: list[RunState]) -> None:
+    """Take deleted runs out of their buckets; buckets left empty are deleted."""
+    deltas: dict[tuple, int] = defaultdict(int)
+    for state in states:
+        for key in _keys(state.workflow_id, state.status, state.started_at):
+            deltas[key] -= 1
+    _apply_deltas(deltas)
+    keys = sorted(deltas)
+    key = peewee.Tuple(RunRollup.grain, RunRollup.workflow_id, RunRollup.bucket, RunRollup.status)
+    for start in range(0, len(keys), 500):
+        (RunRollup.delete()
+         .where(key.in_([peewee.Tuple(*k) for k in keys[start:start + 500]]), RunRollup.n == 0)
+         .execute())
+
+
+def _apply_deltas(deltas: dict[tuple, int]) -> None:
     # A fixed order of upserts keeps concurrent writers from deadlocking on PostgreSQL.
     rows = [{"grain": k[0], "workflow_id": k[1], "bucket": k[2], "status": k[3], "n": n}
             for k, n in sorted(deltas.items()) if n]
@@ -247,6 +266,6 @@ def started_extent(workflow_ids: list[int] | None) -> tuple[int | None, int | No
 
 
 
-__all__ = ["RunRollup", "apply_changes", "rebuild_rollups", "ensure_rollups", "count_bars",
+__all__ = ["RunRollup", "apply_changes", "remove_runs", "rebuild_rollups", "ensure_rollups", "count_bars",
            "count_window", "started_extent", "bar_edges", "total", "GRAINS", "MINUTE", "HOUR", "DAY",
            "ALL_WORKFLOWS"]

@@ -1,0 +1,130 @@
+"""Retention: delete runs older than RUNWATCH_RETENTION_DAYS, a few at a time.
+
+Runs whose `started_at` is before the cut-off go with their steps and payloads, in
+batches: each batch is one short write transaction that reads the next runs through the
+(started_at, id) index, deletes them, takes them out of the rollups and bumps the change
+counter, so counts stay exact and no cache shows a deleted run. Writers and readers wait
+at most one batch. A run still `pending` or `running` is kept while it is still reported
+on: it goes only once its last report (`updated_at`) is also older than the cut-off.
+
+The alert state is left as it is: deleting old runs is not a new result, so no workflow is
+marked for the scan and no notice is decided (a streak that began before the cut-off
+counts only its kept runs the next time the workflow reports).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import peewee
+
+from models.db import connection, is_sqlite, to_micros, utcnow, write_transaction
+from models.executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step,
+                               StepPayload)
+from models.ingest import RunState
+
+from . import changes as change_counter
+from .rollups import remove_runs
+
+BATCH = 500
+
+
+@dataclass
+class Purged:
+    """What one purge deleted, and the longest time a batch held the write lock."""
+
+    runs: int = 0
+    steps: int = 0
+    step_payloads: int = 0
+    run_payloads: int = 0
+    batches: int = 0
+    longest_batch_ms: float = 0.0
+    done: bool = True  # False: stopped at max_batches with more runs to delete
+    batch_ms: list[float] = field(default_factory=list, repr=False)
+
+
+# Runs deleted per run of the job at most (50 batches of 500): a first pass over a long
+# history is spread over several runs and never holds the other jobs back for long.
+JOB_BATCHES = 50
+
+
+def job(app) -> None:
+    """The scheduled retention job (see scheduling.JOBS): nothing unless
+    RUNWATCH_RETENTION_DAYS is set."""
+    days = app.config.get("RETENTION_DAYS")
+    if days:
+        with connection():
+            purge_expired(utcnow(), days, max_batches=JOB_BATCHES)
+
+
+def cutoff(now: datetime, days: int) -> int:
+    """The first started_at (in microseconds) that is kept."""
+    return to_micros(now - timedelta(days=days))
+
+
+def purge_expired(now: datetime, days: int, batch: int = BATCH,
+                  max_batches: int | None = None) -> Purged:
+    """Delete runs that started more than `days` days before `now`, `batch` runs per
+    transaction, at most `max_batches` transactions (None: until none is left)."""
+    if days < 1 or batch < 1:
+        raise ValueError("days and batch must be at least 1")
+    limit = cutoff(now, days)
+    purged = Purged()
+    after: tuple[int, int] | None = None  # the last (started_at, id) looked at
+    while max_batches is None or purged.batches < max_batches:
+        started = time.perf_counter()
+        with write_transaction():
+            rows = _next_batch(limit, after, batch)
+            if rows:
+                after = (rows[-1][3], rows[-1][0])
+                _delete(rows, limit, purged)
+        elapsed = (time.perf_counter() - started) * 1000
+        if not rows:
+            return purged
+        purged.batches += 1
+        purged.batch_ms.append(elapsed)
+        purged.longest_batch_ms = max(purged.longest_batch_ms, elapsed)
+        if len(rows) < batch:
+            return purged
+    purged.done = not _next_batch(limit, after, 1)
+    return purged
+
+
+def _next_batch(limit: int, after: tuple[int, int] | None, batch: int) -> list[tuple]:
+    """The next runs to delete, in (started_at, id) order, locked against a concurrent
+    re-post on PostgreSQL (SQLite's write transaction already excludes every writer)."""
+    E = Execution
+    terms = [E.started_at < limit]
+    if after is not None:
+        terms.append(peewee.Tuple(E.started_at, E.id) > peewee.Tuple(*after))
+    # Unfinished runs are read too (they keep the index range plain) and skipped here.
+    query = (E.select(E.id, E.workflow, E.status, E.started_at, E.updated_at)
+             .where(*terms).order_by(E.started_at, E.id).limit(batch).tuples())
+    if not is_sqlite():
+        query = query.for_update()
+    rows = []
+    for id_, workflow_id, status, started, updated in query:
+        rows.append((id_, workflow_id, status, to_micros(started), to_micros(updated)))
+    # The keyset moves past every row read; only the expired ones are deleted.
+    return rows
+
+
+def _delete(rows: list[tuple], limit: int, purged: Purged) -> None:
+    """Delete the expired runs of `rows` with their steps and payloads; take them out of
+    the rollups and bump the change counter, in the caller's transaction."""
+    doomed = [r for r in rows if r[2] in FINISHED_STATUSES or r[4] < limit]
+    if not doomed:
+        return
+    ids = [r[0] for r in doomed]
+    steps = Step.select(Step.id).where(Step.execution.in_(ids))
+    purged.step_payloads += StepPayload.delete().where(StepPayload.step.in_(steps)).execute()
+    purged.steps += Step.delete().where(Step.execution.in_(ids)).execute()
+    purged.run_payloads += (ExecutionPayload.delete()
+                            .where(ExecutionPayload.execution.in_(ids)).execute())
+    purged.runs += Execution.delete().where(Execution.id.in_(ids)).execute()
+    remove_runs([RunState(r[0], r[1], r[2], r[3], None, None) for r in doomed])
+    change_counter.bump()
+
+
+__all__ = ["purge_expired", "Purged", "cutoff", "BATCH"]

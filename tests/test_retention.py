@@ -1,0 +1,179 @@
+"""Retention: runs older than RUNWATCH_RETENTION_DAYS go with their steps and payloads;
+counts, rollups and alert state stay exact."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import peewee
+import pytest
+
+from alert_servers import make_rule, notices
+from alerts.config import config_from
+from alerts.models import AlertState
+from alerts.scan import scan
+from app import create_app
+from history.rollups import RunRollup, rebuild_rollups
+from history.retention import purge_expired
+from models import Execution, database
+from models.db import connection, iso, utcnow
+from models.executions import ExecutionPayload, Step, StepPayload
+
+URL = "/api/automations/executions"
+BATCH = "/api/automations/executions/batch"
+HOOK = [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}]
+
+
+def _runs(now, days_ago: float, count: int, prefix: str, status="success", **extra):
+    started = now - timedelta(days=days_ago)
+    runs = []
+    for i in range(count):
+        run = {"workflow": f"wf-{i % 3}", "external_id": f"{prefix}-{i}", "status": status,
+               "started_at": iso(started + timedelta(seconds=i)), "input": {"n": i},
+               "steps": [{"name": "a", "input": {"x": 1}, "logs": "ok"}, {"name": "b"}],
+               **extra}
+        if status in ("success", "failure"):
+            run["finished_at"] = iso(started + timedelta(seconds=i + 1))
+        runs.append(run)
+    return runs
+
+
+def _rollups() -> dict[tuple, int]:
+    return {(r.grain, r.workflow_id, r.bucket, r.status): r.n
+            for r in RunRollup.select() if r.n}
+
+
+def _counts(api, **query) -> dict:
+    response = api.get(URL, query_string={"limit": 1, **query})
+    assert response.status_code == 200, response.text
+    return response.json["counts"]
+
+
+def test_old_runs_go_with_their_steps_and_payloads_and_counts_stay_exact(app, api):
+    now = utcnow()
+    old = _runs(now, 40, 30, "old", status="failure", error={"message": "boom"})
+    new = _runs(now, 5, 20, "new")
+    assert api.post(BATCH, json={"executions": old + new}).status_code == 201
+    before_all = _counts(api, **{"from": iso(now - timedelta(days=60))})
+    assert before_all["failure"] == 30
+
+    with connection():
+        purged = purge_expired(now, 30, batch=7)
+        assert (purged.runs, purged.steps, purged.step_payloads, purged.run_payloads) \
+            == (30, 60, 30, 30)
+        assert purged.batches == 5 and purged.done
+        assert Execution.select().count() == 20
+        assert Step.select().count() == 40
+        assert StepPayload.select().count() == 20
+        assert ExecutionPayload.select().count() == 20
+        assert not Execution.select().where(Execution.external_id.startswith("old")).exists()
+        kept = _rollups()
+    # Counts answered right after, through the same (cached) history API.
+    counts = _counts(api, **{"from": iso(now - timedelta(days=60))})
+    assert counts["failure"] == 0 and counts["success"] == 20
+    listed = api.get(URL, query_string={"limit": 100,
+                                        "from": iso(now - timedelta(days=60))}).json["data"]
+    assert len(listed) == 20 and {run["status"] for run in listed} == {"success"}
+    with connection():
+        rebuild_rollups()
+        assert _rollups() == kept
+        # Buckets left empty are deleted, not kept at zero.
+        assert not RunRollup.select().where(RunRollup.n == 0).exists()
+        # A second pass finds nothing.
+        assert purge_expired(now, 30).runs == 0
+
+
+def test_unfinished_runs_stay_while_they_are_reported_on(app, api, db):
+    now = utcnow()
+    stuck = _runs(now, 40, 2, "stuck", status="running")
+    assert api.post(BATCH, json={"executions": stuck}).status_code == 201
+    # Reported on today: one is still alive; the other was last heard of 35 days ago.
+    Execution.update(updated_at=now - timedelta(days=35)) \
+        .where(Execution.external_id == "stuck-1").execute()
+    assert purge_expired(now, 30).runs == 1
+    assert [e.external_id for e in Execution.select()] == ["stuck-0"]
+
+
+def test_alert_state_is_unaffected_and_no_notice_is_decided(app, api, db):
+    make_rule(2, HOOK, workflow="wf-0")
+    now = utcnow()
+    old = _runs(now, 40, 6, "old", status="failure", error={"message": "boom"})
+    new = _runs(now, 1, 6, "new", status="failure", error={"message": "boom"})
+    assert api.post(BATCH, json={"executions": old + new}).status_code == 201
+    scan(config_from(app))
+    states = [(s.rule_id, s.workflow_id, s.streak, s.alerted, s.episode)
+              for s in AlertState.select()]
+    before = [(n.kind, n.episode) for n in notices()]
+    assert before == [("failing", 1)]
+    assert purge_expired(now, 30).runs == 6
+    scan(config_from(app))
+    assert [(s.rule_id, s.workflow_id, s.streak, s.alerted, s.episode)
+            for s in AlertState.select()] == states
+    assert [(n.kind, n.episode) for n in notices()] == before
+
+
+def test_readers_and_writers_go_on_while_a_long_purge_runs(app, api, db):
+    now = utcnow()
+    old = _runs(now, 40, 900, "old")
+    for start in range(0, len(old), 300):
+        assert api.post(BATCH, json={"executions": old[start:start + 300]}).status_code == 201
+    db.close()
+    results: dict = {}
+
+    def purge():
+        with connection():
+            results["purged"] = purge_expired(now, 30, batch=50)
+
+    thread = threading.Thread(target=purge)
+    thread.start()
+    waits = []
+    for i in range(10):
+        started = time.perf_counter()
+        response = api.post(URL, json={"workflow": "live", "external_id": f"live-{i}",
+                                       "status": "success"})
+        assert response.status_code == 201
+        assert api.get(URL, query_string={"limit": 5}).status_code == 200
+        waits.append(time.perf_counter() - started)
+    thread.join(60)
+    purged = results["purged"]
+    assert purged.runs == 900 and purged.batches == 18
+    assert max(waits) < 5
+    assert purged.longest_batch_ms < 5000
+    database.connect(reuse_if_open=True)
+    assert Execution.select().count() == 10
+
+
+def test_the_command_deletes_once_and_reports(app, api, runner):
+    now = utcnow()
+    assert api.post(BATCH, json={"executions": _runs(now, 10, 4, "old")}).status_code == 201
+    result = runner.invoke(args=["retention"])
+    assert result.exit_code != 0 and "RUNWATCH_RETENTION_DAYS is not set" in result.output
+    result = runner.invoke(args=["retention", "--days", "7"])
+    assert result.exit_code == 0, result.output
+    assert "Deleted 4 run(s) older than 7 day(s), 8 step(s)" in result.output
+
+
+def test_the_scheduled_job_deletes_only_when_retention_is_set(app, api):
+    import scheduling
+
+    [job] = [job for job in scheduling.JOBS if job.name == "retention"]
+    now = utcnow()
+    assert api.post(BATCH, json={"executions": _runs(now, 10, 4, "old")
+                                 + _runs(now, 1, 2, "new")}).status_code == 201
+    job.function()(app)  # unset: every run kept
+    assert _counts(api, **{"from": iso(now - timedelta(days=60))})["success"] == 6
+    app.config["RETENTION_DAYS"] = 7
+    job.function()(app)
+    assert _counts(api, **{"from": iso(now - timedelta(days=60))})["success"] == 2
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "1.5"])
+def test_a_bad_retention_setting_stops_the_start(app_config, value):
+    with pytest.raises(SystemExit, match="RUNWATCH_RETENTION_DAYS"):
+        create_app({**app_config, "RETENTION_DAYS": value})
+
+
+def test_unset_retention_keeps_every_run(app_config):
+    application = create_app({**app_config, "RETENTION_DAYS": ""})
+    assert application.config["RETENTION_DAYS"] is None
