@@ -79,7 +79,10 @@ ERROR_MEANINGS = {
     401: "No valid credentials (also for ids that do not exist: 401 comes before 404).",
     403: "The token lacks the scope this operation needs (code `forbidden`).",
     404: "There is no such thing (code `not_found`).",
-    413: "The request body is larger than `RUNWATCH_MAX_PAYLOAD_BYTES` allows.",
+    413: "The request body is larger than `RUNWATCH_MAX_PAYLOAD_BYTES` allows, or carries "
+         "more steps than `RUNWATCH_MAX_STEPS_PER_REQUEST` / `_PER_RUN` (code `too_many_steps`).",
+    503: "The database does not answer (code `unavailable`); try again after `Retry-After` "
+         "seconds.",
 }
 ANSWER_MEANINGS = {200: "OK", 201: "Created", 204: "Done; no content"}
 
@@ -193,6 +196,8 @@ def _operation(app: Flask, rule: Rule, method: str, op: Operation, refs: dict) -
         responses[str(status)] = _answer(meaning, ErrorDocument, refs)
     responses["401"]["headers"] = {"WWW-Authenticate": {
         "required": True, "description": "Bearer", "schema": {"type": "string"}}}
+    responses["503"]["headers"] = {"Retry-After": {
+        "required": True, "description": "Seconds to wait", "schema": {"type": "string"}}}
     out["responses"] = dict(sorted(responses.items()))
     return out
 
