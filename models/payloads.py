@@ -27,12 +27,16 @@ _NON_ALNUM = re.compile(r"[^a-z0-9]")
 # Credentials inside free text: user:password@ in URLs, and key=value / key: value pairs
 # whose key is secret by the same rule as an object key (DB_PASSWORD=, "client_secret": …,
 # Authorization: Bearer …). A key is a run of letters, digits, `_`, `.` and `-`.
-_URL_PASSWORD = re.compile(r"([a-z][a-z0-9+.-]*://[^\s:/@]*:)([^\s@/]+)(@)", re.I)
-# The value is only looked at, not consumed, so a key inside a value that is not secret
-# (`url=https://host/?token=…`) is still found.
+# Every run of name characters is tried once, from its start and without backtracking
+# (a lookbehind and possessive quantifiers), so the time is linear in the text's length.
+_URL_PASSWORD = re.compile(r"(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*+://[^\s:/@]*+:)([^\s@/]++)(@)",
+                           re.I)
+# A key and its separator; the value is read only after a secret key, so a key inside a
+# value that is not secret (`url=https://host/?token=…`) is still found.
 _PAIR = re.compile(
-    r"([a-z0-9_.-]+)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+|token\s+)?(?=([^\s\"',;&]+))",
+    r"(?<![a-z0-9_.-])([a-z0-9_.-]++)[\"']?\s*+[:=]\s*+[\"']?(?:bearer\s+|basic\s+|token\s+)?",
     re.I)
+_VALUE = re.compile(r"[^\s\"',;&]+")
 
 
 @functools.lru_cache(maxsize=4096)  # payloads repeat the same keys thousands of times
@@ -50,11 +54,14 @@ def mask_text(text: str) -> str:
     text = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), text)
     parts, done = [], 0
     for match in _PAIR.finditer(text):
-        start, value = match.end(), match.group(2)
-        if start < done or value == MASK or not is_secret_key(match.group(1)):
+        start = match.end()
+        if start < done or not is_secret_key(match.group(1)):
+            continue
+        value = _VALUE.match(text, start)
+        if value is None or value.group() == MASK:
             continue
         parts += [text[done:start], MASK]
-        done = start + len(value)
+        done = value.end()
     return "".join(parts) + text[done:] if parts else text
 
 
