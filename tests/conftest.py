@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from app import create_app
+from benchmarks.harness import empty_postgres
 from helpers import (CHROMIUM, EMAIL, PASSWORD, ROOT, LiveServer, csrf_from, free_port, make_token,
                      missing)
 from models import database
@@ -74,18 +75,6 @@ def postgres_url():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _empty_postgres(url: str) -> None:
-    import psycopg2
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        tables = [row[0] for row in cur.fetchall()]
-        if tables:
-            cur.execute("DROP TABLE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
-    conn.close()
-
-
 # --- The app on either backend ------------------------------------------------------------
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -100,7 +89,7 @@ def database_url(backend, tmp_path, request) -> str:
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'runwatch.db'}"
     url = request.getfixturevalue("postgres_url")
-    _empty_postgres(url)
+    empty_postgres(url)
     return url
 
 
