@@ -10,6 +10,7 @@ import alerts
 import cli
 import history
 import scheduling
+import workflows
 from models import MODELS, database, init_database
 from models.db import create_schema_when_reachable
 from views import BLUEPRINTS
@@ -42,7 +43,7 @@ DEFAULTS = {
 # Features, in the order they are wired: each has its `MODELS` and an `init_app(app)`
 # that registers its write hooks, start-up checks and blueprints. Background jobs are
 # listed in scheduling.JOBS.
-FEATURES = (history, alerts)
+FEATURES = (history, alerts, workflows)
 INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
                     "SMTP_PORT", "MAX_PAYLOAD_BYTES", "MAX_STEPS_PER_REQUEST",
                     "MAX_STEPS_PER_RUN", "SCHEDULER_LEASE_SECONDS")

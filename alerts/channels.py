@@ -193,6 +193,11 @@ def subject_of(outgoing: Outgoing) -> str:
     if outgoing.kind == "recovered":
         return (f"[Runwatch] {workflow} recovered after "
                 f"{data['failure_count']} failures in a row")
+    if outgoing.kind == "missed":
+        return (f"[Runwatch] {workflow} missed a run: expected at {data.get('expected_at')}, "
+                f"none started within {data.get('grace_seconds')} s")
+    if outgoing.kind == "resumed":
+        return f"[Runwatch] {workflow} runs again after a missed run"
     return f"[Runwatch] Test notice for {workflow} (rule #{data['rule_id']})"
 
 

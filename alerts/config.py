@@ -31,6 +31,7 @@ class AlertConfig:
     smtp_timeout: float = 30.0     # seconds for a whole e-mail attempt, from connection to QUIT
     delivery_workers: int = 8      # notices sent at once by one delivery pass
     lease_seconds: float = 10.0    # a claim without renewal; renewed every third while sending
+    workflow_url: Callable[[str], str] | None = None  # a workflow's page, by name
 
 
 def validation_context(config: AlertConfig) -> dict:
@@ -49,8 +50,12 @@ def config_from(app: Flask) -> AlertConfig:
         return adapter.build("executions.show", {"execution_id": execution_id},
                              force_external=True)
 
+    def workflow_url(name: str) -> str:
+        return adapter.build("workflows.show", {"name": name}, force_external=True)
+
     return AlertConfig(
         execution_url=execution_url,
+        workflow_url=workflow_url,
         scan_seconds=config["ALERT_SCAN_SECONDS"],
         retry_seconds=config["DELIVERY_RETRY_SECONDS"],
         max_attempts=config["DELIVERY_MAX_ATTEMPTS"],

@@ -7,8 +7,9 @@ from models.db import BaseModel, UTCMicros, utcnow
 from models.executions import FINISHED_STATUSES, Workflow, load_json
 from models.ingest import Change
 
-# Notice kinds and delivery states, as the API and the log speak them.
-KINDS = ("failing", "recovered", "test")
+# Notice kinds and delivery states, as the API and the log speak them: a streak failing and
+# recovering, a scheduled run missed and runs resumed after it, and a test.
+KINDS = ("failing", "recovered", "missed", "resumed", "test")
 NOTICE_STATES = ("pending", "sending", "delivered", "failed")
 
 
@@ -95,8 +96,9 @@ class Notice(BaseModel):
 
     class Meta:
         indexes = (
-            # One failing and one recovered notice per channel, streak and rule: a database
-            # guarantee, whichever process decides it.
+            # One failing and one recovered notice per channel, streak and rule (one missed
+            # and one resumed per late episode): a database guarantee, whichever process
+            # decides it.
             (("rule", "channel_id", "workflow", "episode", "kind"), True),
             (("status", "next_attempt_at"), False),
         )

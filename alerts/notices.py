@@ -23,7 +23,8 @@ from .models import KINDS, NOTICE_STATES, AlertChannel, Attempt, Notice, by_pare
 DEFAULT_LOG_LIMIT = 50
 MAX_LOG_LIMIT = 500
 MAX_ID = 2**62
-EVENT_TYPES = {"failing": "workflow.failing", "recovered": "workflow.recovered", "test": "test"}
+EVENT_TYPES = {"failing": "workflow.failing", "recovered": "workflow.recovered",
+               "missed": "workflow.missed", "resumed": "workflow.recovered", "test": "test"}
 # The delivery log's query parameters, as the API document describes them; `from_args`
 # reads the same names with the same bounds.
 PARAMETERS = (
@@ -45,14 +46,15 @@ def _iso_micros(value) -> str | None:
 
 def notice_body(kind: str, now: datetime, *, workflow: str, failure_count: int, threshold: int,
                 first_failure_at, last_failure_at, last_error: str | None,
-                execution_url: str | None, rule_id: int) -> dict:
-    """The JSON a webhook receives (e-mails show the same facts)."""
+                execution_url: str | None, rule_id: int, **schedule) -> dict:
+    """The JSON a webhook receives (e-mails show the same facts). Notices about a schedule
+    add `expected_at`, `grace_seconds` and `last_run_at` (`schedule`)."""
     return {"type": EVENT_TYPES[kind], "timestamp": iso(now), "data": {
         "workflow": workflow, "failure_count": failure_count, "threshold": threshold,
         "first_failure_at": _iso_micros(first_failure_at),
         "last_failure_at": _iso_micros(last_failure_at),
         "last_error": mask_text(last_error) if last_error else last_error,
-        "execution_url": execution_url, "rule_id": rule_id}}
+        "execution_url": execution_url, "rule_id": rule_id, **schedule}}
 
 
 def queue_notices(channels: list[AlertChannel], kind: str, body: dict, now: datetime, *,

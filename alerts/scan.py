@@ -33,6 +33,19 @@ PAGE = 500          # finished runs read at once when replaying a workflow
 MAX_REPLAY = 20_000  # runs replayed per workflow and scan; the rest waits for the next scan
 
 Position = tuple[int, int]  # (started_at in microseconds, id) of a run
+
+# Steps that other features add to every scan, called with (config, now): those `BEFORE`
+# the streaks are read (runs they fail are counted in the same scan), and those `AFTER`,
+# which return how many notices they queued. See `register_scan_step`.
+BEFORE: list = []
+AFTER: list = []
+
+
+def register_scan_step(step, *, before_streaks: bool) -> None:
+    """Run `step(config, now)` in every scan, before or after the streaks are decided."""
+    steps = BEFORE if before_streaks else AFTER
+    if step not in steps:
+        steps.append(step)
 ORIGIN: Position = (-2**62, 0)  # before every run
 
 
@@ -279,6 +292,8 @@ def scan(config: AlertConfig, now: datetime | None = None) -> ScanResult:
     started = time.perf_counter()
     clock = (lambda: now) if now is not None else utcnow
     examined = decided = 0
+    for step in BEFORE:
+        step(config, clock())
     rules = None
     for _ in range(MAX_BATCHES):
         marked = list(AlertDirty.select(AlertDirty.workflow_id)
@@ -309,6 +324,8 @@ def scan(config: AlertConfig, now: datetime | None = None) -> ScanResult:
             examined += 1
         if len(marked) < BATCH:
             break
+    for step in AFTER:
+        decided += step(config, clock())
     duration_ms = (time.perf_counter() - started) * 1000
     _beat(clock(), duration_ms, examined, decided)
     return ScanResult(examined, decided, duration_ms)

@@ -7,7 +7,8 @@ counter, so counts stay exact and no cache shows a deleted run. Writers and read
 at most one batch. A run still `pending` or `running` is kept while it is still reported
 on: it goes only once its last report (`updated_at`) is also older than the cut-off.
 
-The alert state is left as it is: deleting old runs is not a new result, so no workflow is
+Features that keep their own counts of runs take the deleted ones out (delete hooks: the
+workflows' summaries and duration counts). The alert state is left as it is: deleting old runs is not a new result, so no workflow is
 marked for the scan and no notice is decided (a streak that began before the cut-off
 counts only its kept runs the next time the workflow reports).
 """
@@ -22,7 +23,7 @@ import peewee
 from models.db import connection, is_sqlite, to_micros, utcnow, write_transaction
 from models.executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step,
                                StepPayload)
-from models.ingest import RunState
+from models.ingest import RunState, run_delete_hooks
 
 from . import changes as change_counter
 from .rollups import remove_runs
@@ -99,13 +100,14 @@ def _next_batch(limit: int, after: tuple[int, int] | None, batch: int) -> list[t
     if after is not None:
         terms.append(peewee.Tuple(E.started_at, E.id) > peewee.Tuple(*after))
     # Unfinished runs are read too (they keep the index range plain) and skipped here.
-    query = (E.select(E.id, E.workflow, E.status, E.started_at, E.updated_at)
+    query = (E.select(E.id, E.workflow, E.status, E.started_at, E.updated_at, E.duration_ms)
              .where(*terms).order_by(E.started_at, E.id).limit(batch).tuples())
     if not is_sqlite():
         query = query.for_update()
     rows = []
-    for id_, workflow_id, status, started, updated in query:
-        rows.append((id_, workflow_id, status, to_micros(started), to_micros(updated)))
+    for id_, workflow_id, status, started, updated, duration in query:
+        rows.append((id_, workflow_id, status, to_micros(started), to_micros(updated),
+                     duration))
     # The keyset moves past every row read; only the expired ones are deleted.
     return rows
 
@@ -123,7 +125,9 @@ def _delete(rows: list[tuple], limit: int, purged: Purged) -> None:
     purged.run_payloads += (ExecutionPayload.delete()
                             .where(ExecutionPayload.execution.in_(ids)).execute())
     purged.runs += Execution.delete().where(Execution.id.in_(ids)).execute()
-    remove_runs([RunState(r[0], r[1], r[2], r[3], None, None) for r in doomed])
+    states = [RunState(r[0], r[1], r[2], r[3], None, r[5]) for r in doomed]
+    remove_runs(states)
+    run_delete_hooks(states)
     change_counter.bump()
 
 

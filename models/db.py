@@ -30,7 +30,7 @@ SQLITE_UNAVAILABLE = ("unable to open database file", "database is locked", "dat
                       "readonly database", "disk i/o error", "database or disk is full",
                       "authorization denied", "file is not a database")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
 
 UTC = timezone.utc
@@ -190,11 +190,53 @@ def _alerts_v3(db: peewee.Database) -> None:
               if not nullable.get(name, True)))
 
 
+def _workflows_v4(db: peewee.Database) -> None:
+    """Version 4: workflows have settings (schedule, zone, grace, maximum duration,
+    description); a run's row keeps its error type beside the message, for error groups.
+    Workflows there get the defaults (no schedule); the types of runs there are read once
+    from their stored errors."""
+    _add_columns(db, "workflow", {
+        "schedule": peewee.CharField(max_length=200, null=True),
+        "timezone": peewee.CharField(max_length=64, constraints=[peewee.SQL("DEFAULT 'UTC'")]),
+        "grace_seconds": peewee.IntegerField(constraints=[peewee.SQL("DEFAULT 300")]),
+        "max_duration_seconds": peewee.IntegerField(null=True),
+        "description": peewee.TextField(null=True),
+        "schedule_set_at": peewee.BigIntegerField(null=True),
+    })
+    _add_columns(db, "execution", {"error_type": peewee.CharField(max_length=200, null=True)})
+    _backfill_error_types(db)
+
+
+def _backfill_error_types(db: peewee.Database, batch: int = 2000) -> None:
+    """Copy `type` out of each stored run error into its row, a keyset batch at a time.
+    Errors an older release stored with NaN or without a type are read leniently."""
+    import json
+
+    param = db.param
+    last = 0
+    while True:
+        rows = db.execute_sql(
+            'SELECT "execution_id", "error" FROM "execution_payload" WHERE "execution_id" > '
+            f'{param} AND "error" IS NOT NULL ORDER BY "execution_id" LIMIT {int(batch)}',
+            (last,)).fetchall()
+        if not rows:
+            return
+        last = rows[-1][0]
+        for execution_id, text in rows:
+            try:
+                kind = json.loads(text).get("type")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(kind, str) and kind:
+                db.execute_sql(f'UPDATE "execution" SET "error_type" = {param} WHERE "id" = {param}',
+                               (kind[:200], execution_id))
+
+
 # Migrations from version N-1 to N, as functions taking the database.
 # Tables and indexes that are new are created by `create_tables(safe=True)`;
 # a migration is only needed to change what already exists. `schema_is_current` checks
 # tables, indexes and the version row, not columns: a new column needs a new version.
-MIGRATIONS: dict[int, callable] = {2: _accounts_v2, 3: _alerts_v3}
+MIGRATIONS: dict[int, callable] = {2: _accounts_v2, 3: _alerts_v3, 4: _workflows_v4}
 
 
 def schema_is_current(models: list[type[peewee.Model]]) -> bool:

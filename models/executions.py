@@ -10,13 +10,23 @@ from .db import BaseModel, UTCMicros
 STATUSES = ("pending", "running", "success", "failure")
 FINISHED_STATUSES = ("success", "failure")
 ERROR_EXCERPT_CHARS = 300
+ERROR_TYPE_CHARS = 200
 
 
 class Workflow(BaseModel):
-    """A named automation; created when first reported."""
+    """A named automation; created when first reported (or when its settings are first set).
+
+    Its settings say when it is expected to run (`schedule`, a 5-field cron expression read
+    in `timezone`, late after `grace_seconds`) and how long a run may take."""
 
     name = peewee.CharField(max_length=200, unique=True)
     created_at = UTCMicros()
+    schedule = peewee.CharField(max_length=200, null=True)
+    timezone = peewee.CharField(max_length=64, default="UTC")
+    grace_seconds = peewee.IntegerField(default=300)
+    max_duration_seconds = peewee.IntegerField(null=True)
+    description = peewee.TextField(null=True)
+    schedule_set_at = UTCMicros(null=True)  # when the schedule was last set or changed
 
 
 class Execution(BaseModel):
@@ -31,6 +41,7 @@ class Execution(BaseModel):
     step_count = peewee.IntegerField(default=0)
     failed_step = peewee.IntegerField(null=True)
     error_message = peewee.CharField(max_length=ERROR_EXCERPT_CHARS, null=True)
+    error_type = peewee.CharField(max_length=ERROR_TYPE_CHARS, null=True)
     created_at = UTCMicros()
     updated_at = UTCMicros()
 

@@ -12,8 +12,8 @@ from typing import Callable, Iterable
 import peewee
 
 from .db import database, is_sqlite, to_micros, utcnow, write_transaction
-from .executions import (Execution, ExecutionPayload, Step, StepPayload, Workflow,
-                         dump_json, excerpt)
+from .executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step, StepPayload,
+                         Workflow, dump_json, excerpt)
 from .schemas import ErrorIn, ExecutionIn, ExecutionPatch, InputError, StepIn
 
 
@@ -40,6 +40,22 @@ def register_write_hook(hook: Callable[[list[Change]], None]) -> None:
     """Call `hook(changes)` inside every transaction that creates or changes runs."""
     if hook not in WRITE_HOOKS:
         WRITE_HOOKS.append(hook)
+
+
+DELETE_HOOKS: list[Callable[[list[RunState]], None]] = []
+
+
+def register_delete_hook(hook: Callable[[list[RunState]], None]) -> None:
+    """Call `hook(states)` inside every transaction that deletes runs (retention)."""
+    if hook not in DELETE_HOOKS:
+        DELETE_HOOKS.append(hook)
+
+
+def run_delete_hooks(states: list[RunState]) -> None:
+    """Tell the delete hooks about runs deleted in this transaction."""
+    if states:
+        for hook in DELETE_HOOKS:
+            hook(states)
 
 
 def _state(id_, workflow_id, status, started, finished, duration) -> RunState:
@@ -88,6 +104,12 @@ def _bulk_insert(model, rows: list[dict], returning: bool) -> list[int]:
         if returning:
             ids.extend(r[0] for r in cursor.fetchall())
     return ids
+
+
+def _error_columns(error: ErrorIn | None) -> dict:
+    """The error's excerpt and type, as the run's row keeps them for lists and groups."""
+    return {"error_message": excerpt(error.message if error else None),
+            "error_type": error.type if error else None}
 
 
 def _error_json(error: ErrorIn | None) -> str | None:
@@ -244,7 +266,7 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
             "workflow": wf, "external_id": item.external_id, "status": item.status,
             "started_at": started, "finished_at": finished,
             "duration_ms": _duration(started, finished),
-            "error_message": excerpt(item.error.message if item.error else None),
+            **_error_columns(item.error),
             "step_count": len(steps), "failed_step": failed[0] if failed else None,
             "created_at": now_us, "updated_at": now_us,
         })
@@ -326,13 +348,16 @@ def _update_existing(before: RunState, item: ExecutionIn, now, texts: Texts) -> 
         finished = to_micros(item.finished_at) if item.finished_at else None
     if finished is not None and finished < started:
         raise InputError("finished_at: finished_at is before started_at", "finished_at")
+    replaced = _replaces_timeout(before, item.status, sent)
+    if replaced and item.status not in FINISHED_STATUSES and "finished_at" not in sent:
+        finished = None
     values = {"status": item.status, "started_at": started, "finished_at": finished,
               "duration_ms": _duration(started, finished), "updated_at": now}
-    if "error" in sent:
-        values["error_message"] = excerpt(item.error.message if item.error else None)
+    if "error" in sent or replaced:
+        values.update(_error_columns(item.error))
     Execution.update(values).where(Execution.id == before.id).execute()
     payload = {name: text for name, text in zip(("input", "output", "error"), texts[id(item)])
-               if name in sent}
+               if name in sent or (replaced and name == "error")}
     _upsert_payload(before.id, payload)
     if item.steps:
         _write_steps(before.id, _positioned(item.steps, 0), replace=True, texts=texts)
@@ -341,19 +366,34 @@ def _update_existing(before: RunState, item: ExecutionIn, now, texts: Texts) -> 
                     values["duration_ms"])
 
 
+TIMEOUT = "Timeout"  # the error type of a run the scan failed for exceeding its maximum duration
+
+
+def _replaces_timeout(before: RunState, status: str, sent: set[str]) -> bool:
+    """Whether a report replaces a timeout: the run was failed with a `Timeout` error and
+    is now reported in another status without an error of its own. Then the error goes (and
+    the finish the timeout gave it, if the run is reported open again)."""
+    if before.status != "failure" or status == "failure" or "error" in sent:
+        return False
+    kind = Execution.select(Execution.error_type).where(Execution.id == before.id).scalar()
+    return kind == TIMEOUT
+
+
 def _load_state(execution_id: int) -> RunState | None:
     row = _locked(Execution.select(*_STATE_FIELDS).where(Execution.id == execution_id)
                   .tuples()).first()
     return _state(*row) if row else None
 
 
-def patch_execution(execution_id: int, patch: ExecutionPatch) -> bool:
-    """Change status, finished_at, error or output of a run; False if there is no such run."""
+def patch_execution(execution_id: int, patch: ExecutionPatch, *,
+                    only_unfinished: bool = False) -> bool:
+    """Change status, finished_at, error or output of a run; False if there is no such run
+    (or, with `only_unfinished`, if it has finished meanwhile)."""
     sent = patch.model_fields_set
     error_text, output_text = _error_json(patch.error), dump_json(patch.output)
     with write_transaction():
         before = _load_state(execution_id)
-        if before is None:
+        if before is None or (only_unfinished and before.status in FINISHED_STATUSES):
             return False
         now = utcnow()
         values: dict = {"updated_at": now}
@@ -369,11 +409,14 @@ def patch_execution(execution_id: int, patch: ExecutionPatch) -> bool:
                                  "finished_at")
             values["finished_at"] = finished
             values["duration_ms"] = _duration(before.started_at, finished)
-        if "error" in sent:
-            values["error_message"] = excerpt(patch.error.message if patch.error else None)
+        replaced = _replaces_timeout(before, status, sent)
+        if replaced and status not in FINISHED_STATUSES and "finished_at" not in sent:
+            finished = values["finished_at"] = values["duration_ms"] = None
+        if "error" in sent or replaced:
+            values.update(_error_columns(patch.error))
         Execution.update(values).where(Execution.id == execution_id).execute()
         payload = {}
-        if "error" in sent:
+        if "error" in sent or replaced:
             payload["error"] = error_text
         if "output" in sent:
             payload["output"] = output_text
@@ -398,5 +441,5 @@ def add_steps(execution_id: int, steps: list[StepIn]) -> bool:
     return True
 
 
-__all__ = ["store_executions", "patch_execution", "add_steps",
-           "register_write_hook", "RunState", "Change"]
+__all__ = ["store_executions", "patch_execution", "add_steps", "register_write_hook",
+           "register_delete_hook", "run_delete_hooks", "RunState", "Change"]

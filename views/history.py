@@ -14,6 +14,7 @@ from models.payloads import mask_text
 from history.filters import SORTS, FilterError, HistoryFilter, after_id
 from history.rollups import DAY
 from history.service import HistoryResult, query_history, workflow_names
+from workflows.stats import needing_attention
 
 from .common import render_page, url_builder, wants_partial
 from .extensions import sees_secrets
@@ -71,8 +72,9 @@ def index():
         # Plain form submissions carry empty fields, `filter=` carries JSON: send both to
         # the canonical address.
         return redirect(f.url_with())
+    attention = None if wants_partial() else needing_attention()
     body, status, headers = render_page("history/index.html", "history/_results.html",
-                                        **_history(f), **_choices())
+                                        **_history(f), **_choices(), attention=attention)
     if wants_partial():
         headers["HX-Push-Url"] = f.url_with()
     return body, status, headers

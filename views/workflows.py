@@ -1,0 +1,369 @@
+"""Workflows: the overview `/workflows`, one workflow's page, their API and settings."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, request, url_for)
+from werkzeug.datastructures import MultiDict
+
+from history.filters import FilterError, HistoryFilter
+from models.db import from_micros, iso, utcnow
+from models.executions import STATUSES
+from models.schemas import InputError, parse
+from workflows import schedule as schedules
+from workflows import settings as workflow_settings
+from workflows.models import STATES, WorkflowSummary
+from workflows.schemas import MAX_DESCRIPTION, MAX_DURATION, MAX_GRACE, SettingsIn
+from workflows.stats import (Figures, OverviewQuery, WorkflowQueryError, encode_cursor,
+                             error_groups, figures, metrics, overview_page, state_counts,
+                             summary_of)
+
+from .formatting import format_duration
+from .common import api_error, render_page, url_builder, wants_partial
+from .history import _ago, iso_micros
+
+bp = Blueprint("workflows", __name__)
+API = "/api/automations/workflows"
+DEFAULT_DAYS = 30
+MAX_DAYS = 400
+QUICK_DAYS = (7, 30, 90)
+
+
+# --- building answers ------------------------------------------------------------------------
+
+def _links():
+    return url_builder("executions.show", external=True), url_builder("workflows.show",
+                                                                      external=True)
+
+
+def workflow_json(row: WorkflowSummary, figure: Figures, execution_url, workflow_url) -> dict:
+    """A workflow as the API answers it."""
+    settings = row.workflow
+    recent = figure.recent or []
+    last = recent[0] if recent else None
+    return {
+        "name": row.name, "state": row.state, "streak": row.streak,
+        "last_run": ({"id": last[0], "status": last[1], "started_at": iso_micros(last[2]),
+                      "url": execution_url(execution_id=last[0])} if last else None),
+        "recent_runs": [{"id": run_id, "status": status,
+                         "url": execution_url(execution_id=run_id)}
+                        for run_id, status, _ in recent],
+        "runs_24h": figure.runs_24h, "success_rate_7d": figure.success_rate_7d,
+        "duration_p50_ms_7d": figure.percentile(0.5),
+        "duration_p95_ms_7d": figure.percentile(0.95),
+        "schedule": settings.schedule,
+        "schedule_description": schedules.describe(settings.schedule) if settings.schedule
+        else None,
+        "timezone": settings.timezone, "grace_seconds": settings.grace_seconds,
+        "max_duration_seconds": settings.max_duration_seconds,
+        "next_expected_at": iso(row.expected_at) if settings.schedule else None,
+        "late_since": iso(row.late_expected_at) if row.late else None,
+        "description": settings.description,
+        "url": workflow_url(name=row.name),
+    }
+
+
+def _period(args) -> HistoryFilter:
+    """The period of a workflow's figures: `from`/`to`/`tz` as the history reads them,
+    the last 30 days by default."""
+    chosen = MultiDict([(key, value) for key in ("from", "to", "tz")
+                        for value in args.getlist(key)])
+    f = HistoryFilter.from_args(chosen, secret=current_app.secret_key,
+                                path=url_for("history.index"))
+    today = utcnow().astimezone(f.zone).date()
+    if f.start is None:
+        end_day = today if f.end is None else from_micros(f.end.micros).astimezone(f.zone).date()
+        f = f.but(start=f._bound_as_written((end_day - timedelta(days=DEFAULT_DAYS - 1))
+                                            .isoformat(), False))
+    if f.end is None:
+        f = f.but(end=f._bound_as_written(max(today, from_micros(f.start.micros)
+                                              .astimezone(f.zone).date()).isoformat(), True))
+    days = (f.end.micros - f.start.micros) // 86_400_000_000
+    if days >= MAX_DAYS:
+        raise FilterError({"from": f"the period may be at most {MAX_DAYS} days"})
+    return f
+
+
+def _detail(row: WorkflowSummary, period: HistoryFilter) -> dict:
+    execution_url, workflow_url = _links()
+    figure = figures([row.workflow_id], utcnow())[row.workflow_id]
+    body = workflow_json(row, figure, execution_url, workflow_url)
+    start, end = period.start.micros, period.end.micros
+    history = period.but(workflows=(row.name,))
+    failures = history.but(statuses=("failure",))
+    root = request.host_url.rstrip("/")
+    body["period"] = {"from": iso(from_micros(start)), "to": iso(from_micros(end)),
+                      "tz": period.tz}
+    body["metrics"] = metrics(row.workflow_id, start, end, period.zone)
+    body["errors"] = [{
+        "fingerprint": g["fingerprint"], "type": g["type"], "message": g["message"],
+        "count": g["count"], "first_seen": iso_micros(g["first_seen"]),
+        "last_seen": iso_micros(g["last_seen"]),
+        "last_execution_url": execution_url(execution_id=g["last_execution_id"]),
+        "history_url": root + failures.url_with(),
+    } for g in error_groups(row.workflow_id, start, end)]
+    body["history_url"] = root + history.url_with()
+    return body
+
+
+def _not_found(name: str):
+    return api_error(404, "not_found", f"There is no workflow named {name!r}.")
+
+
+# --- API ---------------------------------------------------------------------------------
+
+@bp.get(API)
+def api_list():
+    """Workflows: late, then failing, then the rest, by name; one keyset page."""
+    try:
+        query = OverviewQuery.from_args(request.args)
+    except WorkflowQueryError as exc:
+        return api_error(400, "invalid", str(exc), exc.field)
+    rows, next_cursor = overview_page(query)
+    found = figures([r.workflow_id for r in rows], utcnow())
+    execution_url, workflow_url = _links()
+    return jsonify({"data": [workflow_json(r, found[r.workflow_id], execution_url, workflow_url)
+                             for r in rows],
+                    "next_cursor": encode_cursor(next_cursor) if next_cursor else None})
+
+
+@bp.get(f"{API}/<path:name>")
+def api_show(name: str):
+    """One workflow with its days and error groups over a period."""
+    period = _period(request.args)
+    row = summary_of(name)
+    if row is None:
+        return _not_found(name)
+    body = _detail(row, period)
+    del body["history_url"]
+    return jsonify(body)
+
+
+@bp.patch(f"{API}/<path:name>")
+def api_update(name: str):
+    """Change a workflow's settings; a name that has not reported yet is created (201)."""
+    _check_name(name)
+    changes = parse(SettingsIn, request.get_data()).model_dump(exclude_unset=True)
+    _, created = workflow_settings.update(name, changes)
+    row = summary_of(name)
+    execution_url, workflow_url = _links()
+    figure = figures([row.workflow_id], utcnow())[row.workflow_id]
+    response = jsonify(workflow_json(row, figure, execution_url, workflow_url))
+    if created:
+        response.headers["Location"] = url_for("workflows.api_show", name=name)
+    return response, 201 if created else 200
+
+
+def _check_name(name: str) -> None:
+    from models.inputs import control_character
+    if not 1 <= len(name) <= 200 or control_character(name):
+        raise InputError("name: a workflow name has 1 to 200 characters and no control "
+                         "characters", "name")
+
+
+# --- pages -------------------------------------------------------------------------------
+
+@bp.get("/workflows")
+def index():
+    """The overview: which workflows need attention."""
+    try:
+        query = OverviewQuery.from_args(request.args)
+    except WorkflowQueryError as exc:
+        return render_page("workflows/index.html", "workflows/_list.html", status=400,
+                           **_overview_context(OverviewQuery(), {exc.field: str(exc)},
+                                               request.args))
+    body, status, headers = render_page("workflows/index.html", "workflows/_list.html",
+                                        **_overview_context(query, {}, request.args))
+    if wants_partial():
+        headers["HX-Push-Url"] = _overview_url(query.to_args())
+    return body, status, headers
+
+
+def _overview_url(args) -> str:
+    query = urlencode(args)
+    return url_for("workflows.index") + ("?" + query if query else "")
+
+
+def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
+    now = utcnow()
+    rows, next_cursor = ([], None) if errors else overview_page(query)
+    found = figures([r.workflow_id for r in rows], now)
+    execution_url = url_builder("executions.show")
+    workflow_url = url_builder("workflows.show")
+    items = []
+    for row in rows:
+        figure = found[row.workflow_id]
+        items.append({"row": row, "json": workflow_json(row, figure, execution_url,
+                                                        workflow_url),
+                      "last_ago": _ago(from_micros(figure.recent[0][2]), now,
+                                       from_micros(figure.recent[0][2]))
+                      if figure.recent else None,
+                      "expected_in": _relative(row.expected_at, now)
+                      if row.workflow.schedule and row.expected_at else None})
+    return {"query": query, "errors": errors, "items": items, "states": STATES,
+            "counts": state_counts(), "form": {"q": args.get("q", ""),
+                                               "state": args.getlist("state")},
+            "next_url": _overview_url(query.to_args(cursor=next_cursor)) if next_cursor
+            else None,
+            "first_url": _overview_url(query.to_args(cursor=None)) if query.cursor else None}
+
+
+def _relative(moment: datetime, now: datetime) -> str:
+    seconds = (moment - now).total_seconds()
+    ahead = seconds >= 0
+    seconds = abs(seconds)
+    if seconds < 60:
+        words = f"{int(seconds)} s"
+    elif seconds < 3600:
+        words = f"{round(seconds / 60)} min"
+    elif seconds < 86400:
+        words = f"{round(seconds / 3600)} h"
+    else:
+        words = f"{round(seconds / 86400)} d"
+    return f"in {words}" if ahead else f"{words} ago"
+
+
+@bp.get("/workflows/<path:name>")
+def show(name: str):
+    """One workflow: its numbers, days, error groups and settings."""
+    row = summary_of(name)
+    if row is None:
+        abort(404, f"There is no workflow named {name!r}.")
+    try:
+        period = _period(request.args)
+    except FilterError as exc:
+        period = _period(MultiDict())
+        return _show_page(row, period, exc.errors, status=400)
+    return _show_page(row, period, {})
+
+
+@bp.post("/workflows/<path:name>")
+def save_settings(name: str):
+    """The settings form: save, or show what is wrong beside each field."""
+    row = summary_of(name)
+    if row is None:
+        abort(404, f"There is no workflow named {name!r}.")
+    values = _form_settings(request.form)
+    errors = workflow_settings.form_errors(values)
+    if errors:
+        return _settings_answer(row, values, errors, status=400)
+    workflow_settings.update(name, workflow_settings.validate(values, strict=False))
+    if wants_partial():
+        return _settings_answer(summary_of(name), None, {}, saved=True)
+    flash("Settings saved.")
+    return redirect(url_for("workflows.show", name=name), code=303)
+
+
+def _form_settings(form) -> dict:
+    values: dict = {}
+    for key in ("schedule", "timezone", "grace_seconds", "max_duration_seconds",
+                "description"):
+        raw = form.get(key)
+        if raw is None:
+            continue
+        raw = raw.strip() if key != "description" else raw
+        if key in ("schedule", "max_duration_seconds", "description") and raw.strip() == "":
+            values[key] = None
+        elif key == "timezone" and raw == "":
+            values[key] = "UTC"
+        else:
+            values[key] = raw
+    return values
+
+
+def _settings_form(row: WorkflowSummary, values: dict | None) -> dict:
+    settings = row.workflow
+    if values is None:
+        values = {"schedule": settings.schedule, "timezone": settings.timezone,
+                  "grace_seconds": settings.grace_seconds,
+                  "max_duration_seconds": settings.max_duration_seconds,
+                  "description": settings.description}
+    return {key: "" if value is None else value for key, value in values.items()}
+
+
+def _preview(expression: str | None, zone_name: str | None) -> dict:
+    """A schedule in words and its next three expected times, or what is wrong with it."""
+    if not expression:
+        return {"empty": True}
+    zone_name = zone_name or "UTC"
+    try:
+        expression = schedules.check(expression)
+        where = schedules.zone(zone_name)
+    except schedules.ScheduleError as exc:
+        return {"error": str(exc)}
+    times = schedules.upcoming(expression, zone_name, utcnow())
+    return {"description": schedules.describe(expression),
+            "times": [t.astimezone(where).strftime("%Y-%m-%d %H:%M %Z") for t in times],
+            "zone": zone_name}
+
+
+def _settings_answer(row, values, errors, status: int = 200, saved: bool = False):
+    form = _settings_form(row, values)
+    return render_page("workflows/_settings.html", "workflows/_settings.html", status=status,
+                       **_settings_context(row, form, errors, saved))
+
+
+def _settings_context(row, form, errors, saved=False) -> dict:
+    return {"row": row, "settings_form": form, "settings_errors": errors, "saved": saved,
+            "preview": _preview(form.get("schedule"), form.get("timezone")),
+            "zones": sorted(schedules.zone_names()), "max_grace": MAX_GRACE,
+            "max_duration": MAX_DURATION, "max_description": MAX_DESCRIPTION}
+
+
+@bp.get("/schedule-preview")
+def preview():
+    """What the settings form shows under the schedule while it is typed."""
+    return render_page("workflows/_preview.html", "workflows/_preview.html",
+                       preview=_preview(request.args.get("schedule"),
+                                        request.args.get("timezone")))
+
+
+def _show_page(row: WorkflowSummary, period: HistoryFilter, errors: dict, status: int = 200):
+    detail = _detail(row, period)
+    now = utcnow()
+    today = now.astimezone(period.zone).date()
+    here = url_for("workflows.show", name=row.name)
+    quick = []
+    for days in QUICK_DAYS:
+        args = [("from", (today - timedelta(days=days - 1)).isoformat()),
+                ("to", today.isoformat())]
+        if period.tz != "UTC":
+            args.append(("tz", period.tz))
+        quick.append((f"{days}d", here + "?" + urlencode(args)))
+    context = {
+        "row": row, "detail": detail, "period": period, "errors": errors,
+        "period_form": {"from": period.start.text, "to": period.end.text, "tz": period.tz},
+        "charts": _charts(detail["metrics"]["days"]), "quick": quick, "statuses": STATUSES,
+        **_settings_context(row, _settings_form(row, None), {}),
+    }
+    return render_page("workflows/show.html", "workflows/show.html", status=status, **context)
+
+
+def _charts(days: list[dict]) -> dict:
+    """Bars of runs per day stacked by status, and of p50/p95 durations, as SVG numbers."""
+    highest = max((sum(day[s] for s in STATUSES) for day in days), default=0)
+    slowest = max((day["duration_p95_ms"] or 0 for day in days), default=0)
+    bars = []
+    for index, day in enumerate(days):
+        total = sum(day[s] for s in STATUSES)
+        segments, top = [], 100.0
+        for status in STATUSES:
+            if day[status] and highest:
+                height = 100.0 * day[status] / highest
+                top -= height
+                segments.append((status, top, height))
+        p50, p95 = day["duration_p50_ms"], day["duration_p95_ms"]
+        bars.append({
+            "x": index, "date": day["date"], "total": total, "segments": segments,
+            "title": f"{day['date']}: {total} runs" + "".join(
+                f", {day[s]} {s}" for s in STATUSES if day[s]),
+            "p50": 100.0 * p50 / slowest if p50 and slowest else 0,
+            "p95": 100.0 * p95 / slowest if p95 and slowest else 0,
+            "duration_title": (f"{day['date']}: p50 {format_duration(p50)}, p95 {format_duration(p95)}"
+                               if p95 is not None else f"{day['date']}: no finished runs"),
+            "day": day,
+        })
+    return {"bars": bars, "count": len(bars), "highest": highest, "slowest": format_duration(slowest)}
+
+

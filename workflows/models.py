@@ -1,0 +1,82 @@
+"""The tables of the workflows overview: one summary row per workflow, and run durations
+counted per hour and day in logarithmic bins (for percentiles without reading runs)."""
+from __future__ import annotations
+
+import math
+
+import peewee
+
+from models.db import BaseModel, UTCMicros
+from models.executions import Workflow
+
+STATES = ("late", "failing", "new", "ok")
+# The overview lists late workflows first, then failing ones, then the rest by name.
+RANKS = {"late": 0, "failing": 1, "new": 2, "ok": 2}
+
+
+class WorkflowSummary(BaseModel):
+    """What the overview shows of a workflow, kept current by every write of its runs (and,
+    for `late` and timeouts, by the scan), so a page of the overview reads a page of rows.
+
+    Positions of runs are (started_at, id), the order streaks are counted in.
+    """
+
+    workflow = peewee.ForeignKeyField(Workflow, primary_key=True, on_delete="CASCADE")
+    name = peewee.CharField(max_length=200)  # the workflow's name, for ordering by it here
+    state = peewee.CharField(max_length=10, default="new")
+    rank = peewee.IntegerField(default=RANKS["new"])
+    streak = peewee.IntegerField(default=0)  # failures in a row at the end of finished runs
+    finished_started_at = UTCMicros(null=True)  # the last finished run's position and status
+    finished_id = peewee.BigIntegerField(null=True)
+    finished_status = peewee.CharField(max_length=10, null=True)
+    last_started_at = UTCMicros(null=True)  # the latest started_at of any run
+    open_started_at = UTCMicros(null=True)  # the earliest started_at of a pending/running run
+    timeout_at = UTCMicros(null=True)  # when that run exceeds the maximum duration
+    expected_at = UTCMicros(null=True)  # the next run the schedule expects
+    due_at = UTCMicros(null=True)  # expected_at + grace: late after it
+    late = peewee.BooleanField(default=False)  # a late episode is open (set by the scan)
+    late_expected_at = UTCMicros(null=True)  # the expected time the open episode missed
+    late_episode = peewee.IntegerField(default=0)  # late episodes so far (a notice key)
+
+    class Meta:
+        indexes = (
+            (("rank", "name"), False),    # the overview's order, keyset-paged
+            (("state", "name"), False),   # one state, by name
+            (("due_at",), False),         # the scan: schedules now overdue
+            (("timeout_at",), False),     # the scan: runs now past their maximum duration
+            (("late", "due_at"), False),  # the scan: late episodes that have ended
+        )
+
+
+class DurationRollup(BaseModel):
+    """How many finished runs of a workflow that started in one hour or UTC day took a
+    duration in one logarithmic bin (bins are 2^(1/8) wide: percentiles within 4.5 %)."""
+
+    grain = peewee.CharField(max_length=1)
+    workflow_id = peewee.IntegerField()
+    bucket = peewee.BigIntegerField()
+    bin = peewee.IntegerField()
+    n = peewee.BigIntegerField(default=0)
+
+    class Meta:
+        primary_key = peewee.CompositeKey("grain", "workflow_id", "bucket", "bin")
+
+
+BINS_PER_DOUBLING = 8
+
+
+def duration_bin(duration_ms: int) -> int:
+    """The bin of a duration: 0 for 0 ms (or less), else 1 + floor(8 * log2(ms))."""
+    if duration_ms <= 0:
+        return 0
+    return 1 + int(BINS_PER_DOUBLING * math.log2(duration_ms))
+
+
+def bin_value(index: int) -> int:
+    """The duration a bin stands for: the geometric middle of its bounds, in ms."""
+    if index <= 0:
+        return 0
+    return round(2 ** ((index - 1 + 0.5) / BINS_PER_DOUBLING))
+
+
+MODELS = [WorkflowSummary, DurationRollup]

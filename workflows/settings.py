@@ -1,0 +1,58 @@
+"""Changing a workflow's settings (the API's PATCH and the page's form share this)."""
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from models.db import utcnow, write_transaction
+from models.executions import Workflow
+from models.ingest import workflow_ids
+from models.schemas import InputError, input_error
+
+from . import summary
+from .schemas import SettingsIn
+
+FIELDS = tuple(SettingsIn.model_fields)
+
+
+def validate(values: dict, strict: bool = True) -> dict:
+    """The settings in `values` (only those given), validated; InputError names the first
+    bad one. Forms send texts: `strict=False` reads numbers from them."""
+    try:
+        parsed = SettingsIn.model_validate(values, strict=strict)
+    except ValidationError as exc:
+        raise input_error(exc) from None
+    return {name: getattr(parsed, name) for name in parsed.model_fields_set}
+
+
+def form_errors(values: dict) -> dict[str, str]:
+    """Every bad field of a form's settings, by name (empty when all are good)."""
+    try:
+        SettingsIn.model_validate(values, strict=False)
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for error in exc.errors(include_url=False):
+            name = str(error["loc"][0]) if error["loc"] else "schedule"
+            message = error["msg"].removeprefix("Value error, ")
+            errors.setdefault(name, message)
+        return errors
+    return {}
+
+
+def update(name: str, changes: dict) -> tuple[Workflow, bool]:
+    """Apply validated settings to the workflow called `name`, creating it if it has not
+    reported yet; returns it and whether it was created. Setting or changing the schedule
+    (or its zone) starts the wait for its first expected run now."""
+    if set(changes) - set(FIELDS):
+        raise InputError(f"unknown setting {sorted(set(changes) - set(FIELDS))[0]}")
+    with write_transaction():
+        existed = Workflow.select().where(Workflow.name == name).exists()
+        workflow_id = workflow_ids([name])[name]
+        workflow = Workflow.get_by_id(workflow_id)
+        values = {key: value for key, value in changes.items()
+                  if getattr(workflow, key) != value}
+        if "schedule" in values or ("timezone" in values and workflow.schedule):
+            values["schedule_set_at"] = utcnow()
+        if values:
+            Workflow.update(values).where(Workflow.id == workflow_id).execute()
+        summary.settings_changed(workflow_id)
+    return Workflow.get_by_id(workflow_id), not existed

@@ -1,0 +1,175 @@
+"""Silence, found by the alert scan: runs that never end, and scheduled runs that never come.
+
+Both read the summaries through an index on the moment something becomes due
+(`timeout_at`, `due_at`), so an idle scan is three index probes that find nothing, whatever
+the size of the history or the number of scheduled workflows.
+
+- **Runs that never end.** A workflow's `timeout_at` is its oldest open run's start plus its
+  maximum duration. When it has passed, each of its runs open longer than that is set to
+  `failure` through the ordinary write path (so streaks, counts and alerts see a failure),
+  finished at start + limit, with a `Timeout` error naming the limit.
+- **Missed runs.** `due_at` is the first expected time after the later of the last start
+  and the moment the schedule was set, plus the grace. When it has passed and no late
+  episode is open, one is opened (`late`, counted in `late_episode`) and a **missed** notice
+  is queued to every enabled rule covering the workflow. When a run starts, the summary's
+  `due_at` moves to the next expected time: an open episode whose `due_at` lies ahead (or
+  whose schedule was removed) is closed, and when a run started after the missed time it
+  queues a **resumed** notice (`workflow.recovered`) to rules that notify recovery.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from models.db import from_micros, is_sqlite, iso, to_micros, write_transaction
+from models.executions import Execution, Workflow
+from models.ingest import TIMEOUT, patch_execution
+from models.schemas import ErrorIn, ExecutionPatch
+from alerts.config import AlertConfig
+from alerts.models import AlertChannel, AlertRule
+from alerts.notices import notice_body, queue_notices
+from alerts.rules import channels_of
+from alerts.scan import current_streak
+
+from .models import RANKS, WorkflowSummary
+from .summary import OPEN_STATUSES, recount, state_of
+
+S = WorkflowSummary
+BATCH = 500          # workflows handled per scan and kind; the rest wait for the next scan
+RUNS_PER_WORKFLOW = 1000  # runs timed out per workflow and scan
+
+
+def _duration_words(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def timeout_error(limit_seconds: int) -> ErrorIn:
+    """The error a run gets when it has not finished within the maximum duration."""
+    return ErrorIn.model_construct(
+        type=TIMEOUT, stack=None,
+        message=(f"The run did not finish within its workflow's maximum duration of "
+                 f"{limit_seconds} s ({_duration_words(limit_seconds)}); Runwatch marked it "
+                 "failed. A later report of this run replaces this."))
+
+
+def time_out_runs(config: AlertConfig | None, now: datetime) -> int:
+    """Fail the runs that are open past their workflow's maximum duration; returns how many."""
+    now_us = to_micros(now)
+    due = list(S.select(S.workflow, Workflow.max_duration_seconds)
+               .join(Workflow, on=(S.workflow == Workflow.id))
+               .where(S.timeout_at <= now_us).order_by(S.timeout_at).limit(BATCH).tuples())
+    failed = 0
+    for workflow_id, limit in due:
+        runs = []
+        if limit:
+            cutoff = now_us - limit * 1_000_000
+            runs = list(Execution.select(Execution.id, Execution.started_at)
+                        .where(Execution.workflow == workflow_id,
+                               Execution.status.in_(OPEN_STATUSES),
+                               Execution.started_at <= cutoff)
+                        .order_by(Execution.started_at).limit(RUNS_PER_WORKFLOW).tuples())
+        for run_id, started in runs:
+            patch = ExecutionPatch.model_construct(
+                status="failure", finished_at=from_micros(to_micros(started) + limit * 1_000_000),
+                error=timeout_error(limit))
+            failed += patch_execution(run_id, patch, only_unfinished=True)
+        if not runs:
+            # The summary was behind (settings or runs changed in a way it did not follow).
+            with write_transaction():
+                recount([workflow_id])
+    return failed
+
+
+def _covering_rules(name: str, recovery: bool) -> list[tuple[AlertRule, list[AlertChannel]]]:
+    rules = [rule for rule in AlertRule.select().where(AlertRule.enabled)
+             if rule.workflow_name is None or rule.workflow_name == name]
+    if recovery:
+        rules = [rule for rule in rules if rule.notify_recovery]
+    channels = channels_of([rule.id for rule in rules])
+    return [(rule, channels[rule.id]) for rule in rules]
+
+
+def _last_run(workflow_id: int) -> tuple[int, int] | None:
+    row = (Execution.select(Execution.id, Execution.started_at)
+           .where(Execution.workflow == workflow_id)
+           .order_by(Execution.started_at.desc(), Execution.id.desc()).limit(1).tuples().first())
+    return (row[0], to_micros(row[1])) if row else None
+
+
+def _queue(kind: str, row: WorkflowSummary, settings: Workflow, expected_at: int | None,
+           config: AlertConfig, now: datetime) -> int:
+    rules = _covering_rules(row.name, recovery=(kind == "resumed"))
+    if not rules:
+        return 0
+    streak = current_streak(row.workflow_id)
+    last = _last_run(row.workflow_id)
+    if last is not None:
+        link = config.execution_url(last[0])
+    elif config.workflow_url is not None:
+        link = config.workflow_url(row.name)
+    else:
+        link = None
+    decided = 0
+    for rule, channels in rules:
+        body = notice_body(kind, now, workflow=row.name, failure_count=streak.count,
+                           threshold=rule.threshold, first_failure_at=streak.first_failure_at,
+                           last_failure_at=streak.last_failure_at, last_error=streak.last_error,
+                           execution_url=link, rule_id=rule.id,
+                           expected_at=iso(from_micros(expected_at)) if expected_at else None,
+                           grace_seconds=settings.grace_seconds,
+                           last_run_at=iso(from_micros(last[1])) if last else None)
+        decided += queue_notices(channels, kind, body, now, workflow_id=row.workflow_id,
+                                 episode=row.late_episode)
+    return decided
+
+
+def _hold(workflow_id: int):
+    query = (S.select(S, Workflow.grace_seconds, Workflow.schedule)
+             .join(Workflow, on=(S.workflow == Workflow.id)).where(S.workflow == workflow_id))
+    if not is_sqlite():
+        query = query.for_update(of=S)
+    return query.first()
+
+
+def missed_runs(config: AlertConfig, now: datetime) -> int:
+    """Open late episodes whose run is overdue and close those whose runs came; queue their
+    notices. Returns how many notices were queued."""
+    now_us = to_micros(now)
+    decided = 0
+    overdue = [wid for (wid,) in S.select(S.workflow)
+               .where(S.late == False, S.due_at <= now_us)  # noqa: E712 (SQL, not Python)
+               .order_by(S.due_at).limit(BATCH).tuples()]
+    for workflow_id in overdue:
+        with write_transaction():
+            row = _hold(workflow_id)
+            if row is None or row.late or row.due_at is None or to_micros(row.due_at) > now_us:
+                continue  # another scan opened it, or a run came meanwhile
+            expected = to_micros(row.expected_at) if row.expected_at else None
+            (S.update(late=True, late_episode=S.late_episode + 1, late_expected_at=expected,
+                      state="late", rank=RANKS["late"])
+             .where(S.workflow == workflow_id).execute())
+            row.late_episode += 1
+            decided += _queue("missed", row, row.workflow, expected, config, now)
+    ended = [wid for (wid,) in S.select(S.workflow)
+             .where(S.late == True, (S.due_at > now_us) | S.due_at.is_null())  # noqa: E712
+             .limit(BATCH).tuples()]
+    for workflow_id in ended:
+        with write_transaction():
+            row = _hold(workflow_id)
+            if row is None or not row.late or (row.due_at is not None
+                                               and to_micros(row.due_at) <= now_us):
+                continue
+            state = state_of(False, row.finished_status)
+            S.update(late=False, state=state, rank=RANKS[state]).where(
+                S.workflow == workflow_id).execute()
+            missed_at = to_micros(row.late_expected_at) if row.late_expected_at else None
+            came = row.last_started_at is not None and (
+                missed_at is None or to_micros(row.last_started_at) > missed_at)
+            if came:  # a run started: the episode is over (else the schedule changed)
+                decided += _queue("resumed", row, row.workflow, missed_at, config, now)
+    return decided
+
+
+__all__ = ["time_out_runs", "missed_runs", "timeout_error"]

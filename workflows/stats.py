@@ -1,0 +1,367 @@
+"""Reading workflows: the overview's pages, the figures of each row, a workflow's days and
+its error groups. Everything is read from summaries, rollups and index ranges; nothing here
+scans a workflow's history run by run except error groups (its failures in the period)."""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import peewee
+
+from models.db import database, to_micros
+from models.executions import FINISHED_STATUSES, STATUSES, Execution, Workflow
+from models.inputs import whole_number
+from history.rollups import DAY, GRAINS, HOUR, RunRollup, _merged, _split, count_bars
+
+from .models import RANKS, STATES, DurationRollup, WorkflowSummary, bin_value, duration_bin
+
+S = WorkflowSummary
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+MAX_QUERY = 200
+STRIP_RUNS = 20
+MAX_ERROR_ROWS = 50_000  # failures read for error groups (the newest in the period)
+MAX_GROUPS = 50
+
+
+class WorkflowQueryError(ValueError):
+    """A bad overview parameter: `field` names it."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class OverviewQuery:
+    """A validated overview query: name part, states, page size and cursor."""
+
+    q: str = ""
+    states: tuple[str, ...] = ()
+    limit: int = DEFAULT_LIMIT
+    cursor: tuple[int, str] | None = None
+
+    @classmethod
+    def from_args(cls, args) -> "OverviewQuery":
+        q = (args.get("q") or "").strip()
+        if len(q) > MAX_QUERY or "\x00" in q:
+            raise WorkflowQueryError(f"q: at most {MAX_QUERY} characters, no NUL", "q")
+        states: list[str] = []
+        for value in args.getlist("state"):
+            for part in value.split(","):
+                part = part.strip()
+                if not part:
+                    continue
+                if part not in STATES:
+                    raise WorkflowQueryError(f"state: must be one of {', '.join(STATES)}",
+                                             "state")
+                if part not in states:
+                    states.append(part)
+        raw_limit = args.get("limit") or None
+        limit = DEFAULT_LIMIT
+        if raw_limit is not None:
+            limit = whole_number(raw_limit, 1, MAX_LIMIT)
+            if limit is None:
+                raise WorkflowQueryError(f"limit: must be a whole number from 1 to {MAX_LIMIT}",
+                                         "limit")
+        raw_cursor = args.get("cursor") or None
+        cursor = decode_cursor(raw_cursor) if raw_cursor else None
+        return cls(q, tuple(s for s in STATES if s in states), limit, cursor)
+
+    def to_args(self, **changes) -> list[tuple[str, str]]:
+        """The canonical query arguments (defaults left out); a change other than `cursor`
+        starts from page one."""
+        q, states = changes.get("q", self.q), changes.get("states", self.states)
+        limit = changes.get("limit", self.limit)
+        cursor = changes.get("cursor", self.cursor if set(changes) <= {"cursor"} else None)
+        args = [("q", q)] if q else []
+        args += [("state", s) for s in states]
+        if limit != DEFAULT_LIMIT:
+            args.append(("limit", str(limit)))
+        if cursor:
+            args.append(("cursor", encode_cursor(cursor)))
+        return args
+
+
+def encode_cursor(cursor: tuple[int, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(cursor)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[int, str]:
+    try:
+        if len(text) > 2000:
+            raise ValueError(text)
+        rank, name = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if (type(rank) is not int or rank not in RANKS.values() or not isinstance(name, str)
+                or len(name) > 200 or "\x00" in name):
+            raise ValueError(text)
+        return rank, name
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise WorkflowQueryError("cursor: not a cursor this list gave out", "cursor") from None
+
+
+_SETTINGS = (Workflow.id, Workflow.schedule, Workflow.timezone, Workflow.grace_seconds,
+             Workflow.max_duration_seconds, Workflow.description)
+
+
+def _summaries():
+    return S.select(S, *_SETTINGS).join(Workflow, on=(S.workflow == Workflow.id))
+
+
+def overview_page(query: OverviewQuery) -> tuple[list[WorkflowSummary], tuple[int, str] | None]:
+    """One page of summaries in the overview's order (late, failing, the rest; by name),
+    and the cursor of the next page."""
+    terms = []
+    if query.states:
+        terms.append(S.state.in_(list(query.states)))
+    if query.q:
+        terms.append(S.name.contains(query.q))
+    if query.cursor:
+        terms.append(peewee.Tuple(S.rank, S.name) > peewee.Tuple(*query.cursor))
+    select = _summaries().order_by(S.rank, S.name).limit(query.limit + 1)
+    if terms:
+        select = select.where(*terms)
+    rows = list(select)
+    more = len(rows) > query.limit
+    rows = rows[:query.limit]
+    return rows, ((rows[-1].rank, rows[-1].name) if more else None)
+
+
+def summary_of(name: str) -> WorkflowSummary | None:
+    """One workflow's summary (with its settings), by name."""
+    return _summaries().where(Workflow.name == name).first()
+
+
+def needing_attention() -> dict[str, int]:
+    """How many workflows are late and failing (read from the overview's index)."""
+    found = dict(S.select(S.state, peewee.fn.COUNT(S.workflow))
+                 .where(S.rank < RANKS["new"]).group_by(S.state).tuples())
+    return {"late": int(found.get("late", 0)), "failing": int(found.get("failing", 0))}
+
+
+def state_counts() -> dict[str, int]:
+    """How many workflows are in each state."""
+    found = dict(S.select(S.state, peewee.fn.COUNT(S.workflow)).group_by(S.state).tuples())
+    return {state: int(found.get(state, 0)) for state in STATES}
+
+
+# --- figures of the overview's rows --------------------------------------------------------
+
+@dataclass
+class Figures:
+    runs_24h: int = 0
+    success_7d: int = 0
+    failure_7d: int = 0
+    durations: Counter | None = None
+    recent: list | None = None  # (id, status, started_at micros), newest first
+
+    @property
+    def success_rate_7d(self) -> float | None:
+        finished = self.success_7d + self.failure_7d
+        return None if not finished else round(self.success_7d / finished, 4)
+
+    def percentile(self, fraction: float) -> int | None:
+        return percentile(self.durations or Counter(), fraction)
+
+
+def percentile(bins: Counter, fraction: float) -> int | None:
+    """The nearest-rank percentile of durations counted in bins (None without any)."""
+    total = sum(bins.values())
+    if not total:
+        return None
+    rank = max(1, -(-int(fraction * total * 1000) // 1000))
+    seen = 0
+    for index in sorted(bins):
+        seen += bins[index]
+        if seen >= rank:
+            return bin_value(index)
+    return bin_value(max(bins))
+
+
+def _hour(micros: int) -> int:
+    return micros - micros % HOUR
+
+
+def figures(workflow_ids: list[int], now: datetime) -> dict[int, Figures]:
+    """runs in 24 h, successes and failures and durations over 7 days, and the last runs,
+    of each workflow: whole hours (the current one and those before), from the rollups."""
+    found = {wid: Figures(durations=Counter(), recent=[]) for wid in workflow_ids}
+    if not workflow_ids:
+        return found
+    end = _hour(to_micros(now)) + HOUR
+    day_start, week_start = end - 24 * HOUR, end - 7 * DAY
+    R = RunRollup
+    for wid, n in (R.select(R.workflow_id, peewee.fn.SUM(R.n))
+                   .where(R.grain == "h", R.workflow_id.in_(workflow_ids),
+                          R.bucket >= day_start, R.bucket < end)
+                   .group_by(R.workflow_id).tuples()):
+        found[wid].runs_24h = int(n)
+    for grain, start, stop in _split(week_start, end):
+        for wid, status, n in (R.select(R.workflow_id, R.status, peewee.fn.SUM(R.n))
+                               .where(R.grain == grain, R.workflow_id.in_(workflow_ids),
+                                      R.bucket >= start, R.bucket < stop,
+                                      R.status.in_(FINISHED_STATUSES))
+                               .group_by(R.workflow_id, R.status).tuples()):
+            figure = found[wid]
+            if status == "success":
+                figure.success_7d += int(n)
+            else:
+                figure.failure_7d += int(n)
+    D = DurationRollup
+    for grain, start, stop in _split(week_start, end):
+        for wid, index, n in (D.select(D.workflow_id, D.bin, peewee.fn.SUM(D.n))
+                              .where(D.grain == grain, D.workflow_id.in_(workflow_ids),
+                                     D.bucket >= start, D.bucket < stop)
+                              .group_by(D.workflow_id, D.bin).tuples()):
+            found[wid].durations[index] += int(n)
+    for wid, run_id, status, started in recent_runs(workflow_ids, STRIP_RUNS):
+        found[wid].recent.append((run_id, status, started))
+    return found
+
+
+def recent_runs(workflow_ids: list[int], count: int) -> list[tuple]:
+    """The last `count` runs of each workflow (by started_at), newest first: one statement
+    of one index range per workflow."""
+    if not workflow_ids:
+        return []
+    table = Execution._meta.table_name
+    param = database.param
+    one = (f'SELECT * FROM (SELECT "workflow_id", "id", "status", "started_at" FROM "{table}" '
+           f'WHERE "workflow_id" = {param} ORDER BY "started_at" DESC, "id" DESC '
+           f'LIMIT {int(count)}) AS "w{{n}}"')
+    rows = []
+    for start in range(0, len(workflow_ids), 200):
+        chunk = workflow_ids[start:start + 200]
+        sql = " UNION ALL ".join(one.format(n=n) for n in range(len(chunk)))
+        rows.extend(database.execute_sql(sql, chunk).fetchall())
+    rows.sort(key=lambda r: (r[0], -r[3], -r[1]))
+    return rows
+
+
+# --- one workflow over a period --------------------------------------------------------------
+
+def day_edges(start: int, end: int, zone) -> list[int]:
+    """Edges of the local days of `zone` from the day holding `start` to the one holding
+    `end` (inclusive), as microseconds."""
+    from models.db import from_micros
+
+    first = from_micros(start).astimezone(zone).date()
+    last = from_micros(end).astimezone(zone).date()
+    edges = []
+    day = first
+    while day <= last + timedelta(days=1):
+        edges.append(to_micros(datetime(day.year, day.month, day.day, tzinfo=zone)))
+        day += timedelta(days=1)
+    return edges
+
+
+def duration_bars(workflow_id: int, edges: list[int]) -> list[Counter]:
+    """Duration bins of a workflow's finished runs in each bar [edges[k], edges[k+1])."""
+    bars = [Counter() for _ in edges[1:]]
+    if not bars:
+        return bars
+    ranges: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for start, end in zip(edges, edges[1:]):
+        for source, a, b in _split(start, end):
+            ranges[source].append((a, b))
+    last = len(bars) - 1
+
+    def bar(moment: int) -> int:
+        return min(max(bisect_right(edges, moment) - 1, 0), last)
+
+    D = DurationRollup
+    for grain in GRAINS:
+        for a, b in _merged(ranges[grain]):
+            for bucket, index, n in (D.select(D.bucket, D.bin, D.n)
+                                     .where(D.grain == grain, D.workflow_id == workflow_id,
+                                            D.bucket >= a, D.bucket < b).tuples()):
+                bars[bar(bucket)][index] += int(n)
+    E = Execution
+    for a, b in _merged(ranges["raw"]):
+        for started, duration in (E.select(E.started_at, E.duration_ms)
+                                  .where(E.workflow == workflow_id, E.started_at >= a,
+                                         E.started_at < b, E.status.in_(FINISHED_STATUSES),
+                                         E.duration_ms.is_null(False)).tuples()):
+            bars[bar(to_micros(started))][duration_bin(duration)] += 1
+    return bars
+
+
+def metrics(workflow_id: int, start: int, end: int, zone) -> dict:
+    """Runs per local day and status, and the duration percentiles of each day, over
+    [start, end] (both inclusive); plus the success rate over the whole period."""
+    edges = day_edges(start, end, zone)
+    counts = count_bars([workflow_id], edges)
+    durations = duration_bars(workflow_id, edges)
+    days = []
+    from models.db import from_micros
+    for k, bar in enumerate(counts):
+        days.append({"date": from_micros(edges[k]).astimezone(zone).date().isoformat(),
+                     **{status: bar[status] for status in STATUSES},
+                     "duration_p50_ms": percentile(durations[k], 0.5),
+                     "duration_p95_ms": percentile(durations[k], 0.95)})
+    success = sum(day["success"] for day in days)
+    failure = sum(day["failure"] for day in days)
+    return {"days": days,
+            "success_rate": round(success / (success + failure), 4) if success + failure else None}
+
+
+# --- error groups ----------------------------------------------------------------------------
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                   r"[0-9a-fA-F]{12}\b")
+_HEX = re.compile(r"\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])"
+                  r"[0-9a-fA-F]{8,}\b")
+_NUMBER = re.compile(r"\d+")
+
+
+def normalise(message: str | None) -> str:
+    """An error message with what varies from run to run replaced by placeholders: quoted
+    strings, e-mail addresses, UUIDs, hex ids and numbers."""
+    text = message or ""
+    text = _QUOTED.sub("<str>", text)
+    text = _EMAIL.sub("<email>", text)
+    text = _UUID.sub("<uuid>", text)
+    text = _HEX.sub("<hex>", text)
+    return _NUMBER.sub("<n>", text)
+
+
+def fingerprint(error_type: str | None, message: str | None) -> str:
+    """The group of an error: its type and its normalised message, hashed."""
+    key = f"{error_type or ''}\n{normalise(message)}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def error_groups(workflow_id: int, start: int, end: int) -> list[dict]:
+    """Failures of a workflow started in [start, end], grouped: most frequent first.
+
+    Each group: fingerprint, type, a sample message (the latest), count, first and last
+    seen (micros) and the id of its latest run.
+    """
+    E = Execution
+    groups: dict[str, dict] = {}
+    rows = (E.select(E.id, E.started_at, E.error_type, E.error_message)
+            .where(E.workflow == workflow_id, E.status == "failure", E.started_at >= start,
+                   E.started_at <= end)
+            .order_by(E.started_at.desc(), E.id.desc()).limit(MAX_ERROR_ROWS).tuples())
+    for run_id, started, error_type, message in rows:
+        key = fingerprint(error_type, message)
+        group = groups.get(key)
+        at = to_micros(started)
+        if group is None:
+            groups[key] = {"fingerprint": key, "type": error_type, "message": message,
+                           "count": 1, "first_seen": at, "last_seen": at,
+                           "last_execution_id": run_id}
+        else:
+            group["count"] += 1
+            group["first_seen"] = at
+    ordered = sorted(groups.values(), key=lambda g: (-g["count"], -g["last_seen"]))
+    return ordered[:MAX_GROUPS]

@@ -1,0 +1,308 @@
+"""Keeping each workflow's summary row and duration counts current.
+
+`apply_changes` is a write hook: inside the transaction that stores runs, it moves each
+touched workflow's summary (its streak, last finished run, latest start, oldest open run,
+next expected run) from what it was to what the runs now say. A run appended after the last
+finished one (the usual case) costs no query of history; a change elsewhere in a workflow's
+past (a run finished late, a status re-reported) recounts that workflow from its indexes.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+import peewee
+
+from models.db import from_micros, is_sqlite, to_micros
+from models.executions import FINISHED_STATUSES, Execution, Workflow
+from models.ingest import Change, RunState
+from alerts.scan import current_streak
+from history.rollups import GRAINS
+
+from . import schedule as schedules
+from .models import RANKS, DurationRollup, WorkflowSummary, duration_bin
+
+OPEN_STATUSES = ("pending", "running")
+Position = tuple[int, int]
+S = WorkflowSummary
+
+
+# --- duration counts ----------------------------------------------------------------------
+
+def _duration_keys(state: RunState):
+    if state.status not in FINISHED_STATUSES or state.duration_ms is None:
+        return
+    index = duration_bin(state.duration_ms)
+    for grain, width in GRAINS.items():
+        yield grain, state.workflow_id, state.started_at - state.started_at % width, index
+
+
+def _count_durations(changes: list[tuple[RunState | None, RunState | None]]) -> None:
+    deltas: dict[tuple, int] = defaultdict(int)
+    for before, after in changes:
+        if before is not None:
+            for key in _duration_keys(before):
+                deltas[key] -= 1
+        if after is not None:
+            for key in _duration_keys(after):
+                deltas[key] += 1
+    rows = [{"grain": k[0], "workflow_id": k[1], "bucket": k[2], "bin": k[3], "n": n}
+            for k, n in sorted(deltas.items()) if n]
+    for start in range(0, len(rows), 1000):
+        (DurationRollup.insert_many(rows[start:start + 1000])
+         .on_conflict(conflict_target=[DurationRollup.grain, DurationRollup.workflow_id,
+                                       DurationRollup.bucket, DurationRollup.bin],
+                      update={DurationRollup.n: DurationRollup.n + peewee.EXCLUDED.n})
+         .as_rowcount().execute())
+
+
+# --- summaries ----------------------------------------------------------------------------
+
+_SETTINGS = (Workflow.id, Workflow.schedule, Workflow.timezone, Workflow.grace_seconds,
+             Workflow.max_duration_seconds, Workflow.schedule_set_at)
+
+
+def ensure_rows(workflow_ids: list[int]) -> None:
+    """Create the summary rows these workflows lack (a workflow new to the overview)."""
+    if not workflow_ids:
+        return
+    # Every NOT NULL column is given: peewee's defaults are not applied to INSERT … SELECT.
+    query = (Workflow.select(Workflow.id, Workflow.name, peewee.Value("new"),
+                             peewee.Value(RANKS["new"]), peewee.Value(0), peewee.Value(False),
+                             peewee.Value(0))
+             .where(Workflow.id.in_(workflow_ids)).order_by(Workflow.id))
+    (S.insert_from(query, [S.workflow, S.name, S.state, S.rank, S.streak, S.late,
+                           S.late_episode])
+     .on_conflict_ignore().as_rowcount().execute())
+
+
+def _locked(workflow_ids: list[int]) -> list[tuple[WorkflowSummary, Workflow]]:
+    query = (S.select(S, *_SETTINGS).join(Workflow, on=(S.workflow == Workflow.id))
+             .where(S.workflow.in_(workflow_ids)).order_by(S.workflow))
+    if not is_sqlite():
+        query = query.for_update(of=S)
+    return [(row, row.workflow) for row in query]
+
+
+def _micros(value) -> int | None:
+    return None if value is None else (value if isinstance(value, int) else to_micros(value))
+
+
+class _Facts:
+    """A summary row's facts as plain values, moved along by changes."""
+
+    def __init__(self, row: WorkflowSummary):
+        self.streak = row.streak
+        self.finished = ((_micros(row.finished_started_at), row.finished_id)
+                         if row.finished_id is not None else None)
+        self.finished_status = row.finished_status
+        self.last_started = _micros(row.last_started_at)
+        self.open_started = _micros(row.open_started_at)
+        self.recount_finished = self.recount_last = self.recount_open = False
+        self.appended: list[tuple[Position, str]] = []
+
+    def see(self, before: RunState | None, after: RunState) -> None:
+        if self.last_started is None or after.started_at > self.last_started:
+            self.last_started = after.started_at
+        if before is not None and after.started_at < before.started_at:
+            self.recount_last = True  # it may have been the latest start
+        if after.status in OPEN_STATUSES and (self.open_started is None
+                                              or after.started_at < self.open_started):
+            self.open_started = after.started_at
+        if (before is not None and before.status in OPEN_STATUSES
+                and (after.status not in OPEN_STATUSES or after.started_at > before.started_at)):
+            self.recount_open = True  # it may have been the oldest open run
+        was = before is not None and before.status in FINISHED_STATUSES
+        now_finished = after.status in FINISHED_STATUSES
+        if was:
+            if (not now_finished or before.status != after.status
+                    or before.started_at != after.started_at):
+                self.recount_finished = True
+        elif now_finished:
+            position = (after.started_at, after.id)
+            if self.finished is None or position > self.finished:
+                self.appended.append((position, after.status))
+            else:
+                self.recount_finished = True  # it finished behind the last finished run
+
+    def settle(self, workflow_id: int) -> None:
+        """Apply what was seen: count on from the appended runs, or recount."""
+        if self.recount_finished:
+            facts = current_streak(workflow_id)
+            self.streak = facts.count
+            self.finished = facts.newest()
+            if self.finished is None:
+                self.finished_status = None
+            else:
+                failure = ((facts.last_failure_at, facts.last_failure_id)
+                           if facts.last_failure_id is not None else None)
+                self.finished_status = "failure" if failure == self.finished else "success"
+        else:
+            for position, status in sorted(self.appended):
+                self.streak = self.streak + 1 if status == "failure" else 0
+                self.finished, self.finished_status = position, status
+        if self.recount_last:
+            self.last_started = _micros(Execution.select(peewee.fn.MAX(Execution.started_at))
+                                        .where(Execution.workflow == workflow_id).scalar())
+        if self.recount_open:
+            self.open_started = oldest_open(workflow_id)
+
+
+def oldest_open(workflow_id: int) -> int | None:
+    """The earliest started_at among the workflow's pending and running runs."""
+    found = []
+    for status in OPEN_STATUSES:
+        row = (Execution.select(Execution.started_at)
+               .where(Execution.workflow == workflow_id, Execution.status == status)
+               .order_by(Execution.started_at).limit(1).tuples().first())
+        if row:
+            found.append(_micros(row[0]))
+    return min(found) if found else None
+
+
+def state_of(late: bool, finished_status: str | None) -> str:
+    """late, failing (the last finished run failed), new (none finished) or ok."""
+    if late:
+        return "late"
+    if finished_status == "failure":
+        return "failing"
+    return "new" if finished_status is None else "ok"
+
+
+def expectation(settings: Workflow, last_started: int | None) -> tuple[int | None, int | None]:
+    """(expected_at, due_at): the first run the schedule expects after the later of the
+    last start and the moment the schedule was set, and when it is late."""
+    if not settings.schedule:
+        return None, None
+    since = max(v for v in (last_started, _micros(settings.schedule_set_at), 0) if v is not None)
+    try:
+        expected = schedules.next_expected(settings.schedule, settings.timezone or "UTC",
+                                           from_micros(since))
+    except (ValueError, KeyError, OverflowError):  # a zone this system no longer knows
+        return None, None
+    if expected is None:
+        return None, None
+    return to_micros(expected), to_micros(expected + timedelta(seconds=settings.grace_seconds))
+
+
+def _values(row: WorkflowSummary, settings: Workflow, facts: _Facts) -> dict:
+    expected, due = _micros(row.expected_at), _micros(row.due_at)
+    if (facts.last_started != _micros(row.last_started_at) or expected is None
+            or not settings.schedule):
+        expected, due = expectation(settings, facts.last_started)
+    limit = settings.max_duration_seconds
+    state = state_of(row.late, facts.finished_status)
+    return {
+        "workflow": row.workflow_id, "name": row.name, "state": state, "rank": RANKS[state],
+        "streak": facts.streak,
+        "finished_started_at": facts.finished[0] if facts.finished else None,
+        "finished_id": facts.finished[1] if facts.finished else None,
+        "finished_status": facts.finished_status,
+        "last_started_at": facts.last_started, "open_started_at": facts.open_started,
+        "timeout_at": (facts.open_started + limit * 1_000_000
+                       if facts.open_started is not None and limit else None),
+        "expected_at": expected, "due_at": due, "late": row.late,
+        "late_expected_at": _micros(row.late_expected_at), "late_episode": row.late_episode,
+    }
+
+
+def _write(values: list[dict]) -> None:
+    if not values:
+        return
+    columns = [name for name in values[0] if name != "workflow"]
+    update = {getattr(S, name): getattr(peewee.EXCLUDED, S._meta.fields[name].column_name)
+              for name in columns}
+    for start in range(0, len(values), 500):
+        (S.insert_many(values[start:start + 500])
+         .on_conflict(conflict_target=[S.workflow], update=update).as_rowcount().execute())
+
+
+def apply_changes(changes: list[Change]) -> None:
+    """The write hook: move the touched workflows' summaries and duration counts."""
+    _count_durations(changes)
+    by_workflow: dict[int, list[Change]] = defaultdict(list)
+    for before, after in changes:
+        by_workflow[after.workflow_id].append((before, after))
+    ids = sorted(by_workflow)
+    ensure_rows(ids)
+    out = []
+    for row, settings in _locked(ids):
+        facts = _Facts(row)
+        for before, after in by_workflow[row.workflow_id]:
+            facts.see(before, after)
+        facts.settle(row.workflow_id)
+        out.append(_values(row, settings, facts))
+    _write(out)
+
+
+def remove_runs(states: list[RunState]) -> None:
+    """Runs deleted (retention): take out their durations and recount their workflows."""
+    _count_durations([(state, None) for state in states])
+    DurationRollup.delete().where(DurationRollup.n == 0).execute()
+    ids = sorted({state.workflow_id for state in states})
+    recount(ids)
+
+
+def recount(workflow_ids: list[int]) -> None:
+    """Rebuild the summaries of these workflows from their runs and settings."""
+    if not workflow_ids:
+        return
+    ensure_rows(workflow_ids)
+    out = []
+    for row, settings in _locked(workflow_ids):
+        facts = _Facts(row)
+        facts.recount_finished = facts.recount_last = facts.recount_open = True
+        facts.settle(row.workflow_id)
+        row.expected_at = None  # the expectation is worked out again
+        out.append(_values(row, settings, facts))
+    _write(out)
+
+
+def settings_changed(workflow_id: int) -> None:
+    """A workflow's settings changed: its expected run and timeout follow them now."""
+    ensure_rows([workflow_id])
+    [(row, settings)] = _locked([workflow_id])
+    facts = _Facts(row)
+    row.expected_at = None
+    _write([_values(row, settings, facts)])
+
+
+def ensure_summaries(batch: int = 500) -> int:
+    """Build the summaries and duration counts of runs stored before they existed (a
+    database of an earlier release); returns how many workflows were summarised."""
+    from models.db import connection, write_transaction
+
+    done = 0
+    with connection():
+        fresh_durations = not DurationRollup.select().exists()
+        while True:
+            missing = [wid for (wid,) in Workflow.select(Workflow.id).where(
+                ~peewee.fn.EXISTS(S.select(S.workflow).where(S.workflow == Workflow.id)))
+                .order_by(Workflow.id).limit(batch).tuples()]
+            if not missing:
+                break
+            with write_transaction():
+                recount(missing)
+            done += len(missing)
+        if fresh_durations and done:
+            _count_all_durations()
+    return done
+
+
+def _count_all_durations(batch: int = 5000) -> None:
+    """Count every finished run's duration (once, for runs stored before the counts)."""
+    from models.db import write_transaction
+
+    E = Execution
+    after = 0
+    while True:
+        rows = list(E.select(E.id, E.workflow, E.status, E.started_at, E.duration_ms)
+                    .where(E.id > after, E.status.in_(FINISHED_STATUSES),
+                           E.duration_ms.is_null(False))
+                    .order_by(E.id).limit(batch).tuples())
+        if not rows:
+            return
+        after = rows[-1][0]
+        with write_transaction():
+            _count_durations([(None, RunState(i, w, s, _micros(st), None, d))
+                              for i, w, s, st, d in rows])
