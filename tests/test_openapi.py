@@ -149,7 +149,7 @@ def test_the_notice_log_parameters_are_the_ones_its_parser_declares(document, ap
     params = _query(document, "/api/automations/alerts/notices")
     assert list(params) == [p.name for p in notices.PARAMETERS] == [
         "rule", "status", "type", "limit", "cursor"]
-    assert params["type"]["schema"]["enum"] == ["failing", "recovered", "test"]
+    assert params["type"]["schema"]["enum"] == ["failing", "recovered", "missed", "resumed", "test"]
     for name, param in params.items():
         response = api.get(f"/api/automations/alerts/notices?{name}=nonsense")
         assert response.status_code == 400, name

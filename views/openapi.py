@@ -23,6 +23,8 @@ from alerts import notices
 from alerts.schemas import (NoticeAnswer, NoticeList, RuleAnswer, RuleIn, RuleList, RulePatch,
                             SentNotices)
 from history import filters
+from workflows import schemas as workflow_schemas
+from workflows.schemas import WorkflowAnswer, WorkflowDetail, WorkflowList
 from models.schemas import (BatchAnswer, BatchIn, ErrorDocument, ExecutionAnswer, ExecutionIn,
                             ExecutionPatch, ExecutionSummary, HistoryPage, Ping, QueryParam,
                             StepsIn)
@@ -71,6 +73,11 @@ OPERATIONS: dict[str, Operation] = {
     "alerts.api_notice": Operation({200: NoticeAnswer}),
     "alerts.api_redeliver": Operation({200: NoticeAnswer},
                                       errors={409: "The notice is not a failed one."}),
+    "workflows.api_list": Operation({200: WorkflowList}, query=workflow_schemas.LIST_PARAMETERS),
+    "workflows.api_show": Operation({200: WorkflowDetail},
+                                    query=workflow_schemas.DETAIL_PARAMETERS),
+    "workflows.api_update": Operation({200: WorkflowAnswer, 201: WorkflowAnswer},
+                                      workflow_schemas.SettingsIn),
 }
 
 ERROR_MEANINGS = {

@@ -126,7 +126,7 @@ def _queue(kind: str, row: WorkflowSummary, settings: Workflow, expected_at: int
 
 
 def _hold(workflow_id: int):
-    query = (S.select(S, Workflow.grace_seconds, Workflow.schedule)
+    query = (S.select(S, Workflow.id, Workflow.grace_seconds, Workflow.schedule)
              .join(Workflow, on=(S.workflow == Workflow.id)).where(S.workflow == workflow_id))
     if not is_sqlite():
         query = query.for_update(of=S)
