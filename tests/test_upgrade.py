@@ -16,7 +16,8 @@ from app import create_app
 from helpers import EMAIL, PASSWORD, ROOT, csrf_from, missing, parse
 from models import database
 
-# Releases that people run, each with the script that builds a database with its code
+# Releases that people run (the first, the one before accounts had scopes, and the last),
+# each with the script that builds a database with its code
 # (run with that release's packages first on the path). The build script differs where
 # the release's own names do: alerts.settings.settings_from became alerts.config.config_from,
 # and since 738fe6d a rule whose webhook names a private address is validated with the
@@ -77,14 +78,15 @@ RELEASES = [
                   BUILD.format(config_module="alerts.settings", config_from="settings_from",
                                rule_from=OPEN_RULE)),
                  id="721c686"),
-    pytest.param(("a1ae0a2906ca5db0c7b5c9371dcf552dd32bf21d",
-                  BUILD.format(config_module="alerts.config", config_from="config_from",
-                               rule_from=OPEN_RULE)),
-                 id="a1ae0a2"),
     pytest.param(("738fe6d464ad0672eac99b54974d5b75c37a6dfd",
                   BUILD.format(config_module="alerts.config", config_from="config_from",
                                rule_from=PRIVATE_RULE)),
                  id="738fe6d"),
+    # The release before workflows (schema version 3: accounts, scopes, alert positions).
+    pytest.param(("9828e86e52cb776dbd2cd51151af0d8e4db2163c",
+                  BUILD.format(config_module="alerts.config", config_from="config_from",
+                               rule_from=PRIVATE_RULE)),
+                 id="9828e86"),
 ]
 
 
@@ -264,3 +266,21 @@ def test_sessions_carry_on_unless_their_cookies_held_the_bare_account_id(release
         page = client.get("/settings")
         assert page.status_code == 302 and page.headers["Location"].startswith("/login"), names
         assert client.get("/api/ping").status_code == 401, names
+
+
+def test_the_previous_releases_workflows_are_summarised_with_their_error_types(kept, upgraded):
+    client = upgraded.test_client()
+    headers = {"Authorization": f"Bearer {kept['token']}"}
+    workflows = client.get("/api/automations/workflows", headers=headers).json["data"]
+    assert [(w["name"], w["state"], w["streak"]) for w in workflows] == [
+        ("billing", "failing", 3), ("etl", "ok", 0)]
+    assert all(w["schedule"] is None and w["grace_seconds"] == 300 for w in workflows)
+    billing = client.get("/api/automations/workflows/billing?from=2026-11-19&to=2026-11-22",
+                         headers=headers).json
+    [group] = billing["errors"]  # "HTTP 502 (try 0)" … "(try 2)": one group, its type read back
+    assert (group["type"], group["count"]) == ("HTTPError", 3)
+    assert [d["failure"] for d in billing["metrics"]["days"]] == [0, 3, 0, 0]
+    assert billing["metrics"]["days"][1]["duration_p50_ms"] == pytest.approx(5000, rel=0.045)
+    changed = client.patch("/api/automations/workflows/etl", headers=headers,
+                           json={"schedule": "0 * * * *"})
+    assert changed.status_code == 200 and changed.json["next_expected_at"]
