@@ -22,8 +22,10 @@ class Workflow(BaseModel):
     name = peewee.CharField(max_length=200, unique=True)
     created_at = UTCMicros()
     schedule = peewee.CharField(max_length=200, null=True)
-    timezone = peewee.CharField(max_length=64, default="UTC")
-    grace_seconds = peewee.IntegerField(default=300)
+    # Defaults in the database too: a process of an earlier release creates workflows.
+    timezone = peewee.CharField(max_length=64, default="UTC",
+                                constraints=[peewee.SQL("DEFAULT 'UTC'")])
+    grace_seconds = peewee.IntegerField(default=300, constraints=[peewee.SQL("DEFAULT 300")])
     max_duration_seconds = peewee.IntegerField(null=True)
     description = peewee.TextField(null=True)
     schedule_set_at = UTCMicros(null=True)  # when the schedule was last set or changed

@@ -16,6 +16,7 @@ from alerts.schemas import RuleIn, RulePatch, parse_rule
 from alerts.watchdog import health
 from models.executions import Workflow, load_json
 from models.schemas import InputError
+from workflows.stats import late_workflows
 
 from .common import api_error, render_fragment, render_page, wants_partial
 from .extensions import sees_secrets
@@ -152,7 +153,7 @@ def _page_context(form: RuleForm | None = None) -> dict:
             **_log_context(),
             "workflows": [name for (name,) in Workflow.select(Workflow.name)
                           .order_by(Workflow.name).limit(500).tuples()],
-            "config": config_from(current_app)}
+            "config": config_from(current_app), "late": late_workflows()}
 
 
 @bp.get("/alerts")

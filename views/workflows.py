@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, request, url_for)
 from werkzeug.datastructures import MultiDict
@@ -13,7 +13,7 @@ from models.executions import STATUSES
 from models.schemas import InputError, parse
 from workflows import schedule as schedules
 from workflows import settings as workflow_settings
-from workflows.models import STATES, WorkflowSummary
+from workflows.models import STATES
 from workflows.schemas import MAX_DESCRIPTION, MAX_DURATION, MAX_GRACE, SettingsIn
 from workflows.stats import (Figures, OverviewQuery, WorkflowQueryError, encode_cursor,
                              error_groups, figures, metrics, overview_page, state_counts,
@@ -24,6 +24,7 @@ from .common import api_error, render_page, url_builder, wants_partial
 from .history import _ago, iso_micros
 
 bp = Blueprint("workflows", __name__)
+PATH_SAFE = "!$&'()*+,/:;=@"  # what werkzeug leaves unquoted in a path segment
 API = "/api/automations/workflows"
 DEFAULT_DAYS = 30
 MAX_DAYS = 400
@@ -32,14 +33,18 @@ QUICK_DAYS = (7, 30, 90)
 
 # --- building answers ------------------------------------------------------------------------
 
-def _links():
-    return url_builder("executions.show", external=True), url_builder("workflows.show",
-                                                                      external=True)
+def _links(external: bool = True):
+    """Builders of run and workflow links; a run's link is its id after one prefix (a page
+    of the overview links 2,000 runs)."""
+    prefix = url_builder("executions.show", external=external)(execution_id=0)[:-1]
+    workflows = url_builder("workflows.show", external=external)(name="x")[:-1]
+    return ((lambda execution_id: f"{prefix}{execution_id}"),
+            (lambda name: workflows + quote(name, safe=PATH_SAFE)))
 
 
-def workflow_json(row: WorkflowSummary, figure: Figures, execution_url, workflow_url) -> dict:
+def workflow_json(row, figure: Figures, execution_url, workflow_url) -> dict:
     """A workflow as the API answers it."""
-    settings = row.workflow
+    settings = row
     recent = figure.recent or []
     last = recent[0] if recent else None
     return {
@@ -60,7 +65,7 @@ def workflow_json(row: WorkflowSummary, figure: Figures, execution_url, workflow
         "next_expected_at": iso(row.expected_at) if settings.schedule else None,
         "late_since": iso(row.late_expected_at) if row.late else None,
         "description": settings.description,
-        "url": workflow_url(name=row.name),
+        "url": workflow_url(row.name),
     }
 
 
@@ -85,7 +90,7 @@ def _period(args) -> HistoryFilter:
     return f
 
 
-def _detail(row: WorkflowSummary, period: HistoryFilter) -> dict:
+def _detail(row, period: HistoryFilter) -> dict:
     execution_url, workflow_url = _links()
     figure = figures([row.workflow_id], utcnow())[row.workflow_id]
     body = workflow_json(row, figure, execution_url, workflow_url)
@@ -189,8 +194,7 @@ def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
     now = utcnow()
     rows, next_cursor = ([], None) if errors else overview_page(query)
     found = figures([r.workflow_id for r in rows], now)
-    execution_url = url_builder("executions.show")
-    workflow_url = url_builder("workflows.show")
+    execution_url, workflow_url = _links(external=False)
     items = []
     for row in rows:
         figure = found[row.workflow_id]
@@ -200,7 +204,7 @@ def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
                                        from_micros(figure.recent[0][2]))
                       if figure.recent else None,
                       "expected_in": _relative(row.expected_at, now)
-                      if row.workflow.schedule and row.expected_at else None})
+                      if row.schedule and row.expected_at else None})
     return {"query": query, "errors": errors, "items": items, "states": STATES,
             "counts": state_counts(), "form": {"q": args.get("q", ""),
                                                "state": args.getlist("state")},
@@ -272,8 +276,8 @@ def _form_settings(form) -> dict:
     return values
 
 
-def _settings_form(row: WorkflowSummary, values: dict | None) -> dict:
-    settings = row.workflow
+def _settings_form(row, values: dict | None) -> dict:
+    settings = row
     if values is None:
         values = {"schedule": settings.schedule, "timezone": settings.timezone,
                   "grace_seconds": settings.grace_seconds,
@@ -319,7 +323,7 @@ def preview():
                                         request.args.get("timezone")))
 
 
-def _show_page(row: WorkflowSummary, period: HistoryFilter, errors: dict, status: int = 200):
+def _show_page(row, period: HistoryFilter, errors: dict, status: int = 200):
     detail = _detail(row, period)
     now = utcnow()
     today = now.astimezone(period.zone).date()

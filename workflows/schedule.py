@@ -66,6 +66,7 @@ def check(expression: str) -> str:
     return normalised
 
 
+@lru_cache(maxsize=4096)
 def describe(expression: str) -> str:
     """The expression in words, e.g. "Every 5 minutes"."""
     try:
