@@ -28,6 +28,17 @@ def describe(exc: BaseException) -> dict:
     return error(qualified, str(exc) or kind.__name__, stack)
 
 
+def as_error(value: Any) -> Optional[dict]:
+    """An error object from what was set as `error`: an exception, a dict or a message."""
+    if value is None or isinstance(value, BaseException):
+        return value and describe(value)
+    if isinstance(value, dict):
+        stack = value.get("stack")
+        return error(value.get("type"), str(value.get("message") or value),
+                     None if stack is None else str(stack))
+    return error(None, str(value))
+
+
 def _failed(exc: Optional[BaseException]) -> bool:
     """Whether leaving a block with `exc` means it failed (SystemExit(0) does not)."""
     if exc is None:
@@ -79,7 +90,7 @@ class Step:
         if self.action is not None:
             step["action"] = name(self.action, "")[:200] or None
         if self.error:
-            step["error"] = self.error
+            step["error"] = as_error(self.error)
         if self.logs:
             step["logs"] = str(self.logs).replace("\x00", "\\0")
         return {k: v for k, v in step.items() if v is not None}
@@ -142,7 +153,7 @@ class Run:
             self.error = describe(exc)
         status = "failure" if failed or self.error else "success"
         try:
-            self._report.finish(status, self.output, self.error,
+            self._report.finish(status, self.output, as_error(self.error),
                                 [step.as_json() for step in self.steps])
         except Exception as trouble:  # the user's code never sees ours
             self._report.problem = self._report.problem or f"{type(trouble).__name__}: {trouble}"

@@ -51,9 +51,11 @@ def text(value: Any, limit: Optional[int] = None) -> str:
     return cleaned if limit is None else cleaned[:limit]
 
 
-def error(kind: str, message: str, stack: Optional[str] = None) -> dict:
-    """An error object: type, message (never empty) and the stack when there is one."""
-    found = {"type": text(kind, MAX_NAME), "message": text(message, MAX_MESSAGE) or kind}
+def error(kind: Optional[str], message: str, stack: Optional[str] = None) -> dict:
+    """An error object: the type when there is one, the message (never empty), the stack."""
+    found = {"message": text(message, MAX_MESSAGE) or kind or "error"}
+    if kind:
+        found["type"] = text(kind, MAX_NAME)
     if stack:
         found["stack"] = text(stack)
     return found
