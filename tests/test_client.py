@@ -2,6 +2,7 @@
 and the Python API, against a live Runwatch and against servers that misbehave."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -363,18 +364,31 @@ def test_the_python_api_stores_nested_steps_in_order_and_an_exception_with_its_t
     assert "in backup" in run["error"]["stack"]
 
 
-def test_the_workflow_decorator_reports_each_call(live_server, live_token):
+def test_the_workflow_decorator_reports_each_call_of_a_function_or_coroutine(
+        live_server, live_token):
     @runwatch_client.workflow("doubler", url=live_server.url, token=live_token)
     def double(x: int) -> int:
         with runwatch_client.step("multiply", action="math") as step:
             step.output = {"result": x * 2}
         return x * 2
 
+    @runwatch_client.workflow("waiter", url=live_server.url, token=live_token)
+    async def wait_and_fail() -> None:
+        with runwatch_client.step("sleep"):
+            await asyncio.sleep(0.01)
+        raise TimeoutError("gave up")
+
     assert double(21) == 42
+    with pytest.raises(TimeoutError):
+        asyncio.run(wait_and_fail())
 
     run = stored_run(live_server, live_token, "doubler")
     assert run["status"] == "success"
     assert [(s["name"], s["output"]) for s in run["steps"]] == [("multiply", {"result": 42})]
+    run = stored_run(live_server, live_token, "waiter")
+    assert run["status"] == "failure" and run["error"]["type"] == "TimeoutError"
+    assert [(s["name"], s["status"]) for s in run["steps"]] == [("sleep", "success")]
+    assert run["steps"][0]["finished_at"] < run["finished_at"]
 
 
 def test_the_python_api_warns_when_runwatch_is_unreachable_and_never_raises_its_own_error():

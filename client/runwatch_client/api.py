@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import threading
 import traceback
@@ -199,6 +200,14 @@ def workflow(workflow_name: Any = None, *, url: Optional[str] = None,
 
     def decorate(function: Callable) -> Callable:
         label = workflow_name if isinstance(workflow_name, str) else function.__qualname__
+
+        if inspect.iscoroutinefunction(function):
+            @functools.wraps(function)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with Run(label, url=url, token=token):
+                    return await function(*args, **kwargs)
+
+            return run_async
 
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

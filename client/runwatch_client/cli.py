@@ -90,7 +90,8 @@ def execute(command: List[str], workflow: Optional[str] = None,
         except OSError as exc:
             report.started_at = started_at
             return _not_started(report, command, exc)
-    report.finish(*outcome(finished))
+        # Still within the forwarder: a SIGTERM now waits for the (bounded) report.
+        report.finish(*outcome(finished))
     return finished.exit_code
 
 

@@ -123,7 +123,6 @@ class SignalForwarder:
     def __init__(self):
         self.process: Optional[subprocess.Popen] = None
         self.pending: List[int] = []
-        self.received: List[int] = []
         self._previous: dict = {}
 
     def __enter__(self) -> "SignalForwarder":
@@ -146,7 +145,6 @@ class SignalForwarder:
             self._forward(signum)
 
     def _handle(self, signum: int, frame) -> None:
-        self.received.append(signum)
         if signum == signal.SIGINT and _terminal_sends_sigint():
             return
         if self.process is None:
@@ -156,7 +154,7 @@ class SignalForwarder:
 
     def _forward(self, signum: int) -> None:
         try:
-            self.process.send_signal(signum)
+            self.process.send_signal(signum)  # nothing once the command has ended
         except (ProcessLookupError, OSError):
             pass
 
