@@ -31,8 +31,10 @@ def describe(exc: BaseException) -> dict:
 
 def as_error(value: Any) -> Optional[dict]:
     """An error object from what was set as `error`: an exception, a dict or a message."""
-    if value is None or isinstance(value, BaseException):
-        return value and describe(value)
+    if value is None:
+        return None
+    if isinstance(value, BaseException):
+        return describe(value)
     if isinstance(value, dict):
         stack = value.get("stack")
         return error(value.get("type"), str(value.get("message") or value),
