@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +31,15 @@ def missing(reason: str):
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: this must be installed by .ci/run)")
     pytest.skip(reason)
+
+
+def console_script(name: str, install: str) -> str:
+    """The path of an installed console script (beside this Python first, then on PATH)."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if not found:
+        missing(f"the `{name}` command is not installed ({install})")
+    return found
 
 
 def free_port() -> int:
