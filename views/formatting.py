@@ -72,7 +72,17 @@ def masked(text: str | None) -> str:
     return mask_text(text) if text else ""
 
 
-FILTERS = {"duration": format_duration, "seconds": format_seconds, "utc": format_utc,
+def iso_clock(text: str | None) -> str:
+    """An API time (ISO 8601, UTC) for people, to the minute: 2026-11-24 10:00 UTC."""
+    if not text:
+        return "–"
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return text
+
+
+FILTERS = {"duration": format_duration, "iso_clock": iso_clock, "seconds": format_seconds, "utc": format_utc,
            "utc_clock": utc_clock, "shorten": shorten, "masked": masked}
 
 
