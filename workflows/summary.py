@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import peewee
 
-from models.db import from_micros, is_sqlite, to_micros
+from models.db import database, from_micros, is_sqlite, to_micros
 from models.executions import FINISHED_STATUSES, Execution, Workflow
 from models.ingest import Change, RunState
 from alerts.scan import current_streak
@@ -46,20 +46,34 @@ def _count_durations(changes: list[tuple[RunState | None, RunState | None]]) -> 
         if after is not None:
             for key in _duration_keys(after):
                 deltas[key] += 1
-    rows = [{"grain": k[0], "workflow_id": k[1], "bucket": k[2], "bin": k[3], "n": n}
-            for k, n in sorted(deltas.items()) if n]
-    for start in range(0, len(rows), 1000):
-        (DurationRollup.insert_many(rows[start:start + 1000])
-         .on_conflict(conflict_target=[DurationRollup.grain, DurationRollup.workflow_id,
-                                       DurationRollup.bucket, DurationRollup.bin],
-                      update={DurationRollup.n: DurationRollup.n + peewee.EXCLUDED.n})
-         .as_rowcount().execute())
+    rows = [(*key, n) for key, n in sorted(deltas.items()) if n]
+    table = DurationRollup._meta.table_name
+    _upsert(table, ("grain", "workflow_id", "bucket", "bin", "n"),
+            ("grain", "workflow_id", "bucket", "bin"), f'"n" = "{table}"."n" + EXCLUDED."n"',
+            rows)
+
+
+def _upsert(table: str, columns: tuple[str, ...], conflict: tuple[str, ...], update: str,
+            rows: list[tuple]) -> None:
+    """INSERT … ON CONFLICT DO UPDATE of many rows, written by hand: peewee's generation of
+    it costs more than the database's work on the one or two rows of a single report."""
+    if not rows:
+        return
+    param = database.param
+    one = "(" + ", ".join([param] * len(columns)) + ")"
+    names = ", ".join(f'"{c}"' for c in columns)
+    target = ", ".join(f'"{c}"' for c in conflict)
+    size = max(1, 30000 // len(columns))
+    for start in range(0, len(rows), size):
+        chunk = rows[start:start + size]
+        database.execute_sql(
+            f'INSERT INTO "{table}" ({names}) VALUES {", ".join([one] * len(chunk))} '
+            f'ON CONFLICT ({target}) DO UPDATE SET {update}',
+            [value for row in chunk for value in row])
 
 
 # --- summaries ----------------------------------------------------------------------------
 
-_SETTINGS = (Workflow.id, Workflow.schedule, Workflow.timezone, Workflow.grace_seconds,
-             Workflow.max_duration_seconds, Workflow.schedule_set_at)
 
 
 def ensure_rows(workflow_ids: list[int]) -> None:
@@ -76,12 +90,36 @@ def ensure_rows(workflow_ids: list[int]) -> None:
      .on_conflict_ignore().as_rowcount().execute())
 
 
-def _locked(workflow_ids: list[int]) -> list[tuple[WorkflowSummary, Workflow]]:
-    query = (S.select(S, *_SETTINGS).join(Workflow, on=(S.workflow == Workflow.id))
-             .where(S.workflow.in_(workflow_ids)).order_by(S.workflow))
-    if not is_sqlite():
-        query = query.for_update(of=S)
-    return [(row, row.workflow) for row in query]
+_ROW = ("workflow_id", "name", "streak", "finished_started_at", "finished_id",
+        "finished_status", "last_started_at", "open_started_at", "expected_at", "due_at", "late",
+        "late_expected_at", "late_episode")
+_SETTING_COLUMNS = ("schedule", "timezone", "grace_seconds", "max_duration_seconds",
+                    "schedule_set_at")
+
+
+class _Row:
+    """A summary row and its workflow's settings, as stored (times in microseconds)."""
+
+    __slots__ = _ROW + _SETTING_COLUMNS
+
+    def __init__(self, values):
+        for name, value in zip(self.__slots__, values):
+            setattr(self, name, value)
+        self.late = bool(self.late)
+
+
+def _locked(workflow_ids: list[int]) -> list[tuple[_Row, _Row]]:
+    """The summary rows of these workflows with their settings, locked until the end of the
+    transaction on PostgreSQL (SQLite's write transaction holds every row already)."""
+    param = database.param
+    columns = ", ".join([f's."{c}"' for c in _ROW] + [f'w."{c}"' for c in _SETTING_COLUMNS])
+    lock = "" if is_sqlite() else " FOR UPDATE OF s"
+    rows = database.execute_sql(
+        f'SELECT {columns} FROM "{S._meta.table_name}" AS s JOIN "{Workflow._meta.table_name}" '
+        f'AS w ON w."id" = s."workflow_id" WHERE s."workflow_id" IN '
+        f'({", ".join([param] * len(workflow_ids))}) ORDER BY s."workflow_id"{lock}',
+        list(workflow_ids)).fetchall()
+    return [(row, row) for row in map(_Row, rows)]
 
 
 def _micros(value) -> int | None:
@@ -209,12 +247,11 @@ def _values(row: WorkflowSummary, settings: Workflow, facts: _Facts) -> dict:
 def _write(values: list[dict]) -> None:
     if not values:
         return
-    columns = [name for name in values[0] if name != "workflow"]
-    update = {getattr(S, name): getattr(peewee.EXCLUDED, S._meta.fields[name].column_name)
-              for name in columns}
-    for start in range(0, len(values), 500):
-        (S.insert_many(values[start:start + 500])
-         .on_conflict(conflict_target=[S.workflow], update=update).as_rowcount().execute())
+    names = list(values[0])
+    columns = tuple("workflow_id" if name == "workflow" else name for name in names)
+    _upsert(S._meta.table_name, columns, ("workflow_id",),
+            ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c != "workflow_id"),
+            [tuple(v[name] for name in names) for v in values])
 
 
 def apply_changes(changes: list[Change]) -> None:
@@ -224,9 +261,12 @@ def apply_changes(changes: list[Change]) -> None:
     for before, after in changes:
         by_workflow[after.workflow_id].append((before, after))
     ids = sorted(by_workflow)
-    ensure_rows(ids)
+    found = _locked(ids)
+    if len(found) < len(ids):  # workflows new to the overview
+        ensure_rows([wid for wid in ids if wid not in {row.workflow_id for row, _ in found}])
+        found = _locked(ids)
     out = []
-    for row, settings in _locked(ids):
+    for row, settings in found:
         facts = _Facts(row)
         for before, after in by_workflow[row.workflow_id]:
             facts.see(before, after)
