@@ -168,13 +168,19 @@ def tokens_revoke(email: str, token_id: int):
 @click.option("--seed", default=None, type=int, help="Random seed, for repeatable data.")
 def demo(runs: int, days: int, seed: int | None):
     """Create sample workflows, runs, steps and one workflow failing now."""
+    from datetime import timedelta
+
+    from models.db import utcnow
     from models.demo import fill_demo
+    from workflows.settings import apply_demo_settings
 
     with connection():
         stats = fill_demo(runs=runs, days=days, seed=seed)
+        apply_demo_settings(utcnow() - timedelta(days=days))
     click.echo(f"Stored {stats['runs']} runs of {stats['workflows']} workflows "
                f"over {days} days; {stats['failing']!r} is failing "
-               f"{stats['streak']} times in a row.")
+               f"{stats['streak']} times in a row; warehouse-export has an hourly schedule "
+               "and no run (late after the next alert scan).")
 
 
 @click.group(help="Failure alerts.")

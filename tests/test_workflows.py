@@ -256,3 +256,15 @@ def test_every_workflow_route_needs_credentials(client, user):
             assert answer.status_code in (302, 400), url  # a POST without CSRF is refused first
             if answer.status_code == 302:
                 assert answer.headers["Location"].startswith("/login")
+
+
+def test_the_demo_data_has_schedules_and_a_late_workflow(app, runner, api):
+    result = runner.invoke(args=["demo", "--runs", "300", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    assert "warehouse-export" in result.output
+    scan_at(app, datetime.now(UTC))
+    workflows = {w["name"]: w for w in api.get(API).json["data"]}
+    assert workflows["warehouse-export"]["state"] == "late"
+    assert api.get(API).json["data"][0]["name"] == "warehouse-export"
+    assert workflows["payment-retry"]["state"] == "failing"
+    assert workflows["nightly-backup"]["schedule_description"].startswith("At 02:00")

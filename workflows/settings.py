@@ -56,3 +56,29 @@ def update(name: str, changes: dict) -> tuple[Workflow, bool]:
             Workflow.update(values).where(Workflow.id == workflow_id).execute()
         summary.settings_changed(workflow_id)
     return Workflow.get_by_id(workflow_id), not existed
+
+
+# Settings of the sample workflows of `flask --app app demo`: schedules that its runs keep,
+# one whose hourly run has stopped coming (late after the next scan), limits, descriptions.
+DEMO_SETTINGS = {
+    "nightly-backup": {"schedule": "0 2 * * *", "timezone": "Europe/Berlin",
+                       "grace_seconds": 1800, "max_duration_seconds": 3600,
+                       "description": "pg_dump of the main database, compressed, to S3"},
+    "slack-digest": {"schedule": "0 9 * * 1-5", "timezone": "Europe/Berlin",
+                     "description": "The morning metrics digest in #ops"},
+    "warehouse-export": {"schedule": "0 * * * *", "grace_seconds": 600,
+                         "description": "Hourly export to the warehouse"},
+    "invoice-sync": {"max_duration_seconds": 900},
+}
+
+
+def apply_demo_settings(since) -> None:
+    """Give the demo's workflows their settings, as if set at `since` (a datetime)."""
+    from models.db import to_micros
+
+    for name, values in DEMO_SETTINGS.items():
+        update(name, validate(values))
+        with write_transaction():
+            Workflow.update(schedule_set_at=to_micros(since)).where(
+                Workflow.name == name, Workflow.schedule.is_null(False)).execute()
+            summary.settings_changed(Workflow.get(Workflow.name == name).id)
