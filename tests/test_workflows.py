@@ -244,6 +244,19 @@ def test_a_bad_settings_body_on_a_new_name_creates_nothing(api):
     assert api.get(API).json["data"] == []
 
 
+def test_settings_need_the_admin_scope_and_reading_needs_read(app, api, user):
+    from models.users import create_token
+
+    with connection():
+        reader = {"Authorization": f"Bearer {create_token(user, 'r', ['read'])[1]}"}
+        writer = {"Authorization": f"Bearer {create_token(user, 'i', ['ingest'])[1]}"}
+    client = app.test_client()
+    assert client.patch(f"{API}/etl", json={"grace_seconds": 5}, headers=reader).status_code == 403
+    assert client.get(API, headers=writer).status_code == 403
+    assert client.get(API, headers=reader).status_code == 200
+    assert api.get(API).json["data"] == []  # the refused PATCH created nothing
+
+
 def test_every_workflow_route_needs_credentials(client, user):
     for method, url in (("get", API), ("get", f"{API}/etl"), ("patch", f"{API}/etl"),
                         ("get", "/workflows"), ("get", "/workflows/etl"),
@@ -266,7 +279,6 @@ def test_the_demo_data_has_schedules_and_a_late_workflow(app, runner, api):
     workflows = {w["name"]: w for w in api.get(API).json["data"]}
     assert workflows["warehouse-export"]["state"] == "late"
     states = [w["state"] for w in api.get(API).json["data"]]
-    assert states == sorted(states, key=
-                            lambda state: {"late": 0, "failing": 1}.get(state, 2))
+    assert states == sorted(states, key=lambda state: {"late": 0, "failing": 1}.get(state, 2))
     assert workflows["payment-retry"]["state"] == "failing"
     assert workflows["nightly-backup"]["schedule_description"].startswith("At 02:00")
