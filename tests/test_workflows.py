@@ -282,3 +282,60 @@ def test_the_demo_data_has_schedules_and_a_late_workflow(app, runner, api):
     assert states == sorted(states, key=lambda state: {"late": 0, "failing": 1}.get(state, 2))
     assert workflows["payment-retry"]["state"] == "failing"
     assert workflows["nightly-backup"]["schedule_description"].startswith("At 02:00")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_summaries_agree_with_the_runs_whatever_order_reports_come_in(api, now, seed):
+    """Random reports, re-reports (status, start time) and patches, against what the runs
+    themselves say: streak, state, last run and the last 20 runs."""
+    import random
+
+    rng = random.Random(seed)
+    statuses = ["success", "failure", "running", "pending"]
+    known: dict[str, int] = {}
+    for step in range(80):
+        action = rng.random()
+        if action < 0.6 or not known:
+            key = f"r{step}"
+            status = rng.choice(statuses)
+            started = now - timedelta(minutes=rng.randrange(3000))
+            [known[key]] = store(api, [run("mixed", status, started,
+                                           1 if status in ("success", "failure") else None,
+                                           "x" if status == "failure" else None,
+                                           external_id=key)])
+        elif action < 0.8:
+            key = rng.choice(sorted(known))
+            status = rng.choice(statuses)
+            started = now - timedelta(minutes=rng.randrange(3000))
+            finished = status in ("success", "failure")
+            body = run("mixed", status, started, 1 if finished else None, external_id=key)
+            if not finished:
+                body["finished_at"] = None
+            store(api, [body])
+        else:
+            key = rng.choice(sorted(known))
+            assert api.patch(f"/api/automations/executions/{known[key]}",
+                             json={"status": rng.choice(statuses)}).status_code == 200
+    everything = []
+    cursor = None
+    while True:
+        page = api.get("/api/automations/executions", query_string={
+            "workflow": "mixed", "limit": 500, **({"cursor": cursor} if cursor else {})}).json
+        everything += page["data"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    by_position = sorted(everything, key=lambda r: (r["started_at"], r["id"]), reverse=True)
+    finished = [r for r in by_position if r["status"] in ("success", "failure")]
+    streak = 0
+    for r in finished:
+        if r["status"] != "failure":
+            break
+        streak += 1
+    [summary] = api.get(API).json["data"]
+    assert summary["streak"] == streak
+    assert summary["state"] == ("new" if not finished else
+                                "failing" if finished[0]["status"] == "failure" else "ok")
+    assert [(r["id"], r["status"]) for r in summary["recent_runs"]] == [
+        (r["id"], r["status"]) for r in by_position[:20]]
+    assert summary["last_run"]["id"] == by_position[0]["id"]

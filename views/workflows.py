@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from urllib.parse import quote, urlencode
 
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, request, url_for)
+from markupsafe import Markup, escape
 from werkzeug.datastructures import MultiDict
 
 from history.filters import FilterError, HistoryFilter
@@ -92,7 +93,7 @@ def _period(args) -> HistoryFilter:
 
 def _detail(row, period: HistoryFilter) -> dict:
     execution_url, workflow_url = _links()
-    figure = figures([row.workflow_id], utcnow())[row.workflow_id]
+    figure = figures([row], utcnow())[row.workflow_id]
     body = workflow_json(row, figure, execution_url, workflow_url)
     start, end = period.start.micros, period.end.micros
     history = period.but(workflows=(row.name,))
@@ -126,7 +127,7 @@ def api_list():
     except WorkflowQueryError as exc:
         return api_error(400, "invalid", str(exc), exc.field)
     rows, next_cursor = overview_page(query)
-    found = figures([r.workflow_id for r in rows], utcnow())
+    found = figures(rows, utcnow())
     execution_url, workflow_url = _links()
     return jsonify({"data": [workflow_json(r, found[r.workflow_id], execution_url, workflow_url)
                              for r in rows],
@@ -153,7 +154,7 @@ def api_update(name: str):
     _, created = workflow_settings.update(name, changes)
     row = summary_of(name)
     execution_url, workflow_url = _links()
-    figure = figures([row.workflow_id], utcnow())[row.workflow_id]
+    figure = figures([row], utcnow())[row.workflow_id]
     response = jsonify(workflow_json(row, figure, execution_url, workflow_url))
     if created:
         response.headers["Location"] = url_for("workflows.api_show", name=name)
@@ -193,13 +194,13 @@ def _overview_url(args) -> str:
 def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
     now = utcnow()
     rows, next_cursor = ([], None) if errors else overview_page(query)
-    found = figures([r.workflow_id for r in rows], now)
+    found = figures(rows, now)
     execution_url, workflow_url = _links(external=False)
     items = []
     for row in rows:
         figure = found[row.workflow_id]
-        items.append({"row": row, "json": workflow_json(row, figure, execution_url,
-                                                        workflow_url),
+        body = workflow_json(row, figure, execution_url, workflow_url)
+        items.append({"row": row, "json": body, "strip": _strip(body["recent_runs"]),
                       "last_ago": _ago(from_micros(figure.recent[0][2]), now,
                                        from_micros(figure.recent[0][2]))
                       if figure.recent else None,
@@ -211,6 +212,16 @@ def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
             "next_url": _overview_url(query.to_args(cursor=next_cursor)) if next_cursor
             else None,
             "first_url": _overview_url(query.to_args(cursor=None)) if query.cursor else None}
+
+
+def _strip(runs: list[dict]) -> Markup:
+    """The last runs as small marks, oldest first, each a link to its run (built here, not
+    in the template: a page has 2,000 of them). Ids, statuses and our URLs need no escaping
+    but are escaped all the same."""
+    return Markup("".join(
+        f'<a class="mark mark-{escape(r["status"])}" href="{escape(r["url"])}" '
+        f'title="Run {r["id"]}: {escape(r["status"])}" '
+        f'aria-label="Run {r["id"]}: {escape(r["status"])}"></a>' for r in reversed(runs)))
 
 
 def _relative(moment: datetime, now: datetime) -> str:

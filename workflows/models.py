@@ -37,6 +37,9 @@ class WorkflowSummary(BaseModel):
     late = peewee.BooleanField(default=False)  # a late episode is open (set by the scan)
     late_expected_at = UTCMicros(null=True)  # the expected time the open episode missed
     late_episode = peewee.IntegerField(default=0)  # late episodes so far (a notice key)
+    # The last RECENT runs by (started_at, id), newest first, as "started:id:s;…" (s: the
+    # status's first letter): the overview's strip of marks, read with the row.
+    recent = peewee.TextField(default="")
 
     class Meta:
         indexes = (
@@ -60,6 +63,8 @@ class DurationRollup(BaseModel):
 
     class Meta:
         primary_key = peewee.CompositeKey("grain", "workflow_id", "bucket", "bin")
+        # The same columns with `n`: sums over a page of workflows read this index alone.
+        indexes = ((("grain", "workflow_id", "bucket", "bin", "n"), False),)
 
 
 BINS_PER_DOUBLING = 8
@@ -77,6 +82,27 @@ def bin_value(index: int) -> int:
     if index <= 0:
         return 0
     return round(2 ** ((index - 1 + 0.5) / BINS_PER_DOUBLING))
+
+
+RECENT = 20
+_LETTERS = {"pending": "p", "running": "r", "success": "s", "failure": "f"}
+_STATUSES = {letter: status for status, letter in _LETTERS.items()}
+
+
+def parse_recent(text: str | None) -> list[tuple[int, int, str]]:
+    """A summary's recent runs as (started_at micros, id, status), newest first."""
+    if not text:
+        return []
+    out = []
+    for part in text.split(";"):
+        started, run_id, letter = part.split(":")
+        out.append((int(started), int(run_id), _STATUSES[letter]))
+    return out
+
+
+def format_recent(runs: list[tuple[int, int, str]]) -> str:
+    """The stored form of `parse_recent`'s list."""
+    return ";".join(f"{started}:{run_id}:{_LETTERS[status]}" for started, run_id, status in runs)
 
 
 MODELS = [WorkflowSummary, DurationRollup]

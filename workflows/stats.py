@@ -20,13 +20,13 @@ from models.executions import FINISHED_STATUSES, STATUSES, Execution, Workflow
 from models.inputs import whole_number
 from history.rollups import DAY, GRAINS, HOUR, RunRollup, _merged, _split, count_bars
 
-from .models import RANKS, STATES, DurationRollup, WorkflowSummary, bin_value, duration_bin
+from .models import (RANKS, STATES, DurationRollup, WorkflowSummary, bin_value, duration_bin,
+                     parse_recent)
 
 S = WorkflowSummary
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 MAX_QUERY = 200
-STRIP_RUNS = 20
 MAX_ERROR_ROWS = 50_000  # failures read for error groups (the newest in the period)
 MAX_GROUPS = 50
 
@@ -111,7 +111,7 @@ def _summaries():
     """Summaries with their workflow's settings, as flat rows (named tuples: a page of the
     overview builds 100 of them, and model instances with a joined model cost 10 times)."""
     return (S.select(S.workflow.alias("workflow_id"), S.name, S.state, S.rank, S.streak,
-                     S.expected_at, S.late, S.late_expected_at, Workflow.schedule,
+                     S.expected_at, S.late, S.late_expected_at, S.recent, Workflow.schedule,
                      Workflow.timezone, Workflow.grace_seconds, Workflow.max_duration_seconds,
                      Workflow.description)
             .join(Workflow, on=(S.workflow == Workflow.id)).namedtuples())
@@ -197,10 +197,15 @@ def _hour(micros: int) -> int:
     return micros - micros % HOUR
 
 
-def figures(workflow_ids: list[int], now: datetime) -> dict[int, Figures]:
-    """runs in 24 h, successes and failures and durations over 7 days, and the last runs,
-    of each workflow: whole hours (the current one and those before), from the rollups."""
-    found = {wid: Figures(durations=Counter(), recent=[]) for wid in workflow_ids}
+def figures(rows: list, now: datetime) -> dict[int, Figures]:
+    """runs in 24 h, successes and failures and durations over 7 days (whole hours: the
+    current one and those before, from the rollups), and the last runs (from the summary
+    rows), of each workflow of `rows`."""
+    workflow_ids = [row.workflow_id for row in rows]
+    found = {row.workflow_id: Figures(durations=Counter(),
+                                      recent=[(run_id, status, started) for started, run_id, status
+                                              in parse_recent(row.recent)])
+             for row in rows}
     if not workflow_ids:
         return found
     end = _hour(to_micros(now)) + HOUR
@@ -232,28 +237,7 @@ def figures(workflow_ids: list[int], now: datetime) -> dict[int, Figures]:
             f'WHERE "workflow_id" IN ({ids}) AND ({ranges}) GROUP BY "workflow_id", "bin"',
             [*workflow_ids, *bounds]).fetchall():
         found[wid].durations[index] += int(n)
-    for wid, run_id, status, started in recent_runs(workflow_ids, STRIP_RUNS):
-        found[wid].recent.append((run_id, status, started))
     return found
-
-
-def recent_runs(workflow_ids: list[int], count: int) -> list[tuple]:
-    """The last `count` runs of each workflow (by started_at), newest first: one statement
-    of one index range per workflow."""
-    if not workflow_ids:
-        return []
-    table = Execution._meta.table_name
-    param = database.param
-    one = (f'SELECT * FROM (SELECT "workflow_id", "id", "status", "started_at" FROM "{table}" '
-           f'WHERE "workflow_id" = {param} ORDER BY "started_at" DESC, "id" DESC '
-           f'LIMIT {int(count)}) AS "w{{n}}"')
-    rows = []
-    for start in range(0, len(workflow_ids), 200):
-        chunk = workflow_ids[start:start + 200]
-        sql = " UNION ALL ".join(one.format(n=n) for n in range(len(chunk)))
-        rows.extend(database.execute_sql(sql, chunk).fetchall())
-    rows.sort(key=lambda r: (r[0], -r[3], -r[1]))
-    return rows
 
 
 # --- one workflow over a period --------------------------------------------------------------

@@ -20,7 +20,8 @@ from alerts.scan import current_streak
 from history.rollups import GRAINS
 
 from . import schedule as schedules
-from .models import RANKS, DurationRollup, WorkflowSummary, duration_bin
+from .models import (RANKS, RECENT, DurationRollup, WorkflowSummary, duration_bin,
+                     format_recent, parse_recent)
 
 OPEN_STATUSES = ("pending", "running")
 Position = tuple[int, int]
@@ -83,16 +84,16 @@ def ensure_rows(workflow_ids: list[int]) -> None:
     # Every NOT NULL column is given: peewee's defaults are not applied to INSERT … SELECT.
     query = (Workflow.select(Workflow.id, Workflow.name, peewee.Value("new"),
                              peewee.Value(RANKS["new"]), peewee.Value(0), peewee.Value(False),
-                             peewee.Value(0))
+                             peewee.Value(0), peewee.Value(""))
              .where(Workflow.id.in_(workflow_ids)).order_by(Workflow.id))
     (S.insert_from(query, [S.workflow, S.name, S.state, S.rank, S.streak, S.late,
-                           S.late_episode])
+                           S.late_episode, S.recent])
      .on_conflict_ignore().as_rowcount().execute())
 
 
 _ROW = ("workflow_id", "name", "streak", "finished_started_at", "finished_id",
         "finished_status", "last_started_at", "open_started_at", "expected_at", "due_at", "late",
-        "late_expected_at", "late_episode")
+        "late_expected_at", "late_episode", "recent")
 _SETTING_COLUMNS = ("schedule", "timezone", "grace_seconds", "max_duration_seconds",
                     "schedule_set_at")
 
@@ -136,10 +137,31 @@ class _Facts:
         self.finished_status = row.finished_status
         self.last_started = _micros(row.last_started_at)
         self.open_started = _micros(row.open_started_at)
+        self.recent = parse_recent(row.recent)
         self.recount_finished = self.recount_last = self.recount_open = False
+        self.recount_recent = False
         self.appended: list[tuple[Position, str]] = []
 
+    def _see_recent(self, before: RunState | None, after: RunState) -> None:
+        """Keep the last RECENT runs: a new run takes its place among them; a known one
+        changes its status in place; anything else recounts them."""
+        entry = (after.started_at, after.id, after.status)
+        if before is not None:
+            for index, (started, run_id, _) in enumerate(self.recent):
+                if run_id == after.id:
+                    if started == after.started_at:
+                        self.recent[index] = entry
+                    else:
+                        self.recount_recent = True
+                    return
+            if len(self.recent) < RECENT or (after.started_at, after.id) > self.recent[-1][:2]:
+                self.recount_recent = True  # it belongs among them now
+            return
+        if len(self.recent) < RECENT or (after.started_at, after.id) > self.recent[-1][:2]:
+            self.recent = sorted([*self.recent, entry], reverse=True)[:RECENT]
+
     def see(self, before: RunState | None, after: RunState) -> None:
+        self._see_recent(before, after)
         if self.last_started is None or after.started_at > self.last_started:
             self.last_started = after.started_at
         if before is not None and after.started_at < before.started_at:
@@ -184,6 +206,12 @@ class _Facts:
                                         .where(Execution.workflow == workflow_id).scalar())
         if self.recount_open:
             self.open_started = oldest_open(workflow_id)
+        if self.recount_recent:
+            E = Execution
+            self.recent = [(_micros(started), run_id, status) for started, run_id, status in
+                           E.select(E.started_at, E.id, E.status)
+                           .where(E.workflow == workflow_id)
+                           .order_by(E.started_at.desc(), E.id.desc()).limit(RECENT).tuples()]
 
 
 def oldest_open(workflow_id: int) -> int | None:
@@ -241,6 +269,7 @@ def _values(row: WorkflowSummary, settings: Workflow, facts: _Facts) -> dict:
                        if facts.open_started is not None and limit else None),
         "expected_at": expected, "due_at": due, "late": row.late,
         "late_expected_at": _micros(row.late_expected_at), "late_episode": row.late_episode,
+        "recent": format_recent(facts.recent),
     }
 
 
@@ -292,6 +321,7 @@ def recount(workflow_ids: list[int]) -> None:
     for row, settings in _locked(workflow_ids):
         facts = _Facts(row)
         facts.recount_finished = facts.recount_last = facts.recount_open = True
+        facts.recount_recent = True
         facts.settle(row.workflow_id)
         row.expected_at = None  # the expectation is worked out again
         out.append(_values(row, settings, facts))
