@@ -24,7 +24,8 @@ from .models import (RANKS, STATES, DurationRollup, WorkflowSummary, bin_value, 
                      parse_recent)
 
 S = WorkflowSummary
-DEFAULT_LIMIT = 100
+DEFAULT_LIMIT = 100  # the API's page size
+PAGE_LIMIT = 50  # the page's: a screenful, and half the markup
 MAX_LIMIT = 500
 MAX_QUERY = 200
 MAX_ERROR_ROWS = 50_000  # failures read for error groups (the newest in the period)
@@ -47,9 +48,10 @@ class OverviewQuery:
     states: tuple[str, ...] = ()
     limit: int = DEFAULT_LIMIT
     cursor: tuple[int, str] | None = None
+    default_limit: int = DEFAULT_LIMIT
 
     @classmethod
-    def from_args(cls, args) -> "OverviewQuery":
+    def from_args(cls, args, default_limit: int = DEFAULT_LIMIT) -> "OverviewQuery":
         q = (args.get("q") or "").strip()
         if len(q) > MAX_QUERY or "\x00" in q:
             raise WorkflowQueryError(f"q: at most {MAX_QUERY} characters, no NUL", "q")
@@ -65,7 +67,7 @@ class OverviewQuery:
                 if part not in states:
                     states.append(part)
         raw_limit = args.get("limit") or None
-        limit = DEFAULT_LIMIT
+        limit = default_limit
         if raw_limit is not None:
             limit = whole_number(raw_limit, 1, MAX_LIMIT)
             if limit is None:
@@ -73,7 +75,7 @@ class OverviewQuery:
                                          "limit")
         raw_cursor = args.get("cursor") or None
         cursor = decode_cursor(raw_cursor) if raw_cursor else None
-        return cls(q, tuple(s for s in STATES if s in states), limit, cursor)
+        return cls(q, tuple(s for s in STATES if s in states), limit, cursor, default_limit)
 
     def to_args(self, **changes) -> list[tuple[str, str]]:
         """The canonical query arguments (defaults left out); a change other than `cursor`
@@ -83,7 +85,7 @@ class OverviewQuery:
         cursor = changes.get("cursor", self.cursor if set(changes) <= {"cursor"} else None)
         args = [("q", q)] if q else []
         args += [("state", s) for s in states]
-        if limit != DEFAULT_LIMIT:
+        if limit != self.default_limit:
             args.append(("limit", str(limit)))
         if cursor:
             args.append(("cursor", encode_cursor(cursor)))
