@@ -18,9 +18,18 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5  # what a 503 asks a client to wait while the database is away
 
 
+# Machine routes outside /api: a bearer token alone opens them (OTLP/HTTP intake).
+TOKEN_ONLY_PATHS = frozenset({"/v1/traces"})
+
+
 def is_api_request() -> bool:
     """Whether the request is for the JSON API."""
     return request.path == "/api" or request.path.startswith("/api/")
+
+
+def is_token_only_request() -> bool:
+    """Whether the request is for a machine route that takes a bearer token alone."""
+    return request.path in TOKEN_ONLY_PATHS
 
 
 def api_error(status: int, code: str, message: str, field: str | None = None):
