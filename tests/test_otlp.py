@@ -600,3 +600,133 @@ def test_an_export_carries_at_most_max_steps_per_request_spans(app, api):
     assert partial.rejected_spans == 1
     assert "at most 3 spans" in partial.error_message
     assert runs_stored() == 0  # the root was the fourth
+
+
+# --- The real OpenTelemetry SDK and its OTLP/HTTP exporter, to a live server ---------------
+
+def workflow(tracer, number: int) -> None:
+    """An instrumented run: nested spans, attributes, an exception recorded on a child (the
+    SDK records it as the span ends), ERROR status on the root."""
+    from opentelemetry.trace import Status as SdkStatus, StatusCode
+
+    with tracer.start_as_current_span("invoice-sync", attributes={
+            "runwatch.input": json.dumps({"batch": number}), "host": "worker-1"}) as root:
+        with tracer.start_as_current_span("fetch", attributes={
+                "runwatch.action": "http.get"}) as fetch:
+            with tracer.start_as_current_span("parse", attributes={"rows": 3}) as parse:
+                parse.add_event("cache miss", {"key": f"inv-{number}"})
+            fetch.set_attribute("runwatch.output", json.dumps({"count": 3}))
+        try:
+            with tracer.start_as_current_span("post"):
+                raise ConnectionError(f"HTTP 502 from billing (batch {number})")
+        except ConnectionError:
+            root.set_status(SdkStatus(StatusCode.ERROR, "post failed"))
+
+
+def tracer_provider(exporter, processor: str = "batch"):
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "billing"}))
+    provider.add_span_processor((BatchSpanProcessor if processor == "batch"
+                                 else SimpleSpanProcessor)(exporter))
+    return provider
+
+
+def assert_failed_run(run: dict, number: int) -> None:
+    assert (run["workflow"], run["status"]) == ("invoice-sync", "failure")
+    assert run["input"] == {"batch": number}
+    assert [(s["position"], s["name"]) for s in run["steps"]] == [
+        (0, "fetch"), (1, "parse"), (2, "post")]
+    fetch, parse, post = run["steps"]
+    assert (fetch["action"], fetch["output"]) == ("http.get", {"count": 3})
+    assert parse["action"] == "tests.otlp" and parse["input"] == {"rows": 3}
+    assert parse["logs"].endswith(f'cache miss {{"key":"inv-{number}"}}')
+    assert run["failed_step"] == 2 and post["status"] == "failure"
+    message = f"HTTP 502 from billing (batch {number})"
+    assert post["error"]["type"] == "ConnectionError" and post["error"]["message"] == message
+    assert "Traceback (most recent call last)" in post["error"]["stack"]
+    assert f'raise ConnectionError(f"HTTP 502 from billing' in post["error"]["stack"]
+    assert run["error"] == post["error"]  # the root recorded none: the failed step's
+
+
+@both_backends
+def test_the_sdk_reports_failing_runs_and_the_alert_fires_after_n_of_them(
+        app, api, backend, live_server, live_token, receiver):
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    from alert_servers import make_rule
+    from alerts.config import config_from
+    from alerts.delivery import deliver_due
+    from alerts.scan import scan
+
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = True  # the receiver listens on 127.0.0.1
+    with connection():
+        make_rule(3, [{"type": "webhook", "url": receiver.url}], workflow="invoice-sync")
+    exporter = OTLPSpanExporter(endpoint=f"{live_server.url}{URL}", timeout=10,
+                                headers={"Authorization": f"Bearer {live_token}"})
+    provider = tracer_provider(exporter)
+    tracer = provider.get_tracer("tests.otlp")
+
+    def scan_and_deliver() -> None:
+        settings = config_from(app)
+        with connection():
+            scan(settings)
+            deliver_due(settings)
+
+    for number in range(3):
+        workflow(tracer, number)
+        assert provider.force_flush(10_000)
+        if number == 1:
+            scan_and_deliver()
+            assert receiver.requests == []  # two failures in a row: below the threshold
+    provider.shutdown()
+    with connection():
+        ids = [e.id for e in Execution.select(Execution.id).order_by(Execution.started_at)]
+    assert len(ids) == 3
+    for number, execution_id in enumerate(ids):
+        assert_failed_run(detail(api, execution_id), number)
+    scan_and_deliver()
+    [notice] = receiver.wait_for(1)
+    body = notice.json()
+    assert body["type"] == "workflow.failing"
+    assert body["data"]["workflow"] == "invoice-sync"
+
+
+def test_the_exporter_as_configured_by_its_environment_sends_each_span_alone_and_again(
+        api, live_server, live_token, monkeypatch):
+    """SimpleSpanProcessor: every span is its own export as it ends, children before their
+    root; gzip and the headers from OTEL_EXPORTER_OTLP_* as the docs give them. Then the
+    same spans exported again change nothing, and a bad token is refused."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{live_server.url}{URL}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"Authorization=Bearer%20{live_token}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    sent = []
+
+    class Counting(OTLPSpanExporter):
+        def export(self, spans):
+            result = super().export(spans)
+            sent.append((len(spans), result))
+            return result
+
+    provider = tracer_provider(Counting(), processor="simple")
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    workflow(provider.get_tracer("tests.otlp"), 7)
+    provider.shutdown()
+    assert sent == [(1, SpanExportResult.SUCCESS)] * 4  # parse, fetch, post, then the root
+    with connection():
+        [execution] = Execution.select()
+    assert_failed_run(detail(api, execution.id), 7)
+    before = row_counts()
+    again = OTLPSpanExporter()
+    assert again.export(memory.get_finished_spans()) == SpanExportResult.SUCCESS
+    assert row_counts() == before
+    refused = OTLPSpanExporter(headers={"Authorization": "Bearer rw_not-a-real-token"})
+    assert refused.export(memory.get_finished_spans()) == SpanExportResult.FAILURE
+    assert row_counts() == before
