@@ -69,14 +69,18 @@ def _not_json(constant: str):
     raise ValueError(constant)
 
 
+# NaN and Infinity are not JSON: text holding them is kept as text.
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
+
+
 def json_value(any_value: AnyValue):
     """`runwatch.input`/`runwatch.output`: a string holding JSON text is parsed; any other
     string, or a value of another type, is taken as it is."""
     found = value(any_value)
     if isinstance(found, str):
         try:
-            return json.loads(found, parse_constant=_not_json)
-        except ValueError:
+            return _DECODER.decode(found)
+        except (ValueError, RecursionError):
             return found
     return found
 

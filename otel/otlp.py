@@ -146,8 +146,7 @@ def _rewrite(message, names: tuple[str, ...], where: str) -> None:
         message[name] = base64.b64encode(raw).decode("ascii")
 
 
-def _valid_id(raw: bytes, size: int) -> bool:
-    return len(raw) == size and raw != bytes(size)
+_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 
 
 def check_ids(request: ExportTraceServiceRequest) -> None:
@@ -156,16 +155,17 @@ def check_ids(request: ExportTraceServiceRequest) -> None:
     for r, resource_spans in enumerate(request.resource_spans):
         for s, scope_spans in enumerate(resource_spans.scope_spans):
             for n, span in enumerate(scope_spans.spans):
+                trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+                if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
+                    problem = "traceId must be 16 bytes (32 hex digits), not all zero"
+                elif len(span_id) != 8 or span_id == _ZERO_SPAN:
+                    problem = "spanId must be 8 bytes (16 hex digits), not all zero"
+                elif parent and (len(parent) != 8 or parent == _ZERO_SPAN):
+                    problem = "parentSpanId must be 8 bytes (16 hex digits) or empty"
+                else:
+                    continue
                 where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{n}]"
-                if not _valid_id(span.trace_id, 16):
-                    raise BadRequest(f"{where}.traceId must be 16 bytes (32 hex digits), not "
-                                     "all zero.", field=f"{where}.traceId")
-                if not _valid_id(span.span_id, 8):
-                    raise BadRequest(f"{where}.spanId must be 8 bytes (16 hex digits), not "
-                                     "all zero.", field=f"{where}.spanId")
-                if span.parent_span_id and not _valid_id(span.parent_span_id, 8):
-                    raise BadRequest(f"{where}.parentSpanId must be 8 bytes (16 hex digits) "
-                                     "or empty.", field=f"{where}.parentSpanId")
+                raise BadRequest(f"{where}.{problem}.", field=f"{where}.{problem.split()[0]}")
 
 
 def encode(message: Message, encoding: str) -> bytes:

@@ -11,9 +11,11 @@ The run is stored through `models.ingest.store_executions` (its validation and w
 hooks), re-posted under the same `external_id` when later spans come, its steps replaced
 by position. One export is one write transaction.
 
-What is kept is bounded: a trace's spans go once no new span has come for it in
+What is kept is bounded: a trace's spans go once none of its spans has come for
 `pending_seconds`, and when more than `pending_spans` spans are kept, the traces holding
-the oldest go, whole. A span that comes after its trace was let go starts it afresh.
+the oldest go, whole. Both are checked at every export. A span that comes after its trace
+was let go starts it afresh (its run, if stored, is left as it is until the root comes
+again).
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ def ingest(spans: list[Mapped], limits: Limits, outcome: Outcome | None = None,
     with write_transaction():
         ids = _trace_rows(sorted(traces), now_us)
         kept = _kept_spans(list(ids.values()))
-        rows, runs, touched = [], [], []
+        rows, runs = [], []
         for trace_hex, incoming in traces.items():
             trace = ids[trace_hex]
             known = kept.get(trace, {})
@@ -78,14 +80,10 @@ def ingest(spans: list[Mapped], limits: Limits, outcome: Outcome | None = None,
                 outcome.reject(len(new), str(exc))
                 continue
             rows.extend((trace, s.span_id, s.root, s.start_ns, _json(s.model)) for s in new)
-            touched.append(trace)
             outcome.accepted += len(new)
             if run is not None:
                 runs.append(run)
         _insert_spans(rows)
-        if touched:
-            for chunk in _chunks(touched):
-                OtelTrace.update(touched_at=now_us).where(OtelTrace.id.in_(chunk)).execute()
         if runs:
             store_executions(runs)
             outcome.runs = len(runs)
@@ -99,31 +97,32 @@ def _chunks(items: list, size: int = _CHUNK):
 
 
 def _trace_rows(trace_ids: list[str], now_us: int) -> dict[str, int]:
-    """Row ids of these traces, created when new, locked (in trace id order, so that two
-    exports never wait for each other in a circle) until the transaction ends."""
+    """Row ids of these traces, created when new and touched (`touched_at`) when not; on
+    PostgreSQL the upsert locks them, in trace id order so that two exports never wait for
+    each other in a circle, until the transaction ends."""
     found: dict[str, int] = {}
     table = OtelTrace._meta.table_name
     one = f"({database.param}, {database.param})"
     for chunk in _chunks(trace_ids):
-        database.execute_sql(f'INSERT INTO "{table}" ("trace_id", "touched_at") VALUES '
-                             + ", ".join([one] * len(chunk)) + " ON CONFLICT DO NOTHING",
-                             [value for trace in chunk for value in (trace, now_us)])
-        query = (OtelTrace.select(OtelTrace.trace_id, OtelTrace.id)
-                 .where(OtelTrace.trace_id.in_(chunk)).order_by(OtelTrace.trace_id))
-        if not is_sqlite():  # SQLite's write transactions already run one at a time
-            query = query.for_update()
-        found.update(query.tuples())
+        cursor = database.execute_sql(
+            f'INSERT INTO "{table}" ("trace_id", "touched_at") VALUES '
+            + ", ".join([one] * len(chunk))
+            + ' ON CONFLICT ("trace_id") DO UPDATE SET "touched_at" = EXCLUDED."touched_at" '
+            'RETURNING "trace_id", "id"', [value for trace in chunk for value in (trace, now_us)])
+        found.update(cursor.fetchall())
     return found
 
 
 def _kept_spans(trace_ids: list[int]) -> dict[int, dict[int, _Kept]]:
-    """Every span kept for these traces, by trace and span id."""
+    """Every span kept for these traces, by trace and span id (read by hand: peewee's
+    conversion of each value costs ten times the query)."""
     kept: dict[int, dict[int, _Kept]] = {}
+    table = OtelSpan._meta.table_name
     for chunk in _chunks(trace_ids):
-        query = (OtelSpan.select(OtelSpan.trace, OtelSpan.span_id, OtelSpan.root,
-                                 OtelSpan.start_ns, OtelSpan.data)
-                 .where(OtelSpan.trace.in_(chunk)).tuples())
-        for trace, span_id, root, start_ns, data in query:
+        cursor = database.execute_sql(
+            f'SELECT "trace_id", "span_id", "root", "start_ns", "data" FROM "{table}" '
+            f'WHERE "trace_id" IN ({", ".join([database.param] * len(chunk))})', chunk)
+        for trace, span_id, root, start_ns, data in cursor.fetchall():
             kept.setdefault(trace, {})[span_id] = _Kept(bool(root), start_ns, data)
     return kept
 
