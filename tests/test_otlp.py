@@ -730,3 +730,29 @@ def test_the_exporter_as_configured_by_its_environment_sends_each_span_alone_and
     refused = OTLPSpanExporter(headers={"Authorization": "Bearer rw_not-a-real-token"})
     assert refused.export(memory.get_finished_spans()) == SpanExportResult.FAILURE
     assert row_counts() == before
+
+
+def test_the_other_otlp_signals_are_not_served_and_never_answer_with_a_page(client, api):
+    for path in ("/v1/metrics", "/v1/logs"):
+        response = client.post(path, data=b"", content_type=PROTOBUF)
+        assert response.status_code == 401, path
+        response = api.post(path, data=b"", content_type=PROTOBUF)
+        assert response.status_code == 404, path
+        assert response.mimetype == JSON
+
+
+def test_a_database_that_does_not_answer_is_a_503_status_with_retry_after(api, monkeypatch):
+    import peewee
+
+    from otel import store
+
+    def unavailable(*args, **kwargs):
+        raise peewee.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "store_executions", unavailable)
+    response = send(api, export(*invoice_sync()))
+    assert response.status_code == 503
+    assert response.mimetype == PROTOBUF
+    assert "does not answer" in read_status(response.data, PROTOBUF).message
+    assert response.headers["Retry-After"] == "5"
+    assert row_counts()["otel_span"] == 0  # the whole export was rolled back
