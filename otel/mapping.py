@@ -1,13 +1,12 @@
 """How an OpenTelemetry span becomes a run (the trace's root) or one of its steps.
 
 Plain functions over the `opentelemetry-proto` message classes, no Flask and no database:
-a span's fields are turned into the JSON the ingestion API takes, then validated by the
+a span's fields are turned into the fields the ingestion API takes, then validated by the
 same schemas (`ExecutionIn`, `StepIn`).
 """
 from __future__ import annotations
 
 import base64
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -16,6 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from models.executions import dump_json
 from models.schemas import ErrorIn, ExecutionIn, StepIn, input_error
@@ -65,22 +65,15 @@ def value(any_value: AnyValue):
     return None
 
 
-def _not_json(constant: str):
-    raise ValueError(constant)
-
-
-# NaN and Infinity are not JSON: text holding them is kept as text.
-_DECODER = json.JSONDecoder(parse_constant=_not_json)
-
-
 def json_value(any_value: AnyValue):
-    """`runwatch.input`/`runwatch.output`: a string holding JSON text is parsed; any other
-    string, or a value of another type, is taken as it is."""
+    """`runwatch.input`/`runwatch.output`: a string holding JSON text is parsed (by the
+    parser the ingestion API reads bodies with, so as deep as it allows, without NaN); any
+    other string, or a value of another type, is taken as it is."""
     found = value(any_value)
     if isinstance(found, str):
         try:
-            return _DECODER.decode(found)
-        except (ValueError, RecursionError):
+            return from_json(found, allow_inf_nan=False)
+        except ValueError:
             return found
     return found
 

@@ -756,3 +756,17 @@ def test_a_database_that_does_not_answer_is_a_503_status_with_retry_after(api, m
     assert "does not answer" in read_status(response.data, PROTOBUF).message
     assert response.headers["Retry-After"] == "5"
     assert row_counts()["otel_span"] == 0  # the whole export was rolled back
+
+
+def test_attribute_values_json_cannot_hold_are_kept_as_text(api):
+    deep = "[" * 300 + "]" * 300  # deeper than the API's JSON parser goes
+    spans = [span(TRACE, FETCH, "fetch", 1, 2, parent=ROOT,
+                  attributes={"runwatch.input": deep, "runwatch.output": '{"n": NaN}'}),
+             span(TRACE, ROOT, "w", 0, 3, attributes={
+                 "nan": float("nan"), "inf": float("-inf"), "big": 2 ** 62, "pi": 3.5})]
+    spans[1].attributes.add(key="raw", value=AnyValue(bytes_value=b"\x00\xff"))
+    accepted(send(api, export(*spans)))
+    run = run_of(api, TRACE)
+    assert run["input"] == {"nan": "NaN", "inf": "-Infinity", "big": 2 ** 62, "pi": 3.5,
+                            "raw": "AP8="}
+    assert run["steps"][0]["input"] == deep and run["steps"][0]["output"] == '{"n": NaN}'
