@@ -1,11 +1,12 @@
 """Keeping the spans of a trace until they can be put together, and storing its run.
 
 The SDK's batch processor exports spans as they end, so a trace comes in several exports
-and its children usually before its root. Every span is kept (table `otel_span`, keyed by
-trace and span id) and each export that brings a trace new spans puts its whole run
-together again from every span kept for it: the root is the run, the other spans are its
-steps in start order. So the stored run depends on the set of spans alone, never on the
-order they came in, and a span sent again changes nothing.
+and its children usually before its root. Every span is kept, as the validated run or step
+it maps to (table `otel_spans`: one row per trace and export, the span ids in it), and
+each export that brings a trace new spans puts its whole run together again from every
+span kept for it: the root is the run, the other spans are its steps in start order. So
+the stored run depends on the set of spans alone, never on the order they came in, and a
+span id already kept is skipped: sending spans again changes nothing.
 
 The run is stored through `models.ingest.store_executions` (its validation and write
 hooks), re-posted under the same `external_id` when later spans come, its steps replaced
@@ -19,17 +20,18 @@ again).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import peewee
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from models.db import database, is_sqlite, to_micros, utcnow, write_transaction
 from models.ingest import store_executions
 from models.schemas import ExecutionIn, StepIn, input_error
 
-from .mapping import Mapped, Outcome, Rejected, put_together
-from .models import OtelSpan, OtelTrace
+from .mapping import Mapped, Outcome, put_together
+from .models import OtelSpans, OtelTrace
 
 PURGE_TRACES = 1000  # expired traces deleted per export at most (the rest go with the next)
 _CHUNK = 1000  # rows or keys per statement
@@ -47,9 +49,21 @@ class Limits:
 
 @dataclass(slots=True)
 class _Kept:
-    root: bool
-    start_ns: int
-    data: str
+    """One kept row: its spans' keys, and their runs and steps read only when needed."""
+
+    keys: list  # [[span id, 1 if root else 0, start ns], ...]: roots, then steps
+    roots: str
+    steps: str
+
+    def entries(self) -> list[tuple[int, int, bool, ExecutionIn | StepIn]]:
+        """(start, span id, is root, run or step) of each span, read back by its schema."""
+        models = [*_RUNS.validate_json(self.roots), *_STEPS.validate_json(self.steps)]
+        return [(start_ns, span_id, bool(root), model)
+                for (span_id, root, start_ns), model in zip(self.keys, models)]
+
+
+_RUNS = TypeAdapter(list[ExecutionIn])
+_STEPS = TypeAdapter(list[StepIn])
 
 
 def ingest(spans: list[Mapped], limits: Limits, outcome: Outcome | None = None,
@@ -69,17 +83,18 @@ def ingest(spans: list[Mapped], limits: Limits, outcome: Outcome | None = None,
         rows, runs = [], []
         for trace_hex, incoming in traces.items():
             trace = ids[trace_hex]
-            known = kept.get(trace, {})
-            new = _within_limit([s for key, s in incoming.items() if key not in known],
+            known = kept.get(trace, [])
+            seen = {key[0] for row in known for key in row.keys}
+            new = _within_limit([s for key, s in incoming.items() if key not in seen],
                                 known, limits.steps_per_run, outcome)
             if not new:
                 continue
             try:
-                run = _run_of(trace_hex, known, new)
-            except Rejected as exc:
-                outcome.reject(len(new), str(exc))
+                run = _run_of(known, new)
+            except ValidationError as exc:  # kept under rules since made stricter
+                outcome.reject(len(new), f"trace {trace_hex}: {input_error(exc).message}")
                 continue
-            rows.extend((trace, s.span_id, s.root, s.start_ns, _json(s.model)) for s in new)
+            rows.append((trace, new))
             outcome.accepted += len(new)
             if run is not None:
                 runs.append(run)
@@ -113,24 +128,24 @@ def _trace_rows(trace_ids: list[str], now_us: int) -> dict[str, int]:
     return found
 
 
-def _kept_spans(trace_ids: list[int]) -> dict[int, dict[int, _Kept]]:
-    """Every span kept for these traces, by trace and span id (read by hand: peewee's
-    conversion of each value costs ten times the query)."""
-    kept: dict[int, dict[int, _Kept]] = {}
-    table = OtelSpan._meta.table_name
+def _kept_spans(trace_ids: list[int]) -> dict[int, list[_Kept]]:
+    """Every row kept for these traces, by trace (read by hand: peewee's conversion of each
+    value costs more than the query)."""
+    kept: dict[int, list[_Kept]] = {}
+    table = OtelSpans._meta.table_name
     for chunk in _chunks(trace_ids):
         cursor = database.execute_sql(
-            f'SELECT "trace_id", "span_id", "root", "start_ns", "data" FROM "{table}" '
+            f'SELECT "trace_id", "keys", "roots", "steps" FROM "{table}" '
             f'WHERE "trace_id" IN ({", ".join([database.param] * len(chunk))})', chunk)
-        for trace, span_id, root, start_ns, data in cursor.fetchall():
-            kept.setdefault(trace, {})[span_id] = _Kept(bool(root), start_ns, data)
+        for trace, keys, roots, steps in cursor.fetchall():
+            kept.setdefault(trace, []).append(_Kept(json.loads(keys), roots, steps))
     return kept
 
 
-def _within_limit(new: list[Mapped], known: dict[int, _Kept], most: int,
+def _within_limit(new: list[Mapped], known: list[_Kept], most: int,
                   outcome: Outcome) -> list[Mapped]:
     """The new spans, less the steps past `most` per trace."""
-    steps = sum(1 for span in known.values() if not span.root)
+    steps = sum(1 for row in known for key in row.keys if not key[1])
     allowed, over = [], 0
     for span in new:
         if not span.root:
@@ -145,49 +160,44 @@ def _within_limit(new: list[Mapped], known: dict[int, _Kept], most: int,
     return allowed
 
 
-def _run_of(trace_hex: str, known: dict[int, _Kept], new: list[Mapped]) -> ExecutionIn | None:
+def _run_of(known: list[_Kept], new: list[Mapped]) -> ExecutionIn | None:
     """The trace's run from every span known (kept and new), or None while its root has
     not come. Steps are ordered by start time, then span id; of several spans without a
     parent, the earliest is the root."""
-    roots, steps = [], []
-    for span_id, kept in known.items():
-        (roots if kept.root else steps).append((kept.start_ns, span_id, kept))
-    for span in new:
-        (roots if span.root else steps).append((span.start_ns, span.span_id, span.model))
-    if not roots:
+    if not any(span.root for span in new) and not any(
+            key[1] for row in known for key in row.keys):
         return None
-    roots.sort(key=lambda entry: entry[:2])
-    steps.sort(key=lambda entry: entry[:2])
-    try:
-        root = _model(roots[0][2])
-        models = [_model(step) for _, _, step in steps]
-        return put_together(root, models)
-    except ValidationError as exc:
-        raise Rejected(f"trace {trace_hex}: {input_error(exc).message}") from None
+    entries = [entry for row in known for entry in row.entries()]
+    entries.extend((s.start_ns, s.span_id, s.root, s.model) for s in new)
+    entries.sort(key=lambda entry: entry[:2])
+    root = next(model for _, _, is_root, model in entries if is_root)
+    return put_together(root, [model for _, _, is_root, model in entries if not is_root])
 
 
-def _json(model: ExecutionIn | StepIn) -> str:
-    """A validated run or step as JSON, to be read back by its schema."""
-    return model.__pydantic_serializer__.to_json(model).decode()
-
-
-def _model(span: ExecutionIn | StepIn | _Kept) -> ExecutionIn | StepIn:
-    """A span's run or step: mapped now, or read back as it was kept."""
-    if isinstance(span, _Kept):
-        return (ExecutionIn if span.root else StepIn).model_validate_json(span.data)
-    return span
-
-
-def _insert_spans(rows: list[tuple]) -> None:
-    """INSERT the new spans in few statements (built by hand: peewee's per-value SQL
-    generation costs more than the database's own work here)."""
-    table = OtelSpan._meta.table_name
-    columns = '"trace_id", "span_id", "root", "start_ns", "data"'
-    one = "(" + ", ".join([database.param] * 5) + ")"
-    for chunk in _chunks(rows):
-        sql = (f'INSERT INTO "{table}" ({columns}) VALUES ' + ", ".join([one] * len(chunk))
-               + " ON CONFLICT DO NOTHING")
-        database.execute_sql(sql, [value for row in chunk for value in row])
+def _insert_spans(rows: list[tuple[int, list[Mapped]]]) -> None:
+    """One row per trace of the new spans, INSERTed in few statements (built by hand:
+    peewee's per-value SQL generation costs more than the database's own work here)."""
+    if not rows:
+        return
+    table = OtelSpans._meta.table_name
+    last = database.execute_sql(f'SELECT "first" + "size" FROM "{table}" '
+                                'ORDER BY "first" DESC LIMIT 1').fetchone()
+    number = last[0] if last else 0
+    values = []
+    for trace, spans in rows:
+        roots = [span for span in spans if span.root]
+        steps = [span for span in spans if not span.root]
+        keys = [[s.span_id, 1 if s.root else 0, s.start_ns] for s in (*roots, *steps)]
+        values.append((trace, number, len(keys), json.dumps(keys, separators=(",", ":")),
+                       _RUNS.dump_json([s.model for s in roots]).decode(),
+                       _STEPS.dump_json([s.model for s in steps]).decode()))
+        number += len(keys)
+    columns = '"trace_id", "first", "size", "keys", "roots", "steps"'
+    one = "(" + ", ".join([database.param] * 6) + ")"
+    for chunk in _chunks(values):
+        database.execute_sql(f'INSERT INTO "{table}" ({columns}) VALUES '
+                             + ", ".join([one] * len(chunk)),
+                             [value for row in chunk for value in row])
 
 
 def purge(now_us: int, limits: Limits) -> int:
@@ -196,18 +206,19 @@ def purge(now_us: int, limits: Limits) -> int:
     cutoff = now_us - limits.pending_seconds * 1_000_000
     victims = set(OtelTrace.select(OtelTrace.id).where(OtelTrace.touched_at < cutoff)
                   .limit(PURGE_TRACES).scalars())
-    newest = OtelSpan.select(peewee.fn.MAX(OtelSpan.id)).scalar()
-    if newest is not None and newest > limits.pending_spans:
-        # Span ids only grow: once every span at or below newest - limit is gone, at most
-        # `limit` remain.
-        victims.update(OtelSpan.select(OtelSpan.trace).distinct()
-                       .where(OtelSpan.id <= newest - limits.pending_spans).scalars())
+    last = (OtelSpans.select(OtelSpans.first + OtelSpans.size)
+            .order_by(OtelSpans.first.desc()).limit(1).scalar())
+    if last is not None and last > limits.pending_spans:
+        # Spans are numbered as they come: once every row holding a number below
+        # last - limit is gone, at most `limit` spans remain.
+        victims.update(OtelSpans.select(OtelSpans.trace).distinct()
+                       .where(OtelSpans.first < last - limits.pending_spans).scalars())
     if not victims:
         return 0
     if not is_sqlite():  # a trace another export is adding to now goes next time
         victims = set(OtelTrace.select(OtelTrace.id).where(OtelTrace.id.in_(list(victims)))
                       .for_update(skip_locked=True).scalars())
     for chunk in _chunks(sorted(victims)):
-        OtelSpan.delete().where(OtelSpan.trace.in_(chunk)).execute()
+        OtelSpans.delete().where(OtelSpans.trace.in_(chunk)).execute()
         OtelTrace.delete().where(OtelTrace.id.in_(chunk)).execute()
     return len(victims)
