@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from models.executions import dump_json
@@ -205,24 +205,41 @@ class Mapped:
     model: ExecutionIn | StepIn
 
 
-class Rejected(ValueError):
-    """A span that cannot become part of a run; the message says why."""
-
-
-def map_span(span: Span, trace_hex: str, scope_name: str) -> Mapped:
-    """Map and validate one span (its ids already checked), or raise Rejected."""
-    root = not span.parent_span_id
-    fields = run_fields(span, trace_hex) if root else step_fields(span, scope_name)
-    if not root and fields["action"] is not None:
+def fields_of(span: Span, trace_hex: str, scope_name: str) -> dict:
+    """The fields of the run (a root span) or step (any other) a span maps to."""
+    if not span.parent_span_id:
+        return run_fields(span, trace_hex)
+    fields = step_fields(span, scope_name)
+    if fields["action"] is not None:
         fields["action"] = fields["action"][:MAX_ACTION]
+    return fields
+
+
+_RUN_LIST = TypeAdapter(list[ExecutionIn])
+_STEP_LIST = TypeAdapter(list[StepIn])
+
+
+def validated(spans: list[tuple[Span, str, dict]], root: bool,
+              outcome: Outcome) -> list[Mapped]:
+    """Runs (root spans) or steps, validated by the ingestion schema: all in one call, or,
+    when one is bad, one by one, each bad one rejected in `outcome` with its reason."""
     try:
-        model = (ExecutionIn if root else StepIn).model_validate(fields)
-    except ValidationError as exc:
-        what = "root span" if root else "span"
-        raise Rejected(f"{what} {span.span_id.hex()} ({span.name[:80]!r}): "
-                       f"{input_error(exc).message}") from None
-    return Mapped(trace_hex, int.from_bytes(span.span_id, "big", signed=True), root,
-                  span.start_time_unix_nano, model)
+        models = (_RUN_LIST if root else _STEP_LIST).validate_python([f for *_, f in spans])
+    except ValidationError:
+        models = [None] * len(spans)
+    mapped = []
+    for (span, trace_hex, fields), model in zip(spans, models):
+        if model is None:
+            try:
+                model = (ExecutionIn if root else StepIn).model_validate(fields)
+            except ValidationError as exc:
+                what = "root span" if root else "span"
+                outcome.reject(1, f"{what} {span.span_id.hex()} ({span.name[:80]!r}): "
+                                  f"{input_error(exc).message}")
+                continue
+        mapped.append(Mapped(trace_hex, int.from_bytes(span.span_id, "big", signed=True), root,
+                             span.start_time_unix_nano, model))
+    return mapped
 
 
 def first_error(steps: list[StepIn]) -> ErrorIn | None:
@@ -264,8 +281,8 @@ class Outcome:
 
 def map_export(export: ExportTraceServiceRequest, most: int, outcome: Outcome) -> list[Mapped]:
     """Every span of an export mapped and validated, up to `most` spans; the others are
-    rejected in `outcome`."""
-    mapped: list[Mapped] = []
+    rejected in `outcome`. Roots come first."""
+    roots, steps = [], []
     seen = 0
     for resource_spans in export.resource_spans:
         for scope_spans in resource_spans.scope_spans:
@@ -274,12 +291,11 @@ def map_export(export: ExportTraceServiceRequest, most: int, outcome: Outcome) -
                 seen += 1
                 if seen > most:
                     continue
-                try:
-                    mapped.append(map_span(span, span.trace_id.hex(), scope_name))
-                except Rejected as exc:
-                    outcome.reject(1, str(exc))
+                trace_hex = span.trace_id.hex()
+                (steps if span.parent_span_id else roots).append(
+                    (span, trace_hex, fields_of(span, trace_hex, scope_name)))
     if seen > most:
         outcome.reject(seen - most, f"an export carries at most {most} spans "
                                     "(RUNWATCH_MAX_STEPS_PER_REQUEST); send smaller batches "
                                     "(OTEL_BSP_MAX_EXPORT_BATCH_SIZE)")
-    return mapped
+    return validated(roots, True, outcome) + validated(steps, False, outcome)
