@@ -2,6 +2,7 @@
 batch API, on SQLite.
 
     python -m benchmarks.otlp [--batches 20] [--postgres URL]
+    python -m benchmarks.otlp --server [--batches 40] [--clients 4] [--postgres URL]
 
 The spans are made by the OpenTelemetry SDK (a workflow of 8 spans: a root, three
 children and four grandchildren; attributes, an output, an event) and encoded by its OTLP
@@ -18,6 +19,10 @@ Spans/s counts every span (a run of the batch API counts as its root span), at t
 time of an export (the machines these run on are shared: the median is the cost, the p95
 the neighbours). The cases take turns, one export each, and each is also given as a ratio
 to the batch API, timed in the same rounds.
+
+With `--server`, the same bodies go to gunicorn (2 workers, as on a 2-core machine) on
+127.0.0.1 from `--clients` threads at once, case after case and then all cases again; the
+table gives spans/s over each case's wall time (what a deployment takes in), and the ratio.
 """
 from __future__ import annotations
 
@@ -25,7 +30,15 @@ import argparse
 import gc
 import gzip
 import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
 import time
+
+import requests
 
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -37,7 +50,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from models.db import iso
 
-from .harness import Bench, empty_postgres, median, p, print_table, rss_mb
+from .harness import ROOT, Bench, empty_postgres, median, p, print_table, rss_mb
 
 SPANS_PER_TRACE = 8
 BATCH = 512
@@ -142,12 +155,93 @@ def post(bench: Bench, url: str, body: bytes, content_type: str, **headers) -> f
     return elapsed
 
 
+def serve(bench: Bench) -> tuple[str, subprocess.Popen]:
+    """gunicorn with 2 workers on the bench's database, on a free port of 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "RUNWATCH_DATABASE_URL": bench.app.config["DATABASE_URL"],
+           "RUNWATCH_SECRET_KEY": "bench", "RUNWATCH_SCHEDULER": "false"}
+    log = open(os.path.join(bench.tmp, "server.log"), "w+")
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b",
+                               f"127.0.0.1:{port}", "--timeout", "120", "app:create_app()"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return base, server
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    server.terminate()
+    raise SystemExit(f"gunicorn did not answer on {base}")
+
+
+def flood(base: str, headers: dict, url: str, bodies: list[bytes], content_type: str,
+          extra: dict, clients: int) -> float:
+    """Seconds for `clients` threads to POST every body, each taking the next."""
+    pending: queue.Queue[bytes] = queue.Queue()
+    for body in bodies:
+        pending.put(body)
+    failures: list[str] = []
+
+    def client() -> None:
+        session = requests.Session()
+        session.headers.update({**headers, "Content-Type": content_type, **extra})
+        while True:
+            try:
+                body = pending.get_nowait()
+            except queue.Empty:
+                return
+            response = session.post(f"{base}{url}", data=body, timeout=120)
+            if response.status_code not in (200, 201) or (
+                    url == "/v1/traces" and response.content not in (b"", b"{}")):
+                failures.append(f"{response.status_code} {response.content[:200]!r}")
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[:3]
+    return time.perf_counter() - started
+
+
+def main_server(args, bench: Bench, cases: list) -> None:
+    """Each case's bodies from `--clients` threads at once to gunicorn; twice over, halves."""
+    base, server = serve(bench)
+    try:
+        seconds = [0.0] * len(cases)
+        for half in (0, 1):
+            for case, (_, url, bodies, content_type, headers) in enumerate(cases):
+                share = bodies[1:][half::2]  # the warm-up export is left out
+                seconds[case] += flood(base, bench.headers, url, share, content_type, headers,
+                                       args.clients)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    spans = [BATCH * (len(bodies) - 1) for _, _, bodies, _, _ in cases]
+    base_rate = spans[0] / seconds[0]
+    rows = [[name, len(bodies) - 1, seconds[case], f"{spans[case] / seconds[case]:,.0f}",
+             spans[case] / seconds[case] / base_rate]
+            for case, (name, _, bodies, _, _) in enumerate(cases)]
+    engine = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"{engine}; gunicorn -w 2 on 127.0.0.1, {args.clients} clients at once; exports of "
+          f"{BATCH} spans ({TRACES_PER_BATCH} traces of {SPANS_PER_TRACE} spans)")
+    print_table(["case", "requests", "seconds", "spans/s", "vs JSON batch API"], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=20,
                         help="exports per case (the first warms up)")
     parser.add_argument("--postgres", default=None, metavar="URL",
                         help="an empty PostgreSQL database to run on (its tables are dropped)")
+    parser.add_argument("--server", action="store_true",
+                        help="to gunicorn (2 workers) from several clients at once")
+    parser.add_argument("--clients", type=int, default=4, help="with --server")
     args = parser.parse_args()
     if args.postgres:
         empty_postgres(args.postgres)
@@ -182,6 +276,9 @@ def main() -> None:
          "application/x-protobuf", {"Content-Encoding": "gzip"}),
         ("OTLP JSON, whole traces", "/v1/traces", as_json, "application/json", {}),
     ]
+    if args.server:
+        main_server(args, bench, cases)
+        return
     # Round by round, each case in turn: every case sees the same database size and the same
     # neighbours on a shared machine.
     samples: list[list[float]] = [[] for _ in cases]
