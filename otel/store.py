@@ -66,44 +66,78 @@ _RUNS = TypeAdapter(list[ExecutionIn])
 _STEPS = TypeAdapter(list[StepIn])
 
 
+@dataclass
+class _Plan:
+    """What an export does to one trace, worked out from the spans kept when it was read."""
+
+    kept_ids: frozenset[int]  # the span ids kept then
+    new: list[Mapped]  # the spans to keep now
+    run: ExecutionIn | None  # the run to store, once the root is known
+    rejected: list[tuple[int, str]]
+    row: tuple = ()  # (size, keys, roots, steps) of the row to write
+
+
 def ingest(spans: list[Mapped], limits: Limits, outcome: Outcome | None = None,
            now=None) -> Outcome:
     """Keep the new spans of an export, and store or update the run of every trace that
-    has its root and got new spans. One transaction: all of it or none."""
+    has its root and got new spans. One transaction: all of it or none.
+
+    The runs are put together before the write lock is taken, from the spans kept then;
+    inside it, a trace whose kept spans changed meanwhile (another export of it) is worked
+    out again, so the lock is held for checking and writing alone.
+    """
     outcome = outcome or Outcome()
     traces: dict[str, dict[int, Mapped]] = {}
     for span in spans:  # the first of a span sent twice in one export counts
         traces.setdefault(span.trace_id, {}).setdefault(span.span_id, span)
     if not traces:
         return outcome
+    order = sorted(traces)
+    before = _kept_by_trace_id(order)
+    plans = {t: _plan(t, traces[t], before.get(t, []), limits) for t in order}
     now_us = to_micros(now or utcnow())
     with write_transaction():
-        ids = _trace_rows(sorted(traces), now_us)
-        kept = _kept_spans(list(ids.values()))
-        rows, runs = [], []
-        for trace_hex, incoming in traces.items():
-            trace = ids[trace_hex]
-            known = kept.get(trace, [])
-            seen = {key[0] for row in known for key in row.keys}
-            new = _within_limit([s for key, s in incoming.items() if key not in seen],
-                                known, limits.steps_per_run, outcome)
-            if not new:
-                continue
-            try:
-                run = _run_of(known, new)
-            except ValidationError as exc:  # kept under rules since made stricter
-                outcome.reject(len(new), f"trace {trace_hex}: {input_error(exc).message}")
-                continue
-            rows.append((trace, new))
-            outcome.accepted += len(new)
-            if run is not None:
-                runs.append(run)
-        _insert_spans(rows)
+        ids = _trace_rows(order, now_us)
+        now_kept = _kept_keys(list(ids.values()))
+        for trace_hex, plan in plans.items():
+            if now_kept.get(ids[trace_hex], frozenset()) != plan.kept_ids:
+                kept = _kept_spans([ids[trace_hex]]).get(ids[trace_hex], [])
+                plans[trace_hex] = _plan(trace_hex, traces[trace_hex], kept, limits)
+        runs = [plan.run for plan in plans.values() if plan.run is not None]
+        _insert_spans([(ids[t], plan.row) for t, plan in plans.items() if plan.new])
         if runs:
             store_executions(runs)
-            outcome.runs = len(runs)
         purge(now_us, limits)
+    for plan in plans.values():
+        for count, reason in plan.rejected:
+            outcome.reject(count, reason)
+        outcome.accepted += len(plan.new)
+    outcome.runs = len(runs)
     return outcome
+
+
+def _plan(trace_hex: str, incoming: dict[int, Mapped], known: list[_Kept],
+          limits: Limits) -> _Plan:
+    """The spans of `incoming` not kept yet (within the steps-per-run limit), the trace's
+    run put together from them and the `known` rows, and the row that keeps them."""
+    kept_ids = frozenset(key[0] for row in known for key in row.keys)
+    rejected: list[tuple[int, str]] = []
+    new = _within_limit([s for key, s in incoming.items() if key not in kept_ids],
+                        known, limits.steps_per_run, rejected)
+    if not new:
+        return _Plan(kept_ids, [], None, rejected)
+    try:
+        run = _run_of(known, new)
+    except ValidationError as exc:  # kept under rules since made stricter
+        rejected.append((len(new), f"trace {trace_hex}: {input_error(exc).message}"))
+        return _Plan(kept_ids, [], None, rejected)
+    roots = [span for span in new if span.root]
+    steps = [span for span in new if not span.root]
+    keys = [[s.span_id, 1 if s.root else 0, s.start_ns] for s in (*roots, *steps)]
+    row = (len(keys), json.dumps(keys, separators=(",", ":")),
+           _RUNS.dump_json([s.model for s in roots]).decode(),
+           _STEPS.dump_json([s.model for s in steps]).decode())
+    return _Plan(kept_ids, roots + steps, run, rejected, row)
 
 
 def _chunks(items: list, size: int = _CHUNK):
@@ -142,8 +176,35 @@ def _kept_spans(trace_ids: list[int]) -> dict[int, list[_Kept]]:
     return kept
 
 
+def _kept_by_trace_id(trace_ids: list[str]) -> dict[str, list[_Kept]]:
+    """Every row kept for these traces (by trace id in hex), read without a lock."""
+    kept: dict[str, list[_Kept]] = {}
+    spans, traces = OtelSpans._meta.table_name, OtelTrace._meta.table_name
+    for chunk in _chunks(trace_ids):
+        cursor = database.execute_sql(
+            f'SELECT "t"."trace_id", "s"."keys", "s"."roots", "s"."steps" FROM "{spans}" AS "s" '
+            f'JOIN "{traces}" AS "t" ON "t"."id" = "s"."trace_id" '
+            f'WHERE "t"."trace_id" IN ({", ".join([database.param] * len(chunk))})', chunk)
+        for trace, keys, roots, steps in cursor.fetchall():
+            kept.setdefault(trace, []).append(_Kept(json.loads(keys), roots, steps))
+    return kept
+
+
+def _kept_keys(trace_ids: list[int]) -> dict[int, frozenset[int]]:
+    """The span ids kept for these traces (by row id)."""
+    found: dict[int, set[int]] = {}
+    table = OtelSpans._meta.table_name
+    for chunk in _chunks(trace_ids):
+        cursor = database.execute_sql(
+            f'SELECT "trace_id", "keys" FROM "{table}" '
+            f'WHERE "trace_id" IN ({", ".join([database.param] * len(chunk))})', chunk)
+        for trace, keys in cursor.fetchall():
+            found.setdefault(trace, set()).update(key[0] for key in json.loads(keys))
+    return {trace: frozenset(ids) for trace, ids in found.items()}
+
+
 def _within_limit(new: list[Mapped], known: list[_Kept], most: int,
-                  outcome: Outcome) -> list[Mapped]:
+                  rejected: list[tuple[int, str]]) -> list[Mapped]:
     """The new spans, less the steps past `most` per trace."""
     steps = sum(1 for row in known for key in row.keys if not key[1])
     allowed, over = [], 0
@@ -155,8 +216,8 @@ def _within_limit(new: list[Mapped], known: list[_Kept], most: int,
             steps += 1
         allowed.append(span)
     if over:
-        outcome.reject(over, f"trace {new[0].trace_id} has more than {most} spans besides its "
-                             "root (RUNWATCH_MAX_STEPS_PER_RUN)")
+        rejected.append((over, f"trace {new[0].trace_id} has more than {most} spans besides "
+                               "its root (RUNWATCH_MAX_STEPS_PER_RUN)"))
     return allowed
 
 
@@ -174,9 +235,10 @@ def _run_of(known: list[_Kept], new: list[Mapped]) -> ExecutionIn | None:
     return put_together(root, [model for _, _, is_root, model in entries if not is_root])
 
 
-def _insert_spans(rows: list[tuple[int, list[Mapped]]]) -> None:
-    """One row per trace of the new spans, INSERTed in few statements (built by hand:
-    peewee's per-value SQL generation costs more than the database's own work here)."""
+def _insert_spans(rows: list[tuple[int, tuple]]) -> None:
+    """The new rows, (trace row id, (size, keys, roots, steps)), numbered on from the last
+    span kept and INSERTed in few statements (built by hand: peewee's per-value SQL
+    generation costs more than the database's own work here)."""
     if not rows:
         return
     table = OtelSpans._meta.table_name
@@ -184,14 +246,9 @@ def _insert_spans(rows: list[tuple[int, list[Mapped]]]) -> None:
                                 'ORDER BY "first" DESC LIMIT 1').fetchone()
     number = last[0] if last else 0
     values = []
-    for trace, spans in rows:
-        roots = [span for span in spans if span.root]
-        steps = [span for span in spans if not span.root]
-        keys = [[s.span_id, 1 if s.root else 0, s.start_ns] for s in (*roots, *steps)]
-        values.append((trace, number, len(keys), json.dumps(keys, separators=(",", ":")),
-                       _RUNS.dump_json([s.model for s in roots]).decode(),
-                       _STEPS.dump_json([s.model for s in steps]).decode()))
-        number += len(keys)
+    for trace, (size, keys, roots, steps) in rows:
+        values.append((trace, number, size, keys, roots, steps))
+        number += size
     columns = '"trace_id", "first", "size", "keys", "roots", "steps"'
     one = "(" + ", ".join([database.param] * 6) + ")"
     for chunk in _chunks(values):

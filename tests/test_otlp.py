@@ -771,3 +771,51 @@ def test_attribute_values_json_cannot_hold_are_kept_as_text(api):
     assert run["input"] == {"nan": "NaN", "inf": "-Infinity", "big": 2 ** 62, "pi": 3.5,
                             "raw": "AP8="}
     assert run["steps"][0]["input"] == deep and run["steps"][0]["output"] == '{"n": NaN}'
+
+
+# --- Exports of one trace at the same time ----------------------------------------------
+
+@both_backends
+def test_parts_of_the_same_traces_sent_at_once_from_several_threads_make_whole_runs(
+        app, api, backend):
+    import random
+    import threading
+
+    traces = [f"{n:032x}" for n in range(1, 13)]
+    parts = []
+    for trace in traces:
+        spans = invoice_sync(trace)
+        parts += [[spans[0]], [spans[1], spans[2]], [spans[3]], spans]  # the whole once more
+    random.Random(7).shuffle(parts)
+    failures = []
+
+    def sender(mine: list) -> None:
+        client = app.test_client()
+        for part in mine:
+            response = send(client, export(*part), **api.headers)
+            if response.status_code != 200 or response.data:
+                failures.append((response.status_code, response.data[:200]))
+
+    threads = [threading.Thread(target=sender, args=(parts[n::4],)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures
+    reference = "f" * 32
+    accepted(send(api, export(*invoice_sync(reference))))
+    for trace in traces:
+        assert same_run(run_of(api, trace)) == same_run(run_of(api, reference)), trace
+
+
+def test_a_trace_kept_by_another_export_while_this_one_was_put_together_is_done_again(
+        api, monkeypatch):
+    from otel import store
+
+    spans = invoice_sync()
+    accepted(send(api, export(*spans[:2])))
+    # As if the other export had come between this one's first reading and its lock.
+    monkeypatch.setattr(store, "_kept_by_trace_id", lambda trace_ids: {})
+    accepted(send(api, export(*spans[2:])))
+    assert [s["name"] for s in run_of(api, TRACE)["steps"]] == [
+        "Fetch invoices", "Parse invoices", "Post to billing"]
