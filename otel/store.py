@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import peewee
 from pydantic import TypeAdapter, ValidationError
 
 from models.db import database, is_sqlite, to_micros, utcnow, write_transaction

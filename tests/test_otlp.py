@@ -650,7 +650,7 @@ def assert_failed_run(run: dict, number: int) -> None:
     message = f"HTTP 502 from billing (batch {number})"
     assert post["error"]["type"] == "ConnectionError" and post["error"]["message"] == message
     assert "Traceback (most recent call last)" in post["error"]["stack"]
-    assert f'raise ConnectionError(f"HTTP 502 from billing' in post["error"]["stack"]
+    assert 'raise ConnectionError(f"HTTP 502 from billing' in post["error"]["stack"]
     assert run["error"] == post["error"]  # the root recorded none: the failed step's
 
 
