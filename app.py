@@ -9,6 +9,7 @@ from flask import Flask, g
 import alerts
 import cli
 import history
+import otel
 import scheduling
 import workflows
 from models import MODELS, database, init_database
@@ -39,14 +40,17 @@ DEFAULTS = {
     "MAX_STEPS_PER_REQUEST": 5000,
     "MAX_STEPS_PER_RUN": 2000,
     "RETENTION_DAYS": None,  # unset: keep every run
+    "OTLP_PENDING_SPANS": 100_000,  # spans kept to join the later spans of their trace
+    "OTLP_PENDING_SECONDS": 3600,  # ...for this long after their trace's last new span
 }
 # Features, in the order they are wired: each has its `MODELS` and an `init_app(app)`
 # that registers its write hooks, start-up checks and blueprints. Background jobs are
 # listed in scheduling.JOBS.
-FEATURES = (history, alerts, workflows)
+FEATURES = (history, alerts, workflows, otel)
 INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
                     "SMTP_PORT", "MAX_PAYLOAD_BYTES", "MAX_STEPS_PER_REQUEST",
-                    "MAX_STEPS_PER_RUN", "SCHEDULER_LEASE_SECONDS")
+                    "MAX_STEPS_PER_RUN", "SCHEDULER_LEASE_SECONDS", "OTLP_PENDING_SPANS",
+                    "OTLP_PENDING_SECONDS")
 
 
 def create_app(config: dict | None = None) -> Flask:

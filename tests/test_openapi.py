@@ -24,6 +24,7 @@ from alerts.schemas import RuleIn
 from helpers import URL, add_steps, report
 from history import filters
 from models.schemas import ExecutionIn
+from otel import otlp
 from views.openapi import OPERATIONS, REF, documented_rules, methods_of, openapi_path
 
 DOCUMENT = "/api/openapi.json"
@@ -164,6 +165,9 @@ def test_every_operation_documents_its_errors(document):
     for method, path, op in _operations(document):
         responses = op["responses"]
         error = {"$ref": "#/components/schemas/ErrorDocument"}
+        if path.startswith("/v1/"):  # OTLP: a google.rpc.Status in the request's encoding
+            error = otlp.STATUS_CONTENT["application/json"]["schema"]
+            assert responses["401"]["content"] == otlp.STATUS_CONTENT
         for status in ("401", "403"):
             assert responses[status]["content"]["application/json"]["schema"] == error
         assert responses["401"]["headers"]["WWW-Authenticate"]["required"] is True

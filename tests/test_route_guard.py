@@ -12,6 +12,7 @@ import pytest
 from werkzeug.routing import AnyConverter, IntegerConverter, PathConverter
 
 from alert_servers import make_rule, report
+from helpers import csrf_from, make_token
 from models import database
 
 # What answers without credentials: signing in, the first-run account and static files;
@@ -19,6 +20,7 @@ from models import database
 OPEN_ENDPOINTS = {"auth.login", "auth.setup", "static"}
 OPEN_PATHS = {"/healthz"}
 MACHINE_PREFIXES = ("/api/", "/v1/")  # answered with 401, never a redirect to a page
+TOKEN_ONLY_PREFIX = "/v1/"  # OpenTelemetry's intake: a bearer token alone, never a session
 
 
 def _sample(converter) -> str:
@@ -113,6 +115,9 @@ def test_with_a_session_every_write_without_its_csrf_token_is_refused(app, logge
     assert len(writes) >= 20
     for rule, method, url in writes:
         response = logged_in.open(url, method=method, data={"name": "sneaky"})
+        if url.startswith(TOKEN_ONLY_PREFIX):  # refused whatever the CSRF token
+            assert response.status_code == 401, (method, url, response.status_code)
+            continue
         assert response.status_code == 400, (method, url, response.status_code)
         if url.startswith("/api/"):
             assert response.json["error"]["code"] == "csrf", (method, url)
@@ -121,3 +126,23 @@ def test_with_a_session_every_write_without_its_csrf_token_is_refused(app, logge
         assert response.status_code == 400, (method, url, response.status_code)
     assert _row_counts() == before
     assert logged_in.get("/settings").status_code == 200  # signing out needed the token too
+
+
+def test_a_browser_session_cannot_send_traces_even_with_its_csrf_token(app, logged_in, things):
+    before = _row_counts()
+    token = csrf_from(logged_in.get("/settings").text)
+    response = logged_in.post("/v1/traces", json={"resourceSpans": []},
+                              headers={"X-CSRFToken": token})
+    assert response.status_code == 401
+    assert response.mimetype == "application/json"
+    assert "Authorization: Bearer" in response.json["message"]  # a google.rpc.Status
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert _row_counts() == before
+
+
+def test_a_bearer_token_sends_traces_without_a_csrf_token_beside_a_session(app, logged_in,
+                                                                          user):
+    headers = {"Authorization": f"Bearer {make_token(user)}"}
+    response = logged_in.post("/v1/traces", json={"resourceSpans": []}, headers=headers)
+    assert response.status_code == 200, response.data
+    assert response.json == {}

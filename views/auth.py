@@ -15,7 +15,7 @@ from wtforms.validators import DataRequired, EqualTo, Length
 from models.users import (MIN_PASSWORD_LENGTH, SCOPES, AccountError, authenticate,
                           create_first_user, end_sessions, has_users)
 
-from .common import api_error, is_api_request, safe_next
+from .common import api_error, is_api_request, is_token_only_request, safe_next
 from .extensions import REMEMBER_DAYS, bearer_sent, csrf, limiter, retry_after_seconds
 
 bp = Blueprint("auth", __name__)
@@ -97,6 +97,13 @@ def guard():
         if request.method not in SAFE_METHODS:
             csrf.protect()
         return None
+    if is_token_only_request():
+        # OTLP intake: a bearer token alone (no session, so no CSRF to check).
+        if not bearer_sent(request):
+            return _api_unauthorized("Send an API token: Authorization: Bearer <token>.")
+        if not current_user.is_authenticated:
+            return _api_unauthorized("The API token is invalid or revoked.")
+        return _scope_refusal()
     if is_api_request():
         # Flask-Login reads the bearer token (see extensions.py); a sent one decides alone.
         if bearer_sent(request):

@@ -18,9 +18,19 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5  # what a 503 asks a client to wait while the database is away
 
 
+# Machine routes outside /api: a bearer token alone opens them (OTLP/HTTP intake, whose
+# other signals' paths are /v1/metrics and /v1/logs: not served, but never a page either).
+TOKEN_ONLY_PREFIX = "/v1/"
+
+
 def is_api_request() -> bool:
     """Whether the request is for the JSON API."""
     return request.path == "/api" or request.path.startswith("/api/")
+
+
+def is_token_only_request() -> bool:
+    """Whether the request is for a machine route that takes a bearer token alone."""
+    return request.path.startswith(TOKEN_ONLY_PREFIX)
 
 
 def api_error(status: int, code: str, message: str, field: str | None = None):
@@ -81,7 +91,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        if is_api_request():
+        if is_api_request() or is_token_only_request():
             code = (exc.name or "error").lower().replace(" ", "_")
             message = exc.description or exc.name
             if exc.code == 413:
@@ -118,7 +128,7 @@ def unavailable_response(exc: BaseException):
         return jsonify({"status": "error", "database": "unavailable"}), 503, headers
     message = ("The database does not answer right now. Runwatch reconnects by itself; "
                f"try again in {RETRY_AFTER_SECONDS} seconds.")
-    if is_api_request():
+    if is_api_request() or is_token_only_request():
         body, status = api_error(503, "unavailable", message)
         return body, status, headers
     again = safe_next(request.full_path.rstrip("?"), "/")

@@ -15,7 +15,7 @@ from limits.errors import ConfigurationError
 
 from models.users import ALL_SCOPES, load_session_user, token_owner
 
-from .common import api_error, is_api_request
+from .common import api_error, is_api_request, is_token_only_request
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
@@ -52,8 +52,9 @@ def init_app(app: Flask) -> None:
 
 
 def bearer_sent(request: Request) -> bool:
-    """Whether an API request carries credentials of its own, which then decide alone."""
-    return is_api_request() and "Authorization" in request.headers
+    """Whether an API (or token-only) request carries credentials of its own, which then
+    decide alone."""
+    return (is_api_request() or is_token_only_request()) and "Authorization" in request.headers
 
 
 @login_manager.request_loader

@@ -25,6 +25,7 @@ from alerts.schemas import (NoticeAnswer, NoticeList, RuleAnswer, RuleIn, RuleLi
 from history import filters
 from workflows import schemas as workflow_schemas
 from workflows.schemas import WorkflowAnswer, WorkflowDetail, WorkflowList
+from otel import otlp
 from models.schemas import (BatchAnswer, BatchIn, ErrorDocument, ExecutionAnswer, ExecutionIn,
                             ExecutionPatch, ExecutionSummary, HistoryPage, Ping, QueryParam,
                             StepsIn)
@@ -51,6 +52,10 @@ class Operation:
     body: type[BaseModel] | dict | None = None  # a JSON model, or raw content per media type
     query: tuple[QueryParam, ...] = ()
     errors: dict[int, str] = field(default_factory=dict)  # further error statuses → meaning
+    # Raw content per media type of every answer (`answers`) or error, instead of JSON
+    # bodies and the ErrorDocument (OTLP answers in the request's encoding).
+    answer_content: dict | None = None
+    error_content: dict | None = None
 
 
 # One entry per endpoint under DOCUMENTED_PREFIXES (OTLP's `POST /v1/traces` will be one line).
@@ -78,6 +83,11 @@ OPERATIONS: dict[str, Operation] = {
                                     query=workflow_schemas.DETAIL_PARAMETERS),
     "workflows.api_update": Operation({200: WorkflowAnswer, 201: WorkflowAnswer},
                                       workflow_schemas.SettingsIn),
+    "otlp.traces": Operation({200: None}, otlp.REQUEST_CONTENT,
+                             errors={415: "Neither protobuf nor JSON, or a Content-Encoding "
+                                          "other than gzip."},
+                             answer_content=otlp.RESPONSE_CONTENT,
+                             error_content=otlp.STATUS_CONTENT),
 }
 
 ERROR_MEANINGS = {
@@ -191,6 +201,8 @@ def _operation(app: Flask, rule: Rule, method: str, op: Operation, refs: dict) -
     responses: dict[str, dict] = {}
     for status, answer in op.answers.items():
         responses[str(status)] = _answer(ANSWER_MEANINGS.get(status, "OK"), answer, refs)
+        if op.answer_content is not None:
+            responses[str(status)]["content"] = op.answer_content
     errors = dict(ERROR_MEANINGS)
     if not (op.body is not None or op.query or method not in SAFE_METHODS):
         errors.pop(400)
@@ -201,6 +213,8 @@ def _operation(app: Flask, rule: Rule, method: str, op: Operation, refs: dict) -
     errors.update(op.errors)
     for status, meaning in sorted(errors.items()):
         responses[str(status)] = _answer(meaning, ErrorDocument, refs)
+        if op.error_content is not None:
+            responses[str(status)]["content"] = op.error_content
     responses["401"]["headers"] = {"WWW-Authenticate": {
         "required": True, "description": "Bearer", "schema": {"type": "string"}}}
     responses["503"]["headers"] = {"Retry-After": {
