@@ -192,6 +192,15 @@ def test_bad_periods_are_a_400(api, now, query, field):
     assert answer.status_code == 400 and answer.json["error"]["field"] == field
 
 
+def test_periods_at_the_edges_of_the_accepted_dates_answer(api, now):
+    store(api, [run("etl", "success", now, 1)])
+    early = api.get(f"{API}/etl?to=1970-01-05")
+    assert early.status_code == 200
+    assert [d["date"] for d in early.json["metrics"]["days"]][0] == "1970-01-01"
+    late = api.get(f"{API}/etl?from=2099-12-30&tz=Pacific/Kiritimati")
+    assert late.status_code == 200 and late.json["metrics"]["days"][-1]["date"] >= "2099-12-30"
+
+
 def test_an_unknown_workflow_is_a_404_after_the_credentials(client, api):
     assert client.get(f"{API}/nope").status_code == 401
     answer = api.get(f"{API}/nope")

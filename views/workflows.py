@@ -11,6 +11,7 @@ from werkzeug.datastructures import MultiDict
 from history.filters import FilterError, HistoryFilter
 from models.db import from_micros, iso, utcnow
 from models.executions import STATUSES
+from models.inputs import EARLIEST_QUERY_DATE
 from models.schemas import InputError, parse
 from workflows import schedule as schedules
 from workflows import settings as workflow_settings
@@ -80,8 +81,8 @@ def _period(args) -> HistoryFilter:
     today = utcnow().astimezone(f.zone).date()
     if f.start is None:
         end_day = today if f.end is None else from_micros(f.end.micros).astimezone(f.zone).date()
-        f = f.but(start=f._bound_as_written((end_day - timedelta(days=DEFAULT_DAYS - 1))
-                                            .isoformat(), False))
+        first = max(end_day - timedelta(days=DEFAULT_DAYS - 1), EARLIEST_QUERY_DATE)
+        f = f.but(start=f._bound_as_written(first.isoformat(), False))
     if f.end is None:
         f = f.but(end=f._bound_as_written(max(today, from_micros(f.start.micros)
                                               .astimezone(f.zone).date()).isoformat(), True))
