@@ -7,8 +7,11 @@ decided notices with their attempts), and then this release opens it and carries
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -96,28 +99,82 @@ def release(request) -> tuple[str, str]:
     return request.param
 
 
+# What each release built, kept for the session: building takes a process of that
+# release's code, and every test starts from a copy of the same database.
+_UNPACKED: dict[str, Path] = {}
+_BUILT: dict[tuple[str, str], tuple[dict, str]] = {}
+
+
 @pytest.fixture
-def previous_release(release, tmp_path):
-    """The release's code, unpacked from this repository's history."""
+def previous_release(release, tmp_path_factory):
+    """The release's code, unpacked from this repository's history (once a session)."""
+    if release[0] in _UNPACKED:
+        return _UNPACKED[release[0]]
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", release[0]],
                              capture_output=True, timeout=60)
     if archive.returncode != 0:
         missing("the previous release is not in this checkout's git history "
                 f"({archive.stderr.decode(errors='replace').strip()})")
-    target = tmp_path / "previous"
-    target.mkdir()
+    target = tmp_path_factory.mktemp("previous")
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True,
                    timeout=60)
+    _UNPACKED[release[0]] = target
     return target
 
 
+def _as_admin(url: str, *statements: str) -> None:
+    """Run statements on the server's `postgres` database (copying whole databases)."""
+    import psycopg2
+
+    parts = urlsplit(url)
+    conn = psycopg2.connect(host=parts.hostname, port=parts.port, user=parts.username,
+                            dbname="postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def _keep(url: str, release_id: str, tmp_path_factory) -> str:
+    """A copy of the database the release just built: a file, or a template database."""
+    if url.startswith("sqlite"):
+        copy = tmp_path_factory.mktemp("kept") / "kept.db"
+        shutil.copy(url.removeprefix("sqlite:///"), copy)
+        return str(copy)
+    name = f"kept_{release_id[:12]}"
+    _as_admin(url, f'DROP DATABASE IF EXISTS "{name}"',
+              f'CREATE DATABASE "{name}" TEMPLATE "{urlsplit(url).path[1:]}"')
+    return name
+
+
+def _restore(url: str, copy: str) -> None:
+    """The test's database made a copy of the one the release built."""
+    if url.startswith("sqlite"):
+        shutil.copy(copy, url.removeprefix("sqlite:///"))
+        return
+    target = urlsplit(url).path[1:]
+    _as_admin(url, f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)',
+              f'CREATE DATABASE "{target}" TEMPLATE "{copy}"')
+
+
 @pytest.fixture
-def kept(release, previous_release, database_url):
-    """A database built and used by the release: what it printed about it."""
+def kept(release, previous_release, database_url, backend, tmp_path_factory):
+    """A database built and used by the release: what it printed about it. The release
+    builds it once per backend; each test gets its own copy."""
+    key = (release[0], backend)
+    if key in _BUILT:
+        printed, copy = _BUILT[key]
+        _restore(database_url, copy)
+        return printed
     built = subprocess.run([sys.executable, "-c", release[1], database_url, EMAIL, PASSWORD],
                            cwd=previous_release, capture_output=True, text=True, timeout=120)
     assert built.returncode == 0, built.stderr
-    return json.loads(built.stdout.strip().splitlines()[-1])
+    printed = json.loads(built.stdout.strip().splitlines()[-1])
+    _BUILT[key] = (printed, _keep(database_url, release[0], tmp_path_factory))
+    return printed
 
 
 @pytest.fixture
