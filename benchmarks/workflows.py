@@ -8,7 +8,7 @@ Fills a fresh SQLite file (or the given, empty, PostgreSQL database) in two step
 100 % of --runs) with runs of --workflows workflows over 90 days: half of the runs belong
 to the 100 busiest workflows, the rest are spread over all of them (88 % success, 10 %
 failure with one of a few error shapes, 2 % pending/running). Every workflow has a
-schedule (every 5 to 60 minutes) set just before the scans, so none is due; 1,000 of them
+schedule (every 5 to 60 minutes) set after each fill, so none is due; 1,000 of them
 also have a maximum duration of an hour and one run each that started minutes ago. The
 fill writes rows straight into the tables and then rebuilds the rollups, summaries and
 duration counts (the one shortcut past the ingestion path, which keeps them current one
@@ -124,8 +124,10 @@ def add_open_runs(url: str, first_id: int, now: datetime, rng: random.Random) ->
     return len(rows)
 
 
-def settle(url: str, workflows: int, now: datetime) -> None:
-    """Schedules and limits on, then the derived tables rebuilt from the runs."""
+def settle(url: str, workflows: int) -> None:
+    """Schedules (set now, so none is due for the next minutes) and limits on, then the
+    derived tables rebuilt from the runs."""
+    now = utcnow()
     conn, postgres = _connect(url)
     cur = conn.cursor()
     param = "%s" if postgres else "?"
@@ -187,7 +189,7 @@ def main() -> None:
         opened = 0
         if filled == size and not rows:
             opened = add_open_runs(url, 10 * args.runs + 1, now, rng)
-        settle(url, args.workflows, now)
+        settle(url, args.workflows)
         print(f"filled {size:,} runs (+ {opened} open ones, rebuilt summaries) in "
               f"{time.perf_counter() - started:.1f} s", flush=True)
         with connection():
