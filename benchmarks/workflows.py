@@ -170,7 +170,7 @@ def main() -> None:
     busy = quote("workflow-00001")
     today = now.date()
     cases = [
-        ("overview API, first page", f"/api/automations/workflows", {}),
+        ("overview API, first page", "/api/automations/workflows", {}),
         ("overview page", "/workflows", {}),
         ("overview htmx, failing", "/workflows?state=failing", {"HX-Request": "true"}),
         ("overview API, q=0042", "/api/automations/workflows?q=0042", {}),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from models.db import unless_unavailable
 from models.ingest import register_write_hook
 
 from . import changes
@@ -22,6 +23,6 @@ def init_app(app: Flask) -> None:
     register_write_hook(apply_changes)
     register_write_hook(changes.bump)
     changes.cache.clear()
-    changes.ensure_counter()
-    ensure_rollups()
+    unless_unavailable(changes.ensure_counter, "creating the change counter")
+    unless_unavailable(ensure_rollups, "counting runs into the rollups")
     app.register_blueprint(bp)

@@ -302,6 +302,24 @@ def create_schema_when_reachable(models: list[type[peewee.Model]],
             time.sleep(1)
 
 
+def unless_unavailable(work: callable, what: str) -> None:
+    """Run start-up `work` (building derived data), or, while the database does not answer,
+    log that it waits for the next start: a worker booting during an outage still boots,
+    and answers 503 until the database is back."""
+    import logging
+
+    try:
+        work()
+    except (peewee.DatabaseError, peewee.InterfaceError) as exc:
+        if not is_unavailable(exc):
+            raise
+        logging.getLogger(__name__).warning(
+            "the database does not answer; %s waits for the next start: %s", what,
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        if not database.is_closed():
+            database.close()
+
+
 def init_database(url: str) -> peewee.Database:
     """Point the proxy at the database named by `url`."""
     db = open_database(url)

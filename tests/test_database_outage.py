@@ -119,8 +119,11 @@ def test_a_stopped_database_gets_503_and_the_app_recovers_by_itself(cluster, tmp
                                 ("get", "/api/automations/executions"),
                                 ("post", "/api/automations/executions")]:
                 started = time.monotonic()
-                answer = getattr(api, method)(f"{server.url}{url}", json=run, timeout=20,
-                                              allow_redirects=False)
+                try:
+                    answer = getattr(api, method)(f"{server.url}{url}", json=run, timeout=20,
+                                                  allow_redirects=False)
+                except requests.ConnectionError:
+                    raise AssertionError(server.output()) from None
                 slowest = max(slowest, time.monotonic() - started)
                 answers.append((url, method, answer))
         print(f"outage: {len(answers)} requests, statuses "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from models.db import unless_unavailable
 from models.ingest import register_delete_hook, register_write_hook
 
 from .models import MODELS
@@ -28,5 +29,5 @@ def init_app(app: Flask) -> None:
     register_delete_hook(remove_runs)
     register_scan_step(time_out_runs, before_streaks=True)
     register_scan_step(missed_runs, before_streaks=False)
-    ensure_summaries()
+    unless_unavailable(ensure_summaries, "building the workflow summaries")
     app.register_blueprint(bp)
