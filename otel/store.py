@@ -164,26 +164,25 @@ def _trace_rows(trace_ids: list[str], now_us: int) -> dict[str, int]:
 def _kept_spans(trace_ids: list[int]) -> dict[int, list[_Kept]]:
     """Every row kept for these traces, by trace (read by hand: peewee's conversion of each
     value costs more than the query)."""
-    kept: dict[int, list[_Kept]] = {}
     table = OtelSpans._meta.table_name
-    for chunk in _chunks(trace_ids):
-        cursor = database.execute_sql(
-            f'SELECT "trace_id", "keys", "roots", "steps" FROM "{table}" '
-            f'WHERE "trace_id" IN ({", ".join([database.param] * len(chunk))})', chunk)
-        for trace, keys, roots, steps in cursor.fetchall():
-            kept.setdefault(trace, []).append(_Kept(json.loads(keys), roots, steps))
-    return kept
+    return _read_kept(trace_ids, f'SELECT "trace_id", "keys", "roots", "steps" FROM "{table}" '
+                                 'WHERE "trace_id" IN ({})')
 
 
 def _kept_by_trace_id(trace_ids: list[str]) -> dict[str, list[_Kept]]:
     """Every row kept for these traces (by trace id in hex), read without a lock."""
-    kept: dict[str, list[_Kept]] = {}
     spans, traces = OtelSpans._meta.table_name, OtelTrace._meta.table_name
+    return _read_kept(trace_ids, f'SELECT "t"."trace_id", "s"."keys", "s"."roots", "s"."steps" '
+                                 f'FROM "{spans}" AS "s" JOIN "{traces}" AS "t" '
+                                 'ON "t"."id" = "s"."trace_id" WHERE "t"."trace_id" IN ({})')
+
+
+def _read_kept(trace_ids: list, sql: str) -> dict:
+    """Kept rows by trace, read in chunks by `sql` (its `{}` takes the chunk's parameters)."""
+    kept: dict = {}
     for chunk in _chunks(trace_ids):
-        cursor = database.execute_sql(
-            f'SELECT "t"."trace_id", "s"."keys", "s"."roots", "s"."steps" FROM "{spans}" AS "s" '
-            f'JOIN "{traces}" AS "t" ON "t"."id" = "s"."trace_id" '
-            f'WHERE "t"."trace_id" IN ({", ".join([database.param] * len(chunk))})', chunk)
+        cursor = database.execute_sql(sql.format(", ".join([database.param] * len(chunk))),
+                                      chunk)
         for trace, keys, roots, steps in cursor.fetchall():
             kept.setdefault(trace, []).append(_Kept(json.loads(keys), roots, steps))
     return kept
