@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import peewee
 
-from models.db import BaseModel, UTCMicros, utcnow
+from models.db import BaseModel, UTCMicros, to_micros, upsert_rows, utcnow
 from models.executions import FINISHED_STATUSES, Workflow, load_json
 from models.ingest import Change
 
@@ -156,13 +156,11 @@ def mark_workflows(workflow_ids: set[int] | list[int]) -> None:
     """Ask the next scan to look at these workflows again."""
     if not workflow_ids:
         return
-    now = utcnow()
-    rows = [{"workflow_id": wid, "seq": 1, "marked_at": now} for wid in sorted(workflow_ids)]
-    # Sorted rows lock in one order, so two writers cannot deadlock on PostgreSQL.
-    (AlertDirty.insert_many(rows)
-     .on_conflict(conflict_target=[AlertDirty.workflow_id],
-                  update={AlertDirty.seq: AlertDirty.seq + 1})
-     .execute())
+    now = to_micros(utcnow())
+    table = AlertDirty._meta.table_name
+    upsert_rows(table, ("workflow_id", "seq", "marked_at"), ("workflow_id",),
+                f'"seq" = "{table}"."seq" + 1',
+                [(wid, 1, now) for wid in sorted(workflow_ids)])
 
 
 def mark_finished_changes(changes: list[Change]) -> None:

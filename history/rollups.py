@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import peewee
 
 from models.db import (BaseModel, connection, database, from_micros, is_sqlite, to_micros,
-                 write_transaction)
+                       upsert_rows, write_transaction)
 from models.executions import STATUSES, Execution
 from models.ingest import Change, RunState
 
@@ -85,15 +85,11 @@ def remove_runs(states: list[RunState]) -> None:
 
 
 def _apply_deltas(deltas: dict[tuple, int]) -> None:
-    # A fixed order of upserts keeps concurrent writers from deadlocking on PostgreSQL.
-    rows = [{"grain": k[0], "workflow_id": k[1], "bucket": k[2], "status": k[3], "n": n}
-            for k, n in sorted(deltas.items()) if n]
-    for start in range(0, len(rows), 1000):
-        (RunRollup.insert_many(rows[start:start + 1000])
-         .on_conflict(conflict_target=[RunRollup.grain, RunRollup.workflow_id,
-                                       RunRollup.bucket, RunRollup.status],
-                      update={RunRollup.n: RunRollup.n + peewee.EXCLUDED.n})
-         .execute())
+    table = RunRollup._meta.table_name
+    upsert_rows(table, ("grain", "workflow_id", "bucket", "status", "n"),
+                ("grain", "workflow_id", "bucket", "status"),
+                f'"n" = "{table}"."n" + EXCLUDED."n"',
+                [(*key, n) for key, n in sorted(deltas.items()) if n])
 
 
 def rebuild_rollups() -> int:

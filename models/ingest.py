@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 
 import peewee
 
-from .db import database, is_sqlite, to_micros, utcnow, write_transaction
+from .db import BOUND_VALUES, database, insert_rows, is_sqlite, to_micros, utcnow, write_transaction
 from .executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step, StepPayload,
                          Workflow, dump_json, excerpt)
 from .schemas import ErrorIn, ExecutionIn, ExecutionPatch, InputError, StepIn
@@ -76,34 +76,29 @@ def _duration(started: int | None, finished: int | None) -> int | None:
 
 
 def _chunks(rows: list, columns: int) -> Iterable[list]:
-    size = max(1, 30000 // max(columns, 1))  # stays under SQLite's bound-variable limit
+    size = max(1, BOUND_VALUES // max(columns, 1))
     for start in range(0, len(rows), size):
         yield rows[start:start + size]
 
 
-def _bulk_insert(model, rows: list[dict], returning: bool) -> list[int]:
-    """INSERT many rows of ready-to-store values in few statements.
-
-    Built by hand because peewee's per-value SQL generation costs ten times the
-    database's own work on a 1,000-run batch. Values must already be in their
-    stored form (timestamps as microseconds, foreign keys as ids).
-    """
-    ids: list[int] = []
-    if not rows:
-        return ids
+def _bulk_insert(model, names: tuple[str, ...], rows: list[tuple],
+                 returning: bool) -> list[int]:
+    """INSERT rows of ready-to-store values (`names`: the model's fields, in the rows'
+    order); the new ids when `returning`."""
     fields = model._meta.fields
-    names = list(rows[0])
-    columns = ", ".join(f'"{fields[name].column_name}"' for name in names)
-    one_row = "(" + ", ".join([database.param] * len(names)) + ")"
-    suffix = f' RETURNING "{model._meta.primary_key.column_name}"' if returning else ""
-    for chunk in _chunks(rows, len(names)):
-        sql = (f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES '
-               + ", ".join([one_row] * len(chunk)) + suffix)
-        params = [row[name] for row in chunk for name in names]
-        cursor = database.execute_sql(sql, params)
-        if returning:
-            ids.extend(r[0] for r in cursor.fetchall())
-    return ids
+    tail = f' RETURNING "{model._meta.primary_key.column_name}"' if returning else ""
+    found = insert_rows(model._meta.table_name, [fields[name].column_name for name in names],
+                        rows, tail, returning)
+    return [row[0] for row in found]
+
+
+_EXECUTION_FIELDS = ("workflow", "external_id", "status", "started_at", "finished_at",
+                     "duration_ms", "error_message", "error_type", "step_count", "failed_step",
+                     "created_at", "updated_at")
+_STEP_FIELDS = ("execution", "position", "name", "action", "status", "started_at",
+                "finished_at", "duration_ms", "error_message")
+_PAYLOAD_FIELDS = ("input", "output", "error")
+_NO_RUN_TEXT, _NO_STEP_TEXT = (None,) * 3, (None,) * 4
 
 
 def _error_columns(error: ErrorIn | None) -> dict:
@@ -121,9 +116,10 @@ def _error_json(error: ErrorIn | None) -> str | None:
 Texts = dict[int, tuple]
 
 
-def _texts(items: Iterable[ExecutionIn | StepIn]) -> Texts:
+def payload_texts(items: Iterable[ExecutionIn | StepIn]) -> Texts:
     """The stored JSON texts of runs (input, output, error) and of their steps (input,
-    output, error, logs)."""
+    output, error, logs): made before a write transaction begins, so that the write lock
+    is held for writing alone."""
     texts: Texts = {}
     for item in items:
         if isinstance(item, StepIn):
@@ -132,7 +128,7 @@ def _texts(items: Iterable[ExecutionIn | StepIn]) -> Texts:
             continue
         texts[id(item)] = (dump_json(item.input), dump_json(item.output),
                            _error_json(item.error))
-        texts.update(_texts(item.steps))
+        texts.update(payload_texts(item.steps))
     return texts
 
 
@@ -160,18 +156,16 @@ def _step_status(step: StepIn) -> str:
 
 
 def _step_rows(execution_id: int, steps: list[tuple[int, StepIn]], texts: Texts):
-    """Rows for Step and (by index) the payload texts that go with them."""
+    """Rows for Step (in the order of _STEP_FIELDS) and the payload texts that go with
+    them."""
     rows, payloads = [], []
     for position, step in steps:
         started = to_micros(step.started_at) if step.started_at else None
         finished = to_micros(step.finished_at) if step.finished_at else None
-        rows.append({
-            "execution": execution_id, "position": position, "name": step.name,
-            "action": step.action, "status": _step_status(step),
-            "started_at": started, "finished_at": finished,
-            "duration_ms": _duration(started, finished),
-            "error_message": excerpt(step.error.message if step.error else None),
-        })
+        error = step.error
+        rows.append((execution_id, position, step.name, step.action, _step_status(step),
+                     started, finished, _duration(started, finished),
+                     excerpt(error.message) if error is not None else None))
         payloads.append(texts[id(step)])
     return rows, payloads
 
@@ -196,12 +190,11 @@ def _write_steps(execution_id: int, steps: list[tuple[int, StepIn]], replace: bo
     _insert_step_rows(rows, payloads)
 
 
-def _insert_step_rows(rows: list[dict], payloads: list[tuple]) -> None:
-    ids = _bulk_insert(Step, rows, returning=True)
-    _bulk_insert(StepPayload, [
-        {"step": step_id, "input": p[0], "output": p[1], "error": p[2], "logs": p[3]}
-        for step_id, p in zip(ids, payloads) if any(v is not None for v in p)
-    ], returning=False)
+def _insert_step_rows(rows: list[tuple], payloads: list[tuple]) -> None:
+    ids = _bulk_insert(Step, _STEP_FIELDS, rows, returning=True)
+    _bulk_insert(StepPayload, ("step", "input", "output", "error", "logs"),
+                 [(step_id, *texts) for step_id, texts in zip(ids, payloads)
+                  if texts != _NO_STEP_TEXT], returning=False)
 
 
 def _refresh_step_summary(execution_id: int) -> None:
@@ -220,9 +213,11 @@ def _upsert_payload(execution_id: int, values: dict) -> None:
         conflict_target=[ExecutionPayload.execution], update=values).execute()
 
 
-def store_executions(items: list[ExecutionIn]) -> list[tuple[int, bool]]:
-    """Store runs all-or-nothing; returns (id, created) per item, in order."""
-    texts = _texts(items)
+def store_executions(items: list[ExecutionIn],
+                     texts: Texts | None = None) -> list[tuple[int, bool]]:
+    """Store runs all-or-nothing; returns (id, created) per item, in order. `texts`: what
+    `payload_texts` made of the same items, when the caller holds the write lock already."""
+    texts = payload_texts(items) if texts is None else texts
     for attempt in range(3):
         try:
             with write_transaction():
@@ -261,33 +256,31 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
         started = to_micros(item.started_at) if item.started_at else now_us
         finished = to_micros(item.finished_at) if item.finished_at else None
         steps = _positioned(item.steps, 0)
-        failed = [p for p, step in steps if _step_status(step) == "failure"]
-        new_rows.append({
-            "workflow": wf, "external_id": item.external_id, "status": item.status,
-            "started_at": started, "finished_at": finished,
-            "duration_ms": _duration(started, finished),
-            **_error_columns(item.error),
-            "step_count": len(steps), "failed_step": failed[0] if failed else None,
-            "created_at": now_us, "updated_at": now_us,
-        })
+        failed = next((p for p, step in steps if _step_status(step) == "failure"), None)
+        error = item.error
+        new_rows.append((wf, item.external_id, item.status, started, finished,
+                         _duration(started, finished),
+                         excerpt(error.message) if error is not None else None,
+                         error.type if error is not None else None,
+                         len(steps), failed, now_us, now_us))
         new_items.append((item, steps))
         new_index.append(index)
 
-    ids = _bulk_insert(Execution, new_rows, returning=True)
+    ids = _bulk_insert(Execution, _EXECUTION_FIELDS, new_rows, returning=True)
     payload_rows, step_rows, step_payloads = [], [], []
     for execution_id, row, (item, steps), index in zip(ids, new_rows, new_items, new_index):
         results[index] = (execution_id, True)
-        changes.append((None, RunState(execution_id, row["workflow"], row["status"],
-                                       row["started_at"], row["finished_at"],
-                                       row["duration_ms"])))
-        run_input, run_output, run_error = texts[id(item)]
-        if run_input is not None or run_output is not None or run_error is not None:
-            payload_rows.append({"execution": execution_id, "input": run_input,
-                                 "output": run_output, "error": run_error})
+        workflow_id, _, status, started, finished, duration = row[:6]
+        changes.append((None, RunState(execution_id, workflow_id, status, started, finished,
+                                       duration)))
+        run_texts = texts[id(item)]
+        if run_texts != _NO_RUN_TEXT:
+            payload_rows.append((execution_id, *run_texts))
         rows, payloads = _step_rows(execution_id, steps, texts)
         step_rows.extend(rows)
         step_payloads.extend(payloads)
-    _bulk_insert(ExecutionPayload, payload_rows, returning=False)
+    _bulk_insert(ExecutionPayload, ("execution", *_PAYLOAD_FIELDS), payload_rows,
+                 returning=False)
     _insert_step_rows(step_rows, step_payloads)
     _run_hooks(changes)
     return results  # type: ignore[return-value]
@@ -429,7 +422,7 @@ def patch_execution(execution_id: int, patch: ExecutionPatch, *,
 
 def add_steps(execution_id: int, steps: list[StepIn]) -> bool:
     """Append steps, or replace those at the same position; False if there is no such run."""
-    texts = _texts(steps)
+    texts = payload_texts(steps)
     with write_transaction():
         if not Execution.select().where(Execution.id == execution_id).exists():
             return False
@@ -442,4 +435,4 @@ def add_steps(execution_id: int, steps: list[StepIn]) -> bool:
 
 
 __all__ = ["store_executions", "patch_execution", "add_steps", "register_write_hook",
-           "register_delete_hook", "run_delete_hooks", "RunState", "Change"]
+           "register_delete_hook", "run_delete_hooks", "payload_texts", "RunState", "Change"]

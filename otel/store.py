@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from pydantic import TypeAdapter, ValidationError
 
-from models.db import database, is_sqlite, to_micros, utcnow, write_transaction
-from models.ingest import store_executions
+from models.db import database, insert_rows, is_sqlite, to_micros, utcnow, write_transaction
+from models.ingest import payload_texts, store_executions
 from models.schemas import ExecutionIn, StepIn, input_error
 
 from .mapping import Mapped, Outcome, put_together
@@ -94,18 +94,23 @@ def ingest(spans: list[Mapped], limits: Limits, outcome: Outcome | None = None,
     order = sorted(traces)
     before = _kept_by_trace_id(order)
     plans = {t: _plan(t, traces[t], before.get(t, []), limits) for t in order}
+    texts = payload_texts([plan.run for plan in plans.values() if plan.run is not None])
     now_us = to_micros(now or utcnow())
+    replaced = []  # kept until the end: `texts` is keyed by the id() of live runs and steps
     with write_transaction():
         ids = _trace_rows(order, now_us)
         now_kept = _kept_keys(list(ids.values()))
         for trace_hex, plan in plans.items():
             if now_kept.get(ids[trace_hex], frozenset()) != plan.kept_ids:
                 kept = _kept_spans([ids[trace_hex]]).get(ids[trace_hex], [])
-                plans[trace_hex] = _plan(trace_hex, traces[trace_hex], kept, limits)
+                replaced.append(plan)
+                plans[trace_hex] = plan = _plan(trace_hex, traces[trace_hex], kept, limits)
+                if plan.run is not None:
+                    texts.update(payload_texts([plan.run]))
         runs = [plan.run for plan in plans.values() if plan.run is not None]
         _insert_spans([(ids[t], plan.row) for t, plan in plans.items() if plan.new])
         if runs:
-            store_executions(runs)
+            store_executions(runs, texts)
         purge(now_us, limits)
     for plan in plans.values():
         for count, reason in plan.rejected:
@@ -148,17 +153,11 @@ def _trace_rows(trace_ids: list[str], now_us: int) -> dict[str, int]:
     """Row ids of these traces, created when new and touched (`touched_at`) when not; on
     PostgreSQL the upsert locks them, in trace id order so that two exports never wait for
     each other in a circle, until the transaction ends."""
-    found: dict[str, int] = {}
-    table = OtelTrace._meta.table_name
-    one = f"({database.param}, {database.param})"
-    for chunk in _chunks(trace_ids):
-        cursor = database.execute_sql(
-            f'INSERT INTO "{table}" ("trace_id", "touched_at") VALUES '
-            + ", ".join([one] * len(chunk))
-            + ' ON CONFLICT ("trace_id") DO UPDATE SET "touched_at" = EXCLUDED."touched_at" '
-            'RETURNING "trace_id", "id"', [value for trace in chunk for value in (trace, now_us)])
-        found.update(cursor.fetchall())
-    return found
+    return dict(insert_rows(
+        OtelTrace._meta.table_name, ("trace_id", "touched_at"),
+        [(trace, now_us) for trace in trace_ids],
+        ' ON CONFLICT ("trace_id") DO UPDATE SET "touched_at" = EXCLUDED."touched_at" '
+        'RETURNING "trace_id", "id"', returning=True))
 
 
 def _kept_spans(trace_ids: list[int]) -> dict[int, list[_Kept]]:
@@ -235,8 +234,7 @@ def _run_of(known: list[_Kept], new: list[Mapped]) -> ExecutionIn | None:
 
 def _insert_spans(rows: list[tuple[int, tuple]]) -> None:
     """The new rows, (trace row id, (size, keys, roots, steps)), numbered on from the last
-    span kept and INSERTed in few statements (built by hand: peewee's per-value SQL
-    generation costs more than the database's own work here)."""
+    span kept."""
     if not rows:
         return
     table = OtelSpans._meta.table_name
@@ -247,12 +245,7 @@ def _insert_spans(rows: list[tuple[int, tuple]]) -> None:
     for trace, (size, keys, roots, steps) in rows:
         values.append((trace, number, size, keys, roots, steps))
         number += size
-    columns = '"trace_id", "first", "size", "keys", "roots", "steps"'
-    one = "(" + ", ".join([database.param] * 6) + ")"
-    for chunk in _chunks(values):
-        database.execute_sql(f'INSERT INTO "{table}" ({columns}) VALUES '
-                             + ", ".join([one] * len(chunk)),
-                             [value for row in chunk for value in row])
+    insert_rows(table, ("trace_id", "first", "size", "keys", "roots", "steps"), values)
 
 
 def purge(now_us: int, limits: Limits) -> int:

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import peewee
 
-from models.db import database, from_micros, is_sqlite, to_micros
+from models.db import database, from_micros, is_sqlite, to_micros, upsert_rows
 from models.executions import FINISHED_STATUSES, Execution, Workflow
 from models.ingest import Change, RunState
 from alerts.scan import current_streak
@@ -49,28 +49,9 @@ def _count_durations(changes: list[tuple[RunState | None, RunState | None]]) -> 
                 deltas[key] += 1
     rows = [(*key, n) for key, n in sorted(deltas.items()) if n]
     table = DurationRollup._meta.table_name
-    _upsert(table, ("grain", "workflow_id", "bucket", "bin", "n"),
-            ("grain", "workflow_id", "bucket", "bin"), f'"n" = "{table}"."n" + EXCLUDED."n"',
-            rows)
-
-
-def _upsert(table: str, columns: tuple[str, ...], conflict: tuple[str, ...], update: str,
-            rows: list[tuple]) -> None:
-    """INSERT … ON CONFLICT DO UPDATE of many rows, written by hand: peewee's generation of
-    it costs more than the database's work on the one or two rows of a single report."""
-    if not rows:
-        return
-    param = database.param
-    one = "(" + ", ".join([param] * len(columns)) + ")"
-    names = ", ".join(f'"{c}"' for c in columns)
-    target = ", ".join(f'"{c}"' for c in conflict)
-    size = max(1, 30000 // len(columns))
-    for start in range(0, len(rows), size):
-        chunk = rows[start:start + size]
-        database.execute_sql(
-            f'INSERT INTO "{table}" ({names}) VALUES {", ".join([one] * len(chunk))} '
-            f'ON CONFLICT ({target}) DO UPDATE SET {update}',
-            [value for row in chunk for value in row])
+    upsert_rows(table, ("grain", "workflow_id", "bucket", "bin", "n"),
+                ("grain", "workflow_id", "bucket", "bin"), f'"n" = "{table}"."n" + EXCLUDED."n"',
+                rows)
 
 
 # --- summaries ----------------------------------------------------------------------------
@@ -278,7 +259,7 @@ def _write(values: list[dict]) -> None:
         return
     names = list(values[0])
     columns = tuple("workflow_id" if name == "workflow" else name for name in names)
-    _upsert(S._meta.table_name, columns, ("workflow_id",),
+    upsert_rows(S._meta.table_name, columns, ("workflow_id",),
             ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c != "workflow_id"),
             [tuple(v[name] for name in names) for v in values])
 
