@@ -20,9 +20,11 @@ time of an export (the machines these run on are shared: the median is the cost,
 the neighbours). The cases take turns, one export each, and each is also given as a ratio
 to the batch API, timed in the same rounds.
 
-With `--server`, the same bodies go to gunicorn (2 workers, as on a 2-core machine) on
-127.0.0.1 from `--clients` threads at once, case after case and then all cases again; the
-table gives spans/s over each case's wall time (what a deployment takes in), and the ratio.
+With `--server`, the same exports go to gunicorn (2 workers, as on a 2-core machine) on
+127.0.0.1 from `--clients` exporters at once, a thread each sending its exports in order
+(in the split case each exporter sends its own traces, roots a batch after their
+children): the first half of each case, case after case, then the second halves. The table
+gives spans/s over each case's wall time (what a deployment takes in), and the ratio.
 """
 from __future__ import annotations
 
@@ -31,7 +33,6 @@ import gc
 import gzip
 import json
 import os
-import queue
 import socket
 import subprocess
 import sys
@@ -143,6 +144,9 @@ def hex_ids(document):
     return document
 
 
+SPLIT = 2  # the case whose roots come a batch later
+
+
 def post(bench: Bench, url: str, body: bytes, content_type: str, **headers) -> float:
     """Milliseconds of one POST that stores everything it carries."""
     start = time.perf_counter()
@@ -178,28 +182,21 @@ def serve(bench: Bench) -> tuple[str, subprocess.Popen]:
     raise SystemExit(f"gunicorn did not answer on {base}")
 
 
-def flood(base: str, headers: dict, url: str, bodies: list[bytes], content_type: str,
-          extra: dict, clients: int) -> float:
-    """Seconds for `clients` threads to POST every body, each taking the next."""
-    pending: queue.Queue[bytes] = queue.Queue()
-    for body in bodies:
-        pending.put(body)
+def flood(base: str, headers: dict, url: str, streams: list[list[bytes]], content_type: str,
+          extra: dict) -> float:
+    """Seconds for one thread per stream (an exporter) to POST its bodies, in order."""
     failures: list[str] = []
 
-    def client() -> None:
+    def exporter(bodies: list[bytes]) -> None:
         session = requests.Session()
         session.headers.update({**headers, "Content-Type": content_type, **extra})
-        while True:
-            try:
-                body = pending.get_nowait()
-            except queue.Empty:
-                return
+        for body in bodies:
             response = session.post(f"{base}{url}", data=body, timeout=120)
             if response.status_code not in (200, 201) or (
                     url == "/v1/traces" and response.content not in (b"", b"{}")):
                 failures.append(f"{response.status_code} {response.content[:200]!r}")
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=exporter, args=(stream,)) for stream in streams]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -209,27 +206,43 @@ def flood(base: str, headers: dict, url: str, bodies: list[bytes], content_type:
     return time.perf_counter() - started
 
 
-def main_server(args, bench: Bench, cases: list) -> None:
-    """Each case's bodies from `--clients` threads at once to gunicorn; twice over, halves."""
+def dealt(bodies: list, exporters: int) -> list[list]:
+    """Bodies dealt to `exporters` streams, each a run of consecutive bodies."""
+    return [bodies[i * len(bodies) // exporters:(i + 1) * len(bodies) // exporters]
+            for i in range(exporters)]
+
+
+def main_server(args, bench: Bench, cases: list, split_streams: list[list[bytes]],
+                split_spans: int) -> None:
+    """Each case from `--clients` exporters at once (a thread each, sending its exports in
+    order) to gunicorn: the first half of every case, then the second halves. The split
+    case's exporters each send their own traces, roots a batch after their children."""
     base, server = serve(bench)
     try:
+        for case, (_, url, bodies, content_type, headers) in enumerate(cases):
+            if case != SPLIT:  # warm-up: one export each (the split case's traces are new)
+                flood(base, bench.headers, url, [bodies[:1]], content_type, headers)
+        streams = [dealt(bodies[1:], args.clients) for _, _, bodies, _, _ in cases]
+        streams[SPLIT] = split_streams
         seconds = [0.0] * len(cases)
         for half in (0, 1):
-            for case, (_, url, bodies, content_type, headers) in enumerate(cases):
-                share = bodies[1:][half::2]  # the warm-up export is left out
-                seconds[case] += flood(base, bench.headers, url, share, content_type, headers,
-                                       args.clients)
+            for case, (_, url, _, content_type, headers) in enumerate(cases):
+                share = [stream[:len(stream) // 2] if half == 0 else stream[len(stream) // 2:]
+                         for stream in streams[case]]
+                seconds[case] += flood(base, bench.headers, url, share, content_type, headers)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    spans = [BATCH * (len(bodies) - 1) for _, _, bodies, _, _ in cases]
+    requests_sent = [sum(map(len, case_streams)) for case_streams in streams]
+    spans = [BATCH * sent for sent in requests_sent]
+    spans[SPLIT] = split_spans
     base_rate = spans[0] / seconds[0]
-    rows = [[name, len(bodies) - 1, seconds[case], f"{spans[case] / seconds[case]:,.0f}",
+    rows = [[name, requests_sent[case], seconds[case], f"{spans[case] / seconds[case]:,.0f}",
              spans[case] / seconds[case] / base_rate]
-            for case, (name, _, bodies, _, _) in enumerate(cases)]
+            for case, (name, *_) in enumerate(cases)]
     engine = "PostgreSQL" if args.postgres else "SQLite"
-    print(f"{engine}; gunicorn -w 2 on 127.0.0.1, {args.clients} clients at once; exports of "
-          f"{BATCH} spans ({TRACES_PER_BATCH} traces of {SPANS_PER_TRACE} spans)")
+    print(f"{engine}; gunicorn -w 2 on 127.0.0.1, {args.clients} exporters at once; exports "
+          f"of {BATCH} spans ({TRACES_PER_BATCH} traces of {SPANS_PER_TRACE} spans)")
     print_table(["case", "requests", "seconds", "spans/s", "vs JSON batch API"], rows)
 
 
@@ -241,7 +254,8 @@ def main() -> None:
                         help="an empty PostgreSQL database to run on (its tables are dropped)")
     parser.add_argument("--server", action="store_true",
                         help="to gunicorn (2 workers) from several clients at once")
-    parser.add_argument("--clients", type=int, default=4, help="with --server")
+    parser.add_argument("--clients", type=int, default=4,
+                        help="with --server: exporters sending at once")
     args = parser.parse_args()
     if args.postgres:
         empty_postgres(args.postgres)
@@ -251,9 +265,16 @@ def main() -> None:
                      * TRACES_PER_BATCH] for i in range(5)]
 
     protobuf = [encode_spans(batch).SerializeToString() for batch in whole_batches(chunks[0])]
-    split_spans = split_batches(chunks[1])[:-1]  # the last export holds 64 roots alone
+    # The last export of a split stream would hold 64 roots alone: it is left out (and with
+    # it the 64 traces whose roots it holds, which stay kept).
+    split_spans = split_batches(chunks[1])[:-1]
     assert all(len(batch) == BATCH for batch in split_spans[1:])
     split = [encode_spans(batch).SerializeToString() for batch in split_spans]
+    # For --server: the same traces from several exporters, each its own in split exports.
+    streams = [split_batches(part)[:-1] for part in dealt(chunks[1], args.clients)]
+    split_streams = [[encode_spans(batch).SerializeToString() for batch in stream]
+                     for stream in streams]
+    split_stream_spans = sum(len(batch) for stream in streams for batch in stream)
     as_json = [json.dumps(hex_ids(json_format.MessageToDict(encode_spans(batch)))).encode()
                for batch in whole_batches(chunks[2])]
     gzipped = [gzip.compress(encode_spans(batch).SerializeToString())
@@ -261,7 +282,7 @@ def main() -> None:
     runs = [json.dumps({"executions": [as_run(trace) for trace in
                                        chunks[4][i:i + TRACES_PER_BATCH]]}).encode()
             for i in range(0, len(chunks[4]), TRACES_PER_BATCH)]
-    del traces, chunks, split_spans  # a server holds no SDK spans: the collector would walk them
+    del traces, chunks, split_spans, streams  # a server holds no SDK spans: the collector would walk them
     gc.collect()
 
     # (name, url, bodies, content type, headers); every export but the first (the warm-up)
@@ -277,7 +298,7 @@ def main() -> None:
         ("OTLP JSON, whole traces", "/v1/traces", as_json, "application/json", {}),
     ]
     if args.server:
-        main_server(args, bench, cases)
+        main_server(args, bench, cases, split_streams, split_stream_spans)
         return
     # Round by round, each case in turn: every case sees the same database size and the same
     # neighbours on a shared machine.
