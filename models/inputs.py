@@ -6,7 +6,7 @@ ASCII digits, and ids the database can hold.
 """
 from __future__ import annotations
 
-import math
+from math import isfinite
 import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Any
@@ -53,11 +53,18 @@ def non_finite(value: Any) -> bool:
     """Whether a parsed JSON value holds NaN or an infinity anywhere (1e400 parses as one)."""
     kind = type(value)
     if kind is float:
-        return not math.isfinite(value)
+        return not isfinite(value)
     if kind is dict:
-        return any(map(non_finite, value.values()))
-    if kind is list:
-        return any(map(non_finite, value))
+        value = value.values()
+    elif kind is not list:
+        return False
+    for item in value:  # scalars are looked at here, without a call each
+        kind = type(item)
+        if kind is float:
+            if not isfinite(item):
+                return True
+        elif (kind is dict or kind is list) and non_finite(item):
+            return True
     return False
 
 
@@ -76,12 +83,13 @@ def latest_accepted_time(now: datetime | None = None) -> datetime:
 
 def _accepted_time(value: datetime) -> datetime:
     """Times without an offset are UTC; the result lies from 1970 to 24 hours from now."""
-    try:
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except (OverflowError, ValueError):  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
-        value = None
-    latest = latest_accepted_time()
-    if value is None or not EARLIEST_TIME <= value <= latest:
+    if value.tzinfo is not UTC:
+        try:
+            value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except (OverflowError, ValueError):  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+            value = None
+    if value is None or not EARLIEST_TIME <= value <= datetime.now(UTC) + LATEST_AHEAD:
+        latest = latest_accepted_time()
         raise PydanticCustomError(
             "time_range", "must be from 1970-01-01T00:00:00Z to 24 hours after the time of "
             "receipt ({latest})", {"latest": latest.isoformat(timespec="seconds")

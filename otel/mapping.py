@@ -92,7 +92,7 @@ def moment(nanos: int) -> datetime | None:
     0 (unset) as None."""
     if not nanos:
         return None
-    return EPOCH + timedelta(microseconds=nanos // 1000)
+    return EPOCH + timedelta(0, 0, nanos // 1000)  # (days, seconds, microseconds)
 
 
 def iso(nanos: int) -> str | None:
@@ -119,7 +119,7 @@ def _log_line(event: Span.Event) -> str:
 
 def _events(span: Span) -> tuple[dict | None, str | None]:
     """The error of the span's last `exception` event, and its other events as log lines."""
-    events = list(span.events)
+    events = span.events
     if not events:
         return None, None
     last = None
@@ -180,10 +180,10 @@ def step_fields(span: Span, scope_name: str) -> dict:
     error, logs = _events(span)
     if error is None and failed and status.message:
         error = {"message": status.message[:MAX_ERROR_MESSAGE]}
-    action = _text(reserved.get(ACTION)) if reserved else None
+    action = (_text(reserved.get(ACTION)) if reserved else None) or scope_name
     return {
         "name": span.name,
-        "action": (action or scope_name or None),
+        "action": action[:MAX_ACTION] if action else None,
         "status": "failure" if failed else "success",
         "started_at": moment(span.start_time_unix_nano),
         "finished_at": moment(span.end_time_unix_nano),
@@ -203,16 +203,6 @@ class Mapped:
     root: bool
     start_ns: int
     model: ExecutionIn | StepIn
-
-
-def fields_of(span: Span, trace_hex: str, scope_name: str) -> dict:
-    """The fields of the run (a root span) or step (any other) a span maps to."""
-    if not span.parent_span_id:
-        return run_fields(span, trace_hex)
-    fields = step_fields(span, scope_name)
-    if fields["action"] is not None:
-        fields["action"] = fields["action"][:MAX_ACTION]
-    return fields
 
 
 _RUN_LIST = TypeAdapter(list[ExecutionIn])
@@ -292,8 +282,10 @@ def map_export(export: ExportTraceServiceRequest, most: int, outcome: Outcome) -
                 if seen > most:
                     continue
                 trace_hex = span.trace_id.hex()
-                (steps if span.parent_span_id else roots).append(
-                    (span, trace_hex, fields_of(span, trace_hex, scope_name)))
+                if span.parent_span_id:
+                    steps.append((span, trace_hex, step_fields(span, scope_name)))
+                else:
+                    roots.append((span, trace_hex, run_fields(span, trace_hex)))
     if seen > most:
         outcome.reject(seen - most, f"an export carries at most {most} spans "
                                     "(RUNWATCH_MAX_STEPS_PER_REQUEST); send smaller batches "
