@@ -92,6 +92,7 @@ def create_app(config: dict | None = None) -> Flask:
     formatting.register(app)
     headers.register(app)
     cli.register(app)
+    memory.freeze_startup(app)  # last: everything the start made is kept for good
     return app
 
 

@@ -59,14 +59,15 @@ TRACES_PER_BATCH = BATCH // SPANS_PER_TRACE
 BODY = "y" * 100
 
 
-def make_traces(count: int) -> list[list]:
-    """`count` traces made by the SDK, each a list of its finished spans (root last)."""
+def make_traces(count: int, workflows: str = "workflow") -> list[list]:
+    """`count` traces made by the SDK, each a list of its finished spans (root last): runs
+    of 20 workflows named `workflows`-0 to -19, in the order they started."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("bench.workflows", "1.0")
     for number in range(count):
-        with tracer.start_as_current_span(f"workflow-{number % 20}", attributes={
+        with tracer.start_as_current_span(f"{workflows}-{number % 20}", attributes={
                 "customer": number, "note": "x" * 200, "tags": ["a", "b", "c"]}) as root:
             for child in range(3):
                 with tracer.start_as_current_span(f"step-{child}", attributes={
@@ -260,9 +261,10 @@ def main() -> None:
     if args.postgres:
         empty_postgres(args.postgres)
     bench = Bench(args.postgres)
-    traces = make_traces(args.batches * TRACES_PER_BATCH * 5)
-    chunks = [traces[i * args.batches * TRACES_PER_BATCH:(i + 1) * args.batches
-                     * TRACES_PER_BATCH] for i in range(5)]
+    # Each case has workflows of its own, whose runs come in the order they started (as
+    # one exporter sends them): no case's runs land behind another's.
+    chunks = [make_traces(args.batches * TRACES_PER_BATCH, name)
+              for name in ("whole", "split", "json", "gzip", "batch")]
 
     protobuf = [encode_spans(batch).SerializeToString() for batch in whole_batches(chunks[0])]
     # The last export of a split stream would hold 64 roots alone: it is left out (and with
@@ -282,7 +284,7 @@ def main() -> None:
     runs = [json.dumps({"executions": [as_run(trace) for trace in
                                        chunks[4][i:i + TRACES_PER_BATCH]]}).encode()
             for i in range(0, len(chunks[4]), TRACES_PER_BATCH)]
-    del traces, chunks, split_spans, streams  # a server holds no SDK spans: the collector would walk them
+    del chunks, split_spans, streams  # a server holds no SDK spans: the collector would walk them
     gc.collect()
 
     # (name, url, bodies, content type, headers); every export but the first (the warm-up)

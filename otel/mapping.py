@@ -97,8 +97,9 @@ def moment(nanos: int) -> datetime | None:
 
 def iso(nanos: int) -> str | None:
     """A span time as the API's ISO 8601 (for log lines)."""
-    found = moment(nanos)
-    return None if found is None else found.isoformat().replace("+00:00", "Z")
+    if not nanos:
+        return None
+    return (EPOCH + timedelta(0, 0, nanos // 1000)).isoformat().replace("+00:00", "Z")
 
 
 def _exception(event: Span.Event) -> dict:
@@ -111,10 +112,14 @@ def _exception(event: Span.Event) -> dict:
 
 
 def _log_line(event: Span.Event) -> str:
-    parts = [iso(event.time_unix_nano) or "", event.name]
-    if event.attributes:
-        parts.append(dump_json({pair.key: value(pair.value) for pair in event.attributes}))
-    return " ".join(part for part in parts if part)
+    """`<time> <name> <attributes as JSON>`, leaving out what the event lacks."""
+    when, name = iso(event.time_unix_nano), event.name
+    line = f"{when} {name}" if when and name else (when or name)
+    attributes = event.attributes
+    if attributes:
+        text = dump_json({pair.key: value(pair.value) for pair in attributes})
+        line = f"{line} {text}" if line else text
+    return line
 
 
 def _events(span: Span) -> tuple[dict | None, str | None]:

@@ -20,10 +20,10 @@ again).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import from_json, to_json
 
 from models.db import database, insert_rows, is_sqlite, to_micros, utcnow, write_transaction
 from models.ingest import payload_texts, store_executions
@@ -138,7 +138,7 @@ def _plan(trace_hex: str, incoming: dict[int, Mapped], known: list[_Kept],
     roots = [span for span in new if span.root]
     steps = [span for span in new if not span.root]
     keys = [[s.span_id, 1 if s.root else 0, s.start_ns] for s in (*roots, *steps)]
-    row = (len(keys), json.dumps(keys, separators=(",", ":")),
+    row = (len(keys), to_json(keys).decode(),
            _RUNS.dump_json([s.model for s in roots]).decode(),
            _STEPS.dump_json([s.model for s in steps]).decode())
     return _Plan(kept_ids, roots + steps, run, rejected, row)
@@ -183,7 +183,7 @@ def _read_kept(trace_ids: list, sql: str) -> dict:
         cursor = database.execute_sql(sql.format(", ".join([database.param] * len(chunk))),
                                       chunk)
         for trace, keys, roots, steps in cursor.fetchall():
-            kept.setdefault(trace, []).append(_Kept(json.loads(keys), roots, steps))
+            kept.setdefault(trace, []).append(_Kept(from_json(keys), roots, steps))
     return kept
 
 
@@ -196,7 +196,7 @@ def _kept_keys(trace_ids: list[int]) -> dict[int, frozenset[int]]:
             f'SELECT "trace_id", "keys" FROM "{table}" '
             f'WHERE "trace_id" IN ({", ".join([database.param] * len(chunk))})', chunk)
         for trace, keys in cursor.fetchall():
-            found.setdefault(trace, set()).update(key[0] for key in json.loads(keys))
+            found.setdefault(trace, set()).update(key[0] for key in from_json(keys))
     return {trace: frozenset(ids) for trace, ids in found.items()}
 
 

@@ -1,4 +1,5 @@
-"""A large request body leaves the worker as small as it was.
+"""A worker's memory: a large request body leaves it as small as it was, and the
+collector does not walk what the start made.
 
 Reading a body of several megabytes (parsing its JSON, building its rows) frees all it
 allocated by the end of the request, but glibc's allocator keeps the freed pages, so a
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 
 from flask import Flask, Response, request
 
@@ -40,3 +42,18 @@ def init_app(app: Flask) -> None:
     """Trim the allocator after every request with a body of TRIM_AFTER_BYTES or more."""
     if _TRIM is not None:
         app.after_request(_after)
+
+
+def freeze_startup(app: Flask) -> None:
+    """Keep the objects the start made (modules, schemas, the app) out of the cyclic
+    garbage collector's sight for the life of the process.
+
+    A request that stores a batch allocates enough objects to set off a full collection
+    every few requests, and a full collection walks every object in the process: some
+    80,000 after the start, 20 to 60 ms on the machines we measure on, paid by whichever
+    request set it off. Frozen (`gc.freeze`), they are no longer walked; what requests
+    make is collected as before. Not in tests, which build an app per test in one process.
+    """
+    if not app.testing:
+        gc.collect()
+        gc.freeze()
