@@ -52,8 +52,14 @@ def freeze_startup(app: Flask) -> None:
     every few requests, and a full collection walks every object in the process: some
     80,000 after the start, 20 to 60 ms on the machines we measure on, paid by whichever
     request set it off. Frozen (`gc.freeze`), they are no longer walked; what requests
-    make is collected as before. Not in tests, which build an app per test in one process.
+    make is collected as before. Once per process, and not in tests, which build an app
+    per test in one process.
     """
-    if not app.testing:
+    global _frozen
+    if not app.testing and not _frozen:
         gc.collect()
         gc.freeze()
+        _frozen = True
+
+
+_frozen = False  # once per process: a second app (a command, a check) adds little
