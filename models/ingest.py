@@ -11,7 +11,8 @@ from typing import Callable, Iterable
 
 import peewee
 
-from .db import BOUND_VALUES, database, insert_rows, is_sqlite, to_micros, utcnow, write_transaction
+from .db import (BOUND_VALUES, database, insert_rows, is_sqlite, to_micros, utcnow,
+                 write_transaction)
 from .executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step, StepPayload,
                          Workflow, dump_json, excerpt)
 from .schemas import ErrorIn, ExecutionIn, ExecutionPatch, InputError, StepIn
