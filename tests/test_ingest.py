@@ -276,3 +276,21 @@ def test_workflow_names_keep_unicode_spaces_and_markup(api, db):
     assert response.status_code == 201
     assert response.json["workflow"] == name
     assert Workflow.get().name == name
+
+
+def test_payloads_come_back_exactly_as_sent(api, db):
+    """What is stored is valid JSON that reads back as the value sent: text that only looks
+    like NaN or Infinity, line separators, markup, escapes, numbers of every kind."""
+    tricky = {"note": "NaN and -Infinity are words here", "sep": "a\u2028b\u2029c",
+              "markup": "<b>&amp;</b>", "escapes": "tab\t quote\" slash\\ nul-free \x01",
+              "big": 2**63 - 1, "negative": -2**63, "small": 1e-7, "large": 1.5e300,
+              "nested": [[], {}, [{"deep": [None, True, False]}]], "unicode": "Ünïcode 💡"}
+    response = api.post(URL, json={"workflow": "payloads", "status": "success",
+                                   "input": tricky, "output": [tricky],
+                                   "steps": [{"name": "s", "input": tricky, "output": "NaN"}]})
+    assert response.status_code == 201
+    payload, step = ExecutionPayload.get(), StepPayload.get()
+    assert json.loads(payload.input) == tricky and json.loads(payload.output) == [tricky]
+    assert json.loads(step.input) == tricky and json.loads(step.output) == "NaN"
+    shown = api.get(f"{URL}/{response.json['id']}").json
+    assert shown["input"] == tricky and shown["steps"][0]["output"] == "NaN"
