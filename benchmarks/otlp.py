@@ -303,10 +303,14 @@ def main() -> None:
         main_server(args, bench, cases, split_streams, split_stream_spans)
         return
     # Round by round, each case in turn: every case sees the same database size and the same
-    # neighbours on a shared machine.
+    # neighbours on a shared machine. Each round starts one case later, so the periodic
+    # cost of a write (SQLite copying its log into the database every few megabytes) falls
+    # on every case alike rather than always on the same one.
     samples: list[list[float]] = [[] for _ in cases]
     for index in range(args.batches):
-        for case, (_, url, bodies, content_type, headers) in enumerate(cases):
+        for step in range(len(cases)):
+            case = (index + step) % len(cases)
+            _, url, bodies, content_type, headers = cases[case]
             elapsed = post(bench, url, bodies[index], content_type, **headers)
             if index:
                 samples[case].append(elapsed)
