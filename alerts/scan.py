@@ -126,7 +126,8 @@ def finished_after(workflow_id: int, after: Position, limit: int) -> list[tuple]
             .order_by(E.started_at, E.id).limit(limit).tuples()]
 
 
-def _rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
+def rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
+    """Every enabled rule with its channels."""
     rules = list(AlertRule.select().where(AlertRule.enabled))
     channels = channels_of([rule.id for rule in rules])
     return [(rule, channels[rule.id]) for rule in rules]
@@ -310,7 +311,7 @@ def scan(config: AlertConfig, now: datetime | None = None) -> ScanResult:
         if not marked:
             break
         if rules is None:
-            rules = _rules_with_channels()
+            rules = rules_with_channels()
         workflows = {wid: (name, _micros(created)) for wid, name, created in
                      Workflow.select(Workflow.id, Workflow.name, Workflow.created_at)
                      .where(Workflow.id.in_([wid for (wid,) in marked])).tuples()}

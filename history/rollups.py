@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import peewee
 
-from models.db import (BaseModel, connection, database, from_micros, is_sqlite, to_micros,
-                       upsert_rows, write_transaction)
+from models.db import (BaseModel, chunks, connection, database, from_micros, is_sqlite,
+                       to_micros, upsert_rows, write_transaction)
 from models.executions import STATUSES, Execution
 from models.ingest import Change, RunState
 
@@ -78,9 +78,9 @@ def remove_runs(states: list[RunState]) -> None:
     _apply_deltas(deltas)
     keys = sorted(deltas)
     key = peewee.Tuple(RunRollup.grain, RunRollup.workflow_id, RunRollup.bucket, RunRollup.status)
-    for start in range(0, len(keys), 500):
+    for chunk in chunks(keys, 500):
         (RunRollup.delete()
-         .where(key.in_([peewee.Tuple(*k) for k in keys[start:start + 500]]), RunRollup.n == 0)
+         .where(key.in_([peewee.Tuple(*k) for k in chunk]), RunRollup.n == 0)
          .execute())
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import peewee
 from playhouse.db_url import connect
@@ -101,6 +101,18 @@ def connection():
 BOUND_VALUES = 30000  # values bound in one statement: under SQLite's limit of 32,766
 
 
+def placeholders(count: int) -> str:
+    """`count` query parameters of the database in use, comma-separated (for IN and VALUES
+    lists written by hand)."""
+    return ", ".join([database.param] * count)
+
+
+def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    """`items` in slices of at most `size` (statements stay under the bound-value limit)."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 def insert_rows(table: str, columns: Sequence[str], rows: Sequence[Sequence],
                 tail: str = "", returning: bool = False) -> list[tuple]:
     """INSERT many rows of ready-to-store values (timestamps as microseconds, foreign keys
@@ -113,11 +125,9 @@ def insert_rows(table: str, columns: Sequence[str], rows: Sequence[Sequence],
     found: list[tuple] = []
     if not rows:
         return found
-    one = "(" + ", ".join([database.param] * len(columns)) + ")"
+    one = f"({placeholders(len(columns))})"
     head = f'INSERT INTO "{table}" (' + ", ".join(f'"{c}"' for c in columns) + ") VALUES "
-    size = max(1, BOUND_VALUES // len(columns))
-    for start in range(0, len(rows), size):
-        chunk = rows[start:start + size]
+    for chunk in chunks(rows, max(1, BOUND_VALUES // len(columns))):
         cursor = database.execute_sql(head + ", ".join([one] * len(chunk)) + tail,
                                       [value for row in chunk for value in row])
         if returning:

@@ -11,8 +11,8 @@ from typing import Callable, Iterable
 
 import peewee
 
-from .db import (BOUND_VALUES, database, insert_rows, is_sqlite, to_micros, utcnow,
-                 write_transaction)
+from .db import (BOUND_VALUES, chunks, database, insert_rows, is_sqlite, placeholders,
+                 to_micros, utcnow, write_transaction)
 from .executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step, StepPayload,
                          Workflow, dump_json, excerpt)
 from .schemas import ErrorIn, ExecutionIn, ExecutionPatch, InputError, StepIn
@@ -76,12 +76,6 @@ def _duration(started: int | None, finished: int | None) -> int | None:
     return (finished - started) // 1000
 
 
-def _chunks(rows: list, columns: int) -> Iterable[list]:
-    size = max(1, BOUND_VALUES // max(columns, 1))
-    for start in range(0, len(rows), size):
-        yield rows[start:start + size]
-
-
 def _bulk_insert(model, names: tuple[str, ...], rows: list[tuple],
                  returning: bool) -> list[int]:
     """INSERT rows of ready-to-store values (`names`: the model's fields, in the rows'
@@ -102,10 +96,13 @@ _PAYLOAD_FIELDS = ("input", "output", "error")
 _NO_RUN_TEXT, _NO_STEP_TEXT = (None,) * 3, (None,) * 4
 
 
-def _error_columns(error: ErrorIn | None) -> dict:
+def _error_values(error: ErrorIn | None) -> tuple[str | None, str | None]:
     """The error's excerpt and type, as the run's row keeps them for lists and groups."""
-    return {"error_message": excerpt(error.message if error else None),
-            "error_type": error.type if error else None}
+    return (None, None) if error is None else (excerpt(error.message), error.type)
+
+
+def _error_columns(error: ErrorIn | None) -> dict:
+    return dict(zip(("error_message", "error_type"), _error_values(error)))
 
 
 def _error_json(error: ErrorIn | None) -> str | None:
@@ -163,10 +160,9 @@ def _step_rows(execution_id: int, steps: list[tuple[int, StepIn]], texts: Texts)
     for position, step in steps:
         started = to_micros(step.started_at) if step.started_at else None
         finished = to_micros(step.finished_at) if step.finished_at else None
-        error = step.error
         rows.append((execution_id, position, step.name, step.action, _step_status(step),
                      started, finished, _duration(started, finished),
-                     excerpt(error.message) if error is not None else None))
+                     _error_values(step.error)[0]))
         payloads.append(texts[id(step)])
     return rows, payloads
 
@@ -258,11 +254,8 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
         finished = to_micros(item.finished_at) if item.finished_at else None
         steps = _positioned(item.steps, 0)
         failed = next((p for p, step in steps if _step_status(step) == "failure"), None)
-        error = item.error
         new_rows.append((wf, item.external_id, item.status, started, finished,
-                         _duration(started, finished),
-                         excerpt(error.message) if error is not None else None,
-                         error.type if error is not None else None,
+                         _duration(started, finished), *_error_values(item.error),
                          len(steps), failed, now_us, now_us))
         new_items.append((item, steps))
         new_index.append(index)
@@ -320,8 +313,8 @@ def _existing_by_key(keys: list[tuple[int, str]]) -> dict[tuple[int, str], RunSt
     # costs twenty times the query.
     columns = ", ".join(f'"t1"."{field.column_name}"' for field in _STATE_FIELDS)
     lock = "" if is_sqlite() else ' FOR UPDATE OF "t1"'
-    for chunk in _chunks(sorted(set(keys)), 2):
-        pairs = ", ".join([f"({database.param}, {database.param})"] * len(chunk))
+    for chunk in chunks(sorted(set(keys)), BOUND_VALUES // 2):
+        pairs = ", ".join([f"({placeholders(2)})"] * len(chunk))
         sql = (f'SELECT {columns}, "t1"."external_id" FROM "{Execution._meta.table_name}" '
                f'AS "t1" JOIN (VALUES {pairs}) AS "wanted" ON "t1"."workflow_id" = '
                f'"wanted"."column1" AND "t1"."external_id" = "wanted"."column2" '

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json, to_json
 
-from models.db import database, insert_rows, is_sqlite, to_micros, utcnow, write_transaction
+from models.db import (chunks, database, insert_rows, is_sqlite, placeholders, to_micros, utcnow,
+                       write_transaction)
 from models.ingest import payload_texts, store_executions
 from models.schemas import ExecutionIn, StepIn, input_error
 
@@ -144,11 +145,6 @@ def _plan(trace_hex: str, incoming: dict[int, Mapped], known: list[_Kept],
     return _Plan(kept_ids, roots + steps, run, rejected, row)
 
 
-def _chunks(items: list, size: int = _CHUNK):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 def _trace_rows(trace_ids: list[str], now_us: int) -> dict[str, int]:
     """Row ids of these traces, created when new and touched (`touched_at`) when not; on
     PostgreSQL the upsert locks them, in trace id order so that two exports never wait for
@@ -179,9 +175,8 @@ def _kept_by_trace_id(trace_ids: list[str]) -> dict[str, list[_Kept]]:
 def _read_kept(trace_ids: list, sql: str) -> dict:
     """Kept rows by trace, read in chunks by `sql` (its `{}` takes the chunk's parameters)."""
     kept: dict = {}
-    for chunk in _chunks(trace_ids):
-        cursor = database.execute_sql(sql.format(", ".join([database.param] * len(chunk))),
-                                      chunk)
+    for chunk in chunks(trace_ids, _CHUNK):
+        cursor = database.execute_sql(sql.format(placeholders(len(chunk))), chunk)
         for trace, keys, roots, steps in cursor.fetchall():
             kept.setdefault(trace, []).append(_Kept(from_json(keys), roots, steps))
     return kept
@@ -191,10 +186,10 @@ def _kept_keys(trace_ids: list[int]) -> dict[int, frozenset[int]]:
     """The span ids kept for these traces (by row id)."""
     found: dict[int, set[int]] = {}
     table = OtelSpans._meta.table_name
-    for chunk in _chunks(trace_ids):
+    for chunk in chunks(trace_ids, _CHUNK):
         cursor = database.execute_sql(
             f'SELECT "trace_id", "keys" FROM "{table}" '
-            f'WHERE "trace_id" IN ({", ".join([database.param] * len(chunk))})', chunk)
+            f'WHERE "trace_id" IN ({placeholders(len(chunk))})', chunk)
         for trace, keys in cursor.fetchall():
             found.setdefault(trace, set()).update(key[0] for key in from_json(keys))
     return {trace: frozenset(ids) for trace, ids in found.items()}
@@ -266,7 +261,7 @@ def purge(now_us: int, limits: Limits) -> int:
     if not is_sqlite():  # a trace another export is adding to now goes next time
         victims = set(OtelTrace.select(OtelTrace.id).where(OtelTrace.id.in_(list(victims)))
                       .for_update(skip_locked=True).scalars())
-    for chunk in _chunks(sorted(victims)):
+    for chunk in chunks(sorted(victims), _CHUNK):
         OtelSpans.delete().where(OtelSpans.trace.in_(chunk)).execute()
         OtelTrace.delete().where(OtelTrace.id.in_(chunk)).execute()
     return len(victims)

@@ -27,8 +27,7 @@ from models.schemas import ErrorIn, ExecutionPatch
 from alerts.config import AlertConfig
 from alerts.models import AlertChannel, AlertRule
 from alerts.notices import notice_body, queue_notices
-from alerts.rules import channels_of
-from alerts.scan import current_streak
+from alerts.scan import current_streak, rules_with_channels
 
 from .models import RANKS, WorkflowSummary
 from .summary import OPEN_STATUSES, recount, state_of
@@ -83,12 +82,8 @@ def time_out_runs(config: AlertConfig | None, now: datetime) -> int:
 
 
 def _covering_rules(name: str, recovery: bool) -> list[tuple[AlertRule, list[AlertChannel]]]:
-    rules = [rule for rule in AlertRule.select().where(AlertRule.enabled)
-             if rule.workflow_name is None or rule.workflow_name == name]
-    if recovery:
-        rules = [rule for rule in rules if rule.notify_recovery]
-    channels = channels_of([rule.id for rule in rules])
-    return [(rule, channels[rule.id]) for rule in rules]
+    return [(rule, channels) for rule, channels in rules_with_channels()
+            if rule.workflow_name in (None, name) and (rule.notify_recovery or not recovery)]
 
 
 def _last_run(workflow_id: int) -> tuple[int, int] | None:

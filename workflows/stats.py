@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import peewee
 
-from models.db import database, to_micros
+from models.db import database, placeholders, to_micros
 from models.executions import FINISHED_STATUSES, STATUSES, Execution, Workflow
 from models.inputs import whole_number
 from history.rollups import DAY, GRAINS, HOUR, RunRollup, _merged, _split, count_bars
@@ -214,7 +214,7 @@ def figures(rows: list, now: datetime) -> dict[int, Figures]:
     day_start, week_start = end - 24 * HOUR, end - 7 * DAY
     # Written by hand: peewee's SQL generation of these IN lists costs more than the queries.
     param = database.param
-    ids = ", ".join([param] * len(workflow_ids))
+    ids = placeholders(len(workflow_ids))
     parts = _split(week_start, end)
     ranges = " OR ".join(f'("grain" = {param} AND "bucket" >= {param} AND "bucket" < {param})'
                          for _ in parts)

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import peewee
 
-from models.db import database, from_micros, is_sqlite, to_micros, upsert_rows
+from models.db import database, from_micros, is_sqlite, placeholders, to_micros, upsert_rows
 from models.executions import FINISHED_STATUSES, Execution, Workflow
 from models.ingest import Change, RunState
 from alerts.scan import current_streak
@@ -93,13 +93,12 @@ class _Row:
 def _locked(workflow_ids: list[int]) -> list[tuple[_Row, _Row]]:
     """The summary rows of these workflows with their settings, locked until the end of the
     transaction on PostgreSQL (SQLite's write transaction holds every row already)."""
-    param = database.param
     columns = ", ".join([f's."{c}"' for c in _ROW] + [f'w."{c}"' for c in _SETTING_COLUMNS])
     lock = "" if is_sqlite() else " FOR UPDATE OF s"
     rows = database.execute_sql(
         f'SELECT {columns} FROM "{S._meta.table_name}" AS s JOIN "{Workflow._meta.table_name}" '
         f'AS w ON w."id" = s."workflow_id" WHERE s."workflow_id" IN '
-        f'({", ".join([param] * len(workflow_ids))}) ORDER BY s."workflow_id"{lock}',
+        f'({placeholders(len(workflow_ids))}) ORDER BY s."workflow_id"{lock}',
         list(workflow_ids)).fetchall()
     return [(row, row) for row in map(_Row, rows)]
 
