@@ -32,7 +32,7 @@ from models.inputs import CONTROL, control_character
 
 from .config import ALLOW_PRIVATE, AlertConfig
 from .outbound import (REFUSED_PRIVATE, Deadline, PinnedHTTPConnection, PinnedHTTPSConnection,
-                       TransportError, address_of, is_private_host, is_public, resolve)
+                       TransportError, host_name, is_private_host, public_addresses, resolve)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "alerts"
 _mail_templates = Environment(loader=FileSystemLoader(TEMPLATES),
@@ -75,7 +75,8 @@ def _http_url(value: str, info: ValidationInfo) -> str:
         port = 0
     if port == 0:
         raise ValueError("must have a port from 1 to 65535")
-    if not (info.context or {}).get(ALLOW_PRIVATE) and is_private_host(parts.hostname):
+    host = host_name(parts.hostname)  # as sending will look it up: 127。0。0。1 is 127.0.0.1
+    if not (info.context or {}).get(ALLOW_PRIVATE) and is_private_host(host):
         raise ValueError("must not point at localhost or a private address (set "
                          "RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true to allow)")
     return value
@@ -340,7 +341,9 @@ class WebhookChannel(Channel, kind="webhook", label="Webhook", noun="webhook",
         """POST the notice. Any answer but 2xx (a redirect too, which is not followed), or
         none in full within `config.webhook_timeout` from the start (look-up, connection,
         request and answer together), is a failure. Unless the configuration allows it,
-        a host with any address that is not public is refused without connecting."""
+        a host with any address that is not public is refused without connecting: at once
+        and for good when the host is written as one (or is `localhost`), else in the same
+        words whether its name does not resolve or resolves to a private address."""
         url = urlsplit(outgoing.options["url"])
         try:
             host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
@@ -348,20 +351,22 @@ class WebhookChannel(Channel, kind="webhook", label="Webhook", noun="webhook",
             raise TransportError("the URL's port is not valid", permanent=True) from None
         if url.scheme not in ("http", "https") or not host:
             raise TransportError("the URL is not an http:// or https:// URL", permanent=True)
-        if not host.isascii():
-            try:
-                host = host.encode("idna").decode("ascii")  # the name as DNS and Host have it
-            except UnicodeError:
-                raise TransportError("the URL's host name is not valid", permanent=True) from None
+        try:
+            host = host_name(host)  # the same name the rule was checked with when saved
+        except ValueError:
+            raise TransportError("the URL's host name is not valid", permanent=True) from None
+        allow_private = config.webhook_allow_private
+        if not allow_private and is_private_host(host):
+            raise TransportError(REFUSED_PRIVATE, permanent=True)
         target = (url.path or "/") + (f"?{url.query}" if url.query else "")
         body, headers = cls.request(outgoing, datetime.now().astimezone())
         deadline = Deadline(config.webhook_timeout)
         with deadline:
             try:
-                addresses = resolve(host, port, deadline)
-                if not config.webhook_allow_private and not all(
-                        is_public(address_of(sockaddr)) for _, sockaddr in addresses):
-                    raise TransportError(REFUSED_PRIVATE, permanent=True)
+                if allow_private:
+                    addresses = resolve(host, port, deadline)
+                else:
+                    addresses = public_addresses(host, port, deadline)
                 pinned = PinnedHTTPSConnection if url.scheme == "https" else PinnedHTTPConnection
                 connection = pinned(host, port, addresses, deadline)
                 try:

@@ -20,8 +20,14 @@ from ipaddress import IPv4Address, IPv6Address
 
 REFUSED_PRIVATE = ("refused: the address is private "
                    "(set RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true to allow)")
+# One sentence for a name that does not resolve and for one that resolves privately: the
+# delivery log must not tell which names the internal DNS knows.
+NO_PUBLIC_ADDRESS = ("refused: the host name has no public address: it does not resolve, or "
+                     "resolves to a private address (set RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true "
+                     "to allow private ones)")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_SHORTHAND = re.compile(r"^[0-9a-fx.]+$", re.IGNORECASE)  # 127.1, 0x7f.0.0.1, 2130706433
+_HOST_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$")  # letters, digits, - and _
 
 
 class TransportError(Exception):
@@ -75,9 +81,35 @@ def literal_address(host: str) -> IPv4Address | IPv6Address | None:
     return None
 
 
+def host_name(host: str) -> str:
+    """A URL's host (as `urlsplit` gives it) the way DNS and the `Host` header take it.
+
+    A name with letters beyond ASCII goes through IDNA, whose nameprep (NFKC and case
+    folding) turns full-width digits and letters, enclosed letters (`ⓛⓞⓒⓐⓛⓗⓞⓢⓣ`) and the
+    ideographic full stops (`。．｡`) into ASCII: so `１２７。０。０。１` is `127.0.0.1`, checked
+    as such. ValueError for a host that cannot be a name or an address.
+    """
+    if ":" in host:  # an IPv6 address, which urlsplit took from between brackets
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            raise ValueError("the host is not a valid IPv6 address") from None
+        return host.lower()
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError("the host name is not valid") from None
+    host = host.lower()
+    if not _HOST_NAME.match(host):
+        raise ValueError("the host name is not valid")
+    return host
+
+
 def is_private_host(host: str) -> bool:
-    """Whether a URL's host is, as written, not public: `localhost` (or a name under it)
-    or a literal address that `is_public` refuses. Other names are checked when sending."""
+    """Whether a URL's host (as `host_name` gives it) is, as written, not public:
+    `localhost` (or a name under it) or a literal address that `is_public` refuses. Other
+    names are checked when sending."""
     name = host.rstrip(".").lower()
     if name == "localhost" or name.endswith(".localhost"):
         return True
@@ -175,6 +207,20 @@ def resolve(host: str, port: int, deadline: Deadline) -> list[Address]:
     for family, _type, _proto, _name, sockaddr in found["answer"]:
         if (family, sockaddr) not in addresses:
             addresses.append((family, sockaddr))
+    return addresses
+
+
+def public_addresses(host: str, port: int, deadline: Deadline) -> list[Address]:
+    """Every address of a host name, each of them public; else TransportError, in the same
+    words whether the name does not resolve or resolves (in part) to a private address."""
+    try:
+        addresses = resolve(host, port, deadline)
+    except TimeoutError:
+        raise
+    except (OSError, UnicodeError):
+        raise TransportError(NO_PUBLIC_ADDRESS) from None
+    if not addresses or not all(is_public(address_of(sockaddr)) for _, sockaddr in addresses):
+        raise TransportError(NO_PUBLIC_ADDRESS)
     return addresses
 
 

@@ -22,6 +22,12 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 ENCODINGS = (PROTOBUF, JSON)
 CHUNK = 64 * 1024  # gzip is inflated this many bytes at a time, so a bomb stops at the limit
+# A gzip body may be several members one after the other (`cat a.gz b.gz`); exporters send
+# one. Each costs a decompressor of its own, so a body of tiny members is refused past this.
+MAX_MEMBERS = 1000
+# Compressed bytes handed to a member's decompressor at first, doubled up to CHUNK while it
+# lasts: what zlib copies from past a member's end stays in proportion to the member.
+FIRST_FEED = 1024
 
 # The google.rpc code that goes with each HTTP status Runwatch answers with.
 RPC_CODES = {400: code_pb2.INVALID_ARGUMENT, 401: code_pb2.UNAUTHENTICATED,
@@ -47,7 +53,11 @@ def encoding_of(mimetype: str) -> str:
 
 def inflate(body: bytes, content_encoding: str, limit: int) -> bytes:
     """The body without its content coding (gzip, deflate or none), refused past `limit`
-    bytes once decompressed."""
+    bytes once decompressed (413) and past MAX_MEMBERS gzip members (400).
+
+    The members are walked by their offset in the body, never by copying what follows
+    each (zlib's `unused_data`), so the time grows with the body's size, not its square.
+    """
     coding = content_encoding.strip().lower()
     if coding in ("", "identity"):
         return body
@@ -55,23 +65,31 @@ def inflate(body: bytes, content_encoding: str, limit: int) -> bytes:
         raise BadRequest(f"Content-Encoding {content_encoding!r} is not supported: send gzip, "
                          "deflate or nothing.", 415)
     wbits = zlib.MAX_WBITS if coding == "deflate" else 16 + zlib.MAX_WBITS
-    parts, size, rest = [], 0, body
+    view = memoryview(body)
+    parts, size, offset, members = [], 0, 0, 0
     try:
-        while True:  # a gzip file may hold several members, one after the other
+        while True:  # a gzip body may hold several members, one after the other
+            members += 1
+            if members > MAX_MEMBERS:
+                raise BadRequest(f"The {coding} body holds more than {MAX_MEMBERS} members.")
             stream = zlib.decompressobj(wbits=wbits)
-            pending = rest
+            feed = FIRST_FEED
             while not stream.eof:
-                piece = stream.decompress(pending, CHUNK)
-                pending = stream.unconsumed_tail
-                if not piece and not pending and not stream.eof:
+                given = view[offset:offset + feed]
+                piece = stream.decompress(given, CHUNK)
+                # What zlib did not take waits in unconsumed_tail (output full) or, past the
+                # member's end, in unused_data: both at most `feed` bytes.
+                taken = len(given) - len(stream.unconsumed_tail) - len(stream.unused_data)
+                offset += taken
+                if not piece and not taken and not stream.eof:
                     raise BadRequest(f"The {coding} body ends too early.")
                 size += len(piece)
                 if size > limit:
                     raise BadRequest(f"The request body is larger than {limit} bytes once "
                                      "decompressed.", 413)
                 parts.append(piece)
-            rest = stream.unused_data
-            if not rest:
+                feed = min(2 * feed, CHUNK)
+            if offset == len(view):
                 return b"".join(parts)
             if coding == "deflate":
                 raise BadRequest("The deflate body has data after its end.")

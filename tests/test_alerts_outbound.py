@@ -22,6 +22,9 @@ from test_alerts_page import Elements, form_data
 
 API = "/api/automations/alerts"
 REFUSED = "refused: the address is private (set RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true to allow)"
+NO_PUBLIC_ADDRESS = ("refused: the host name has no public address: it does not resolve, or "
+                     "resolves to a private address (set RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true "
+                     "to allow private ones)")
 DEADLINE_MISSED = "no complete answer within {} s (the whole attempt's deadline)"
 
 
@@ -80,9 +83,25 @@ PRIVATE_URLS = [
     "http://[fe80::1]/hook", "http://[fe80::1%25eth0]/hook", "http://[ff02::1]/hook",
     "http://[64:ff9b::a9fe:a9fe]/hook", "http://[2002:7f00:1::]/hook", "http://[::127.0.0.1]/hook",
 ]
+# The same hosts in spellings that IDNA (NFKC, case folding, the ideographic full stops) or
+# a resolver turns into one of them: refused at save, and refused when sending.
+ODD_SPELLINGS = [
+    "http://１２７.０.０.１/hook", "http://127。0。0。1/hook", "http://127．0．0．1/hook",
+    "http://127｡0｡0｡1/hook", "http://１２７\u2024０\u2024０\u2024１/hook",
+    "http://１２７。０。０。１:8080/hook", "http://①②⑦.0.0.1/hook",
+    "http://ⓛⓞⓒⓐⓛⓗⓞⓢⓣ/hook", "http://ｌｏｃａｌｈｏｓｔ:5000/hook", "http://LocalHost/hook",
+    "http://ＬＯＣＡＬＨＯＳＴ/hook", "http://localhost。/hook", "http://hooks.ⓛⓞⓒⓐⓛⓗⓞⓢⓣ/hook",
+    "http://127.0.0.1./hook", "http://０ｘ７ｆ.１/hook", "http://0x7f.1/hook",
+    "http://0177.0.0.1/hook", "http://017700000001/hook", "http://0x7f000001/hook",
+    "http://２１３０７０６４３３/hook", "http://１６９。２５４。１６９。２５４/latest/meta-data/",
+    "http://10.1/hook", "http://0xa.0xb.0xc.0xd/hook", "http://192.168.257/hook",
+    "http://3232235777/hook", "http://0x0/hook", "http://[::ffff:7f00:1]/hook",
+    "http://[0:0:0:0:0:ffff:127.0.0.1]/hook", "http://[0000::0001]/hook",
+    "http://[::FFFF:A9FE:A9FE]/hook", "http://[FE80::1]/hook", "http://[::ffff:10.0.0.1]/hook",
+]
 
 
-@pytest.mark.parametrize("url", PRIVATE_URLS)
+@pytest.mark.parametrize("url", PRIVATE_URLS + ODD_SPELLINGS)
 def test_a_rule_whose_webhook_names_a_private_address_or_localhost_is_refused_with_400(
         api, db, url):
     response = api.post(API, json={"threshold": 1, "channels": [
@@ -98,11 +117,30 @@ def test_a_rule_whose_webhook_names_a_private_address_or_localhost_is_refused_wi
     "https://hooks.example.com/runwatch", "https://8.8.8.8/hook",
     "https://[2606:4700:4700::1111]/hook", "http://[::ffff:8.8.8.8]/hook",
     "https://internal-looking-name.corp/hook",  # names are checked when sending
+    "https://Hooks.Example.COM./runwatch", "https://ｈｏｏｋｓ。example。com/runwatch",
+    "https://bücher.example/hook", "https://xn--bcher-kva.example/hook", "http://8.8.8.8./hook",
+    "http://８.８.８.８/hook", "http://134744072/hook", "http://0x8.0x8.0x8.0x8/hook",
+    "https://[2606:4700:4700::1111]:8443/hook", "https://_hooks.example.com/hook",
 ])
 def test_a_rule_whose_webhook_names_a_public_address_or_a_host_name_is_saved(api, db, url):
     response = api.post(API, json={"threshold": 1, "channels": [{"type": "webhook",
                                                                  "url": url}]})
     assert response.status_code == 201, response.json
+    assert response.json["channels"][0]["url"] == url  # kept as written
+
+
+@pytest.mark.parametrize("url", [
+    "http://ex ample.com/hook", "http://hooks..example.com/hook", "http://hooks.example.com../",
+    "http://hooks.example.com\uff0fx/hook", "http://a\uff0fb.example/hook",
+    "http://" + "x" * 64 + "\u00e9.example/hook",
+])
+def test_a_webhook_whose_host_cannot_be_a_name_is_refused_with_400_naming_the_field(
+        api, db, url):
+    response = api.post(API, json={"threshold": 1, "channels": [{"type": "webhook",
+                                                                 "url": url}]})
+    assert response.status_code == 400, response.json
+    assert response.json["error"]["field"] == "channels.0.url"
+    assert AlertRule.select().count() == 0
 
 
 def test_with_private_addresses_allowed_a_loopback_webhook_is_saved(app, api, db):
@@ -163,6 +201,13 @@ def test_send_test_to_a_private_address_is_refused_without_connecting_and_says_n
     assert receiver.requests == []
 
 
+def test_odd_spellings_of_private_hosts_saved_while_allowed_are_refused_when_sending(api, db):
+    rules = {url: make_rule(1, [{"type": "webhook", "url": url}]) for url in ODD_SPELLINGS}
+    outcomes = {url: _send_test(api, rule.id) for url, rule in rules.items()}
+    assert {url: (notice["status"], notice["last_error"]) for url, notice in outcomes.items()} \
+        == {url: ("failed", REFUSED) for url in ODD_SPELLINGS}
+
+
 def test_with_private_addresses_allowed_the_loopback_receiver_gets_the_test(app, api, db,
                                                                             receiver):
     allow_private(app)
@@ -201,6 +246,8 @@ class Resolver:
             return self.real(host, port, *args, **kwargs)
         self.lookups.append(host)
         addresses = self.answers[min(len(self.lookups), len(self.answers)) - 1]
+        if isinstance(addresses, Exception):
+            raise addresses
         return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
                  (a, int(port)) if ":" not in a else (a, int(port), 0, 0)) for a in addresses]
 
@@ -230,12 +277,26 @@ def test_an_international_host_name_is_looked_up_and_sent_in_its_ascii_form(
     assert request.headers["Host"] == f"xn--bcher-kva.rebind.test:{receiver.port}"
 
 
-def test_a_name_with_any_private_address_among_its_answers_is_refused(api, db, receiver,
-                                                                       monkeypatch):
-    Resolver(monkeypatch, ["8.8.8.8", "127.0.0.1"])  # refused before any connection
-    rule = make_rule(1, [{"type": "webhook",
-                          "url": f"http://hooks.rebind.test:{receiver.port}/hooks/runwatch"}])
-    assert _send_test(api, rule.id)["last_error"] == REFUSED
+def test_a_name_that_does_not_resolve_reads_in_the_log_like_one_that_resolves_privately(
+        api, db, receiver, monkeypatch):
+    # No answer at all, a private one, a private one among public ones (refused before any
+    # connection): the log must not tell which names the internal DNS knows.
+    answers = {"nowhere": socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+               "internal": ["10.0.0.7"], "mixed": ["8.8.8.8", "127.0.0.1"],
+               "internal-v6": ["fd00::7"],
+               "no-address": socket.gaierror(socket.EAI_NODATA, "No address associated")}
+    resolver = Resolver(monkeypatch, *answers.values())
+    seen = {}
+    for name in answers:
+        rule = make_rule(1, [{"type": "webhook",
+                              "url": f"http://{name}.rebind.test:{receiver.port}/hook"}])
+        notice = _send_test(api, rule.id)
+        seen[name] = (notice["status"], notice["last_error"],
+                      tuple((a["ok"], a["response"], a["error"]) for a in notice["attempts"]))
+    assert resolver.lookups == [f"{name}.rebind.test" for name in answers]
+    # Tried again later, as a name that does not resolve yet may come to.
+    assert set(seen.values()) == {
+        ("pending", NO_PUBLIC_ADDRESS, ((False, None, NO_PUBLIC_ADDRESS),))}
     assert receiver.requests == []
 
 

@@ -236,28 +236,38 @@ def test_an_unreachable_runwatch_warns_once_and_the_command_runs_with_its_exit_c
 
 class ScriptedServer:
     """An HTTP server on 127.0.0.1 that answers each request with the next status of a
-    script (then 200), and records what it was sent."""
+    script (then `then`; a redirect to `location` + the path when given), and records each
+    connection, what it was sent and the Authorization header."""
 
-    def __init__(self, statuses: list[int]):
+    def __init__(self, statuses: list[int], then: int = 200, location: str | None = None):
         self.statuses = list(statuses)
-        self.requests: list[tuple[str, str, dict]] = []
+        self.requests: list[tuple[str, str, dict | None]] = []
+        self.authorizations: list[str | None] = []
+        self.connections = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def handle(self) -> None:
+                server.connections += 1
+                super().handle()
+
             def _answer(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append((self.command, self.path, body))
-                status = server.statuses.pop(0) if server.statuses else 200
-                answer = {"id": 7, "url": "http://runwatch.test/executions/7"} \
-                    if status < 300 else {"error": {"code": "x", "message": f"status {status}"}}
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.requests.append((self.command, self.path, json.loads(raw) if raw else None))
+                server.authorizations.append(self.headers.get("Authorization"))
+                status = server.statuses.pop(0) if server.statuses else then
+                answer = {"id": 7, "url": "http://runwatch.test/executions/7", "user": "x"} \
+                    if status < 400 else {"error": {"code": "x", "message": f"status {status}"}}
                 data = json.dumps(answer).encode()
                 self.send_response(status)
+                if location:
+                    self.send_header("Location", location + self.path)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_POST = do_PATCH = _answer
+            do_GET = do_POST = do_PATCH = _answer
 
             def log_message(self, *args) -> None:
                 pass
@@ -277,8 +287,8 @@ class ScriptedServer:
 def scripted():
     servers = []
 
-    def start(statuses: list[int]) -> ScriptedServer:
-        servers.append(ScriptedServer(statuses))
+    def start(statuses: list[int], **options) -> ScriptedServer:
+        servers.append(ScriptedServer(statuses, **options))
         return servers[-1]
 
     yield start
@@ -328,6 +338,61 @@ def test_a_4xx_answer_is_never_tried_again_and_the_end_is_posted_under_the_same_
     assert start["external_id"] == end["external_id"]
     assert end["error"] == {"type": "ExitCode", "message": "exit code 1"}
     assert seconds < 5
+
+
+@pytest.fixture
+def elsewhere(scripted):
+    """A second host, and a Runwatch address that redirects every request to it (302)."""
+    target = scripted([])
+    return scripted([], then=302, location=target.url), target
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_runwatch_ping_follows_no_redirect_and_names_where_it_led(
+        runwatch_script, scripted, status):
+    target = scripted([])
+    redirector = scripted([], then=status, location=target.url)
+
+    done, _ = runwatch(runwatch_script, "ping", env=client_env(redirector.url, "secret"))
+
+    assert done.returncode == 1
+    assert redirector.requests == [("GET", "/api/ping", None)]
+    assert redirector.authorizations == ["Bearer secret"]
+    assert target.connections == 0 and target.requests == []  # the token went nowhere else
+    message = done.stderr.decode()
+    assert f"redirect to {target.url}/api/ping" in message and str(status) in message
+    assert done.stdout == b""
+
+
+def test_runwatch_exec_follows_no_redirect_warns_once_and_passes_the_exit_code_through(
+        runwatch_script, elsewhere):
+    redirector, target = elsewhere
+
+    done, seconds = runwatch(runwatch_script, "exec", "--", "sh", "-c", "echo ran; exit 4",
+                             env=client_env(redirector.url, "secret"))
+
+    assert done.returncode == 4 and done.stdout == b"ran\n"
+    assert target.connections == 0 and target.requests == []
+    (warning,) = warnings_in(done.stderr)
+    assert f"redirect to {target.url}{EXECUTIONS}" in warning
+    # Never tried again: the start, then the end posted whole (no id came back to PATCH).
+    assert [(method, path) for method, path, _ in redirector.requests] == [
+        ("POST", EXECUTIONS), ("POST", EXECUTIONS)]
+    assert seconds < 5
+
+
+def test_the_python_api_follows_no_redirect_and_warns_naming_where_it_led(elsewhere):
+    redirector, target = elsewhere
+
+    with pytest.warns(runwatch_client.RunwatchWarning) as caught:
+        with runwatch_client.run("moved", url=redirector.url, token="secret") as run:
+            with run.step("work") as step:
+                step.output = {"done": True}
+
+    assert target.connections == 0 and target.requests == []
+    assert redirector.requests and set(redirector.authorizations) == {"Bearer secret"}
+    (warning,) = [str(w.message) for w in caught]
+    assert f"redirect to {target.url}{EXECUTIONS}" in warning
 
 
 # --- The Python API --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from models import Execution, database
 from models.db import connection
 from models.users import create_token
 from otel.models import OtelSpans, OtelTrace
-from otel.otlp import read_status
+from otel.otlp import MAX_MEMBERS, read_status
 
 URL = "/v1/traces"
 PROTOBUF = "application/x-protobuf"
@@ -123,6 +123,13 @@ def send(api, request: ExportTraceServiceRequest | bytes, encoding: str = PROTOB
         body = zlib.compress(body)
         headers["Content-Encoding"] = "deflate"
     return api.post(URL, data=body, content_type=encoding, headers=headers)
+
+
+def members(body: bytes, count: int) -> bytes:
+    """`body` gzip-compressed as `count` members one after the other, each holding the
+    next slice of it (the last ones empty when it is short)."""
+    size = -(-len(body) // count)
+    return b"".join(gzip.compress(body[i * size:(i + 1) * size]) for i in range(count))
 
 
 def answer(response) -> ExportTraceServiceResponse:
@@ -378,6 +385,16 @@ def test_every_encoding_and_compression_gives_the_same_run(api, encoding, coding
     assert same_run(run_of(api, TRACE)) == same_run(run_of(api, reference))
 
 
+@pytest.mark.parametrize("encoding", [PROTOBUF, JSON])
+def test_a_gzip_body_of_as_many_members_as_allowed_gives_the_same_run(api, encoding):
+    reference = "c" * 32
+    accepted(send(api, export(*invoice_sync(reference))))
+    request = export(*invoice_sync())
+    body = request.SerializeToString() if encoding == PROTOBUF else as_json(request)
+    accepted(send(api, members(body, MAX_MEMBERS), encoding, **{"Content-Encoding": "gzip"}))
+    assert same_run(run_of(api, TRACE)) == same_run(run_of(api, reference))
+
+
 def test_an_empty_export_is_a_success(api):
     accepted(send(api, ExportTraceServiceRequest()))
     assert send(api, b"{}", JSON).json == {}
@@ -436,6 +453,13 @@ BAD_BODIES = {
                              "not a protobuf"),
     "gzip then garbage": (gzip.compress(b"") + b"garbage", PROTOBUF, "gzip",
                           "not valid gzip"),
+    "gzip of a member too many": (members(export(*invoice_sync()).SerializeToString(),
+                                          MAX_MEMBERS + 1), PROTOBUF, "gzip",
+                                  f"more than {MAX_MEMBERS} members"),
+    "gzip of empty members, in JSON": (gzip.compress(b"{}") + gzip.compress(b"", 0) * 50_000,
+                                       JSON, "gzip", f"more than {MAX_MEMBERS} members"),
+    "deflate then more": (zlib.compress(b"{}") + zlib.compress(b"{}"), JSON, "deflate",
+                          "data after its end"),
 }
 
 

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any, Optional
 
@@ -18,7 +19,19 @@ MAX_ANSWER = 1 << 20  # Runwatch's answers to reports are a few hundred bytes
 
 
 class Unreachable(Exception):
-    """Runwatch gave no usable answer before the deadline (refused, hung, 5xx, no URL)."""
+    """Runwatch gave no usable answer before the deadline (refused, hung, 5xx, a redirect,
+    no URL)."""
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Never follows a redirect: the request carries the token, which must not go to
+    whatever address a 3xx names. The 3xx comes back as an HTTPError instead."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 class Reply:
@@ -65,10 +78,13 @@ class Transport:
             if remaining < 0.05:
                 break
             try:
-                status, raw = self._call_once(method, path, data, min(CALL_TIMEOUT, remaining))
+                status, raw, location = self._call_once(method, path, data,
+                                                        min(CALL_TIMEOUT, remaining))
             except Exception as exc:  # refused, reset, timed out, not HTTP at all
                 reason = f"cannot reach {self.url}: {_describe(exc)}"
             else:
+                if 300 <= status < 400:
+                    raise Unreachable(self._redirected(path, status, location))
                 if status < 500:
                     return Reply(status, _json(raw))
                 reason = f"{self.url} answered {Reply(status, _json(raw)).describe()}"
@@ -79,8 +95,18 @@ class Transport:
                 time.sleep(pause)
         raise Unreachable(reason)
 
+    def _redirected(self, path: str, status: int, location: Optional[str]) -> str:
+        """What to tell the user of a redirect, which is not followed."""
+        if not location:
+            return f"{self.url} answered {status} (a redirect) without a Location; not followed"
+        target = urllib.parse.urljoin(self.url + path, location)
+        target = "".join(c if c.isprintable() else "?" for c in target)[:500]
+        return (f"{self.url} answered {status}, a redirect to {target}; redirects are not "
+                "followed, so that the token goes nowhere else: if that is Runwatch, set "
+                "RUNWATCH_URL (or --url, or url=) to its address")
+
     def _call_once(self, method: str, path: str, data: Optional[bytes],
-                   timeout: float) -> "tuple[int, bytes]":
+                   timeout: float) -> "tuple[int, bytes, Optional[str]]":
         """One HTTP exchange, given up after `timeout` seconds in all.
 
         urllib's timeout applies to each socket operation, so a server that trickles its
@@ -97,13 +123,14 @@ class Transport:
 
         def exchange() -> None:
             try:
-                with urllib.request.urlopen(request, timeout=timeout) as answer:
-                    outcome["answer"] = (answer.status, answer.read(MAX_ANSWER))
-            except urllib.error.HTTPError as exc:
+                with _OPENER.open(request, timeout=timeout) as answer:
+                    outcome["answer"] = (answer.status, answer.read(MAX_ANSWER), None)
+            except urllib.error.HTTPError as exc:  # every status outside 2xx, 3xx included
+                location = exc.headers.get("Location") if exc.headers else None
                 try:
-                    outcome["answer"] = (exc.code, exc.read(MAX_ANSWER))
+                    outcome["answer"] = (exc.code, exc.read(MAX_ANSWER), location)
                 except Exception:
-                    outcome["answer"] = (exc.code, b"")
+                    outcome["answer"] = (exc.code, b"", location)
                 finally:
                     exc.close()
             except BaseException as exc:
