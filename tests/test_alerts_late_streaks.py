@@ -7,6 +7,8 @@ was already told of.
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from alert_servers import (alert_config, make_rule, notices, payload, report,
@@ -14,6 +16,8 @@ from alert_servers import (alert_config, make_rule, notices, payload, report,
 from alerts.config import config_from
 from alerts.delivery import deliver_due
 from alerts.scan import scan
+from alerts.watchdog import health
+from models.db import connection, iso, utcnow
 from models.ingest import patch_execution
 from models.schemas import ExecutionPatch
 
@@ -64,6 +68,7 @@ def test_a_late_failure_completing_an_ended_streak_is_alerted_as_recovered_then_
     scan_and_deliver(app)
     assert notices() == []
     report("invoice-sync", "F", first_minute=1, error="cut by a crash")  # re-sent late
+    assert health(30).waiting_workflows == 1  # its run's mark is not a second workflow
     scan_and_deliver(app)
     scan_and_deliver(app)
 
@@ -195,3 +200,29 @@ def test_two_scans_at_once_decide_the_ended_streak_once(app, db, channels, recei
         (name, kind) for name in "abcdefgh"
         for kind in ("workflow.failing", "workflow.recovered"))
     assert len(notices()) == 32
+
+
+@ALERT_001
+def test_a_hung_run_timed_out_behind_a_success_completes_the_ended_streak_it_began(
+        app, api, receiver):
+    with connection():
+        make_rule(3, [{"type": "webhook", "url": receiver.url}], workflow="export")
+    api.patch("/api/automations/workflows/export", json={"max_duration_seconds": 600})
+    now = utcnow().replace(microsecond=0)
+    for minutes, status in ((30, "running"), (25, "failure"), (22, "failure"), (21, "success")):
+        started = now - timedelta(minutes=minutes)
+        body = {"workflow": "export", "status": status, "started_at": started.isoformat()}
+        if status != "running":
+            body["finished_at"] = (started + timedelta(seconds=3)).isoformat()
+        assert api.post("/api/automations/executions", json=body).status_code == 201
+    settings = config_from(app)
+    with connection():
+        scan(settings, now - timedelta(minutes=20, seconds=1))  # the hung run has time left
+        assert notices() == []
+        scan(settings, now)  # it fails now: F, F, F, S by start
+        deliver_due(settings, now)
+    bodies = [r.json() for r in receiver.wait_for(2)]
+    assert [(b["type"], b["data"]["failure_count"], b["data"]["first_failure_at"],
+             b["data"].get("already_recovered")) for b in bodies] == [
+        ("workflow.failing", 3, iso(now - timedelta(minutes=30)), True),
+        ("workflow.recovered", 3, iso(now - timedelta(minutes=30)), None)]
