@@ -188,6 +188,9 @@ def subject_of(outgoing: Outgoing) -> str:
     """
     data = outgoing.payload["data"]
     workflow = CONTROL.sub(" ", data["workflow"])
+    if outgoing.kind == "failing" and data.get("already_recovered"):
+        return (f"[Runwatch] {workflow} failed {data['failure_count']} times in a row "
+                "(reported late: already recovered)")
     if outgoing.kind == "failing":
         return (f"[Runwatch] {workflow} is failing: "
                 f"{data['failure_count']} failures in a row")

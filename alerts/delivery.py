@@ -158,15 +158,16 @@ def attempt(notice_id: int, attempt_id: int, config: AlertConfig,
     return values["status"]
 
 
-def _claim_and_send(notice_ids: list[int], config: AlertConfig, now: datetime) -> list[str]:
-    """Claim and send each notice, up to `config.delivery_workers` at once, each on a
-    connection of its own; returns each one's new status, or "claimed" if another had it.
+def _claim_and_send(chains: list[list[int]], config: AlertConfig, now: datetime) -> list[str]:
+    """Claim and send each notice, up to `config.delivery_workers` chains at once, each on
+    a connection of its own, the notices of a chain one after the other in its order;
+    returns each one's new status, or "claimed" if another had it (chain after chain).
 
     A notice is claimed just before it is sent, and its lease counts from then (`now` plus
     the time the pass has taken so far), so one that waited for a free worker still gets
     its whole lease.
     """
-    if not notice_ids:
+    if not chains:
         return []
     started = time.monotonic()
 
@@ -178,26 +179,34 @@ def _claim_and_send(notice_ids: list[int], config: AlertConfig, now: datetime) -
                 return "claimed"
             return attempt(notice_id, attempt_id, config, now, claimed_at)
 
-    workers = max(1, min(config.delivery_workers, len(notice_ids)))
+    workers = max(1, min(config.delivery_workers, len(chains)))
     with ThreadPoolExecutor(workers, thread_name_prefix="runwatch-delivery") as pool:
-        return list(pool.map(one, notice_ids))
+        return [status for statuses in pool.map(lambda chain: [one(n) for n in chain], chains)
+                for status in statuses]
 
 
 def deliver_due(config: AlertConfig, now: datetime | None = None,
                 limit: int = 200) -> DeliveryResult:
-    """One delivery pass: every notice that is due now, oldest first in line."""
+    """One delivery pass: every notice that is due now, oldest first in line. Notices of
+    one workflow to one channel go in the order they were decided (a failing notice before
+    the recovery decided with it), the rest side by side."""
     now = now or utcnow()
-    due = [nid for (nid,) in Notice.select(Notice.id).where(_claimable(to_micros(now)))
-           .order_by(Notice.next_attempt_at, Notice.id).limit(limit).tuples()]
+    chains: dict[tuple, list[int]] = {}
+    for notice_id, channel_id, workflow_id in (
+            Notice.select(Notice.id, Notice.channel_id, Notice.workflow)
+            .where(_claimable(to_micros(now)))
+            .order_by(Notice.next_attempt_at, Notice.id).limit(limit).tuples()):
+        key = (channel_id, workflow_id) if workflow_id is not None else (notice_id,)
+        chains.setdefault(key, []).append(notice_id)
     counts = {"delivered": 0, "pending": 0, "failed": 0, "claimed": 0}
-    for status in _claim_and_send(due, config, now):
+    for status in _claim_and_send([sorted(chain) for chain in chains.values()], config, now):
         counts[status] += 1
     return DeliveryResult(counts["delivered"], counts["pending"], counts["failed"])
 
 
 def deliver_now(notice_ids: list[int], config: AlertConfig) -> list[str]:
     """Send these notices at once (a test notice, a redelivery) if no one else has them."""
-    return _claim_and_send(notice_ids, config, utcnow())
+    return _claim_and_send([[notice_id] for notice_id in notice_ids], config, utcnow())
 
 
 def redeliver(notice_id: int, now: datetime | None = None) -> bool:

@@ -68,7 +68,12 @@ class AlertState(BaseModel):
 
 
 class AlertDirty(BaseModel):
-    """A workflow whose finished runs changed since the scan last looked at it."""
+    """A workflow whose finished runs changed since the scan last looked at it.
+
+    A negative key marks one run instead (`-run id`): a run that finished, or changed while
+    finished, behind its workflow's last finished run. The scan looks at the streak it
+    belongs to, which may have ended already (see `alerts.scan.closed_streak`).
+    """
 
     workflow_id = peewee.BigIntegerField(primary_key=True)
     seq = peewee.BigIntegerField(default=1)  # bumped on every change; the scan deletes what it saw
@@ -161,6 +166,12 @@ def mark_workflows(workflow_ids: set[int] | list[int]) -> None:
     upsert_rows(table, ("workflow_id", "seq", "marked_at"), ("workflow_id",),
                 f'"seq" = "{table}"."seq" + 1',
                 [(wid, 1, now) for wid in sorted(workflow_ids)])
+
+
+def mark_runs(run_ids: set[int] | list[int]) -> None:
+    """Ask the next scan to look at the streaks these runs belong to (they changed out of
+    order: behind their workflow's last finished run)."""
+    mark_workflows({-run_id for run_id in run_ids})
 
 
 def mark_finished_changes(changes: list[Change]) -> None:

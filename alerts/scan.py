@@ -7,9 +7,16 @@ streak that reached a rule's threshold is alerted — and its end announced — 
 ended. A run that finished after later ones (it started before the position) is counted
 where it belongs when the streak at the position is read again (three indexed queries).
 
-Each workflow is decided in a transaction of its own that holds its `AlertDirty` row (SQLite:
-the write lock; PostgreSQL: `FOR UPDATE`), so two scanners racing decide it once; the
-notices' unique key backs that up.
+A run that changed behind the last finished run may also complete a streak that a success
+has ended already (F, F, S examined, then an older F reported): the summaries mark such a
+run (`AlertDirty` with the run's negated id), and the scan reads the streak around it
+(`closed_streak`, four indexed queries). When that streak lies behind a rule's position, has
+reached its threshold and was never alerted, the rule sends a failing notice that says it
+has already recovered, then the recovery — keyed by the success that ended the streak.
+
+Each workflow (and each marked run) is decided in a transaction of its own that holds its
+`AlertDirty` row (SQLite: the write lock; PostgreSQL: `FOR UPDATE`), so two scanners racing
+decide it once; the notices' unique key backs that up.
 """
 from __future__ import annotations
 
@@ -19,10 +26,11 @@ from datetime import datetime
 
 import peewee
 
-from models.db import database, is_sqlite, to_micros, utcnow, write_transaction
-from models.executions import FINISHED_STATUSES, Execution, Workflow
+from models.db import (database, from_micros, is_sqlite, iso, to_micros, utcnow,
+                       write_transaction)
+from models.executions import FINISHED_STATUSES, Execution, Workflow, load_json
 
-from .models import AlertChannel, AlertDirty, AlertRule, AlertState, ScanStatus
+from .models import AlertChannel, AlertDirty, AlertRule, AlertState, Notice, ScanStatus
 from .notices import notice_body, queue_notices
 from .rules import channels_of
 from .config import AlertConfig
@@ -116,6 +124,21 @@ def current_streak(workflow_id: int, upto: Position | None = None) -> Streak:
     return Streak(count, _micros(first), failure_at, failure_id, error, anchor)
 
 
+def closing_success(workflow_id: int, at: Position) -> Position | None:
+    """The first success at or after position `at`: the run that ends the streak there."""
+    param, table = database.param, Execution._meta.table_name
+    row = database.execute_sql(
+        f'SELECT "started_at", "id" FROM "{table}" WHERE "workflow_id" = {param} AND '
+        f'"status" = {param} AND ("started_at", "id") >= ({param}, {param}) '
+        f'ORDER BY "started_at", "id" LIMIT 1', [workflow_id, "success", *at]).fetchone()
+    return (_micros(row[0]), row[1]) if row else None
+
+
+def closed_streak(workflow_id: int, end: Position) -> Streak:
+    """The streak that the success at position `end` ended (count 0: none)."""
+    return current_streak(workflow_id, (end[0], end[1] - 1))  # ids are whole: just before it
+
+
 def finished_after(workflow_id: int, after: Position, limit: int) -> list[tuple]:
     """The next finished runs after `after`, oldest first: (started_at, id, status, error)."""
     E = Execution
@@ -134,11 +157,12 @@ def rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
 
 
 def _body(kind: str, name: str, rule: AlertRule, facts: Streak, config: AlertConfig,
-          at: datetime) -> dict:
+          at: datetime, **extra) -> dict:
     return notice_body(kind, at, workflow=name, failure_count=facts.count,
                        threshold=rule.threshold, first_failure_at=facts.first_failure_at,
                        last_failure_at=facts.last_failure_at, last_error=facts.last_error,
-                       execution_url=config.execution_url(facts.last_failure_id), rule_id=rule.id)
+                       execution_url=config.execution_url(facts.last_failure_id), rule_id=rule.id,
+                       **extra)
 
 
 def _known(state: AlertState) -> Streak:
@@ -284,13 +308,95 @@ def _applies(rule: AlertRule, name: str) -> bool:
     return rule.workflow_name is None or rule.workflow_name == name
 
 
-def _hold(workflow_id: int) -> int | None:
-    """Inside the workflow's transaction: its mark's `seq`, held until the end (PostgreSQL
-    locks the row; SQLite holds the write lock already); None when another scan took it."""
-    query = AlertDirty.select(AlertDirty.seq).where(AlertDirty.workflow_id == workflow_id)
+def _parse_micros(text: str | None) -> int | None:
+    return None if text is None else to_micros(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+def _alerted(rule: AlertRule, workflow_id: int, facts: Streak, end: Position) -> bool:
+    """Whether a failing notice of this rule already told of (part of) this streak: one
+    decided while it was open, or after it had ended (keyed by the success `end`). Its
+    failures lie between the notice's first and last failure, so the two overlap."""
+    seen = set()
+    for episode, text in (Notice.select(Notice.episode, Notice.payload)
+                          .where(Notice.rule == rule.id, Notice.workflow == workflow_id,
+                                 Notice.kind == "failing").tuples()):
+        if episode == -end[1]:
+            return True
+        if episode in seen:
+            continue  # the same decision, to another channel
+        seen.add(episode)
+        data = load_json(text)["data"]
+        first, last = (_parse_micros(data.get("first_failure_at")),
+                       _parse_micros(data.get("last_failure_at")))
+        if (first is not None and last is not None
+                and first <= facts.last_failure_at and last >= facts.first_failure_at):
+            return True
+    return False
+
+
+def _late_run(run_id: int, rules: list[tuple[AlertRule, list[AlertChannel]]],
+              config: AlertConfig, clock) -> int:
+    """Decide the notices of the streak that a run changed out of order belongs to, when a
+    success has ended it already; returns how many were queued.
+
+    Only rules whose position has passed that success decide it: the replay of a rule that
+    has not got there yet reads the streak in order (the run is counted in the streak at
+    the rule's position, or read after it). A rule sends it once, unless a failing notice
+    already told of part of it (a streak alerted while open and extended after its
+    recovery, or a failure landing inside an alerted streak): no second alert.
+    """
+    E = Execution
+    run = (E.select(E.workflow, E.started_at, Workflow.name).join(Workflow)
+           .where(E.id == run_id).tuples().first())
+    if run is None:
+        return 0  # deleted since
+    workflow_id, started, name = run[0], _micros(run[1]), run[2]
+    applicable = {rule.id: (rule, channels) for rule, channels in rules if _applies(rule, name)}
+    if not applicable:
+        return 0
+    positions = {state.rule_id: (_micros(state.seen_started_at), state.seen_id) for state in
+                 AlertState.select(AlertState.rule, AlertState.seen_started_at, AlertState.seen_id)
+                 .where(AlertState.workflow == workflow_id,
+                        AlertState.rule.in_(list(applicable)),
+                        AlertState.seen_id.is_null(False))}
+    if not positions:
+        return 0
+    end = closing_success(workflow_id, (started, run_id))
+    if end is None:
+        return 0  # the streak is still open: the replay at each rule's position counts it
+    passed = [applicable[rule_id] for rule_id, position in positions.items() if position >= end]
+    if not passed:
+        return 0
+    facts = closed_streak(workflow_id, end)
+    decided = 0
+    for rule, channels in passed:
+        if facts.count < rule.threshold or _alerted(rule, workflow_id, facts, end):
+            continue
+        for kind, extra in (("failing", {"already_recovered": True,
+                                         "recovered_at": iso(from_micros(end[0]))}),
+                            ("recovered", {})):
+            if kind == "recovered" and not rule.notify_recovery:
+                continue
+            at = clock()
+            decided += queue_notices(channels, kind,
+                                     _body(kind, name, rule, facts, config, at, **extra), at,
+                                     workflow_id=workflow_id, episode=-end[1])
+    return decided
+
+
+def _hold(key: int) -> int | None:
+    """Inside the transaction of a workflow (or a run: its negated id): its mark's `seq`,
+    held until the end (PostgreSQL locks the row; SQLite holds the write lock already); None
+    when another scan took it."""
+    query = AlertDirty.select(AlertDirty.seq).where(AlertDirty.workflow_id == key)
     if not is_sqlite():
         query = query.for_update()
     return query.scalar()
+
+
+def _clear(key: int, seq: int) -> None:
+    """Delete a mark as this scan saw it: a change stored meanwhile bumped its `seq`."""
+    AlertDirty.delete().where(AlertDirty.workflow_id == key, AlertDirty.seq == seq).execute()
 
 
 def scan(config: AlertConfig, now: datetime | None = None) -> ScanResult:
@@ -306,16 +412,26 @@ def scan(config: AlertConfig, now: datetime | None = None) -> ScanResult:
         step(config, clock())
     rules = None
     for _ in range(MAX_BATCHES):
-        marked = list(AlertDirty.select(AlertDirty.workflow_id)
-                      .order_by(AlertDirty.marked_at).limit(BATCH).tuples())
-        if not marked:
+        keys = [key for (key,) in AlertDirty.select(AlertDirty.workflow_id)
+                .order_by(AlertDirty.marked_at).limit(BATCH).tuples()]
+        if not keys:
             break
         if rules is None:
             rules = rules_with_channels()
+        for key in keys:
+            if key < 0:  # a run that changed out of order
+                with write_transaction():
+                    seq = _hold(key)
+                    if seq is None:
+                        continue
+                    decided += _late_run(-key, rules, config, clock)
+                    _clear(key, seq)
+                examined += 1
+        marked = [key for key in keys if key > 0]
         workflows = {wid: (name, _micros(created)) for wid, name, created in
                      Workflow.select(Workflow.id, Workflow.name, Workflow.created_at)
-                     .where(Workflow.id.in_([wid for (wid,) in marked])).tuples()}
-        for (workflow_id,) in marked:
+                     .where(Workflow.id.in_(marked)).tuples()} if marked else {}
+        for workflow_id in marked:
             with write_transaction():
                 seq = _hold(workflow_id)
                 if seq is None:
@@ -328,11 +444,9 @@ def scan(config: AlertConfig, now: datetime | None = None) -> ScanResult:
                                             clock)
                     decided += queued
                 if done:
-                    # Only what this scan saw is cleared: a run stored meanwhile bumped `seq`.
-                    AlertDirty.delete().where(AlertDirty.workflow_id == workflow_id,
-                                              AlertDirty.seq == seq).execute()
+                    _clear(workflow_id, seq)
             examined += 1
-        if len(marked) < BATCH:
+        if len(keys) < BATCH:
             break
     for step in AFTER:
         decided += step(config, clock())

@@ -132,7 +132,9 @@ class AttemptAnswer(Answer):
 
 
 class NoticeData(BaseModel):
-    """The facts of a notice (kinds of notice may add more)."""
+    """The facts of a notice (kinds of notice may add more). A failing notice of a streak
+    that runs reported late completed after a success had ended it adds
+    `already_recovered` (true) and `recovered_at` (the start of that success)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -144,6 +146,8 @@ class NoticeData(BaseModel):
     last_error: str | None
     execution_url: str | None
     rule_id: int
+    already_recovered: bool | None = None
+    recovered_at: datetime | None = None
 
 
 class WebhookBody(Answer):

@@ -33,7 +33,9 @@ def health(scan_seconds: int, now: datetime | None = None) -> Health:
     """Read the heartbeat and the outbox; `stalled` when no scan ran for 3 intervals."""
     now = now or utcnow()
     beat = ScanStatus.get_or_none(ScanStatus.id == 1)
-    waiting, oldest_mark = (AlertDirty.select(peewee.fn.COUNT(AlertDirty.workflow_id),
+    # Marks of runs (negative keys) count for how far behind the scan is, not as workflows.
+    workflow_mark = peewee.Case(None, [(AlertDirty.workflow_id > 0, 1)], None)
+    waiting, oldest_mark = (AlertDirty.select(peewee.fn.COUNT(workflow_mark),
                                               peewee.fn.MIN(AlertDirty.marked_at))
                             .tuples().get())
     by_status = dict(Notice.select(Notice.status, peewee.fn.COUNT(Notice.id))

@@ -17,8 +17,10 @@ from aiosmtpd.controller import Controller
 from alerts.config import ALLOW_PRIVATE
 from alerts.models import Notice
 from alerts.rules import create_rule
+from alerts.scan import scan
 from alerts.schemas import RuleIn, parse_rule
 from helpers import free_port
+from models.db import connection
 from models.ingest import store_executions
 from models.schemas import ExecutionIn
 
@@ -242,6 +244,26 @@ def make_rule(threshold: int, channels: list[dict], workflow: str | None = None,
     body = {"workflow": workflow, "threshold": threshold, "channels": channels, **fields}
     return create_rule(parse_rule(RuleIn, json.dumps(body).encode(),
                                   {ALLOW_PRIVATE: True}))
+
+
+def scan_in_two_threads(settings) -> list[Exception]:
+    """Run two scans at once, in two threads with a connection each; what they raised."""
+    start, errors = threading.Barrier(2), []
+
+    def run():
+        try:
+            with connection():
+                start.wait(timeout=10)
+                scan(settings)
+        except Exception as exc:  # returned to the test, which asserts there is none
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return errors
 
 
 def notices(kind: str | None = None) -> list[Notice]:

@@ -4,18 +4,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 
 import pytest
 
-from alert_servers import make_rule, notices, payload, report
+from alert_servers import make_rule, notices, payload, report, scan_in_two_threads
 from alerts.models import AlertDirty, AlertState
 from alerts.rules import update_rule
 from alerts.scan import scan
 from alerts.schemas import RulePatch
 from alerts.config import config_from
 from helpers import ROOT
-from models.db import connection
 from models.ingest import patch_execution
 from models.schemas import ExecutionPatch
 
@@ -197,24 +195,7 @@ def test_two_scans_at_once_in_two_threads_decide_one_notice(app, db):
     report("a", "FFF")
     for other in "bcdefgh":
         report(other, "F")
-    settings = config_from(app)
-    start = threading.Barrier(2)
-    errors = []
-
-    def run():
-        try:
-            with connection():
-                start.wait(timeout=10)
-                scan(settings)
-        except Exception as exc:  # surfaced by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert errors == []
+    assert scan_in_two_threads(config_from(app)) == []
     assert sorted(n.channel_type for n in notices()) == ["email", "webhook"]
 
 

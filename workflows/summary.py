@@ -4,7 +4,8 @@
 touched workflow's summary (its streak, last finished run, latest start, oldest open run,
 next expected run) from what it was to what the runs now say. A run appended after the last
 finished one (the usual case) costs no query of history; a change elsewhere in a workflow's
-past (a run finished late, a status re-reported) recounts that workflow from its indexes.
+past (a run finished late, a status re-reported) recounts that workflow from its indexes,
+and marks the run for the alert scan (it may complete a streak that has ended already).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import peewee
 from models.db import database, from_micros, is_sqlite, placeholders, to_micros, upsert_rows
 from models.executions import FINISHED_STATUSES, Execution, Workflow
 from models.ingest import Change, RunState
+from alerts.models import mark_runs
 from alerts.scan import current_streak
 from history.rollups import GRAINS
 
@@ -121,6 +123,9 @@ class _Facts:
         self.recount_finished = self.recount_last = self.recount_open = False
         self.recount_recent = False
         self.appended: list[tuple[Position, str]] = []
+        # Runs that changed behind the last finished run: they may complete a streak that
+        # has ended already, which the alert scan looks for around each of them.
+        self.out_of_order: list[int] = []
 
     def _see_recent(self, before: RunState | None, after: RunState) -> None:
         """Keep the last RECENT runs: a new run takes its place among them; a known one
@@ -158,12 +163,14 @@ class _Facts:
             if (not now_finished or before.status != after.status
                     or before.started_at != after.started_at):
                 self.recount_finished = True
+                self.out_of_order.append(after.id)
         elif now_finished:
             position = (after.started_at, after.id)
             if self.finished is None or position > self.finished:
                 self.appended.append((position, after.status))
             else:
                 self.recount_finished = True  # it finished behind the last finished run
+                self.out_of_order.append(after.id)
 
     def settle(self, workflow_id: int) -> None:
         """Apply what was seen: count on from the appended runs, or recount."""
@@ -274,14 +281,16 @@ def apply_changes(changes: list[Change]) -> None:
     if len(found) < len(ids):  # workflows new to the overview
         ensure_rows([wid for wid in ids if wid not in {row.workflow_id for row, _ in found}])
         found = _locked(ids)
-    out = []
+    out, out_of_order = [], []
     for row, settings in found:
         facts = _Facts(row)
         for before, after in by_workflow[row.workflow_id]:
             facts.see(before, after)
         facts.settle(row.workflow_id)
         out.append(_values(row, settings, facts))
+        out_of_order += facts.out_of_order
     _write(out)
+    mark_runs(out_of_order)
 
 
 def remove_runs(states: list[RunState]) -> None:
