@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from flask import (Blueprint, Response, current_app, flash, g, jsonify, make_response, redirect,
-                   render_template, request, url_for)
+                   render_template, request, session, url_for)
 from flask_limiter import RequestLimit
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_user, logout_user
@@ -123,6 +123,14 @@ def guard():
     return None
 
 
+def start_session(user, remember: bool = False) -> None:
+    """Sign `user` in on a session of its own: nothing of the session before it is kept,
+    above all not its CSRF token, which someone else may have planted and read."""
+    session.clear()
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)  # cached token
+    login_user(user, remember=remember)
+
+
 def _api_unauthorized(message: str):
     body, status = api_error(401, "unauthorized", message)
     body.headers["WWW-Authenticate"] = 'Bearer realm="runwatch"'
@@ -182,7 +190,7 @@ def login():
     if form.validate_on_submit():
         user = authenticate(form.email.data, form.password.data)
         if user is not None:
-            login_user(user, remember=form.remember.data)
+            start_session(user, remember=form.remember.data)
             return redirect(target)
         form.password.errors = ["Wrong e-mail address or password."]
     if request.method == "POST":
@@ -215,7 +223,7 @@ def setup():
         else:
             if user is None:  # someone else was first
                 return redirect(url_for("auth.login"))
-            login_user(user)
+            start_session(user)
             flash("Welcome to Runwatch. Create an API token below to start reporting runs.")
             return redirect(url_for("settings.index"))
     if request.method == "POST":
