@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from conftest import _as_postgres_user, _pg_bin
-from helpers import EMAIL, PASSWORD, LiveServer, csrf_from, free_port, missing
+from helpers import EMAIL, PASSWORD, LiveServer, csrf_from, free_port, missing, routes
 
 
 class Cluster:
@@ -176,22 +176,9 @@ def test_a_stopped_database_gets_503_and_the_app_recovers_by_itself(cluster, tmp
 # --- Every route, signed in or not ----------------------------------------------------------
 
 def _get_routes(app):
-    """Every GET route but static files and /healthz (see test_health.py), with sample
-    values for its URL arguments."""
-    from werkzeug.routing import AnyConverter, IntegerConverter
-
-    def sample(converter):
-        if isinstance(converter, IntegerConverter):
-            return 1
-        if isinstance(converter, AnyConverter):
-            return sorted(converter.items)[0]
-        return "etl"
-
-    adapter = app.url_map.bind("localhost")
-    for rule in app.url_map.iter_rules():
-        if "GET" in rule.methods and rule.endpoint not in ("static", "health.healthz"):
-            yield adapter.build(rule.endpoint, {name: sample(conv) for name, conv
-                                                in rule._converters.items()})
+    """Every GET route but static files and /healthz (see test_health.py)."""
+    return [path for rule, path in routes(app, integer=1, text="etl")
+            if "GET" in rule.methods and rule.endpoint not in ("static", "health.healthz")]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -234,9 +221,9 @@ def test_every_route_answers_503_while_the_database_is_away_signed_in_or_not(out
     assert signed_in.get("/executions").status_code == 200
     database.close()
     away()
-    routes = list(_get_routes(application))
-    assert "/executions" in routes and "/api/automations/executions" in routes
-    answers = [(who, path, client.get(path)) for path in routes
+    paths = _get_routes(application)
+    assert "/executions" in paths and "/api/automations/executions" in paths
+    answers = [(who, path, client.get(path)) for path in paths
                for who, client in (("signed in", signed_in), ("anonymous", anonymous))]
     wrong = [(who, path, answer.status_code) for who, path, answer in answers
              if answer.status_code != 503]
