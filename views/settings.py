@@ -12,7 +12,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from models.users import (SCOPES, AccountError, ApiToken, User,
                           change_password, create_token, create_user, revoke_token, set_enabled)
 
-from .auth import new_password_field, repeat_field, start_session
+from .auth import TextForm, new_password_field, repeat_field, start_session
 from .extensions import limiter
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -25,7 +25,7 @@ SCOPE_HELP = {
 }
 
 
-class TokenForm(FlaskForm):
+class TokenForm(TextForm):
     name = StringField("Token name", validators=[DataRequired(), Length(max=100)])
     scopes = SelectMultipleField(
         "Scopes", choices=[SelectChoice(s) for s in SCOPES], default=list(SCOPES),
@@ -37,12 +37,12 @@ class ActionForm(FlaskForm):
     """Carries only the CSRF token (revoke, disable, enable)."""
 
 
-class AccountForm(FlaskForm):
+class AccountForm(TextForm):
     email = EmailField("E-mail address", validators=[DataRequired()])
     password = new_password_field()
 
 
-class PasswordForm(FlaskForm):
+class PasswordForm(TextForm):
     current_password = PasswordField("Current password", validators=[DataRequired()])
     new_password = new_password_field("New password")
     confirm_password = repeat_field("Repeat the new password", of="new_password")
