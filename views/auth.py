@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 
 from flask import (Blueprint, Response, current_app, flash, g, jsonify, make_response, redirect,
@@ -173,10 +174,13 @@ class LoginAttempt:
     a success (or an error, which decides nothing) only gives the pending charge back.
     """
 
-    PENDING_SECONDS = 60  # a pending charge whose process died is forgotten after this
+    # Pending charges are counted in buckets of this many seconds; an attempt counts those
+    # of its bucket and the one before, so none expires while it is checked, and the charge
+    # of a process that died is forgotten two buckets later.
+    PENDING_SECONDS = 60
 
     def __init__(self, email: str):
-        self.taken: list[tuple[RateLimitItem, str]] = []
+        self.taken: list[tuple[RateLimitItem, str, str]] = []  # limit, key, pending key
         self.refused: tuple[RateLimitItem, str] | None = None
         keys = [f"address:{get_remote_address()}", f"email:{email.strip().lower()[:254]}"]
         self.strategy = limiter.limiter
@@ -191,11 +195,13 @@ class LoginAttempt:
             self._charge(keys)
 
     def _charge(self, keys: list[str]) -> None:
+        storage, bucket = self.strategy.storage, int(time.time() // self.PENDING_SECONDS)
         for item in _login_limits():
             for key in keys:
-                pending = self.strategy.storage.incr(self._pending(item, key),
-                                                     self.PENDING_SECONDS)
-                self.taken.append((item, key))
+                mine = self._pending(item, key, bucket)
+                pending = (storage.incr(mine, 2 * self.PENDING_SECONDS)
+                           + storage.get(self._pending(item, key, bucket - 1)))
+                self.taken.append((item, key, mine))
                 failed = item.amount - self.strategy.get_window_stats(item, key).remaining
                 if failed + pending > item.amount:
                     self.refused = (item, key)
@@ -203,8 +209,8 @@ class LoginAttempt:
                     return
 
     @staticmethod
-    def _pending(item: RateLimitItem, key: str) -> str:
-        return item.key_for("login-pending", key)
+    def _pending(item: RateLimitItem, key: str, bucket: int) -> str:
+        return item.key_for("login-pending", key, str(bucket))
 
     def reset_at(self) -> float:
         """When the limit that refused this attempt has room again (a UNIX time)."""
@@ -215,11 +221,10 @@ class LoginAttempt:
         """Record a failure, and give the pending charges back."""
         taken, self.taken = self.taken, []
         try:
-            for item, key in taken:
+            for item, key, pending in taken:
                 if failed:
                     self.strategy.hit(item, key)
-                self.strategy.storage.incr(self._pending(item, key), self.PENDING_SECONDS,
-                                           amount=-1)
+                self.strategy.storage.incr(pending, 2 * self.PENDING_SECONDS, amount=-1)
         except _storage_errors(self.strategy) as exc:  # its pending charges expire
             log.warning("login limits: could not record an attempt (%s)", exc)
 
