@@ -71,6 +71,7 @@ FILTER_KEYS = tuple(p.name for p in PARAMETERS if p.group == "filter")
 PAGING_KEYS = tuple(p.name for p in PARAMETERS if p.group == "paging")
 FORM_FIELDS = ("workflow", "status", "from", "to", "tz", "sort", "limit")
 DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 CURSOR_SALT = "runwatch.history.cursor"
 SHOWN_FROM = to_micros(datetime(1, 1, 2, tzinfo=timezone.utc))  # any zone's local time fits
 SHOWN_UNTIL = to_micros(datetime(9999, 12, 30, tzinfo=timezone.utc))
@@ -547,6 +548,10 @@ def _from_json(args: MultiDict) -> MultiDict:
     if not isinstance(given, dict):
         raise FilterError({"filter": "filter must be a JSON object, like "
                                      '{"workflow": ["a"], "status": ["failure"]}'}, form)
+    broken = _not_text_key(given)
+    if broken:
+        raise FilterError({broken: f"{broken} holds a lone surrogate (an escape from \\ud800 "
+                                   "to \\udfff alone), which is not text"}, form)
     out = MultiDict((key, value) for key, value in args.items(multi=True)
                     if key in PAGING_KEYS)
     errors: dict[str, str] = {}
@@ -571,6 +576,19 @@ def _from_json(args: MultiDict) -> MultiDict:
         raise FilterError(errors, _submitted(MultiDict(
             (k, v) for k, v in out.items(multi=True) if isinstance(v, str))))
     return out
+
+
+def _not_text_key(given: dict) -> str | None:
+    """The key whose value holds a lone surrogate ("\\ud800" escapes one in JSON; a query
+    string cannot), or "filter" for such a key itself: no database stores one and no page
+    can show one. None when every string is text."""
+    for key, value in given.items():
+        if LONE_SURROGATE.search(key):
+            return "filter"
+        if any(isinstance(item, str) and LONE_SURROGATE.search(item)
+               for item in (value if isinstance(value, list) else [value])):
+            return key
+    return None
 
 
 def _no_constant(name: str) -> None:

@@ -66,6 +66,24 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
+def routes(app, integer: int = 999999, text: str = "x"):
+    """(rule, path) of every route of the URL map, with sample values for its arguments:
+    `integer` for numbers, the first choice of an `any`, `text` for the rest."""
+    from werkzeug.routing import AnyConverter, IntegerConverter
+
+    def sample(converter):
+        if isinstance(converter, IntegerConverter):
+            return integer
+        if isinstance(converter, AnyConverter):
+            return sorted(converter.items)[0]
+        return text
+
+    adapter = app.url_map.bind("localhost")
+    for rule in app.url_map.iter_rules():
+        values = {name: sample(conv) for name, conv in rule._converters.items()}
+        yield rule, adapter.build(rule.endpoint, values)
+
+
 def make_token(user, name: str = "tests") -> str:
     with connection():
         return create_token(user, name)[1]

@@ -5,28 +5,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from helpers import EMAIL, PASSWORD, csrf_from, make_token
+from helpers import EMAIL, PASSWORD, csrf_from, make_token, routes
 
 PUBLIC = {"auth.login", "auth.setup", "health.healthz", "static"}  # /healthz: see test_health.py
 
 
 def _routes(app):
     """Every (method, path) the app serves, with sample values for the URL arguments."""
-    from werkzeug.routing import AnyConverter, IntegerConverter
-
-    def sample(converter):
-        if isinstance(converter, IntegerConverter):
-            return 999999
-        if isinstance(converter, AnyConverter):
-            return sorted(converter.items)[0]
-        return "x"
-
-    adapter = app.url_map.bind("localhost")
-    for rule in app.url_map.iter_rules():
+    for rule, path in routes(app):
         if rule.endpoint in PUBLIC:
             continue
-        values = {name: sample(conv) for name, conv in rule._converters.items()}
-        path = adapter.build(rule.endpoint, values)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             yield method, path
 

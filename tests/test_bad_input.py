@@ -5,6 +5,7 @@ error on the pages), never a 500, and changes nothing that is stored.
 """
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field as dataclass_field
 from datetime import datetime, timedelta, timezone
@@ -18,6 +19,8 @@ from models import Execution, ExecutionPayload, Step, StepPayload, Workflow, dat
 
 RUNS = "/api/automations/executions"
 ALERTS = "/api/automations/alerts"
+WORKFLOWS = "/api/automations/workflows"
+FILTER_NAMES = ("workflow", "status", "from", "to", "tz")
 HUGE = "99999999999999999999"  # above 2**63: no database integer holds it
 LONG = "1" * 5000  # more digits than Python turns into an int by default
 SUPERSCRIPT = "²"  # passes str.isdigit(), fails int()
@@ -165,6 +168,10 @@ def query_cases() -> list[Case]:
         ({"filter": '{"to": "9999-12-31"}'}, "to"), ({"filter": '{"workflow": "a\\u0000b"}'},
                                                       "workflow"),
         ({"filter": "[" * 5000}, "filter"),
+        # A JSON escape can hold a lone surrogate, which no database stores and no page shows.
+        *[({"filter": '{"%s": "\\ud800"}' % name}, name) for name in FILTER_NAMES],
+        ({"filter": '{"workflow": ["sync", "a\\udfffb"]}'}, "workflow"),
+        ({"filter": '{"\\ud800": "x"}'}, "filter"),
     ]
     cases = []
     for query, name in history:
@@ -174,6 +181,23 @@ def query_cases() -> list[Case]:
         cases.append(Case(f"GET history page ?{qs[:50]}", "get", f"/executions?{qs}",
                           status=400, page=True))
         cases.append(Case(f"GET start page ?{qs[:50]}", "get", f"/?{qs}", status=400, page=True))
+    for name in ("from", "to", "tz"):  # a surrogate's UTF-8 bytes, percent-encoded
+        cases.append(Case(f"GET history API ?{name}=%ED%A0%80", "get",
+                          f"{RUNS}?{name}=%ED%A0%80", field=name, status=400))
+        cases.append(Case(f"GET history page ?{name}=%ED%A0%80", "get",
+                          f"/executions?{name}=%ED%A0%80", status=400, page=True))
+    # 2100-01-01 at -14:00 is 2100-01-02 in UTC, past the last day a period may end.
+    for bound in ("2100-01-01T10:00:00-14:00", "2100-01-01T23:59:59-14:00"):
+        qs = urlencode({"from": bound})
+        cases.append(Case(f"GET workflow API ?{qs}", "get", f"{WORKFLOWS}/sync?{qs}",
+                          field="from", status=400))
+        cases.append(Case(f"GET workflow page ?{qs}", "get", f"/workflows/sync?{qs}",
+                          status=400, page=True))
+    surrogate_cursor = base64.urlsafe_b64encode(b'[0, "\\ud800"]').decode().rstrip("=")
+    cases.append(Case("GET workflows API: a cursor naming a lone surrogate", "get",
+                      f"{WORKFLOWS}?cursor={surrogate_cursor}", field="cursor", status=400))
+    cases.append(Case("GET workflows page: a cursor naming a lone surrogate", "get",
+                      f"/workflows?cursor={surrogate_cursor}", status=400, page=True))
     for after in (SUPERSCRIPT, ARABIC, HUGE, "-1", "a\x00"):
         cases.append(Case(f"GET new runs ?after={after}", "get",
                           f"/executions/new?after={quote(after)}", status=400, page=True))

@@ -1,7 +1,8 @@
 """A PostgreSQL server stopped under a running gunicorn and started again: while it is away,
 pages and the API answer 503 (the API with code `unavailable` and Retry-After) quickly, never
 500 or a traceback; /healthz says so; once it is back the app recovers by itself within
-seconds and the scheduler scans again, with no restart.
+seconds and the scheduler scans again, with no restart. Every route answers so, signed in or
+not, on PostgreSQL and on a SQLite file taken away.
 
 The server here is a throwaway cluster of this test's own, so stopping it disturbs no other
 test."""
@@ -19,9 +20,7 @@ import pytest
 import requests
 
 from conftest import _as_postgres_user, _pg_bin
-from helpers import LiveServer, free_port, missing
-
-pytestmark = pytest.mark.postgres
+from helpers import EMAIL, PASSWORD, LiveServer, csrf_from, free_port, missing, routes
 
 
 class Cluster:
@@ -87,6 +86,7 @@ def _last_scan(cluster: Cluster) -> datetime | None:
     return datetime.fromtimestamp(rows[0][0] / 1_000_000, timezone.utc)
 
 
+@pytest.mark.postgres
 def test_a_stopped_database_gets_503_and_the_app_recovers_by_itself(cluster, tmp_path):
     from app import create_app
     from helpers import make_token
@@ -171,3 +171,67 @@ def test_a_stopped_database_gets_503_and_the_app_recovers_by_itself(cluster, tmp
         assert "Traceback" not in server.output()
     finally:
         server.stop()
+
+
+# --- Every route, signed in or not ----------------------------------------------------------
+
+def _get_routes(app):
+    """Every GET route but static files and /healthz (see test_health.py)."""
+    return [path for rule, path in routes(app, integer=1, text="etl")
+            if "GET" in rule.methods and rule.endpoint not in ("static", "health.healthz")]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def outage(request, tmp_path):
+    """(app, take the database away): an app on a database of this test's own."""
+    from app import create_app
+    from models import database
+    if request.param == "postgresql":
+        cluster = request.getfixturevalue("cluster")
+        application = create_app({"TESTING": True, "SECRET_KEY": "x", "SCHEDULER": False,
+                                  "DATABASE_URL": cluster.url})
+        away = cluster.stop
+    else:
+        folder = tmp_path / "data"
+        folder.mkdir()
+        application = create_app({"TESTING": True, "SECRET_KEY": "x", "SCHEDULER": False,
+                                  "DATABASE_URL": f"sqlite:///{folder / 'runwatch.db'}"})
+
+        def away():
+            database.obj.close_all()
+            folder.rename(tmp_path / "elsewhere")  # nothing left to open
+    application.config["PROPAGATE_EXCEPTIONS"] = False  # a 500 is an answer to assert on
+    yield application, away
+    if not database.is_closed():
+        database.close()
+    database.obj.close_all()
+
+
+def test_every_route_answers_503_while_the_database_is_away_signed_in_or_not(outage):
+    from models import database
+    from models.db import connection
+    from models.users import create_user
+    application, away = outage
+    with connection():
+        create_user(EMAIL, PASSWORD)
+    signed_in, anonymous = application.test_client(), application.test_client()
+    page = signed_in.get("/login")
+    assert signed_in.post("/login", data={"csrf_token": csrf_from(page.text), "email": EMAIL,
+                                          "password": PASSWORD}).status_code == 302
+    assert signed_in.get("/executions").status_code == 200
+    database.close()
+    away()
+    paths = _get_routes(application)
+    assert "/executions" in paths and "/api/automations/executions" in paths
+    answers = [(who, path, client.get(path)) for path in paths
+               for who, client in (("signed in", signed_in), ("anonymous", anonymous))]
+    wrong = [(who, path, answer.status_code) for who, path, answer in answers
+             if answer.status_code != 503]
+    assert not wrong, wrong
+    for who, path, answer in answers:
+        assert int(answer.headers["Retry-After"]) >= 1, (who, path)
+        if path.startswith("/api/"):
+            assert answer.json["error"]["code"] == "unavailable", (who, path)
+        else:
+            assert answer.mimetype == "text/html", (who, path)
+            assert "database does not answer" in answer.text, (who, path)

@@ -170,3 +170,132 @@ def test_a_nul_in_the_new_account_form_is_a_400_beside_its_field(logged_in, db, 
     assert response.status_code == 400
     assert message in response.text
     assert User.select().count() == 1
+
+
+# --- Fields that are not text ---------------------------------------------------------------
+
+def field_error(response, name: str) -> str:
+    """The error shown beside the field `name`."""
+    return parse(response).by_id(f"{name}-error").text
+
+
+# A JSON body (with the token in X-CSRFToken) can hold numbers, lists of objects and objects
+# where text goes; a multipart body can hold a file.
+NOT_TEXT = [
+    pytest.param({"json": {"email": 5, "password": PASSWORD}}, "email", id="json-email-number"),
+    pytest.param({"json": {"email": EMAIL, "password": 7}}, "password",
+                 id="json-password-number"),
+    pytest.param({"json": {"email": {"a": 1}, "password": PASSWORD}}, "email",
+                 id="json-email-object"),
+    pytest.param({"json": {"email": EMAIL, "password": [{"a": 1}]}}, "password",
+                 id="json-password-list-of-objects"),
+    pytest.param({"files": {"email": EMAIL.encode()}, "password": PASSWORD}, "email",
+                 id="multipart-email-file"),
+    pytest.param({"files": {"password": PASSWORD.encode()}, "email": EMAIL}, "password",
+                 id="multipart-password-file"),
+]
+
+
+def send_not_text(client, url: str, page: str, body: dict, **fields):
+    """POST `body` (see NOT_TEXT) with the other `fields` and the page's CSRF token."""
+    import io
+    token = csrf_from(client.get(page).text)
+    if "json" in body:
+        return client.post(url, json={**fields, **body["json"]},
+                           headers={"X-CSRFToken": token})
+    files = {name: (io.BytesIO(data), f"{name}.txt") for name, data in body["files"].items()}
+    text = {k: v for k, v in body.items() if k != "files"}
+    return client.post(url, data={"csrf_token": token, **fields, **text, **files},
+                       content_type="multipart/form-data")
+
+
+@pytest.mark.parametrize("body, field", NOT_TEXT)
+def test_a_sign_in_field_that_is_not_text_is_a_400_beside_it_and_counts(small_limit, client,
+                                                                        user, body, field):
+    for _ in range(3):  # SMALL_LIMIT: 3 failed sign-ins
+        response = send_not_text(client, "/login", "/login", body)
+        assert response.status_code == 400
+        label = {"email": "E-mail address", "password": "Password"}[field]
+        assert field_error(response, field) == f"{label} must be text."
+    assert attempt(client, password=PASSWORD, address="127.0.0.1").status_code == 429
+
+
+@pytest.mark.parametrize("body, field", NOT_TEXT)
+def test_a_setup_field_that_is_not_text_is_a_400_beside_it(client, db, body, field):
+    from models.users import User
+    response = send_not_text(client, "/setup", "/setup", body, confirm=PASSWORD)
+    assert response.status_code == 400
+    assert field_error(response, field).endswith("must be text.")
+    assert User.select().count() == 0
+
+
+@pytest.mark.parametrize("body, field", NOT_TEXT)
+def test_a_new_account_field_that_is_not_text_is_a_400_beside_it(logged_in, db, body, field):
+    from models.users import User
+    response = send_not_text(logged_in, "/settings/accounts", "/settings", body)
+    assert response.status_code == 400
+    assert field_error(response, field).endswith("must be text.")
+    assert User.select().count() == 1
+
+
+@pytest.mark.parametrize("fields", [{"name": 5, "scopes": ["admin"]},
+                                    {"current_password": 5, "new_password": "x" * 9,
+                                     "confirm_password": "x" * 9}], ids=["token", "password"])
+def test_the_settings_forms_take_text_alone(logged_in, db, fields):
+    from models.users import ApiToken, User
+    url = "/settings/tokens" if "name" in fields else "/settings/password"
+    before = User.get().password_hash, ApiToken.select().count()
+    response = logged_in.post(url, json=fields,
+                              headers={"X-CSRFToken": csrf_from(logged_in.get("/settings").text)})
+    assert response.status_code == 400
+    assert field_error(response, next(iter(fields))).endswith("must be text.")
+    assert (User.get().password_hash, ApiToken.select().count()) == before
+
+
+# --- Attempts at the same moment --------------------------------------------------------------
+
+def test_concurrent_wrong_passwords_check_no_more_passwords_than_the_limit(app, user,
+                                                                           database_url,
+                                                                           tmp_path):
+    """40 wrong passwords for one account at once, against one server process with 16
+    threads (the default memory:// store counts per process): at most the limit (10) are
+    answered as a wrong password, the rest 429, and then even the right one waits."""
+    import threading
+
+    import requests
+
+    from helpers import LiveServer
+    from models import database
+    database.close() if not database.is_closed() else None
+    server = LiveServer(database_url, tmp_path, workers=1, threads=16).start()
+    try:
+        sessions = []
+        for _ in range(40):  # each attempt on a session (and CSRF token) of its own
+            session = requests.Session()
+            token = csrf_from(session.get(f"{server.url}/login", timeout=10, headers={
+                "Connection": "close"}).text)  # no idle connection for the server to drop
+            sessions.append((session, token))
+        start, answers = threading.Barrier(len(sessions)), []
+
+        def wrong(session, token):
+            start.wait()
+            answers.append(session.post(f"{server.url}/login", timeout=60,
+                                        allow_redirects=False, data={
+                                            "csrf_token": token, "email": EMAIL,
+                                            "password": "wrong password"}).status_code)
+
+        threads = [threading.Thread(target=wrong, args=pair) for pair in sessions]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        print(f"40 wrong passwords at once: {answers.count(401)} answered 401 (checked), "
+              f"{answers.count(429)} answered 429")
+        assert sorted(set(answers)) == [401, 429], answers
+        assert answers.count(401) <= 10, f"{answers.count(401)} passwords were checked"
+        session, token = sessions[0]
+        right = session.post(f"{server.url}/login", allow_redirects=False, timeout=10,
+                             data={"csrf_token": token, "email": EMAIL, "password": PASSWORD})
+        assert right.status_code == 429
+    finally:
+        server.stop()

@@ -134,11 +134,14 @@ def test_cookies_are_httponly_samesite_lax_and_secure_on_https(app_config, reque
     app = request.getfixturevalue("app")
     request.getfixturevalue("user")
     cookies = set_cookies(login_response(app))
-    assert set(COOKIES) <= set(cookies)
-    for name in COOKIES:
+    # Over https the names carry the __Host- prefix (this host only, Path=/, no Domain).
+    names = [("__Host-" if secure else "") + name for name in COOKIES]
+    assert set(names) <= set(cookies)
+    for name in names:
         flags = [part.strip().lower() for part in cookies[name].split(";")]
         assert "httponly" in flags and "samesite=lax" in flags, cookies[name]
         assert ("secure" in flags) is secure, cookies[name]
+        assert "path=/" in flags and not any(f.startswith("domain=") for f in flags)
 
 
 def test_the_remember_me_cookie_lasts_thirty_days(app, user):
@@ -291,3 +294,59 @@ def test_wrong_current_passwords_are_limited_like_sign_ins(app_config, request):
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
     assert "Try again in" in refused.text
     assert_signed_in(client)
+
+
+# --- A CSRF token from before signing in ---------------------------------------------------
+
+def _tokens_and_accounts() -> tuple[int, int]:
+    from models.users import ApiToken, User
+    from models.db import connection
+    with connection():
+        return ApiToken.select().count(), User.select().count()
+
+
+def _forms_refuse_the_old_token_and_take_a_fresh_one(client, old_token: str):
+    """The token of the anonymous session is refused on the forms that create a token and an
+    account (nothing is created); the signed-in session's own token works."""
+    before = _tokens_and_accounts()
+    refused = [client.post("/settings/tokens", data={"csrf_token": old_token, "name": "planted",
+                                                     "scopes": "admin"}),
+               client.post("/settings/accounts", data={
+                   "csrf_token": old_token, "email": "planted@example.com",
+                   "password": "planted password"})]
+    assert [r.status_code for r in refused] == [400, 400]
+    assert _tokens_and_accounts() == before
+    fresh = csrf_from(client.get("/settings").text)
+    assert fresh != old_token
+    created = client.post("/settings/tokens", data={"csrf_token": fresh, "name": "mine",
+                                                    "scopes": "admin"})
+    assert created.status_code in (200, 302), created.text
+    assert _tokens_and_accounts()[0] == before[0] + 1
+
+
+def test_a_csrf_token_from_before_signing_in_is_refused_after_it(app, user):
+    client = app.test_client()  # someone planted this anonymous session and read its token
+    planted = csrf_from(client.get("/login").text)
+    signed_in = client.post("/login", data={"csrf_token": planted, "email": EMAIL,
+                                            "password": PASSWORD})
+    assert signed_in.status_code == 302
+    _forms_refuse_the_old_token_and_take_a_fresh_one(client, planted)
+
+
+def test_a_csrf_token_from_before_the_first_run_setup_is_refused_after_it(app):
+    client = app.test_client()
+    planted = csrf_from(client.get("/setup").text)
+    created = client.post("/setup", data={"csrf_token": planted, "email": EMAIL,
+                                          "password": PASSWORD, "confirm": PASSWORD})
+    assert created.status_code == 302
+    _forms_refuse_the_old_token_and_take_a_fresh_one(client, planted)
+
+
+def test_a_csrf_token_from_before_a_password_change_is_refused_after_it(app, user):
+    client = sign_in(app)
+    before = csrf_from(client.get("/settings").text)
+    changed = client.post("/settings/password", data={
+        "csrf_token": before, "current_password": PASSWORD,
+        "new_password": "a brand new password", "confirm_password": "a brand new password"})
+    assert changed.status_code == 302
+    _forms_refuse_the_old_token_and_take_a_fresh_one(client, before)

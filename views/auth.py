@@ -1,15 +1,20 @@
 """Signing in and out, the first-run account, and the guard in front of every route."""
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime, timezone
 
 from flask import (Blueprint, Response, current_app, flash, g, jsonify, make_response, redirect,
-                   render_template, request, url_for)
-from flask_limiter import RequestLimit
+                   render_template, request, session, url_for)
 from flask_limiter.util import get_remote_address
+from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField
+from wtforms import BooleanField, EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from models.users import (MIN_PASSWORD_LENGTH, SCOPES, AccountError, authenticate,
@@ -19,6 +24,7 @@ from .common import api_error, is_api_request, is_token_only_request, safe_next
 from .extensions import REMEMBER_DAYS, bearer_sent, csrf, limiter, retry_after_seconds
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
 
 PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "health.healthz", "static"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -35,7 +41,22 @@ INGEST_PATHS = frozenset({"/v1/traces"})
 SCOPE_OVERRIDES: dict[str, frozenset[str]] = {}
 
 
-class LoginForm(FlaskForm):
+class TextForm(FlaskForm):
+    """A form whose text fields take text alone. A JSON body may hold a number or an object
+    where text goes, and a multipart body a file: that is the field's error (`malformed`
+    then holds the fields' names), checked before any validator or the view sees it."""
+
+    malformed: tuple[str, ...] = ()
+
+    def validate(self, extra_validators=None) -> bool:
+        self.malformed = tuple(field.name for field in self if isinstance(field, StringField)
+                               and field.data is not None and not isinstance(field.data, str))
+        for name in self.malformed:
+            self[name].errors = [f"{self[name].label.text} must be text."]
+        return not self.malformed and super().validate(extra_validators)
+
+
+class LoginForm(TextForm):
     email = EmailField("E-mail address", validators=[DataRequired()])
     password = PasswordField("Password", validators=[DataRequired()])
     remember = BooleanField("Keep me signed in")
@@ -54,7 +75,7 @@ def repeat_field(label: str, of: str) -> PasswordField:
         DataRequired(), EqualTo(of, message="The passwords differ.")])
 
 
-class SetupForm(FlaskForm):
+class SetupForm(TextForm):
     email = EmailField("E-mail address", validators=[DataRequired()])
     password = new_password_field()
     confirm = repeat_field("Repeat the password", of="password")
@@ -123,32 +144,108 @@ def guard():
     return None
 
 
+def start_session(user, remember: bool = False) -> None:
+    """Sign `user` in on a session of its own: nothing of the session before it is kept,
+    above all not its CSRF token, which someone else may have planted and read."""
+    session.clear()
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)  # cached token
+    login_user(user, remember=remember)
+
+
 def _api_unauthorized(message: str):
     body, status = api_error(401, "unauthorized", message)
     body.headers["WWW-Authenticate"] = 'Bearer realm="runwatch"'
     return body, status
 
 
-def _failed_sign_in(response: Response) -> bool:
-    return response.status_code == 401
+def _login_limits() -> list[RateLimitItem]:
+    return parse_many(current_app.config["LOGIN_RATE_LIMIT"])
 
 
-def _login_rate_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT"]
+class LoginAttempt:
+    """One sign-in attempt, charged against the limits before its password is checked.
+
+    Failed attempts count, per client address and per e-mail address, in the limiter's
+    moving window; when either runs out, even the right password waits (429) until the
+    window has room again. An attempt is charged first as *pending* (a counter beside the
+    window) and admitted only while failures and pending attempts together stay within the
+    limit, so attempts made at the same moment cannot all pass one test before any of them
+    is counted. A failure is then recorded in the window before its pending charge goes;
+    a success (or an error, which decides nothing) only gives the pending charge back.
+    """
+
+    # Pending charges are counted in buckets of this many seconds; an attempt counts those
+    # of its bucket and the one before, so none expires while it is checked, and the charge
+    # of a process that died is forgotten two buckets later.
+    PENDING_SECONDS = 60
+
+    def __init__(self, email: str):
+        self.taken: list[tuple[RateLimitItem, str, str]] = []  # limit, key, pending key
+        self.refused: tuple[RateLimitItem, str] | None = None
+        keys = [f"address:{get_remote_address()}", f"email:{email.strip().lower()[:254]}"]
+        self.strategy = limiter.limiter
+        try:
+            self._charge(keys)
+        except _storage_errors(self.strategy) as exc:
+            # The shared store does not answer: count in this process meanwhile, as the
+            # limiter's own in-memory fallback does.
+            log.warning("login limits: %s does not answer (%s); counting in this process",
+                        type(self.strategy.storage).__name__, exc)
+            self.taken, self.strategy = [], _IN_PROCESS
+            self._charge(keys)
+
+    def _charge(self, keys: list[str]) -> None:
+        storage, bucket = self.strategy.storage, int(time.time() // self.PENDING_SECONDS)
+        for item in _login_limits():
+            for key in keys:
+                mine = self._pending(item, key, bucket)
+                pending = (storage.incr(mine, 2 * self.PENDING_SECONDS)
+                           + storage.get(self._pending(item, key, bucket - 1)))
+                self.taken.append((item, key, mine))
+                failed = item.amount - self.strategy.get_window_stats(item, key).remaining
+                if failed + pending > item.amount:
+                    self.refused = (item, key)
+                    self.end(failed=False)
+                    return
+
+    @staticmethod
+    def _pending(item: RateLimitItem, key: str, bucket: int) -> str:
+        return item.key_for("login-pending", key, str(bucket))
+
+    def reset_at(self) -> float:
+        """When the limit that refused this attempt has room again (a UNIX time)."""
+        item, key = self.refused
+        return self.strategy.get_window_stats(item, key).reset_time
+
+    def end(self, failed: bool) -> None:
+        """Record a failure, and give the pending charges back."""
+        taken, self.taken = self.taken, []
+        try:
+            for item, key, pending in taken:
+                if failed:
+                    self.strategy.hit(item, key)
+                self.strategy.storage.incr(pending, 2 * self.PENDING_SECONDS, amount=-1)
+        except _storage_errors(self.strategy) as exc:  # its pending charges expire
+            log.warning("login limits: could not record an attempt (%s)", exc)
 
 
-def _client_key() -> str:
-    return f"address:{get_remote_address()}"
+# Where attempts are counted while the configured store does not answer.
+_IN_PROCESS = MovingWindowRateLimiter(MemoryStorage())
 
 
-def _email_key() -> str:
-    return f"email:{(request.form.get('email') or '').strip().lower()[:254]}"
+def _storage_errors(strategy) -> tuple[type[BaseException], ...]:
+    """What the strategy's store raises when it does not answer."""
+    return (StorageError, *_as_tuple(strategy.storage.base_exceptions))
 
 
-def _login_throttled(limit: RequestLimit) -> Response:
+def _as_tuple(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _login_throttled(reset_at: float) -> Response:
     """The login form again, with when to try again, as 429 with Retry-After."""
-    seconds = retry_after_seconds(limit.reset_at)
-    at = datetime.fromtimestamp(limit.reset_at, timezone.utc).strftime("%H:%M:%S")
+    seconds = retry_after_seconds(reset_at)
+    at = datetime.fromtimestamp(reset_at, timezone.utc).strftime("%H:%M:%S")
     unit = "second" if seconds == 1 else "seconds"
     message = (f"Too many failed sign-ins. Try again in {seconds} {unit} "
                f"(after {at} UTC).")
@@ -162,14 +259,7 @@ def _login_page(form: LoginForm, form_error: str | None = None) -> str:
                            remember_days=REMEMBER_DAYS)
 
 
-# Failed attempts count, per client address and per e-mail address; when either runs out,
-# even the right password waits (429) until the window has room again.
-_throttle = {"methods": ["POST"], "deduct_when": _failed_sign_in, "on_breach": _login_throttled}
-
-
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_rate_limit, key_func=_client_key, **_throttle)
-@limiter.limit(_login_rate_limit, key_func=_email_key, **_throttle)
 def login():
     """Sign in with e-mail address and password."""
     if not has_users():
@@ -178,16 +268,24 @@ def login():
     if current_user.is_authenticated:
         return redirect(target)
     form = LoginForm()
-    status = 200
-    if form.validate_on_submit():
-        user = authenticate(form.email.data, form.password.data)
-        if user is not None:
-            login_user(user, remember=form.remember.data)
-            return redirect(target)
-        form.password.errors = ["Wrong e-mail address or password."]
-    if request.method == "POST":
-        status = 401
-    return _login_page(form), status
+    if request.method != "POST":
+        return _login_page(form)
+    attempt = LoginAttempt(form.email.data if isinstance(form.email.data, str) else "")
+    if attempt.refused:
+        return _login_throttled(attempt.reset_at())
+    failed = None  # no verdict yet: an error decides nothing and is not counted
+    try:
+        if form.validate_on_submit():
+            user = authenticate(form.email.data, form.password.data)
+            if user is not None:
+                failed = False
+                start_session(user, remember=form.remember.data)
+                return redirect(target)
+            form.password.errors = ["Wrong e-mail address or password."]
+        failed = True  # a wrong password, and a form that is missing or malformed
+    finally:
+        attempt.end(failed=bool(failed))
+    return _login_page(form), 400 if form.malformed else 401
 
 
 @bp.route("/logout", methods=["POST"])
@@ -215,7 +313,7 @@ def setup():
         else:
             if user is None:  # someone else was first
                 return redirect(url_for("auth.login"))
-            login_user(user)
+            start_session(user)
             flash("Welcome to Runwatch. Create an API token below to start reporting runs.")
             return redirect(url_for("settings.index"))
     if request.method == "POST":

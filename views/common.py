@@ -132,4 +132,7 @@ def unavailable_response(exc: BaseException):
         body, status = api_error(503, "unavailable", message)
         return body, status, headers
     again = safe_next(request.full_path.rstrip("?"), "/")
-    return render_template("errors/unavailable.html", message=message, again=again), 503, headers
+    # Rendered without the context processors: Flask-Login's would load the signed-in user
+    # from the database that just failed (and turn this 503 into a 500).
+    page = current_app.jinja_env.get_template("errors/unavailable.html")
+    return page.render(message=message, again=again), 503, headers

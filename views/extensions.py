@@ -35,6 +35,11 @@ def init_app(app: Flask) -> None:
     for prefix in ("SESSION_COOKIE", "REMEMBER_COOKIE"):
         app.config.update({f"{prefix}_SECURE": secure, f"{prefix}_SAMESITE": "Lax",
                            f"{prefix}_HTTPONLY": True})
+    if secure:
+        # The __Host- prefix: the browser takes these cookies only from this very host over
+        # https, so no sibling sub-domain can plant a session or remember-me cookie.
+        app.config["SESSION_COOKIE_NAME"] = "__Host-session"
+        app.config["REMEMBER_COOKIE_NAME"] = "__Host-remember_token"
     app.config["REMEMBER_COOKIE_DURATION"] = timedelta(days=REMEMBER_DAYS)
     try:
         if not parse_many(str(app.config["LOGIN_RATE_LIMIT"])):

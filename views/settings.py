@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
                    url_for)
-from flask_login import current_user, login_user
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectChoice, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
@@ -12,7 +12,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from models.users import (SCOPES, AccountError, ApiToken, User,
                           change_password, create_token, create_user, revoke_token, set_enabled)
 
-from .auth import new_password_field, repeat_field
+from .auth import TextForm, new_password_field, repeat_field, start_session
 from .extensions import limiter
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -25,7 +25,7 @@ SCOPE_HELP = {
 }
 
 
-class TokenForm(FlaskForm):
+class TokenForm(TextForm):
     name = StringField("Token name", validators=[DataRequired(), Length(max=100)])
     scopes = SelectMultipleField(
         "Scopes", choices=[SelectChoice(s) for s in SCOPES], default=list(SCOPES),
@@ -37,12 +37,12 @@ class ActionForm(FlaskForm):
     """Carries only the CSRF token (revoke, disable, enable)."""
 
 
-class AccountForm(FlaskForm):
+class AccountForm(TextForm):
     email = EmailField("E-mail address", validators=[DataRequired()])
     password = new_password_field()
 
 
-class PasswordForm(FlaskForm):
+class PasswordForm(TextForm):
     current_password = PasswordField("Current password", validators=[DataRequired()])
     new_password = new_password_field("New password")
     confirm_password = repeat_field("Repeat the new password", of="new_password")
@@ -109,7 +109,7 @@ def password():
                 # Sign this session in again under the new generation (and its
                 # remember-me cookie, if it had one).
                 cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
-                login_user(user, remember=cookie in request.cookies)
+                start_session(user, remember=cookie in request.cookies)
                 flash("Your password is changed. Every other session of your account is "
                       "signed out.")
                 return redirect(url_for("settings.index"))

@@ -11,7 +11,7 @@ from werkzeug.datastructures import MultiDict
 from history.filters import FilterError, HistoryFilter
 from models.db import from_micros, iso, utcnow
 from models.executions import STATUSES
-from models.inputs import EARLIEST_QUERY_DATE
+from models.inputs import EARLIEST_QUERY_DATE, LATEST_QUERY_DATE
 from models.schemas import InputError, parse
 from workflows import schedule as schedules
 from workflows import settings as workflow_settings
@@ -84,8 +84,11 @@ def _period(args) -> HistoryFilter:
         first = max(end_day - timedelta(days=DEFAULT_DAYS - 1), EARLIEST_QUERY_DATE)
         f = f.but(start=f._bound_as_written(first.isoformat(), False))
     if f.end is None:
-        f = f.but(end=f._bound_as_written(max(today, from_micros(f.start.micros)
-                                              .astimezone(f.zone).date()).isoformat(), True))
+        last = max(today, from_micros(f.start.micros).astimezone(f.zone).date())
+        if last > LATEST_QUERY_DATE:  # e.g. 2100-01-01T10:00-14:00 is 2100-01-02 in UTC
+            raise FilterError({"from": f"from falls on {last} in {f.tz}; a period ends by "
+                                       f"{LATEST_QUERY_DATE} at the latest"})
+        f = f.but(end=f._bound_as_written(last.isoformat(), True))
     days = (f.end.micros - f.start.micros) // 86_400_000_000
     if days >= MAX_DAYS:
         raise FilterError({"from": f"the period may be at most {MAX_DAYS} days"})

@@ -104,6 +104,7 @@ def decode_cursor(text: str) -> tuple[int, str]:
         if (type(rank) is not int or rank not in RANKS.values() or not isinstance(name, str)
                 or len(name) > 200 or "\x00" in name):
             raise ValueError(text)
+        name.encode()  # a lone surrogate ("\ud800" in the JSON) is not text: a ValueError
         return rank, name
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise WorkflowQueryError("cursor: not a cursor this list gave out", "cursor") from None
