@@ -54,18 +54,9 @@ TOKEN_COUNTS = frozenset({"max", "min", "num", "n", "total", "prompt", "completi
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 
 
+@functools.lru_cache(maxsize=4096)  # payloads repeat the same keys thousands of times
 def is_secret_key(key: str) -> bool:
     """Whether values under this name (object key, pair name, flag, header) are hidden."""
-    # Payloads repeat the same keys thousands of times; odd long ones are not kept.
-    return _cached_secret_key(key) if len(key) <= 200 else _secret_key(key)
-
-
-@functools.lru_cache(maxsize=4096)
-def _cached_secret_key(key: str) -> bool:
-    return _secret_key(key)
-
-
-def _secret_key(key: str) -> bool:
     words = [word.lower() for word in _WORD.findall(key)]
     last = -1
     for index, word in enumerate(words):
@@ -93,6 +84,8 @@ VALUE_FIELDS = frozenset({"value", "Value"})
 
 def names_secret(value: dict) -> bool:
     """Whether an object is a name/value pair whose name is secret (its value is hidden)."""
+    if VALUE_FIELDS.isdisjoint(value):
+        return False  # most objects: one C-level look
     for field in NAME_FIELDS:
         name = value.get(field)
         if isinstance(name, str):
@@ -106,19 +99,16 @@ def secret_pair(value: Any) -> bool:
             and maskable(value[1]) and is_secret_key(value[0]))
 
 
-def hides(key: str, item: Any, named: bool) -> bool:
-    """Whether the value `item` under `key` is hidden; `named`: the object names a secret."""
-    return maskable(item) and (is_secret_key(key) or (named and key in VALUE_FIELDS))
-
-
 def mask(value: Any) -> Any:
     """A copy of a JSON value with secret values masked, at any depth."""
     if isinstance(value, dict):
         named = names_secret(value)
-        return {key: (MASK if hides(key, item, named) else mask(item))
+        return {key: (MASK if (is_secret_key(key) or (named and key in VALUE_FIELDS))
+                      and maskable(item) else mask(item))
                 for key, item in value.items()}
     if isinstance(value, list):
-        return [[item[0], MASK] if secret_pair(item) else mask(item) for item in value]
+        return [[item[0], MASK] if type(item) is list and secret_pair(item) else mask(item)
+                for item in value]
     if isinstance(value, str):
         return mask_text(value)
     return value
@@ -163,15 +153,21 @@ _ONE_WORD = re.compile(r"[^\s\"',;&]++")
 _WORDS_TO_LINE_END = re.compile(
     r"[^\s\"',;&]++(?:[ \t]++(?![(\[{]*+[a-z0-9_.-]++[\"']?[ \t]*+(?:=>|[:=]))(?![-<>|])"
     r"[^\s\"',;&]++)*+")
+_ANYTHING = re.compile("://|-u|" + "|".join(STEMS))  # what every pattern needs
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def mask_text(text: str, cut: bool = False) -> str:
     """Hide credentials inside free text. `cut`: the text is the head of a longer one, so a
     secret that runs into its end (a URL password without its `@`) is hidden too."""
+    if ":" not in text and "=" not in text and (
+            "-" not in text or (" " not in text and "\t" not in text)):
+        return text  # every pattern needs a `:` or `=`, or a `-flag` and a space
     low = text.lower()
     if len(low) != len(text):  # a few letters grow when lower-cased; keep positions
         low = text.translate(_ASCII_LOWER)
+    if len(low) < 1000 and not _ANYTHING.search(low):
+        return text  # most strings of a payload: one look
     spans = _url_passwords(low, cut) if "://" in low else []
     if "-u" in low:
         spans += [m.span(2) for m in _USER_FLAG.finditer(low)
@@ -200,16 +196,20 @@ def _pair_values(text: str, low: str) -> list[tuple[int, int]]:
         position, end = found.end(), found.start(1)  # end: the separator's start, or -1
         if end < 0:
             continue
-        before = low[max(0, end - 32):end]
-        if not before.rstrip(NAME_CHARS) and end > 32:  # a long name: look further back
-            before = low[max(0, end - LONGEST_NAME):end]
-        start = end - (len(before) - len(before.rstrip(NAME_CHARS)))
-        if is_secret_key(text[start:end]):
+        length = _name_length(low[end - 32 if end > 32 else 0:end])
+        if length == 32:  # a long name: look further back
+            length = _name_length(low[end - LONGEST_NAME if end > LONGEST_NAME else 0:end])
+        if is_secret_key(text[end - length:end]):
             span = _value(low, position, found.start(2) >= 0)
             if span:
                 spans.append(span)
                 position = max(position, span[1])  # what a hidden value holds is hidden
     return spans
+
+
+def _name_length(before: str) -> int:
+    """How many name characters end `before`."""
+    return len(before) - len(before.rstrip(NAME_CHARS))
 
 
 def _flag_values(low: str) -> list[tuple[int, int]]:
@@ -302,7 +302,7 @@ def pretty_masked(value: Any, indent: str = "", longest: int | None = None
         for key, item in value.items():
             head = f"{separator}{inner}{encode_basestring(key)}: "
             separator = ",\n"
-            if hides(key, item, named):
+            if (is_secret_key(key) or (named and key in VALUE_FIELDS)) and maskable(item):
                 yield head + _MASK_JSON
             elif isinstance(item, (dict, list)) and item:
                 yield head
