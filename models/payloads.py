@@ -148,7 +148,8 @@ _USER_FLAG = re.compile(r"-(?<![^\s\"']-)(?:u|-user|-proxy-user)(?:=|[ \t]*+)[\"
                         r"([^\s:\"'@/]++):([^\s\"']++)")
 _URL_PASSWORD = re.compile(r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://[^\s:/@]*+:([^\s@/]++)@")
 _URL_PASSWORD_CUT = re.compile(r"[^\s:/@]*+:([^\s@/]++)\Z")  # after "://", at a cut
-_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*+)(?:"|\Z)|\'((?:[^\'\\]|\\.)*+)(?:\'|\Z)', re.S)
+# A quoted value to its closing quote, escapes included; unclosed, to the end of the text.
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*+\\?)(?:"|\Z)|\'((?:[^\'\\]|\\.)*+\\?)(?:\'|\Z)', re.S)
 _ONE_WORD = re.compile(r"[^\s\"',;&]++")
 _WORDS_TO_LINE_END = re.compile(
     r"[^\s\"',;&]++(?:[ \t]++(?![(\[{]*+[a-z0-9_.-]++[\"']?[ \t]*+(?:=>|[:=]))(?![-<>|])"

@@ -59,7 +59,8 @@ CASES = [
     # command lines
     ("run --password cli_1 --verbose", ["cli_1"], ["--password", "--verbose"]),
     ("mysql --user=app --password=cli_2 shop", ["cli_2"], ["--user=app"]),
-    ("curl -u admin:cli_3 https://api.example.com", ["cli_3"], ["admin:", "https://api.example.com"]),
+    ("curl -u admin:cli_3 https://api.example.com", ["cli_3"],
+     ["admin:", "https://api.example.com"]),
     ('deploy --client-secret "cli 4" --region eu', ["cli 4"], ["--region eu"]),
     ("docker run -u 1000:1000 image", [], ["-u 1000:1000 image"]),
     ("docker login --password-stdin < pw.txt", [], ["--password-stdin < pw.txt"]),
@@ -69,6 +70,7 @@ CASES = [
     ('password="correct horse battery" user=ada', ["correct", "horse"], ["user=ada"]),
     ("token='one two' next=1", ["one two"], ["next=1"]),
     ('{"secret": "esc\\"aped qt_1", "ok": 1}', ["aped", "qt_1"], ['"ok": 1']),
+    ('password="unclosed to the end\\', ["unclosed", "end"], ["password="]),
     ("Authorization: Bearer hdr_1 from 10.0.0.1", ["hdr_1"], ["from 10.0.0.1"]),
     ("session=sx_1; path=/", ["sx_1"], ["path=/"]),
     ("https://user:up_1@example.com/x", ["up_1"], ["https://user:", "@example.com/x"]),
