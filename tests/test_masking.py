@@ -1,8 +1,9 @@
 """One masking rule wherever a payload or error text is shown or sent.
 
 The detail page always masked; these are the places that did not: history rows, the alert
-rules page, notices (webhook and e-mail), webhook URLs with credentials, and names of
-secrets that the free-text mask used to miss.
+rules page, notices (webhook and e-mail), webhook URLs with credentials or a secret path,
+and names of secrets that the free-text mask used to miss. What the masker itself hides
+and leaves is in test_masking_rules.
 """
 from __future__ import annotations
 
