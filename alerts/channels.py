@@ -1,8 +1,8 @@
 """Notification transports: the registry `CHANNELS` is the only place a kind is listed.
 
 Each kind brings everything about itself: the schema of its options, how it sends, how
-people see it (`target`, `noun`, a macro file for its part of the rule form and its
-summary), and its part of the rule form (`Form`).
+people see it (`target`, `noun`, `masked`, a macro file for its part of the rule form and
+its summary), and its part of the rule form (`Form`).
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationIn
 from standardwebhooks import Webhook
 
 from models.inputs import CONTROL, control_character
+from models.payloads import mask, mask_url
 
 from .config import ALLOW_PRIVATE, AlertConfig
 from .outbound import (REFUSED_PRIVATE, Deadline, PinnedHTTPConnection, PinnedHTTPSConnection,
@@ -223,6 +224,14 @@ class Channel:
         super().__init_subclass__(**rest)
         cls.label, cls.noun, cls.Options, cls.Form = label, noun, options, form
         cls.template = f"alerts/channels/{kind}.html"
+
+    @staticmethod
+    def masked(options: dict) -> dict:
+        """The options as shown on pages and to tokens without `admin`: secrets masked by
+        name, and a `url` by its scheme and host alone (the path and query of a Slack,
+        Discord or Teams webhook URL are what lets anyone post to it)."""
+        return {key: mask_url(value) if key == "url" and isinstance(value, str) else value
+                for key, value in mask(options).items()}
 
 
 class EmailChannel(Channel, kind="email", label="E-mail", noun="e-mail address",

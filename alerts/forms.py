@@ -13,6 +13,7 @@ from models.inputs import whole_number
 
 from .channels import CHANNELS
 from .models import AlertChannel, AlertRule
+from .rules import MASKED_VALUE, masked_values
 from .schemas import RuleIn, field_of
 
 
@@ -72,6 +73,9 @@ class RuleForm:
                 self.errors["threshold"] = "Enter a whole number from 1 to 1000."
             threshold = 1
         data["threshold"] = threshold
+        for options, namer in typed:  # pasted from a masked page or answer
+            for key in masked_values(options):
+                self.errors.setdefault(namer(key), _sentence(MASKED_VALUE))
         try:
             rule = RuleIn.model_validate(data, context=context)
         except ValidationError as exc:

@@ -78,9 +78,11 @@ def attempts_by_notice(notice_ids: list[int]) -> dict[int, list[Attempt]]:
 
 
 def target_of(notice: Notice) -> str:
-    """Where a notice goes, for people."""
+    """Where a notice goes, for people: a webhook by its scheme and host alone."""
     kind = CHANNELS.get(notice.channel_type)
-    return mask_text(kind.target(load_json(notice.channel_options))) if kind else notice.channel_type
+    if kind is None:
+        return notice.channel_type
+    return kind.target(kind.masked(load_json(notice.channel_options)))
 
 
 def notice_json(notice: Notice, attempts: list[Attempt]) -> dict:

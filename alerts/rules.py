@@ -5,14 +5,32 @@ from pydantic import BaseModel
 
 from models.db import iso, utcnow, write_transaction
 from models.executions import Workflow, dump_json
-from models.payloads import mask, mask_text
+from models.payloads import MASK, mask_text
 from models.schemas import InputError
 
+from .channels import CHANNELS, Channel
 from .delivery import deliver_now
 from .models import AlertChannel, AlertRule, AlertState, Notice, by_parent, mark_workflows
 from .notices import notice_body, queue_notices
 from .schemas import RuleIn, RulePatch
 from .config import AlertConfig
+
+MASKED_VALUE = (f"holds {MASK}, the mask of a hidden value; send the whole value (answers "
+                "to admin tokens and the rule's edit page show it)")
+
+
+def masked_values(options: dict) -> list[str]:
+    """The options that hold the mask: copied from a masked answer, they would replace a
+    URL or secret with `••••••` for good."""
+    return [key for key, value in options.items() if isinstance(value, str) and MASK in value]
+
+
+def _refuse_masked(channels: list[BaseModel] | None) -> None:
+    for index, channel in enumerate(channels or []):
+        masked = masked_values(channel.model_dump())
+        if masked:
+            field = f"channels.{index}.{masked[0]}"
+            raise InputError(f"{field}: {MASKED_VALUE}", field)
 
 
 def _write_channels(rule_id: int, channels: list[BaseModel]) -> None:
@@ -32,6 +50,7 @@ def _mark_covered(rule: AlertRule) -> None:
 
 def create_rule(data: RuleIn) -> AlertRule:
     """Store a new rule with its channels."""
+    _refuse_masked(data.channels)
     now = utcnow()
     with write_transaction():
         rule = AlertRule.create(workflow_name=data.workflow, threshold=data.threshold,
@@ -45,6 +64,7 @@ def create_rule(data: RuleIn) -> AlertRule:
 def update_rule(rule_id: int, patch: RulePatch) -> AlertRule | None:
     """Change the fields sent; None when there is no such rule."""
     sent = patch.model_fields_set
+    _refuse_masked(patch.channels)
     with write_transaction():
         rule = AlertRule.get_or_none(AlertRule.id == rule_id)
         if rule is None:
@@ -95,9 +115,11 @@ def list_rules() -> list[AlertRule]:
 
 def channel_json(channel: AlertChannel, reveal_secrets: bool = True) -> dict:
     """A channel as the API answers it: secrets included for those who may see them
-    (users need them to verify signatures), masked for the others (the signing secret, and
-    credentials inside a URL)."""
-    return channel.options if reveal_secrets else mask(channel.options)
+    (users need them to verify signatures), masked for the others and on the rules page
+    (the signing secret, and a webhook URL but for its scheme and host)."""
+    if reveal_secrets:
+        return channel.options
+    return CHANNELS.get(channel.type, Channel).masked(channel.options)
 
 
 def state_json(state: AlertState, name: str, rule: AlertRule,

@@ -16,7 +16,8 @@ import peewee
 from .db import from_micros, to_micros
 from .execution_detail import ExecutionDetail
 from .executions import Execution, ExecutionPayload, Step, StepPayload
-from .payloads import MASK, is_secret_key, mask, maskable
+from .payloads import (MASK, VALUE_FIELDS, is_secret_key, mask, maskable, names_secret,
+                       secret_pair)
 
 DIFF_LIMIT = 200  # differences listed per payload; the rest are counted
 
@@ -125,18 +126,21 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _walk(before: Any, after: Any, path: str, secret: bool, found: Differences,
-          limit: int) -> None:
+          limit: int, in_list: bool = False) -> None:
     if isinstance(before, dict) and isinstance(after, dict):
+        named = names_secret(before) or names_secret(after)  # {"name": "password", "value": …}
         for key in [*after, *(k for k in before if k not in after)]:
             child = f"{path}.{key}" if _IDENTIFIER.match(key) else f"{path}[{json.dumps(key)}]"
             _walk(before.get(key, ABSENT), after.get(key, ABSENT), child,
-                  secret or is_secret_key(key), found, limit)
+                  secret or is_secret_key(key) or (named and key in VALUE_FIELDS), found, limit)
         return
     if isinstance(before, list) and isinstance(after, list):
+        # [["Authorization", "Bearer …"], …]: the second of a secret pair is hidden
+        pair = in_list and (secret_pair(before) or secret_pair(after))
         for index in range(max(len(before), len(after))):
             _walk(before[index] if index < len(before) else ABSENT,
                   after[index] if index < len(after) else ABSENT,
-                  f"{path}[{index}]", secret, found, limit)
+                  f"{path}[{index}]", secret or (pair and index == 1), found, limit, True)
         return
     if _same(before, after):
         return

@@ -250,3 +250,44 @@ def detail(api, run_id: int) -> dict:
     assert response.status_code == 200, response.text
     assert response.mimetype == "application/json"
     return json.loads(response.data)
+
+
+class _FormFields(HTMLParser):
+    """The fields of the form posting to `action` as a browser would send them."""
+
+    def __init__(self, html: str, action: str):
+        super().__init__()
+        self.action = action
+        self.fields: dict[str, list[str]] = {}
+        self._state = "before"  # before, in, after that form
+        self._textarea: str | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form" and self._state == "before" and attrs.get("action") == self.action:
+            self._state = "in"
+        elif self._state == "in" and tag == "input" and "name" in attrs:
+            if attrs.get("type") != "checkbox" or "checked" in attrs:
+                self.fields.setdefault(attrs["name"], []).append(
+                    attrs.get("value", "on" if attrs.get("type") == "checkbox" else ""))
+        elif self._state == "in" and tag == "textarea":
+            self._textarea = attrs["name"]
+            self.fields.setdefault(self._textarea, []).append("")
+
+    def handle_data(self, data):
+        if self._textarea:
+            self.fields[self._textarea][-1] += data
+
+    def handle_endtag(self, tag):
+        if tag == "textarea":
+            self._textarea = None
+        elif tag == "form" and self._state == "in":
+            self._state = "after"
+
+
+def form_fields(html: str, action: str) -> dict[str, str | list[str]]:
+    """The fields of the form posting to `action`, filled as shown (to post it back as is)."""
+    fields = _FormFields(html, action).fields
+    assert fields, f"the page has no form posting to {action}"
+    return {name: values[0] if len(values) == 1 else values for name, values in fields.items()}

@@ -29,7 +29,9 @@ def test_secret_looking_keys_are_recognised(key, secret):
 @pytest.mark.parametrize("text, shown", [
     ("postgres://app:s3cret@db:5432/x", f"postgres://app:{MASK}@db:5432/x"),
     ("https://user:pa55@example.com/path", f"https://user:{MASK}@example.com/path"),
-    ("login with password=hunter2 now", f"login with password={MASK} now"),
+    ("login with password=hunter2, retrying", f"login with password={MASK}, retrying"),
+    # an unquoted value may hold spaces: it runs to the end of its line
+    ("login with password=correct horse\nretrying", f"login with password={MASK}\nretrying"),
     ('{"token": "abc"} sent', f'{{"token": "{MASK}"}} sent'),
     ("Authorization: Bearer abc.def", f"Authorization: Bearer {MASK}"),
     ("api_key: k1, next", f"api_key: {MASK}, next"),

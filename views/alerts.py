@@ -10,8 +10,8 @@ from alerts.delivery import deliver_now, redeliver
 from alerts.forms import RuleForm
 from alerts.models import AlertRule, Notice
 from alerts.notices import NoticeFilter, attempts_by_notice, notice_json, target_of
-from alerts.rules import (channels_of, create_rule, delete_rule, list_rules, rule_json,
-                          send_test, states_of, update_rule)
+from alerts.rules import (channel_json, channels_of, create_rule, delete_rule, list_rules,
+                          rule_json, send_test, states_of, update_rule)
 from alerts.schemas import RuleIn, RulePatch, parse_rule
 from alerts.watchdog import health
 from models.executions import Workflow, load_json
@@ -49,6 +49,7 @@ def _notices_with_attempts(notices: list[Notice]) -> list[tuple[Notice, list]]:
 @bp.context_processor
 def _notice_helpers() -> dict:
     return {"notice_target": target_of, "channel_kinds": CHANNELS,
+            "masked_options": lambda channel: channel_json(channel, reveal_secrets=False),
             "notice_workflow": lambda notice: load_json(notice.payload)["data"]["workflow"]}
 
 
