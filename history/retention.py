@@ -9,9 +9,10 @@ reported on: it goes only once its last report (`updated_at`) is also older than
 cut-off.
 
 Only deletable runs are read: finished runs by their status' index range, open runs by
-theirs with the `updated_at` test applied by the database. Open runs that must stay (any
-number of them, however old their start) therefore never fill a batch, and a job that
-stops after a few batches never starts over in front of them.
+theirs with the `updated_at` test applied by the database (and only once the finished runs
+are done, since that range holds the open runs that stay too). Open runs that must stay
+(any number of them, however old their start) therefore never fill a batch, and a job
+that stops after a few batches never starts over in front of them.
 
 Features that keep their own counts of runs take the deleted ones out (delete hooks: the
 workflows' summaries and duration counts). The alert state is left as it is: deleting old runs is not a new result, so no workflow is
@@ -102,17 +103,22 @@ def purge_expired(now: datetime, days: int, batch: int = BATCH,
 
 
 def _next_batch(limit: int, after: dict[str, Position], batch: int) -> list[tuple]:
-    """The next `batch` runs to delete, oldest first, each read from its status' range of
-    the (status, started_at, id) index, with the test for open runs in the query; locked
-    against a concurrent re-post on PostgreSQL (SQLite's write transaction already excludes
-    every writer). `after` keeps each status' position for the next batch."""
+    """The next `batch` runs to delete, each read from its status' range of the (status,
+    started_at, id) index: finished runs first, oldest first; then, to fill the batch, open
+    runs whose last report is older than the cut-off too (tested by the database, over
+    their status' range: read only when the finished runs are done). Locked against a
+    concurrent re-post on PostgreSQL (SQLite's write transaction already excludes every
+    writer). `after` keeps each status' position for the next batch."""
     rows: list[tuple] = []
-    for status in STATUSES:
-        rows.extend((id_, workflow_id, status, to_micros(started), to_micros(updated),
-                     duration)
-                    for id_, workflow_id, status, started, updated, duration
-                    in _expired(status, limit, after.get(status), batch))
-    rows = sorted(rows, key=lambda row: (row[3], row[0]))[:batch]
+    for statuses in (FINISHED_STATUSES, OPEN_STATUSES):
+        wanted = batch - len(rows)
+        if wanted <= 0:
+            break
+        found = [(id_, workflow_id, status, to_micros(started), to_micros(updated), duration)
+                 for status in statuses
+                 for id_, workflow_id, status, started, updated, duration
+                 in _expired(status, limit, after.get(status), wanted)]
+        rows += sorted(found, key=lambda row: (row[3], row[0]))[:wanted]
     for row in rows:  # only the runs taken: the rest are read again by the next batch
         after[row[2]] = (row[3], row[0])
     return rows
