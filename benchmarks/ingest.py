@@ -11,6 +11,14 @@ API) with that many runs of the same shape spread over the last 60 days, then ba
 are posted and timed; then it is filled up to the next number and timed again. The table
 gives the batch rate at each size and its ratio to the first. `--postgres URL` runs on an
 empty PostgreSQL database instead of a temporary SQLite file (its tables are dropped first).
+
+    python -m benchmarks.ingest --resend [--postgres URL] [--batches 10] [--batch-size 1000]
+
+With `--resend`, each round posts a batch of new runs, then the same batch again (what a
+client does after an outage), then the same runs with changes (each run's status, output
+and one step's output); the table gives the p50 of each, for the whole request and for the
+storing alone (the write transaction), and its ratio to the new batch, on SQLite and, with
+`--postgres URL`, on PostgreSQL too.
 """
 from __future__ import annotations
 
@@ -165,6 +173,66 @@ def purge(days: int) -> None:
           f"p95 {p(purged.batch_ms, 95):.0f} ms, longest {purged.longest_batch_ms:.0f} ms")
 
 
+def changed_run(run: dict) -> dict:
+    """The same run reported again with changes: another status, an output, one step's
+    output."""
+    steps = [dict(step) for step in run["steps"]]
+    steps[-1]["output"] = {"ok": False, "body": "z" * 100}
+    return {**run, "status": "success" if run["status"] == "failure" else "failure",
+            "output": {"sent": True}, "steps": steps}
+
+
+def measure_resend(args) -> None:
+    """New batches, the same re-sent, and re-sent with changes, interleaved per round."""
+    import importlib
+
+    view = importlib.import_module("views.ingest")  # `views.ingest` names its blueprint
+    engines = [("SQLite", None)] + ([("PostgreSQL", args.postgres)] if args.postgres else [])
+    rows = []
+    store = view.store_executions
+    stored_ms: list[float] = []
+
+    def timed_store(*a, **kw):  # the part under the write transaction (SQLite: the lock)
+        begin = time.perf_counter()
+        try:
+            return store(*a, **kw)
+        finally:
+            stored_ms.append((time.perf_counter() - begin) * 1000)
+
+    view.store_executions = timed_store
+    for engine, url in engines:
+        if url:
+            empty_postgres(url)
+        bench = Bench(url)
+        counter = iter(range(10**9))
+        cases = ("new", "re-sent", "re-sent with changes")
+        times: dict[str, list[float]] = {case: [] for case in cases}
+        writes: dict[str, list[float]] = {case: [] for case in cases}
+        for round_ in range(args.batches + 1):
+            batch = [make_run(next(counter)) for _ in range(args.batch_size)]
+            for case, body in (("new", batch), ("re-sent", batch),
+                               ("re-sent with changes", [changed_run(r) for r in batch])):
+                begin = time.perf_counter()
+                response = bench.client.post("/api/automations/executions/batch",
+                                             json={"executions": body}, headers=bench.headers)
+                elapsed = (time.perf_counter() - begin) * 1000
+                assert response.status_code == 201, response.text
+                if round_:  # the first round warms up
+                    times[case].append(elapsed)
+                    writes[case].append(stored_ms[-1])
+        new, new_write = p(times["new"], 50), p(writes["new"], 50)
+        for case, samples in times.items():
+            rows.append([engine, f"{args.batch_size:,}-run batch, {case}", len(samples),
+                         p(samples, 50), p(samples, 50) / new, p(writes[case], 50),
+                         p(writes[case], 95), p(writes[case], 50) / new_write])
+    view.store_executions = store
+    print(f"In process; batches of {args.batch_size} runs with 5 steps each, ~1 KB of payload "
+          f"per run; RSS {rss_mb():.0f} MB")
+    print("request: the whole POST; storing: store_executions, its write transaction")
+    print_table(["database", "case", "batches", "request p50 ms", "vs new", "storing p50 ms",
+                 "storing p95 ms", "vs new"], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--singles", type=int, default=1000)
@@ -178,7 +246,12 @@ def main() -> None:
     parser.add_argument("--purge-days", type=int, default=None,
                         help="with --stored: then delete runs older than this many days "
                              "and time the batches")
+    parser.add_argument("--resend", action="store_true",
+                        help="time new batches against the same batches re-sent")
     args = parser.parse_args()
+    if args.resend:
+        measure_resend(args)
+        return
     if args.stored:
         measure_stored(args)
         return

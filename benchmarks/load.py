@@ -235,14 +235,7 @@ def main() -> None:
                     for n in range(READERS)]
         threads.append(threading.Thread(target=flapper, args=(base, bench.headers, args.scan,
                                                               stats, stop, episodes)))
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        time.sleep(args.seconds)
-        stop.set()
-        for thread in threads:
-            thread.join(60)
-        elapsed = time.perf_counter() - started
+        elapsed = run_for(threads, args.seconds, stop)
         expected = {("failing", name): n for name, n in episodes.items()}
         expected.update({("recovered", name): n for name, n in episodes.items()})
         expected.update({("failing", f"control-{c}"): 1 for c in range(CONTROLS)})
@@ -282,6 +275,18 @@ def main() -> None:
     print(f"\nNotices expected: {sum(expected.values())}; received: {len(Receiver.arrivals)}; "
           f"missing: {missing}; unexpected: {extra}; same webhook-id twice: {twice}; "
           f"5xx: {sum(stats.server_errors.values())}")
+
+
+def run_for(threads: list[threading.Thread], seconds: float, stop: threading.Event) -> float:
+    """Start the threads, let them work for `seconds`, stop them; the seconds they ran."""
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(60)
+    return time.perf_counter() - started
 
 
 def _settle(expected: int, scan_seconds: int) -> None:

@@ -2,10 +2,17 @@
 
 Runs whose `started_at` is before the cut-off go with their steps and payloads, in
 batches: each batch is one short write transaction that reads the next runs through the
-(started_at, id) index, deletes them, takes them out of the rollups and bumps the change
-counter, so counts stay exact and no cache shows a deleted run. Writers and readers wait
-at most one batch. A run still `pending` or `running` is kept while it is still reported
-on: it goes only once its last report (`updated_at`) is also older than the cut-off.
+(status, started_at, id) index, deletes them, takes them out of the rollups and bumps the
+change counter, so counts stay exact and no cache shows a deleted run. Writers and readers
+wait at most one batch. A run still `pending` or `running` is kept while it is still
+reported on: it goes only once its last report (`updated_at`) is also older than the
+cut-off.
+
+Only deletable runs are read: finished runs by their status' index range, open runs by
+theirs with the `updated_at` test applied by the database (and only once the finished runs
+are done, since that range holds the open runs that stay too). Open runs that must stay
+(any number of them, however old their start) therefore never fill a batch, and a job
+that stops after a few batches never starts over in front of them.
 
 Features that keep their own counts of runs take the deleted ones out (delete hooks: the
 workflows' summaries and duration counts). The alert state is left as it is: deleting old runs is not a new result, so no workflow is
@@ -21,8 +28,8 @@ from datetime import datetime, timedelta
 import peewee
 
 from models.db import connection, is_sqlite, to_micros, utcnow, write_transaction
-from models.executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step,
-                               StepPayload)
+from models.executions import (FINISHED_STATUSES, STATUSES, Execution, ExecutionPayload,
+                               Step, StepPayload)
 from models.ingest import RunState, run_delete_hooks
 
 from . import changes as change_counter
@@ -64,6 +71,10 @@ def cutoff(now: datetime, days: int) -> int:
     return to_micros(now - timedelta(days=days))
 
 
+OPEN_STATUSES = tuple(s for s in STATUSES if s not in FINISHED_STATUSES)
+Position = tuple[int, int]  # (started_at, id) of the last run read, per status
+
+
 def purge_expired(now: datetime, days: int, batch: int = BATCH,
                   max_batches: int | None = None) -> Purged:
     """Delete runs that started more than `days` days before `now`, `batch` runs per
@@ -72,13 +83,12 @@ def purge_expired(now: datetime, days: int, batch: int = BATCH,
         raise ValueError("days and batch must be at least 1")
     limit = cutoff(now, days)
     purged = Purged()
-    after: tuple[int, int] | None = None  # the last (started_at, id) looked at
+    after: dict[str, Position] = {}
     while max_batches is None or purged.batches < max_batches:
         started = time.perf_counter()
         with write_transaction():
             rows = _next_batch(limit, after, batch)
             if rows:
-                after = (rows[-1][3], rows[-1][0])
                 _delete(rows, limit, purged)
         elapsed = (time.perf_counter() - started) * 1000
         if not rows:
@@ -88,28 +98,43 @@ def purge_expired(now: datetime, days: int, batch: int = BATCH,
         purged.longest_batch_ms = max(purged.longest_batch_ms, elapsed)
         if len(rows) < batch:
             return purged
-    purged.done = not _next_batch(limit, after, 1)
+    purged.done = not _next_batch(limit, dict(after), 1)
     return purged
 
 
-def _next_batch(limit: int, after: tuple[int, int] | None, batch: int) -> list[tuple]:
-    """The next runs to delete, in (started_at, id) order, locked against a concurrent
-    re-post on PostgreSQL (SQLite's write transaction already excludes every writer)."""
+def _next_batch(limit: int, after: dict[str, Position], batch: int) -> list[tuple]:
+    """The next `batch` runs to delete, each read from its status' range of the (status,
+    started_at, id) index: finished runs first, oldest first; then, to fill the batch, open
+    runs whose last report is older than the cut-off too (tested by the database, over
+    their status' range: read only when the finished runs are done). Locked against a
+    concurrent re-post on PostgreSQL (SQLite's write transaction already excludes every
+    writer). `after` keeps each status' position for the next batch."""
+    rows: list[tuple] = []
+    for statuses in (FINISHED_STATUSES, OPEN_STATUSES):
+        wanted = batch - len(rows)
+        if wanted <= 0:
+            break
+        found = [(id_, workflow_id, status, to_micros(started), to_micros(updated), duration)
+                 for status in statuses
+                 for id_, workflow_id, status, started, updated, duration
+                 in _expired(status, limit, after.get(status), wanted)]
+        rows += sorted(found, key=lambda row: (row[3], row[0]))[:wanted]
+    for row in rows:  # only the runs taken: the rest are read again by the next batch
+        after[row[2]] = (row[3], row[0])
+    return rows
+
+
+def _expired(status: str, limit: int, after: Position | None, batch: int):
+    """The query of the first `batch` deletable runs of one status past `after`."""
     E = Execution
-    terms = [E.started_at < limit]
+    terms = [E.status == status, E.started_at < limit]
+    if status in OPEN_STATUSES:
+        terms.append(E.updated_at < limit)
     if after is not None:
         terms.append(peewee.Tuple(E.started_at, E.id) > peewee.Tuple(*after))
-    # Unfinished runs are read too (they keep the index range plain) and skipped here.
     query = (E.select(E.id, E.workflow, E.status, E.started_at, E.updated_at, E.duration_ms)
              .where(*terms).order_by(E.started_at, E.id).limit(batch).tuples())
-    if not is_sqlite():
-        query = query.for_update()
-    rows = []
-    for id_, workflow_id, status, started, updated, duration in query:
-        rows.append((id_, workflow_id, status, to_micros(started), to_micros(updated),
-                     duration))
-    # The keyset moves past every row read; only the expired ones are deleted.
-    return rows
+    return query if is_sqlite() else query.for_update()
 
 
 def _delete(rows: list[tuple], limit: int, purged: Purged) -> None:

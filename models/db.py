@@ -10,16 +10,27 @@ from playhouse.db_url import connect
 
 database = peewee.DatabaseProxy()
 
+# What the embedded SQLite database may hold in memory per process. SQLite's page cache
+# belongs to one connection, and a pool keeps every connection it ever opened (one per
+# thread that served a request or ran a job at the same moment), each cache filling up to
+# its size as the file grows. So the pool is bounded by the threads a worker runs (gunicorn
+# `--threads`, up to 8, and the scheduler's few), and the cache of each is small: the
+# operating system's file cache holds the rest of the file once, for every connection and
+# process. Together at most SQLITE_CACHE_BUDGET_KIB, whatever the size of the file.
+SQLITE_POOL_CONNECTIONS = 16
+SQLITE_CACHE_KIB = 4000
+SQLITE_CACHE_BUDGET_KIB = 64000
+
 # Per-connection settings for the embedded SQLite database: WAL lets readers run
-# beside the writer; the busy timeout makes writers queue instead of failing. The page
-# cache is per pooled connection (one per thread that served a request), so it stays at
-# 16 MB: the operating system's file cache holds the rest of the file for every one.
+# beside the writer; the busy timeout makes writers queue instead of failing. No memory
+# map: the pages it maps count in every worker's resident size and grow with the file.
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,
     "busy_timeout": 10000,
     "synchronous": "normal",
-    "cache_size": -16000,
+    "cache_size": -SQLITE_CACHE_KIB,
+    "mmap_size": 0,
     "temp_store": "memory",
 }
 
@@ -54,9 +65,11 @@ def open_database(url: str) -> peewee.Database:
                      connect_timeout=CONNECT_TIMEOUT)
     elif scheme == "sqlite":
         # Pooled too: closing the last connection to a WAL file checkpoints it, and
-        # each new connection re-runs the pragmas; a pool does neither per request.
+        # each new connection re-runs the pragmas; a pool does neither per request. A
+        # thread beyond SQLITE_POOL_CONNECTIONS waits (up to `timeout`) for a free one.
         url = "sqlite+pool" + url[len(scheme):]
-        db = connect(url, pragmas=SQLITE_PRAGMAS, autoconnect=False, max_connections=32,
+        db = connect(url, pragmas=SQLITE_PRAGMAS, autoconnect=False,
+                     max_connections=SQLITE_POOL_CONNECTIONS,
                      stale_timeout=300, timeout=10, check_same_thread=False)
         db.returning_clause = True  # SQLite >= 3.35 understands RETURNING
     else:

@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 import peewee
 
 from .db import (BOUND_VALUES, chunks, database, insert_rows, is_sqlite, placeholders,
-                 to_micros, utcnow, write_transaction)
+                 to_micros, upsert_rows, utcnow, write_transaction)
 from .executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step, StepPayload,
                          Workflow, dump_json, excerpt)
 from .schemas import ErrorIn, ExecutionIn, ExecutionPatch, InputError, StepIn
@@ -239,15 +239,14 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
         return results
     existing = _existing_by_key(keys)
 
-    changes: list[Change] = []
     results: list[tuple[int, bool] | None] = [None] * len(items)
+    reposts: list[tuple[RunState, ExecutionIn]] = []
     new_rows, new_items, new_index = [], [], []
     for index, item in enumerate(items):
         wf = workflows[item.workflow]
         before = existing.get((wf, item.external_id)) if item.external_id else None
         if before is not None:
-            after = _update_existing(before, item, now, texts)
-            changes.append((before, after))
+            reposts.append((before, item))
             results[index] = (before.id, False)
             continue
         started = to_micros(item.started_at) if item.started_at else now_us
@@ -260,6 +259,8 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
         new_items.append((item, steps))
         new_index.append(index)
 
+    changes: list[Change] = list(zip((before for before, _ in reposts),
+                                     _update_existing(reposts, now, texts)))
     ids = _bulk_insert(Execution, _EXECUTION_FIELDS, new_rows, returning=True)
     payload_rows, step_rows, step_payloads = [], [], []
     for execution_id, row, (item, steps), index in zip(ids, new_rows, new_items, new_index):
@@ -286,7 +287,7 @@ def _store_ordered(item: ExecutionIn, workflows: dict[str, int], now,
     before = _existing_by_key([(wf, item.external_id)]).get((wf, item.external_id))
     if before is None:
         return _store([item], texts)
-    after = _update_existing(before, item, now, texts)
+    [after] = _update_existing([(before, item)], now, texts)
     _run_hooks([(before, after)])
     return [(before.id, False)]
 
@@ -325,8 +326,89 @@ def _existing_by_key(keys: list[tuple[int, str]]) -> dict[tuple[int, str], RunSt
     return found
 
 
-def _update_existing(before: RunState, item: ExecutionIn, now, texts: Texts) -> RunState:
-    """Apply a re-post of a known run: sent fields overwrite, unsent ones stay."""
+@dataclass
+class _Repost:
+    """What a re-post of a known run writes, next to what is stored."""
+
+    before: RunState
+    after: RunState
+    values: dict  # Execution fields to set (timestamps as microseconds)
+    payload: dict  # the run's payload texts sent, by column
+
+
+def _update_existing(reposts: list[tuple[RunState, ExecutionIn]], now,
+                     texts: Texts) -> list[RunState]:
+    """Apply re-posts of known runs: sent fields overwrite, unsent ones stay. Each run is
+    compared with what is stored and only what differs is written, all runs together in a
+    few statements: a client re-sending its runs after an outage (most of them unchanged)
+    costs about what sending them the first time did. Every re-post is a report, so each
+    run's `updated_at` moves even when nothing else does."""
+    if not reposts:
+        return []
+    ids = [before.id for before, _ in reposts]
+    stored = _stored_runs(ids)
+    stored_steps = _stored_steps([before.id for before, item in reposts if item.steps])
+    now_us = to_micros(now)
+    plans, afters, touched = [], [], []
+    doomed_steps: list[int] = []
+    step_rows: list[tuple] = []
+    step_payloads: list[tuple] = []
+    for before, item in reposts:
+        row, payload_row = stored[before.id]
+        plan = _plan_repost(before, item, row, texts)
+        afters.append(plan.after)
+        changed = (any(row[_COLUMN[name]] != value for name, value in plan.values.items())
+                   or any(payload_row[name] != text for name, text in plan.payload.items()))
+        if item.steps:
+            counts, rows, payloads, replaced = _step_changes(
+                before.id, item.steps, stored_steps.get(before.id, {}), texts)
+            changed = (changed or bool(rows)
+                       or any(row[_COLUMN[name]] != value for name, value in counts.items()))
+            plan.values.update(counts)
+            step_rows += rows
+            step_payloads += payloads
+            doomed_steps += replaced
+        if changed:
+            plan.values["updated_at"] = now_us
+            plans.append(plan)
+        else:
+            touched.append(before.id)
+    _touch(touched, now_us)
+    _write_runs(plans, stored)
+    _write_run_payloads(plans, stored)
+    for chunk in chunks(sorted(doomed_steps), BOUND_VALUES):  # their payloads go with them
+        database.execute_sql(f'DELETE FROM "{Step._meta.table_name}" WHERE "id" IN '
+                             f'({placeholders(len(chunk))})', list(chunk))
+    _insert_step_rows(step_rows, step_payloads)
+    return afters
+
+
+_POSITION, _STATUS = _STEP_FIELDS.index("position"), _STEP_FIELDS.index("status")
+
+
+def _step_changes(execution_id: int, steps: list[StepIn], known: dict[int, tuple],
+                  texts: Texts) -> tuple[dict, list[tuple], list[tuple], list[int]]:
+    """The steps of a re-post that differ from those stored at their positions (`known`,
+    from `_stored_steps`): their rows and payload texts to insert and the ids of the rows
+    they replace; and the run's step count and first failed step once they are in."""
+    statuses = {position: kept[1][_STATUS] for position, kept in known.items()}
+    rows, payloads, replaced = [], [], []
+    for row, step_texts in zip(*_step_rows(execution_id, _positioned(steps, 0), texts)):
+        kept = known.get(row[_POSITION])
+        statuses[row[_POSITION]] = row[_STATUS]
+        if kept is not None and kept[1:] == (row, step_texts):
+            continue  # reported again as stored: the step keeps its row
+        if kept is not None:
+            replaced.append(kept[0])
+        rows.append(row)
+        payloads.append(step_texts)
+    failures = [position for position, status in statuses.items() if status == "failure"]
+    counts = {"step_count": len(statuses), "failed_step": min(failures, default=None)}
+    return counts, rows, payloads, replaced
+
+
+def _plan_repost(before: RunState, item: ExecutionIn, row: dict, texts: Texts) -> _Repost:
+    """The fields a re-post sets, worked out from the stored row `row` (by column)."""
     sent = item.model_fields_set
     started = to_micros(item.started_at) if "started_at" in sent and item.started_at \
         else before.started_at
@@ -335,22 +417,98 @@ def _update_existing(before: RunState, item: ExecutionIn, now, texts: Texts) -> 
         finished = to_micros(item.finished_at) if item.finished_at else None
     if finished is not None and finished < started:
         raise InputError("finished_at: finished_at is before started_at", "finished_at")
-    replaced = _replaces_timeout(before, item.status, sent)
+    replaced = _timeout_replaced(before, row[_COLUMN["error_type"]], item.status, sent)
     if replaced and item.status not in FINISHED_STATUSES and "finished_at" not in sent:
         finished = None
     values = {"status": item.status, "started_at": started, "finished_at": finished,
-              "duration_ms": _duration(started, finished), "updated_at": now}
+              "duration_ms": _duration(started, finished)}
     if "error" in sent or replaced:
         values.update(_error_columns(item.error))
-    Execution.update(values).where(Execution.id == before.id).execute()
-    payload = {name: text for name, text in zip(("input", "output", "error"), texts[id(item)])
+    payload = {name: text for name, text in zip(_PAYLOAD_FIELDS, texts[id(item)])
                if name in sent or (replaced and name == "error")}
-    _upsert_payload(before.id, payload)
-    if item.steps:
-        _write_steps(before.id, _positioned(item.steps, 0), replace=True, texts=texts)
-        _refresh_step_summary(before.id)
-    return RunState(before.id, before.workflow_id, item.status, started, finished,
-                    values["duration_ms"])
+    after = RunState(before.id, before.workflow_id, item.status, started, finished,
+                     values["duration_ms"])
+    return _Repost(before, after, values, payload)
+
+
+# Execution's columns by field name (the run's workflow is its `workflow_id` column).
+_COLUMN = {name: field.column_name for name, field in Execution._meta.fields.items()}
+
+
+def _stored_runs(ids: list[int]) -> dict[int, tuple[dict, dict]]:
+    """Each run's stored row (by column, timestamps as microseconds) and its payload texts
+    (None where it has none)."""
+    E, P = Execution._meta, ExecutionPayload._meta
+    columns = [field.column_name for field in E.sorted_fields]
+    select = ", ".join([f'e."{c}"' for c in columns] + [f'p."{c}"' for c in _PAYLOAD_FIELDS])
+    found = {}
+    for chunk in chunks(sorted(set(ids)), BOUND_VALUES):
+        sql = (f'SELECT {select} FROM "{E.table_name}" AS e LEFT JOIN "{P.table_name}" AS p '
+               f'ON p."{P.primary_key.column_name}" = e."id" '
+               f'WHERE e."id" IN ({placeholders(len(chunk))})')
+        for values in database.execute_sql(sql, list(chunk)).fetchall():
+            row = dict(zip(columns, values))
+            found[row["id"]] = (row, dict(zip(_PAYLOAD_FIELDS, values[len(columns):])))
+    return found
+
+
+_STEP_COLUMNS = [Step._meta.fields[name].column_name for name in _STEP_FIELDS]
+_STEP_TEXTS = ("input", "output", "error", "logs")
+
+
+def _stored_steps(execution_ids: list[int]) -> dict[int, dict[int, tuple]]:
+    """The stored steps of these runs: by run, by position, (step id, row in the order of
+    _STEP_FIELDS, payload texts) — what `_step_rows` makes of a step reported again."""
+    select = ", ".join(['s."id"'] + [f's."{c}"' for c in _STEP_COLUMNS]
+                       + [f'p."{c}"' for c in _STEP_TEXTS])
+    found: dict[int, dict[int, tuple]] = {}
+    width = len(_STEP_COLUMNS)
+    for chunk in chunks(sorted(set(execution_ids)), BOUND_VALUES):
+        sql = (f'SELECT {select} FROM "{Step._meta.table_name}" AS s LEFT JOIN '
+               f'"{StepPayload._meta.table_name}" AS p ON p."step_id" = s."id" '
+               f'WHERE s."execution_id" IN ({placeholders(len(chunk))})')
+        for step_id, *values in database.execute_sql(sql, list(chunk)).fetchall():
+            row, step_texts = tuple(values[:width]), tuple(values[width:])
+            found.setdefault(row[0], {})[row[1]] = (step_id, row, step_texts)
+    return found
+
+
+def _touch(ids: list[int], now_us: int) -> None:
+    """Runs reported again exactly as stored: only their last report moves."""
+    for chunk in chunks(sorted(ids), BOUND_VALUES):
+        database.execute_sql(f'UPDATE "{Execution._meta.table_name}" SET "updated_at" = '
+                             f'{database.param} WHERE "id" IN ({placeholders(len(chunk))})',
+                             [now_us, *chunk])
+
+
+def _write_runs(plans: list[_Repost], stored: dict) -> None:
+    """Write the changed runs' rows: one statement per set of fields changed. An upsert on
+    the id, whose insert never happens, carries the values of many rows in one statement on
+    both databases (the stored row fills the columns not set)."""
+    columns = list(stored[plans[0].before.id][0]) if plans else []
+    groups: dict[tuple, list[tuple]] = {}
+    for plan in sorted(plans, key=lambda plan: plan.before.id):
+        row = dict(stored[plan.before.id][0])
+        row.update((_COLUMN[name], value) for name, value in plan.values.items())
+        groups.setdefault(tuple(_COLUMN[name] for name in plan.values), []) \
+            .append(tuple(row.values()))
+    for changed, rows in groups.items():
+        upsert_rows(Execution._meta.table_name, columns, ("id",),
+                    ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in changed), rows)
+
+
+def _write_run_payloads(plans: list[_Repost], stored: dict) -> None:
+    """Write the payload texts of the changed runs that differ from those stored."""
+    groups: dict[tuple, list[tuple]] = {}
+    for plan in sorted(plans, key=lambda plan: plan.before.id):
+        kept = stored[plan.before.id][1]
+        if any(kept[name] != text for name, text in plan.payload.items()):
+            groups.setdefault(tuple(plan.payload), []) \
+                .append((plan.before.id, *plan.payload.values()))
+    for names, rows in groups.items():
+        upsert_rows(ExecutionPayload._meta.table_name, ("execution_id", *names),
+                    ("execution_id",), ", ".join(f'"{n}" = EXCLUDED."{n}"' for n in names),
+                    rows)
 
 
 TIMEOUT = "Timeout"  # the error type of a run the scan failed for exceeding its maximum duration
@@ -363,7 +521,14 @@ def _replaces_timeout(before: RunState, status: str, sent: set[str]) -> bool:
     if before.status != "failure" or status == "failure" or "error" in sent:
         return False
     kind = Execution.select(Execution.error_type).where(Execution.id == before.id).scalar()
-    return kind == TIMEOUT
+    return _timeout_replaced(before, kind, status, sent)
+
+
+def _timeout_replaced(before: RunState, error_type: str | None, status: str,
+                      sent: set[str]) -> bool:
+    """`_replaces_timeout`, given the run's stored error type."""
+    return (before.status == "failure" and status != "failure" and "error" not in sent
+            and error_type == TIMEOUT)
 
 
 def _load_state(execution_id: int) -> RunState | None:

@@ -177,3 +177,53 @@ def test_a_bad_retention_setting_stops_the_start(app_config, value):
 def test_unset_retention_keeps_every_run(app_config):
     application = create_app({**app_config, "RETENTION_DAYS": ""})
     assert application.config["RETENTION_DAYS"] is None
+
+
+def test_old_runs_still_reported_on_do_not_hold_back_the_scheduled_job(app, api):
+    """Open runs that must stay, more of them than one run of the job reads, in front of
+    expired finished runs: each run of the job (a few batches) deletes finished ones; the
+    open ones stay."""
+    now = utcnow()
+    # Started long ago (a client's clock at 1970), still reported on now.
+    stuck = _runs(now, 20_000, 40, "stuck", status="running")
+    old = _runs(now, 40, 12, "old", status="failure", error={"message": "boom"})
+    new = _runs(now, 1, 3, "new")
+    assert api.post(BATCH, json={"executions": stuck + old + new}).status_code == 201
+
+    with connection():
+        # The job's shape, scaled down: batches of 5, at most 2 batches per run of the job.
+        first = purge_expired(now, 30, batch=5, max_batches=2)
+        assert first.runs == 10 and not first.done
+        second = purge_expired(now, 30, batch=5, max_batches=2)
+        assert second.runs == 2 and second.done
+        left: dict[str, int] = {}
+        for e in Execution.select():
+            prefix = e.external_id.split("-")[0]
+            left[prefix] = left.get(prefix, 0) + 1
+        assert left == {"stuck": 40, "new": 3}
+        kept = _rollups()
+        rebuild_rollups()
+        assert _rollups() == kept
+    listed = api.get(URL, query_string={"limit": 100, "status": "failure",
+                                        "from": iso(now - timedelta(days=60))}).json["data"]
+    assert listed == []
+
+
+def test_the_next_runs_to_delete_are_read_through_an_index(app, db):
+    """Each status' query of a batch is a range of the (status, started_at, id) index, never
+    a scan of the table, on either database."""
+    from history import retention
+    from models.db import is_sqlite, write_transaction
+
+    with write_transaction():
+        if not is_sqlite():  # a small table: ask whether an index serves, not what is cheaper
+            db.execute_sql("SET LOCAL enable_seqscan = off")
+        for status in ("pending", "running", "success", "failure"):
+            sql, params = retention._expired(status, 0, (-5, 1), 10).sql()
+            if is_sqlite():
+                plan = " | ".join(row[-1] for row in
+                                  db.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params))
+                assert plan.startswith("SEARCH") and "execution_status_started_at_id" in plan, plan
+            else:
+                plan = " | ".join(row[0] for row in db.execute_sql(f"EXPLAIN {sql}", params))
+                assert "Seq Scan" not in plan and "execution_status_started_at_id" in plan, plan
