@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from datetime import datetime, timezone
 from typing import Iterator, Sequence
 
@@ -42,6 +43,10 @@ SQLITE_UNAVAILABLE = ("unable to open database file", "database is locked", "dat
                       "readonly database", "disk i/o error", "database or disk is full",
                       "authorization denied", "file is not a database")
 
+# What the SQL written here needs of the SQLite library: RETURNING (3.35), upserts (3.24),
+# row values (3.15). An older library would fail at the first write with a syntax error.
+SQLITE_NEEDED = ((3, 35, 0), "RETURNING, upserts and row values")
+
 SCHEMA_VERSION = 4
 SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
 
@@ -64,6 +69,7 @@ def open_database(url: str) -> peewee.Database:
         db = connect(url, max_connections=32, stale_timeout=300, timeout=10, autoconnect=False,
                      connect_timeout=CONNECT_TIMEOUT)
     elif scheme == "sqlite":
+        check_sqlite_version(sqlite3.sqlite_version_info)
         # Pooled too: closing the last connection to a WAL file checkpoints it, and
         # each new connection re-runs the pragmas; a pool does neither per request. A
         # thread beyond SQLITE_POOL_CONNECTIONS waits (up to `timeout`) for a free one.
@@ -75,6 +81,16 @@ def open_database(url: str) -> peewee.Database:
     else:
         db = connect(url, autoconnect=False)
     return db
+
+
+def check_sqlite_version(found: tuple[int, ...]) -> None:
+    """Stop at start, naming both versions, when the SQLite library is too old for the SQL."""
+    needed, what = SQLITE_NEEDED
+    if tuple(found) < needed:
+        raise SystemExit(
+            f"Runwatch needs SQLite {'.'.join(map(str, needed))} or newer ({what}); this "
+            f"Python's sqlite3 module uses SQLite {'.'.join(map(str, found))}. Use a Python "
+            "built with a newer SQLite, or PostgreSQL (RUNWATCH_DATABASE_URL).")
 
 
 def is_sqlite() -> bool:

@@ -41,3 +41,28 @@ def test_a_process_starting_beside_a_busy_writer_does_not_wait_for_it(app, app_c
         writer.rollback()
         writer.close()
         thread.join(timeout=15)
+
+
+def test_a_sqlite_library_too_old_for_the_sql_stops_the_start_naming_both_versions(tmp_path):
+    """RETURNING needs SQLite 3.35: an older library stops the start with a message, not a
+    syntax error at the first report. (The library is the one this Python was built with,
+    so the start is run with the version it reports lowered.)"""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+    from models.db import SQLITE_NEEDED, check_sqlite_version
+
+    check_sqlite_version(SQLITE_NEEDED[0])  # the oldest that will do
+    check_sqlite_version(sqlite3.sqlite_version_info)  # the one in use here
+    start = ("import sqlite3; sqlite3.sqlite_version_info = (3, 31, 1)\n"
+             "from app import create_app\n"
+             f"create_app({{'DATABASE_URL': 'sqlite:///{tmp_path / 'old.db'}', "
+             "'SCHEDULER': False, 'SECRET_KEY': 'x'})")
+    done = subprocess.run([sys.executable, "-c", start], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'client'}"})
+    assert done.returncode == 1
+    assert "SQLite 3.35.0 or newer" in done.stderr and "SQLite 3.31.1" in done.stderr
+    assert not (tmp_path / "old.db").exists()
