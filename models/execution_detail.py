@@ -143,7 +143,7 @@ def load_step(execution_id: int, position: int) -> tuple[StepRow, dict] | None:
            .where(Step.execution == execution_id, Step.position == position).tuples().first())
     if row is None:
         return None
-    return StepRow(*row[:8]), dict(zip(STEP_PARTS, row[8:]))
+    return StepRow(*row[:8]), dict(zip(STEP_PARTS, row[8:], strict=True))
 
 
 def step_error(execution_id: int, position: int) -> dict | None:
@@ -188,7 +188,8 @@ def api_document(execution_id: int, url: str, masked: bool = False) -> str | Non
                .where(ExecutionPayload.execution == execution_id).tuples().first())
     summary["url"] = url
     fields = [(key, json.dumps(value, ensure_ascii=False)) for key, value in summary.items()]
-    fields += [(part, raw(text)) for part, text in zip(EXECUTION_PARTS, payload or (None,) * 3)]
+    fields += [(part, raw(text))
+               for part, text in zip(EXECUTION_PARTS, payload or (None,) * 3, strict=True)]
     fields.append(("steps", "[" + ",".join(_step_json(row, raw)
                                            for row in _steps_whole(execution_id)) + "]"))
     return _object(fields)

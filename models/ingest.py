@@ -76,15 +76,35 @@ def _duration(started: int | None, finished: int | None) -> int | None:
     return (finished - started) // 1000
 
 
-def _bulk_insert(model, names: tuple[str, ...], rows: list[tuple],
-                 returning: bool) -> list[int]:
+def _bulk_insert(model, names: tuple[str, ...], rows: list[tuple]) -> None:
     """INSERT rows of ready-to-store values (`names`: the model's fields, in the rows'
-    order); the new ids when `returning`."""
+    order)."""
     fields = model._meta.fields
-    tail = f' RETURNING "{model._meta.primary_key.column_name}"' if returning else ""
-    found = insert_rows(model._meta.table_name, [fields[name].column_name for name in names],
-                        rows, tail, returning)
-    return [row[0] for row in found]
+    insert_rows(model._meta.table_name, [fields[name].column_name for name in names], rows)
+
+
+def _insert_returning_ids(model, names: tuple[str, ...], rows: list[tuple],
+                          key: tuple[str, ...]) -> list[int]:
+    """INSERT rows as `_bulk_insert` does; the new id of each row, in the rows' order.
+
+    Neither SQLite nor PostgreSQL promises that RETURNING gives rows in the order of the
+    VALUES, so each returned id is matched to its row by the `key` columns it returns with
+    it, never by position. Rows alike in every key column are one and the same row to the
+    database: any of their ids may go with any of them, each once.
+    """
+    fields = model._meta.fields
+    columns = [fields[name].column_name for name in names]
+    where = [names.index(name) for name in key]
+    tail = ' RETURNING "{}", '.format(model._meta.primary_key.column_name) + ", ".join(
+        f'"{fields[name].column_name}"' for name in key)
+    ids_by_key: dict[tuple, list[int]] = {}
+    for new_id, *values in insert_rows(model._meta.table_name, columns, rows, tail,
+                                       returning=True):
+        ids_by_key.setdefault(tuple(values), []).append(new_id)
+    ids = [ids_by_key[tuple(row[i] for i in where)].pop() for row in rows]
+    if any(ids_by_key.values()):
+        raise AssertionError("RETURNING gave ids that match no inserted row")
+    return ids
 
 
 _EXECUTION_FIELDS = ("workflow", "external_id", "status", "started_at", "finished_at",
@@ -188,10 +208,10 @@ def _write_steps(execution_id: int, steps: list[tuple[int, StepIn]], replace: bo
 
 
 def _insert_step_rows(rows: list[tuple], payloads: list[tuple]) -> None:
-    ids = _bulk_insert(Step, _STEP_FIELDS, rows, returning=True)
+    ids = _insert_returning_ids(Step, _STEP_FIELDS, rows, key=("execution", "position"))
     _bulk_insert(StepPayload, ("step", "input", "output", "error", "logs"),
-                 [(step_id, *texts) for step_id, texts in zip(ids, payloads)
-                  if texts != _NO_STEP_TEXT], returning=False)
+                 [(step_id, *texts) for step_id, texts in zip(ids, payloads, strict=True)
+                  if texts != _NO_STEP_TEXT])
 
 
 def _refresh_step_summary(execution_id: int) -> None:
@@ -259,11 +279,13 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
         new_items.append((item, steps))
         new_index.append(index)
 
-    changes: list[Change] = list(zip((before for before, _ in reposts),
-                                     _update_existing(reposts, now, texts)))
-    ids = _bulk_insert(Execution, _EXECUTION_FIELDS, new_rows, returning=True)
+    changes: list[Change] = list(zip([before for before, _ in reposts],
+                                     _update_existing(reposts, now, texts), strict=True))
+    # Matched by every column inserted: runs without an external id share a key otherwise.
+    ids = _insert_returning_ids(Execution, _EXECUTION_FIELDS, new_rows, key=_EXECUTION_FIELDS)
     payload_rows, step_rows, step_payloads = [], [], []
-    for execution_id, row, (item, steps), index in zip(ids, new_rows, new_items, new_index):
+    for execution_id, row, (item, steps), index in zip(ids, new_rows, new_items, new_index,
+                                                       strict=True):
         results[index] = (execution_id, True)
         workflow_id, _, status, started, finished, duration = row[:6]
         changes.append((None, RunState(execution_id, workflow_id, status, started, finished,
@@ -274,8 +296,7 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
         rows, payloads = _step_rows(execution_id, steps, texts)
         step_rows.extend(rows)
         step_payloads.extend(payloads)
-    _bulk_insert(ExecutionPayload, ("execution", *_PAYLOAD_FIELDS), payload_rows,
-                 returning=False)
+    _bulk_insert(ExecutionPayload, ("execution", *_PAYLOAD_FIELDS), payload_rows)
     _insert_step_rows(step_rows, step_payloads)
     _run_hooks(changes)
     return results  # type: ignore[return-value]
@@ -393,7 +414,8 @@ def _step_changes(execution_id: int, steps: list[StepIn], known: dict[int, tuple
     they replace; and the run's step count and first failed step once they are in."""
     statuses = {position: kept[1][_STATUS] for position, kept in known.items()}
     rows, payloads, replaced = [], [], []
-    for row, step_texts in zip(*_step_rows(execution_id, _positioned(steps, 0), texts)):
+    rows_sent, texts_sent = _step_rows(execution_id, _positioned(steps, 0), texts)
+    for row, step_texts in zip(rows_sent, texts_sent, strict=True):
         kept = known.get(row[_POSITION])
         statuses[row[_POSITION]] = row[_STATUS]
         if kept is not None and kept[1:] == (row, step_texts):
@@ -424,7 +446,8 @@ def _plan_repost(before: RunState, item: ExecutionIn, row: dict, texts: Texts) -
               "duration_ms": _duration(started, finished)}
     if "error" in sent or replaced:
         values.update(_error_columns(item.error))
-    payload = {name: text for name, text in zip(_PAYLOAD_FIELDS, texts[id(item)])
+    payload = {name: text
+               for name, text in zip(_PAYLOAD_FIELDS, texts[id(item)], strict=True)
                if name in sent or (replaced and name == "error")}
     after = RunState(before.id, before.workflow_id, item.status, started, finished,
                      values["duration_ms"])

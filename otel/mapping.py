@@ -223,7 +223,7 @@ def validated(spans: list[tuple[Span, str, dict]], root: bool,
     except ValidationError:
         models = [None] * len(spans)
     mapped = []
-    for (span, trace_hex, fields), model in zip(spans, models):
+    for (span, trace_hex, fields), model in zip(spans, models, strict=True):
         if model is None:
             try:
                 model = (ExecutionIn if root else StepIn).model_validate(fields)

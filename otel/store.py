@@ -59,7 +59,7 @@ class _Kept:
         """(start, span id, is root, run or step) of each span, read back by its schema."""
         models = [*_RUNS.validate_json(self.roots), *_STEPS.validate_json(self.steps)]
         return [(start_ns, span_id, bool(root), model)
-                for (span_id, root, start_ns), model in zip(self.keys, models)]
+                for (span_id, root, start_ns), model in zip(self.keys, models, strict=True)]
 
 
 _RUNS = TypeAdapter(list[ExecutionIn])

@@ -203,7 +203,9 @@ def test_re_sending_a_batch_takes_a_few_statements_whatever_its_size(api, monkey
 
         counts[size] = [_statements(monkeypatch, post(body))
                         for body in (batch, batch, changed)]
-    assert counts[60] == counts[15], counts
+    # (A first send may take a statement more for a larger batch: runs that land behind
+    # others in their workflow are marked for the alert scan.)
+    assert counts[60][1:] == counts[15][1:], counts
     new, again, changed = counts[60]
     assert again <= new + 10 and changed <= new + 10, counts
 

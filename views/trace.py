@@ -98,7 +98,7 @@ def waterfall(execution: ExecutionDetail, bars: list[Bar],
     height = min(max(rows * 14, 28), max_height_px)
     segments: dict[str, list[str]] = {}
     failed_y = None
-    for index, (step, bar) in enumerate(zip(execution.steps, bars)):
+    for index, (step, bar) in enumerate(zip(execution.steps, bars, strict=True)):
         if step.position == execution.failed_step:
             failed_y = index
         if bar.offset is None:

@@ -87,7 +87,7 @@ class _Row:
     __slots__ = _ROW + _SETTING_COLUMNS
 
     def __init__(self, values):
-        for name, value in zip(self.__slots__, values):
+        for name, value in zip(self.__slots__, values, strict=True):
             setattr(self, name, value)
         self.late = bool(self.late)
 
