@@ -325,6 +325,13 @@ def _existing_by_key(keys: list[tuple[int, str]]) -> dict[tuple[int, str], RunSt
     return found
 
 
+def stored_start_conflict() -> InputError:
+    """409: a finished_at before the stored run's start. The body alone is good; it is the
+    run as stored that it does not fit (RFC 9110's conflict with the resource's state)."""
+    return InputError("finished_at: finished_at is before the run's started_at",
+                      "finished_at", "conflict", 409)
+
+
 def _update_existing(before: RunState, item: ExecutionIn, now, texts: Texts) -> RunState:
     """Apply a re-post of a known run: sent fields overwrite, unsent ones stay."""
     sent = item.model_fields_set
@@ -334,7 +341,7 @@ def _update_existing(before: RunState, item: ExecutionIn, now, texts: Texts) -> 
     if "finished_at" in sent:
         finished = to_micros(item.finished_at) if item.finished_at else None
     if finished is not None and finished < started:
-        raise InputError("finished_at: finished_at is before started_at", "finished_at")
+        raise stored_start_conflict()
     replaced = _replaces_timeout(before, item.status, sent)
     if replaced and item.status not in FINISHED_STATUSES and "finished_at" not in sent:
         finished = None
@@ -386,14 +393,11 @@ def patch_execution(execution_id: int, patch: ExecutionPatch, *,
         values: dict = {"updated_at": now}
         status, finished = before.status, before.finished_at
         if "status" in sent:
-            if patch.status is None:
-                raise InputError("status: may not be null", "status")
             status = values["status"] = patch.status
         if "finished_at" in sent:
             finished = to_micros(patch.finished_at) if patch.finished_at else None
             if finished is not None and finished < before.started_at:
-                raise InputError("finished_at: finished_at is before started_at",
-                                 "finished_at")
+                raise stored_start_conflict()
             values["finished_at"] = finished
             values["duration_ms"] = _duration(before.started_at, finished)
         replaced = _replaces_timeout(before, status, sent)

@@ -275,7 +275,8 @@ REQUEST_CONTENT = {
     JSON: {"schema": {
         "type": "object", "description": "An ExportTraceServiceRequest in the OTLP JSON "
         "encoding (trace and span ids in hex, enums as integers).",
-        "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}}}},
+        "properties": {"resourceSpans": {"type": ["array", "null"],  # null: none, as in JSON
+                                         "items": {"type": "object"}}}}},  # for protobuf
 }
 RESPONSE_CONTENT = {
     PROTOBUF: _PROTOBUF_BODY,
