@@ -28,7 +28,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationIn
                       field_validator)
 from standardwebhooks import Webhook
 
-from models.inputs import CONTROL, control_character
+from models.inputs import CONTROL, CONTROL_CLASS, control_character
 from models.payloads import mask, mask_url
 
 from .config import ALLOW_PRIVATE, AlertConfig
@@ -40,6 +40,19 @@ _mail_templates = Environment(loader=FileSystemLoader(TEMPLATES),
                               autoescape=select_autoescape(["html"]), trim_blocks=True,
                               lstrip_blocks=True)
 ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+$")
+# What the API document says of an address and a webhook URL: the address as ADDRESS
+# reads it after stripping, without control characters; a URL narrower than `_http_url`
+# takes (ASCII host, port 1-65535, no spaces), so that what the document allows is taken.
+ADDRESS_PATTERN = (f'^\\s*[^@\\s<>,;"{CONTROL_CLASS}]+@[^@\\s<>,;"{CONTROL_CLASS}]+'
+                   f'\\.[^@\\s<>,;".{CONTROL_CLASS}]+\\s*$')
+_PORT = "[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]"
+# `whsec_` and base64 of 16 to 64 bytes (`_valid_secret`), or nothing (a new secret is made).
+_B64 = "[A-Za-z0-9+/]"
+_TAIL1, _TAIL2 = f"{_B64}{{2}}==", f"{_B64}{{3}}="
+SECRET_PATTERN = (f"^\\s*(?:whsec_(?:{_B64}{{20}}(?:{_TAIL1}|{_TAIL2})"
+                  f"|{_B64}{{24}}(?:{_B64}{{4}}){{0,14}}(?:{_TAIL1}|{_TAIL2})?"
+                  f"|{_B64}{{84}}(?:{_TAIL1})?))?\\s*$")
+URL_PATTERN = f"^https?://[A-Za-z0-9.-]*[A-Za-z0-9][A-Za-z0-9.-]*(?::(?:{_PORT}))?(?:[/?#][!-~]*)?$"
 SECRET_PREFIX = "whsec_"
 ADDRESS_SEPARATORS = re.compile(r"[\s,;]+")
 
@@ -94,14 +107,19 @@ class _ChannelOptions(BaseModel):
 
 class EmailOptions(_ChannelOptions):
     type: Literal["email"]
-    to: Annotated[list[Annotated[str, AfterValidator(_address)]],
+    to: Annotated[list[Annotated[str, Field(json_schema_extra={
+        "pattern": ADDRESS_PATTERN, "maxLength": 254}), AfterValidator(_address)]],
                   Field(min_length=1, max_length=20)]
 
 
 class WebhookOptions(_ChannelOptions):
     type: Literal["webhook"]
-    url: Annotated[str, Field(max_length=2000), AfterValidator(_http_url)]
-    secret: Annotated[str | None, Field(validate_default=True)] = None
+    url: Annotated[str, Field(max_length=2000, description=(
+        "http(s); a host that is localhost or a private address only with "
+        "RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true"), json_schema_extra={"pattern": URL_PATTERN}),
+                   AfterValidator(_http_url)]
+    secret: Annotated[str | None, Field(validate_default=True, json_schema_extra={
+        "pattern": SECRET_PATTERN})] = None
 
     @field_validator("secret")
     @classmethod

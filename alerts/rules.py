@@ -72,13 +72,10 @@ def update_rule(rule_id: int, patch: RulePatch) -> AlertRule | None:
         for field, column in (("workflow", "workflow_name"), ("threshold", "threshold"),
                               ("enabled", "enabled"), ("notify_recovery", "notify_recovery")):
             if field in sent:
-                value = getattr(patch, field)
-                if value is None and field != "workflow":
-                    raise InputError(f"{field}: may not be null", field)
-                setattr(rule, column, value)
+                setattr(rule, column, getattr(patch, field))
         rule.updated_at = utcnow()
         rule.save()
-        if "channels" in sent and patch.channels is not None:
+        if "channels" in sent:
             _write_channels(rule.id, patch.channels)
         _mark_covered(rule)
     return rule

@@ -6,13 +6,14 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models.schemas import Answer, InputError, Name
+from models.inputs import whole
+from models.schemas import Answer, InputError, Name, left_out
 
 from .channels import CHANNELS
 from .models import KINDS, NOTICE_STATES
 
 MAX_CHANNELS = 20
-Threshold = Annotated[int, Field(ge=1, le=1000)]
+Threshold = whole(1, 1000)
 ChannelIn = Annotated[Union[tuple(kind.Options for kind in CHANNELS.values())],
                       Field(discriminator="type")]
 Channels = Annotated[list[ChannelIn], Field(min_length=1, max_length=MAX_CHANNELS)]
@@ -36,10 +37,10 @@ class RulePatch(_Strict):
     """A change to a rule: only the fields sent change; `channels` replaces the list."""
 
     workflow: Name | None = None
-    threshold: Threshold | None = None
-    channels: Channels | None = None
-    enabled: bool | None = None
-    notify_recovery: bool | None = None
+    threshold: Threshold = left_out()
+    channels: Channels = left_out()
+    enabled: bool = left_out()
+    notify_recovery: bool = left_out()
 
 
 def field_of(loc: tuple) -> str | None:

@@ -347,6 +347,13 @@ def _existing_by_key(keys: list[tuple[int, str]]) -> dict[tuple[int, str], RunSt
     return found
 
 
+def stored_start_conflict() -> InputError:
+    """409: a finished_at before the stored run's start. The body alone is good; it is the
+    run as stored that it does not fit (RFC 9110's conflict with the resource's state)."""
+    return InputError("finished_at: finished_at is before the run's started_at",
+                      "finished_at", "conflict", 409)
+
+
 @dataclass
 class _Repost:
     """What a re-post of a known run writes, next to what is stored."""
@@ -438,7 +445,7 @@ def _plan_repost(before: RunState, item: ExecutionIn, row: dict, texts: Texts) -
     if "finished_at" in sent:
         finished = to_micros(item.finished_at) if item.finished_at else None
     if finished is not None and finished < started:
-        raise InputError("finished_at: finished_at is before started_at", "finished_at")
+        raise stored_start_conflict()
     replaced = _timeout_replaced(before, row[_COLUMN["error_type"]], item.status, sent)
     if replaced and item.status not in FINISHED_STATUSES and "finished_at" not in sent:
         finished = None
@@ -574,14 +581,11 @@ def patch_execution(execution_id: int, patch: ExecutionPatch, *,
         values: dict = {"updated_at": now}
         status, finished = before.status, before.finished_at
         if "status" in sent:
-            if patch.status is None:
-                raise InputError("status: may not be null", "status")
             status = values["status"] = patch.status
         if "finished_at" in sent:
             finished = to_micros(patch.finished_at) if patch.finished_at else None
             if finished is not None and finished < before.started_at:
-                raise InputError("finished_at: finished_at is before started_at",
-                                 "finished_at")
+                raise stored_start_conflict()
             values["finished_at"] = finished
             values["duration_ms"] = _duration(before.started_at, finished)
         replaced = _replaces_timeout(before, status, sent)

@@ -6,19 +6,22 @@ ASCII digits, and ids the database can hold.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from math import isfinite
 import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Any
+from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 UTC = timezone.utc
 MAX_NAME = 200
 # Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: each of
 # them breaks a line somewhere (an e-mail subject, a log line, a terminal).
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL_CLASS = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029"  # as a pattern writes them
+CONTROL = re.compile(f"[{CONTROL_CLASS}]")
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_AHEAD = timedelta(hours=24)  # how far after the time of receipt a reported time may be
 EARLIEST_QUERY_DATE = date(1970, 1, 1)
@@ -97,16 +100,58 @@ def _accepted_time(value: datetime) -> datetime:
     return value
 
 
+# What the validators below enforce, as the API document states it (JSON Schema patterns).
+PLAIN_PATTERN = f"^[^{CONTROL_CLASS}]*$"
+NO_NUL_PATTERN = "^[^\\x00]*$"
+TIME_RANGE = ("From 1970-01-01T00:00:00Z to 24 hours after the time of receipt; without an "
+              "offset, UTC.")
 # A name (workflow, step, external id, an alert rule's workflow): 1-200 characters, any
 # Unicode but control characters and line breaks.
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_plain_name)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME,
+                            json_schema_extra={"pattern": PLAIN_PATTERN}),
+                 AfterValidator(_plain_name)]
 # Free text (error messages, stack traces, logs, actions): anything but NUL, which
 # PostgreSQL cannot store in text.
-Text = Annotated[str, AfterValidator(_no_nul)]
+Text = Annotated[str, Field(json_schema_extra={"pattern": NO_NUL_PATTERN}),
+                 AfterValidator(_no_nul)]
+def _integral(value: Any) -> Any:
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+def whole(low: int, high: int) -> Any:
+    """A whole number from `low` to `high`. JSON Schema counts 2.0 as an integer too (some
+    JSON writers put numbers so): it is taken as 2; 2.5 is refused."""
+    return Annotated[int, Field(ge=low, le=high), BeforeValidator(_integral)]
+
+
 # A reported time: aware, in UTC, from 1970-01-01 to 24 hours after the time of receipt.
-Timestamp = Annotated[datetime, AfterValidator(_accepted_time)]
+Timestamp = Annotated[datetime, Field(description=TIME_RANGE), AfterValidator(_accepted_time)]
 # Any JSON value with finite numbers only, so what is stored is served back as valid JSON.
 Payload = Annotated[Any, AfterValidator(_finite)]
+
+
+@lru_cache(maxsize=1)
+def zone_names() -> frozenset[str]:
+    """The IANA zone names this system knows: the only ones a `tz` or `timezone` takes."""
+    return frozenset(available_timezones()) | {"UTC"}
+
+
+def _alternatives(names: list[str]) -> str:
+    """A pattern matching exactly `names`, grouped by their leading parts
+    (`Europe/(?:Berlin|Paris)`): far shorter than the list, and as exact."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        head, slash, rest = name.partition("/")
+        groups.setdefault(head + slash, []).append(rest)
+    return "|".join(head.replace("+", "\\+") if not head.endswith("/")
+                    else f"{head}(?:{_alternatives(rest)})" for head, rest in groups.items())
+
+
+# An IANA zone name. The document states the names as one pattern rather than a list of
+# some 600 (a list would be tried value by value by any tool that covers a document).
+TimeZone = Annotated[str, Field(max_length=64), WithJsonSchema({
+    "type": "string", "pattern": f"^(?:{_alternatives(list(zone_names()))})$",
+    "description": "An IANA time zone name, e.g. Europe/Berlin or UTC."})]
 
 
 def whole_number(text: str | None, low: int, high: int) -> int | None:
@@ -126,6 +171,7 @@ def query_date_in_range(day: date) -> bool:
     return EARLIEST_QUERY_DATE <= day <= LATEST_QUERY_DATE
 
 
-__all__ = ["Name", "Text", "Timestamp", "Payload", "control_character", "non_finite",
-           "whole_number", "query_date_in_range", "latest_accepted_time", "MAX_ID", "MAX_POSITION",
-           "MAX_NAME", "EARLIEST_TIME", "EARLIEST_QUERY_DATE", "LATEST_QUERY_DATE"]
+__all__ = ["CONTROL_CLASS", "whole", "Name", "Text", "Timestamp", "Payload", "TimeZone", "zone_names",
+           "control_character", "non_finite", "whole_number", "query_date_in_range",
+           "latest_accepted_time", "MAX_ID", "MAX_POSITION", "MAX_NAME", "EARLIEST_TIME",
+           "EARLIEST_QUERY_DATE", "LATEST_QUERY_DATE"]

@@ -9,7 +9,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
-from .inputs import MAX_POSITION, Name, Payload, Text, Timestamp
+from .inputs import MAX_POSITION, Name, Payload, Text, Timestamp, whole
 
 Status = Literal["pending", "running", "success", "failure"]
 MAX_BATCH = 1000
@@ -65,7 +65,7 @@ def _check_order(started: datetime | None, finished: datetime | None) -> None:
 
 
 class StepIn(Strict):
-    position: Annotated[int, Field(ge=0, le=MAX_POSITION)] | None = None
+    position: whole(0, MAX_POSITION) | None = None
     name: Name
     action: Annotated[Text, Field(max_length=200)] | None = None
     status: Status | None = None
@@ -120,8 +120,18 @@ class BatchIn(Strict):
                                                    fail_fast=True)]
 
 
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)
+
+
+def left_out() -> Any:
+    """A PATCH field that may be left out (then nothing changes) but never sent as null:
+    pydantic does not validate the default, and the document shows no `default: null`."""
+    return Field(None, json_schema_extra=_no_default)
+
+
 class ExecutionPatch(Strict):
-    status: Status | None = None
+    status: Status = left_out()
     finished_at: Timestamp | None = None
     error: ErrorIn | None = None
     output: Payload = None

@@ -8,6 +8,7 @@ an `ExportTraceServiceResponse`, or a `google.rpc.Status` for every error.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import zlib
 from dataclasses import dataclass
@@ -112,13 +113,58 @@ def parse(body: bytes, encoding: str) -> ExportTraceServiceRequest:
             raise BadRequest("The body is not valid JSON.") from None
         if not isinstance(document, dict):
             raise BadRequest("The body must be a JSON object (an ExportTraceServiceRequest).")
-        _ids_from_hex(document)
         try:
+            _check_shapes(document, request.DESCRIPTOR, "")
+            _ids_from_hex(document)
             json_format.ParseDict(document, request, ignore_unknown_fields=True)
+        except BadRequest:
+            raise
         except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
-            raise BadRequest(f"The body is not an ExportTraceServiceRequest: {exc}") from None
+            raise BadRequest(f"{_NOT_AN_EXPORT}: {exc}") from None
     check_ids(request)
     return request
+
+
+_NOT_AN_EXPORT = "The body is not an ExportTraceServiceRequest"
+
+
+def _check_shapes(value: dict, descriptor, where: str) -> None:
+    """Refuse anything but an object where the message holds a message, at any depth: the
+    protobuf parser, told to skip unknown fields, reads a string there as names of fields
+    it does not know, so `"resourceSpans": ["text"]` would pass as one empty message."""
+    fields = _message_fields(descriptor)
+    for name, item in value.items():
+        if item is None or name not in fields:
+            continue  # null, a scalar or an unknown (skipped) field: the parser's own checks
+        kind, repeated, is_map = fields[name]
+        path = f"{where}.{name}" if where else name
+        elements = [(path, item)]
+        if repeated:
+            if not isinstance(item, list):
+                raise BadRequest(f"{_NOT_AN_EXPORT}: {path} must be a list of {kind.name} "
+                                 "objects.", field=path)
+            elements = [(f"{path}[{n}]", each) for n, each in enumerate(item)
+                        if each is not None]  # null in a list: the parser names it
+        for at, element in elements:
+            if not isinstance(element, dict):
+                raise BadRequest(f"{_NOT_AN_EXPORT}: {at} must be an object ({kind.name}), "
+                                 f"not {json.dumps(element)[:80]}.", field=at)
+            if not is_map:
+                _check_shapes(element, kind, at)
+
+
+@functools.cache
+def _message_fields(descriptor) -> dict[str, tuple]:
+    """A message's fields that hold messages, by both their JSON and .proto names: (the
+    message type, whether a list, whether a map)."""
+    found = {}
+    for field in descriptor.fields:
+        kind = field.message_type
+        if kind is not None:
+            is_map = kind.GetOptions().map_entry
+            found[field.json_name] = found[field.name] = (kind, field.is_repeated and not is_map,
+                                                          is_map)
+    return found
 
 
 # Where OTLP JSON holds ids, by message: field names as the JSON mapping writes them, and as
@@ -247,7 +293,8 @@ REQUEST_CONTENT = {
     JSON: {"schema": {
         "type": "object", "description": "An ExportTraceServiceRequest in the OTLP JSON "
         "encoding (trace and span ids in hex, enums as integers).",
-        "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}}}},
+        "properties": {"resourceSpans": {"type": ["array", "null"],  # null: none, as in JSON
+                                         "items": {"type": "object"}}}}},  # for protobuf
 }
 RESPONSE_CONTENT = {
     PROTOBUF: _PROTOBUF_BODY,

@@ -89,6 +89,8 @@ def test_a_body_that_is_not_a_json_object_is_refused(api, db, body):
 @pytest.mark.parametrize("body, field", [
     ({"threshold": None}, "threshold"), ({"threshold": 0}, "threshold"),
     ({"channels": []}, "channels"), ({"enabled": None}, "enabled"),
+    ({"channels": None}, "channels"), ({"notify_recovery": None}, "notify_recovery"),
+    ({"threshold": 2.5}, "threshold"),
 ])
 def test_a_bad_change_is_refused_and_the_rule_stays_as_it_was(api, db, body, field):
     rule = api.post(API, json={"threshold": 3, "channels": [EMAIL]}).json
@@ -96,6 +98,15 @@ def test_a_bad_change_is_refused_and_the_rule_stays_as_it_was(api, db, body, fie
     assert response.status_code == 400
     assert response.json["error"]["field"] == field
     assert api.get(f"{API}/{rule['id']}").json == rule
+
+
+def test_a_whole_number_written_with_a_fraction_of_zero_is_that_number(api, db):
+    """JSON Schema, and so the API document, counts 3.0 as an integer."""
+    rule = api.post(API, json={"threshold": 3.0, "channels": [EMAIL]})
+    assert rule.status_code == 201, rule.text
+    assert rule.json["threshold"] == 3
+    changed = api.patch(f"{API}/{rule.json['id']}", json={"threshold": 4.0})
+    assert changed.status_code == 200 and changed.json["threshold"] == 4
 
 
 @ALERT_003

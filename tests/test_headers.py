@@ -70,3 +70,23 @@ def test_a_form_token_expires(client, logged_in):
     response = client.post("/settings/tokens", data={"name": "late", "scopes": ["read"], "csrf_token": token})
     assert response.status_code == 400
     assert "expired" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("method, path, allowed", [
+    ("DELETE", "/api/ping", {"GET"}),
+    ("TRACE", "/api/automations/executions", {"GET", "POST"}),
+    ("PUT", "/api/automations/alerts/1", {"GET", "PATCH", "DELETE"}),
+    ("GET", "/v1/traces", {"POST"}),
+    ("GET", "/logout", {"POST"}),
+    ("GET", "/alerts/rules/1/delete", {"POST"}),
+])
+def test_a_method_a_url_does_not_answer_gets_405_with_the_ones_it_does(
+        logged_in, api, method, path, allowed):
+    """RFC 9110: a 405 carries `Allow`, on pages (a session) and the API (a token) alike."""
+    caller = api.client if path.startswith(("/api/", "/v1/")) else logged_in
+    headers = api.headers if caller is api.client else {}
+    response = caller.open(path, method=method, headers=headers)
+    assert response.status_code == 405, response.text
+    listed = {m.strip() for m in response.headers["Allow"].split(",")}
+    assert allowed <= listed <= allowed | {"HEAD", "OPTIONS"}
+    assert method not in listed

@@ -121,8 +121,10 @@ def test_a_batch_whose_item_fails_in_the_database_stores_nothing(api, db):
             {"workflow": "w", "external_id": "x", "status": "success",
              "finished_at": "2026-01-01T00:00:00Z"}]
     response = api.post(f"{URL}/batch", json={"executions": runs})
-    assert response.status_code == 400
-    assert response.json["error"]["field"] == "finished_at"
+    assert response.status_code == 409
+    assert response.json["error"] == {
+        "code": "conflict", "field": "finished_at",
+        "message": "finished_at: finished_at is before the run's started_at"}
     assert table_counts() == before
 
 
@@ -216,18 +218,19 @@ def test_patch_finishes_a_run(api):
     assert response.json["error_message"] == "boom"
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"status": "nope"}, "status"),
-    ({"status": None}, "status"),
-    ({"finished_at": "2026-11-24T09:00:00Z"}, "finished_at"),
-    ({"workflow": "renamed"}, "workflow"),
-    ({"finished_at": "soon"}, "finished_at"),
+@pytest.mark.parametrize("body, field, status", [
+    ({"status": "nope"}, "status", 400),
+    ({"status": None}, "status", 400),
+    # a good body that does not fit the run as stored: a conflict with its state
+    ({"finished_at": "2026-11-24T09:00:00Z"}, "finished_at", 409),
+    ({"workflow": "renamed"}, "workflow", 400),
+    ({"finished_at": "soon"}, "finished_at", 400),
 ])
-def test_a_bad_patch_changes_nothing(api, db, body, field):
+def test_a_bad_patch_changes_nothing(api, db, body, field, status):
     created = api.post(URL, json={"workflow": "w", "status": "running",
                                   "started_at": "2026-11-24T10:00:00Z"}).json
     response = api.patch(f"{URL}/{created['id']}", json=body)
-    assert response.status_code == 400
+    assert response.status_code == status
     assert response.json["error"]["field"] == field
     row = Execution.get_by_id(created["id"])
     assert (row.status, row.finished_at) == ("running", None)

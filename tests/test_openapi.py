@@ -3,21 +3,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import traceback
+import re
+from pathlib import Path
 
-import hypothesis
 import pytest
 import schemathesis
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
-from schemathesis.checks import not_a_server_error
-from schemathesis.core.failures import FailureGroup
-from schemathesis.pytest.lazy import get_all_tests
-from schemathesis.specs.openapi.checks import (content_type_conformance,
-                                               response_headers_conformance,
-                                               response_schema_conformance,
-                                               status_code_conformance)
+from schemathesis.config import SchemathesisConfig
+from schemathesis.core import hooks
+from schemathesis.engine import Status, events, from_schema
+from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
 
 from alerts import notices
 from alerts.schemas import RuleIn
@@ -136,6 +132,49 @@ def test_the_history_parameters_are_the_ones_its_parser_declares(document):
     assert params["sort"]["schema"]["enum"] == list(filters.SORTS)
 
 
+def test_a_patch_documents_which_fields_may_be_null(document):
+    """A client built from the document never sends the null the server refuses: a field
+    that may be left out but not be null has neither null nor a null default."""
+    schemas = document["components"]["schemas"]
+
+    def admits_null(schema: dict) -> bool:
+        return {"type": "null"} in schema.get("anyOf", []) or not (
+            {"type", "anyOf", "$ref", "enum"} & set(schema))  # any JSON value
+
+    nullable = {name: {prop for prop, schema in schemas[name]["properties"].items()
+                       if admits_null(schema)}
+                for name in ("ExecutionPatch", "RulePatch", "SettingsIn")}
+    assert nullable == {"ExecutionPatch": {"finished_at", "error", "output"},
+                        "RulePatch": {"workflow"},
+                        "SettingsIn": {"schedule", "max_duration_seconds", "description"}}
+    for name in ("ExecutionPatch", "RulePatch"):
+        for prop, schema in schemas[name]["properties"].items():
+            assert prop in nullable[name] or "default" not in schema, (name, prop)
+
+
+def test_an_empty_query_parameter_is_documented_and_read_as_none_given(document, api):
+    for method, path, op in _operations(document):
+        if method != "GET" or "{" in path:
+            continue
+        for param in op.get("parameters", []):
+            if param["in"] != "query" or "content" in param:
+                continue
+            assert param["allowEmptyValue"] is True, (path, param["name"])
+            response = api.get(f"{path}?{param['name']}=")
+            assert response.status_code == 200, (path, param["name"], response.text)
+
+
+def test_the_zone_pattern_is_exactly_the_zones_taken(document):
+    from models.inputs import zone_names
+    params = _query(document, "/api/automations/executions")
+    pattern = re.compile(params["tz"]["schema"]["pattern"])
+    assert all(pattern.match(zone) for zone in zone_names())
+    for other in ("posix/Europe/Berlin", "Europe", "europe/berlin", "Europe/Berlin/", ""):
+        assert not pattern.match(other), other
+    settings = document["components"]["schemas"]["SettingsIn"]["properties"]["timezone"]
+    assert settings["pattern"] == params["tz"]["schema"]["pattern"]
+
+
 def test_the_parser_reads_the_names_it_declares(api):
     """Each declared single-valued parameter given twice is refused by name."""
     for name in filters.SINGLE_VALUED:
@@ -222,35 +261,18 @@ def test_real_answers_match_their_schemas(document, api):
 
 
 # --- Fuzzing: the API held to its document ---------------------------------------------------
-# A short run is part of the suite; `python -m benchmarks.fuzz` runs this same test with
-# RUNWATCH_FUZZ_EXAMPLES examples per operation and RUNWATCH_FUZZ_REPORT naming a file,
-# where every example is written down and a failure does not stop the run.
+# schemathesis' engine, as `schemathesis run` drives it, with every check (`--checks all`:
+# answers as documented, good input accepted and bad refused, an unsupported method 405 with
+# `Allow`, no answer without credentials, deleted things gone, created ones there) and the
+# settings of tests/schemathesis.toml, against a server process on the test's database.
+# `python -m benchmarks.fuzz` runs this same test with RUNWATCH_FUZZ_EXAMPLES examples per
+# operation and RUNWATCH_FUZZ_REPORT naming a file where every example is written down.
 
-EXAMPLES = int(os.environ.get("RUNWATCH_FUZZ_EXAMPLES", "20"))
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+# Random examples per operation: few in the suite (the coverage phase's boundary values and
+# wrong types, some 1,700 requests, already make most of its time), many in the benchmark.
+EXAMPLES = int(os.environ.get("RUNWATCH_FUZZ_EXAMPLES", "5"))
 REPORT = os.environ.get("RUNWATCH_FUZZ_REPORT")
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance, response_headers_conformance]
-
-
-@pytest.fixture
-def loopback_only(monkeypatch):
-    """Refuse, inside this process, any connection or name lookup beyond 127.0.0.1: the
-    fuzzer makes up webhook addresses, and nothing it makes up may leave the machine."""
-    lookup, connect = socket.getaddrinfo, socket.socket.connect
-
-    def local_lookup(host, *args, **kwargs):
-        if host not in ("127.0.0.1", "localhost", "::1", None):
-            raise socket.gaierror(socket.EAI_NONAME, f"{host}: not looked up in tests")
-        return lookup(host, *args, **kwargs)
-
-    def local_connect(sock, address):
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in (
-                "127.0.0.1", "::1"):
-            raise ConnectionRefusedError(f"{address[0]}: tests connect to 127.0.0.1 only")
-        return connect(sock, address)
-
-    monkeypatch.setattr(socket, "getaddrinfo", local_lookup)
-    monkeypatch.setattr(socket.socket, "connect", local_connect)
 
 
 def seed(api, hook_url: str) -> None:
@@ -270,81 +292,89 @@ def seed(api, hook_url: str) -> None:
         assert api.post(f"/api/automations/alerts/{rule.json['id']}/test").status_code == 200
 
 
-def local_webhooks(case, hook_url: str) -> None:
-    """Point every webhook the fuzzer made up at the receiver on 127.0.0.1."""
-    body = case.body
-    if case.path.startswith("/api/automations/alerts") and isinstance(body, dict) \
-            and isinstance(body.get("channels"), list):
-        for channel in body["channels"]:
-            if isinstance(channel, dict) and "url" in channel:
-                channel["url"] = hook_url
+@pytest.fixture
+def local_webhooks(receiver):
+    """A `before_call` hook, while the test runs, that points every webhook the fuzzer made
+    up at the receiver on 127.0.0.1: the server sends test notices to a rule's webhooks,
+    and nothing it sends may leave the machine."""
+    def point_at_receiver(context, case, kwargs) -> None:
+        body = case.body
+        if case.path.startswith("/api/automations/alerts") and isinstance(body, dict) \
+                and isinstance(body.get("channels"), list):
+            for channel in body["channels"]:
+                if isinstance(channel, dict) and "url" in channel:
+                    channel["url"] = receiver.url
+
+    schemathesis.hook("before_call")(point_at_receiver)
+    yield receiver
+    GLOBAL_HOOK_DISPATCHER.unregister(point_at_receiver)
 
 
-def test_the_api_keeps_to_its_document(app, api, receiver, backend, loopback_only):
-    """Every operation, with made-up input (schemathesis: explicit examples, boundary
-    values, then random ones): never a 5xx, and each answer's status, content type,
-    headers and body are the ones the document gives."""
-    seed(api, receiver.url)
-    schema = schemathesis.openapi.from_wsgi(DOCUMENT, app, headers=api.headers)
-    schema.config.update(headers=api.headers)
-    schema.config.generation.update(max_examples=EXAMPLES, with_security_parameters=False,
-                                    deterministic=REPORT is None, database="none")
-    app.logger.disabled = True  # an exception is told with its failing example instead
-
-    def check(case) -> None:
-        local_webhooks(case, receiver.url)
-        try:
-            # In process, an exception the app raises (a 500 behind a server) comes back
-            # raised, with the example that caused it.
-            response = case.call(headers=api.headers)
-            case.validate_response(response, checks=CHECKS, headers=api.headers)
-        except (Exception, BaseExceptionGroup) as exc:  # a FailureGroup is the latter
-            _write_down(case, backend, exc)
-            if REPORT is None:
-                raise
-            failing.append(case.operation.label)  # a long run goes on, and fails at the end
-        else:
-            _write_down(case, backend, None)
-
-    settings = hypothesis.settings(deadline=None, database=None,
-                                   suppress_health_check=list(hypothesis.HealthCheck))
-    failed, failing, operations = [], [], 0
-    for result in get_all_tests(schema=schema, test_func=check, settings=settings,
-                                given_kwargs={}):
-        operation, run = result.ok()  # an operation schemathesis cannot read raises here
-        operations += 1
-        try:
-            run()
-        except (Exception, BaseExceptionGroup) as exc:  # every operation runs; all fail
-            told = str(exc) if isinstance(exc, FailureGroup) else _described(exc)
-            failed.append(f"{operation.label}: {told}\n"
-                          + "\n".join(getattr(exc, "__notes__", [])))
-    # schemathesis leaves out the document's own route; every other one runs
-    assert operations == sum(len(methods_of(r)) for r in documented_rules(app)) - 1
-    assert not failed, f"{len(failed)} of {operations} operations break their document " \
-                       f"on {backend}:\n\n" + "\n\n".join(failed)
-    assert not failing, f"{len(failing)} failing examples on {backend} (see the report)"
+def contract_schema(url: str, token: str):
+    """The API document of the server at `url`, with tests/schemathesis.toml's settings and
+    hooks, the token, and the send and redeliver operations let in (`local_webhooks`)."""
+    config = SchemathesisConfig.from_path(CONFIG)
+    config.projects.default.operations.operations.clear()  # the send operations too
+    hooks.load_from_path(str(CONFIG.with_name("schemathesis_hooks.py")))
+    headers = {"Authorization": f"Bearer {token}"}
+    schema = schemathesis.openapi.from_url(f"{url}{DOCUMENT}", headers=headers, config=config)
+    schema.config.update(headers=headers, continue_on_failure=REPORT is not None)
+    schema.config.generation.update(max_examples=EXAMPLES)
+    return schema
 
 
-def _write_down(case, backend: str, failure: BaseException | None) -> None:
+def test_the_api_keeps_to_its_document(app, api, live_server, live_token, local_webhooks,
+                                       backend):
+    """Every operation, with made-up input (explicit examples, boundary values, random ones,
+    then sequences that use what one answer gives in the next request): every check of
+    schemathesis passes."""
+    seed(api, local_webhooks.url)
+    schema = contract_schema(live_server.url, live_token)
+    failures: dict[tuple, str] = {}
+    errors, operations, cases = [], set(), 0
+    for event in from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            recorder = event.recorder
+            for case_id, node in recorder.cases.items():
+                cases += 1
+                operations.add(node.value.operation.label)
+                failed = [check for check in recorder.checks.get(case_id, [])
+                          if check.status == Status.FAILURE]
+                _write_down(backend, node.value, failed)
+                for check in failed:
+                    title = check.failure_info.failure.title if check.failure_info else ""
+                    failures.setdefault((node.value.operation.label, check.name, title),
+                                        _example(node.value, recorder, case_id))
+        elif isinstance(event, (events.NonFatalError, events.FatalError)):
+            error = getattr(event, "value", None) or getattr(event, "exception", None)
+            errors.append(f"{getattr(event, 'label', '')}: {type(error).__name__}: {error}")
+    served = {f"{method} {openapi_path(rule)}" for rule in documented_rules(app)
+              for method in methods_of(rule)} - {f"GET {DOCUMENT}"}
+    assert operations >= served, sorted(served - operations)
+    assert not errors, "\n".join(errors)
+    assert not failures, f"{len(failures)} kinds of failure in {cases} cases on {backend}:\n\n" \
+        + "\n\n".join(f"{op}: {check} ({title})\n    {example}"
+                       for (op, check, title), example in sorted(failures.items()))
+    assert live_server.process.poll() is None, live_server.output()[-3000:]
+
+
+def _example(case, recorder, case_id: str) -> str:
+    """The failing request as a curl command, and what the server answered."""
+    interaction = recorder.interactions.get(case_id)
+    answer = ""
+    if interaction is not None and interaction.response is not None:
+        response = interaction.response
+        answer = f"\n    → {response.status_code} {(response.content or b'')[:300]!r}"
+    return case.as_curl_command(headers=dict(case.headers or {}))[:1500] + answer
+
+
+def _write_down(backend: str, case, failed: list) -> None:
     """One line per example in the report file (when the fuzz benchmark asks for one)."""
     if REPORT is None:
         return
-    line = {"backend": backend, "operation": case.operation.label, "failures": []}
-    if isinstance(failure, FailureGroup):
-        line["failures"] = sorted({each.title for each in failure.exceptions})
-    elif failure is not None:
-        line["failures"] = ["Server error (exception)"]
-        line["exception"] = _described(failure)
-    if failure is not None:
+    line = {"backend": backend, "operation": case.operation.label,
+            "failures": sorted({check.name for check in failed})}
+    if failed:
         line["example"] = case.as_curl_command(headers=dict(case.headers or {}))[:2000]
     with open(REPORT, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-
-
-def _described(exc: BaseException) -> str:
-    """An exception and the line of Runwatch's own code it came through last."""
-    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
-              if "site-packages" not in frame.filename]
-    where = f" at {os.path.relpath(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
-    return f"{type(exc).__name__}: {str(exc)[:300]}{where}"

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from typing import Callable
 
 import peewee
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from models.db import is_unavailable
@@ -86,11 +86,23 @@ def safe_next(target: str | None, default: str) -> str:
     return target
 
 
+def with_headers_of(exc: HTTPException, response: Response) -> Response:
+    """`response` with the headers `exc` asks for besides its own body's (a 405's `Allow`,
+    which RFC 9110 requires, listing the methods the URL answers)."""
+    for name, value in exc.get_headers():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
+
+
 def register_error_handlers(app: Flask) -> None:
     """JSON errors on the API; friendly pages elsewhere."""
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        return with_headers_of(exc, app.make_response(_http_error_body(exc)))
+
+    def _http_error_body(exc: HTTPException):
         if is_api_request() or is_token_only_request():
             code = (exc.name or "error").lower().replace(" ", "_")
             message = exc.description or exc.name

@@ -58,13 +58,18 @@ class Operation:
     error_content: dict | None = None
 
 
+STORED_START = ("`finished_at` is before the start of the run as stored (code `conflict`): "
+                "a run reported again, or changed, by its `external_id` or id.")
+
 # One entry per endpoint under DOCUMENTED_PREFIXES (OTLP's `POST /v1/traces` will be one line).
 OPERATIONS: dict[str, Operation] = {
     "auth.ping": Operation({200: Ping}),
     "openapi.document": Operation({200: {"type": "object", "required": ["openapi", "paths"]}}),
-    "ingest.create": Operation({201: ExecutionSummary, 200: ExecutionSummary}, ExecutionIn),
-    "ingest.create_batch": Operation({201: BatchAnswer}, BatchIn),
-    "ingest.update": Operation({200: ExecutionSummary}, ExecutionPatch),
+    "ingest.create": Operation({201: ExecutionSummary, 200: ExecutionSummary}, ExecutionIn,
+                               errors={409: STORED_START}),
+    "ingest.create_batch": Operation({201: BatchAnswer}, BatchIn, errors={409: STORED_START}),
+    "ingest.update": Operation({200: ExecutionSummary}, ExecutionPatch,
+                               errors={409: STORED_START}),
     "ingest.steps": Operation({200: ExecutionSummary}, StepsIn),
     "history.api_list": Operation({200: HistoryPage}, query=filters.PARAMETERS),
     "executions.api_detail": Operation({200: ExecutionAnswer}),
@@ -98,6 +103,8 @@ ERROR_MEANINGS = {
     404: "There is no such thing (code `not_found`).",
     413: "The request body is larger than `RUNWATCH_MAX_PAYLOAD_BYTES` allows, or carries "
          "more steps than `RUNWATCH_MAX_STEPS_PER_REQUEST` / `_PER_RUN` (code `too_many_steps`).",
+    414: "The query string is longer than the HTTP server in front takes (gunicorn: a request "
+         "line of 4094 bytes); its answer is its own.",
     503: "The database does not answer (code `unavailable`); try again after `Retry-After` "
          "seconds.",
 }
@@ -210,9 +217,12 @@ def _operation(app: Flask, rule: Rule, method: str, op: Operation, refs: dict) -
         errors.pop(404)
     if op.body is None:
         errors.pop(413)
+    if not op.query:
+        errors.pop(414)
     errors.update(op.errors)
     for status, meaning in sorted(errors.items()):
-        responses[str(status)] = _answer(meaning, ErrorDocument, refs)
+        responses[str(status)] = _answer(meaning, None if status == 414 else ErrorDocument,
+                                         refs)
         if op.error_content is not None:
             responses[str(status)]["content"] = op.error_content
     responses["401"]["headers"] = {"WWW-Authenticate": {
@@ -251,11 +261,15 @@ def _path_parameter(name: str, converter) -> dict:
 
 
 def _query_parameter(param: QueryParam) -> dict:
-    schema = _plain(TypeAdapter(param.type).json_schema(ref_template=REF))
+    schema = _plain(TypeAdapter(param.type).json_schema(ref_template=REF, by_alias=True))
     if param.repeated:
         schema = {"type": "array", "items": schema}
-    return {"name": param.name, "in": "query", "required": False,
-            "description": param.description, "schema": schema,
+    out = {"name": param.name, "in": "query", "required": False,
+           "description": param.description}
+    if param.group == "json":  # one JSON text
+        return {**out, "content": {"application/json": {"schema": schema}}}
+    # Every parser reads an empty value as none given (as an HTML form sends it).
+    return {**out, "allowEmptyValue": True, "schema": schema,
             **({"style": "form", "explode": True} if param.repeated else {})}
 
 

@@ -15,6 +15,8 @@ from otel.otlp import ENCODINGS, Answer, BadRequest, encoding_of, export_answer,
     parse, status_answer
 from otel.store import Limits, ingest
 
+from .common import with_headers_of
+
 bp = Blueprint("otlp", __name__)
 
 
@@ -72,11 +74,7 @@ def _http_error(exc: HTTPException):
     if exc.code == 413:
         message = (f"The request body is larger than {current_app.config['MAX_PAYLOAD_BYTES']} "
                    "bytes.")
-    response = _send(status_answer(exc.code or 500, message, _encoding()))
-    for name, value in exc.get_headers():
-        if name.lower() not in ("content-type", "content-length"):
-            response.headers[name] = value
-    return response
+    return with_headers_of(exc, _send(status_answer(exc.code or 500, message, _encoding())))
 
 
 @bp.after_request

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from cron_descriptor import get_description
+
+from models.inputs import zone_names
 
 UTC = timezone.utc
 FIELDS = 5
@@ -29,12 +31,6 @@ HORIZON = timedelta(days=366 * 5)  # a schedule must fire within five years of a
 
 class ScheduleError(ValueError):
     """A schedule or zone that cannot be used, with a message for people."""
-
-
-@lru_cache(maxsize=1)
-def zone_names() -> frozenset[str]:
-    """The IANA zone names this system knows."""
-    return frozenset(available_timezones()) | {"UTC"}
 
 
 def zone(name: str) -> ZoneInfo:

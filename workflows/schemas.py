@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
 from models.executions import STATUSES
-from models.inputs import Text
+from models.inputs import Text, TimeZone, whole
 from models.schemas import Answer, QueryParam, Strict
 
 from . import schedule as schedules
@@ -39,10 +39,13 @@ def _zone(value: str) -> str:
 class SettingsIn(Strict):
     """A workflow's settings; a PATCH sends the ones it changes."""
 
-    schedule: Annotated[str | None, AfterValidator(_schedule)] = None
-    timezone: Annotated[str, Field(max_length=64), AfterValidator(_zone)] = "UTC"
-    grace_seconds: Annotated[int, Field(ge=0, le=MAX_GRACE)] = 300
-    max_duration_seconds: Annotated[int, Field(ge=1, le=MAX_DURATION)] | None = None
+    schedule: Annotated[str | None, Field(description=(
+        "A 5-field cron expression (minute hour day-of-month month day-of-week) that fires at "
+        "least once in any five years, e.g. `*/5 * * * *`; null for none."),
+        json_schema_extra={"format": "cron"}), AfterValidator(_schedule)] = None
+    timezone: Annotated[TimeZone, AfterValidator(_zone)] = "UTC"
+    grace_seconds: whole(0, MAX_GRACE) = 300
+    max_duration_seconds: whole(1, MAX_DURATION) | None = None
     description: Annotated[Text, Field(max_length=MAX_DESCRIPTION)] | None = None
 
 
@@ -56,11 +59,12 @@ LIST_PARAMETERS = (
     QueryParam("cursor", str, "`next_cursor` of the previous page."),
 )
 DETAIL_PARAMETERS = (
-    QueryParam("from", str, "Start of the period: a date or date-time (default: 29 days "
-                            "before today, in `tz`)."),
-    QueryParam("to", str, "End of the period, inclusive (a date covers that whole day; "
-                          "default today)."),
-    QueryParam("tz", str, "IANA zone of the days and of `from`/`to` without an offset "
+    QueryParam("from", dt.date | datetime, "Start of the period: a date or date-time "
+               "(default: 29 days before today, in `tz`), from 1970-01-01 to 2100-01-01."),
+    QueryParam("to", dt.date | datetime, "End of the period, inclusive (a date covers that "
+               "whole day; default today), not before `from`. A period spans at most 400 "
+               "days."),
+    QueryParam("tz", TimeZone, "IANA zone of the days and of `from`/`to` without an offset "
                           "(default UTC)."),
 )
 
