@@ -16,7 +16,8 @@ from models.users import (MIN_PASSWORD_LENGTH, SCOPES, AccountError, authenticat
                           create_first_user, end_sessions, has_users)
 
 from .common import api_error, is_api_request, is_token_only_request, safe_next
-from .extensions import REMEMBER_DAYS, bearer_sent, csrf, limiter, retry_after_seconds
+from .extensions import (REMEMBER_DAYS, bearer_sent, csrf, limiter, reset_time,
+                         retry_after_seconds)
 
 bp = Blueprint("auth", __name__)
 
@@ -147,8 +148,8 @@ def _email_key() -> str:
 
 def _login_throttled(limit: RequestLimit) -> Response:
     """The login form again, with when to try again, as 429 with Retry-After."""
-    seconds = retry_after_seconds(limit.reset_at)
-    at = datetime.fromtimestamp(limit.reset_at, timezone.utc).strftime("%H:%M:%S")
+    seconds = retry_after_seconds(reset_time(limit))
+    at = datetime.fromtimestamp(reset_time(limit), timezone.utc).strftime("%H:%M:%S")
     unit = "second" if seconds == 1 else "seconds"
     message = (f"Too many failed sign-ins. Try again in {seconds} {unit} "
                f"(after {at} UTC).")
