@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -39,11 +40,31 @@ def _as_postgres_user(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args]
 
 
+def _worker_database(url: str) -> str:
+    """`url` itself, or under pytest-xdist a database of this worker's own beside it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    import psycopg2
+
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/')}_{worker}"
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if cur.fetchone() is None:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A URL of a fresh database on a PostgreSQL server started for this session."""
+    """A URL of a fresh database on a PostgreSQL server started for this session (for each
+    pytest-xdist worker, as each runs a session of its own)."""
     if os.environ.get("RUNWATCH_TEST_POSTGRES_URL"):
-        yield os.environ["RUNWATCH_TEST_POSTGRES_URL"]
+        yield _worker_database(os.environ["RUNWATCH_TEST_POSTGRES_URL"])
         return
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
@@ -528,6 +549,8 @@ def audit(axe_script, request) -> PageAudit:
 # --- A run in which nothing ran is a failed run -------------------------------------------
 
 def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workerinput"):
+        return  # a pytest-xdist worker: the controller counts every worker's tests
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or exitstatus != 0:
         return
