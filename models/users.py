@@ -8,12 +8,14 @@ from datetime import timedelta
 from typing import Iterable
 
 import peewee
+from flask import current_app, has_app_context
 from flask_login import UserMixin
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .db import BaseModel, UTCMicros, database, is_sqlite, utcnow, write_transaction
 
 TOKEN_PREFIX = "rw_"
+PASSWORD_METHOD = "scrypt"  # werkzeug's method for new password hashes
 MIN_PASSWORD_LENGTH = 8
 # Writing `last_used_at` on every call would turn each API read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -104,7 +106,16 @@ def _password_hash(password: str) -> str:
                            "password")
     if "\x00" in password:
         raise AccountError("A password cannot contain a NUL character.", "password")
-    return generate_password_hash(password)
+    return generate_password_hash(password, method=_password_method())
+
+
+def _password_method() -> str:
+    """The method for new password hashes: scrypt, unless a test app (TESTING) names a
+    cheaper one in PASSWORD_HASH_METHOD, so that a test suite does not spend its time
+    hashing. Checking reads the method from the stored hash, whichever made it."""
+    if has_app_context() and current_app.testing:
+        return current_app.config.get("PASSWORD_HASH_METHOD") or PASSWORD_METHOD
+    return PASSWORD_METHOD
 
 
 def lock_accounts() -> None:
@@ -139,9 +150,9 @@ def create_first_user(email: str, password: str) -> User | None:
 
 
 @functools.cache
-def _dummy_hash() -> str:
-    """A hash of the current method for a password nobody knows, checked in place of a real one."""
-    return generate_password_hash(secrets.token_urlsafe(24))
+def _dummy_hash(method: str) -> str:
+    """A hash of `method` for a password nobody knows, checked in place of a real one."""
+    return generate_password_hash(secrets.token_urlsafe(24), method=method)
 
 
 def authenticate(email: str, password: str) -> User | None:
@@ -155,7 +166,7 @@ def authenticate(email: str, password: str) -> User | None:
     except AccountError:
         user = None
     if user is None or not user.is_active:
-        check_password_hash(_dummy_hash(), password or "")
+        check_password_hash(_dummy_hash(_password_method()), password or "")
         return None
     return user if user.check_password(password or "") else None
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
 
 from app import create_app
-from benchmarks.harness import empty_postgres
-from helpers import (CHROMIUM, EMAIL, PASSWORD, ROOT, LiveServer, csrf_from, free_port, make_token,
-                     missing)
+from helpers import (CHROMIUM, EMAIL, PASSWORD, ROOT, TEST_PASSWORD_METHOD, LiveServer,
+                     close_database, csrf_from, free_port, make_token, missing)
 from models import database
 from models.db import connection
 from models.users import create_user
@@ -39,11 +40,31 @@ def _as_postgres_user(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args]
 
 
+def _worker_database(url: str) -> str:
+    """`url` itself, or under pytest-xdist a database of this worker's own beside it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    import psycopg2
+
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/')}_{worker}"
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if cur.fetchone() is None:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A URL of a fresh database on a PostgreSQL server started for this session."""
+    """A URL of a fresh database on a PostgreSQL server started for this session (for each
+    pytest-xdist worker, as each runs a session of its own)."""
     if os.environ.get("RUNWATCH_TEST_POSTGRES_URL"):
-        yield os.environ["RUNWATCH_TEST_POSTGRES_URL"]
+        yield _worker_database(os.environ["RUNWATCH_TEST_POSTGRES_URL"])
         return
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
@@ -83,13 +104,145 @@ def backend(request) -> str:
     return request.param
 
 
+# Building the schema takes far longer than most tests. It is built once per session and
+# backend, and each test that builds an app starts from it with no rows: a copy of a
+# template file on SQLite, the tables emptied on PostgreSQL. Only the schema version row
+# stays; the app's start makes the rest (the change counter gets a new random number).
+# A test without the `app` fixture gets a database with no tables, as a new install has.
+
+def _built_schema(url: str) -> None:
+    """Let the app build its schema on the database at `url`."""
+    create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "schema",
+                "SCHEDULER": False})
+    close_database()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """A SQLite file with the whole schema and only the schema version row."""
+    path = tmp_path_factory.mktemp("schema") / "runwatch.db"
+    _built_schema(f"sqlite:///{path}")
+    conn = sqlite3.connect(path, isolation_level=None)
+    tables = [name for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'schema_version'")]
+    for table in tables:
+        conn.execute(f'DELETE FROM "{table}"')
+    conn.execute("PRAGMA journal_mode = delete")  # one self-contained file to copy
+    conn.close()
+    return path
+
+
+_PG_SCHEMA = """SELECT md5(
+    (SELECT coalesce(string_agg(concat_ws(':', table_name, column_name, data_type,
+                                          is_nullable, column_default),
+                                ',' ORDER BY table_name, column_name), '')
+       FROM information_schema.columns WHERE table_schema = 'public')
+    || (SELECT coalesce(string_agg(indexdef, ';' ORDER BY indexdef), '')
+          FROM pg_indexes WHERE schemaname = 'public')
+    || (SELECT coalesce(string_agg(conname || pg_get_constraintdef(oid), ';' ORDER BY conname), '')
+          FROM pg_constraint WHERE connamespace = 'public'::regnamespace))"""
+
+
+# TRUNCATE … RESTART IDENTITY of every table, in one round trip, but cheaper: only the
+# tables with rows are truncated (truncating makes new files for a table and its indexes),
+# and every sequence but the schema version's goes back to its start.
+_PG_EMPTY = """DO $$
+DECLARE
+    name text;
+    found boolean;
+    full_tables text[] := '{}';
+BEGIN
+    FOR name IN SELECT tablename FROM pg_tables
+                 WHERE schemaname = 'public' AND tablename <> 'schema_version' LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I)', name) INTO found;
+        IF found THEN
+            full_tables := full_tables || format('%I', name);
+        END IF;
+    END LOOP;
+    IF cardinality(full_tables) > 0 THEN
+        EXECUTE 'TRUNCATE ' || array_to_string(full_tables, ', ') || ' CASCADE';
+    END IF;
+    PERFORM setval(format('%I.%I', schemaname, sequencename), start_value, false)
+       FROM pg_sequences
+      WHERE schemaname = 'public' AND sequencename NOT LIKE 'schema\\_version\\_%';
+END $$"""
+
+
+def _pg_tables(cur) -> list[str]:
+    cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    return [row[0] for row in cur.fetchall()]
+
+
+def drop_postgres_tables(url: str) -> None:
+    """Drop every table of a PostgreSQL database."""
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        tables = _pg_tables(cur)
+        if tables:
+            cur.execute("DROP TABLE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+    conn.close()
+
+
+def _pg_fingerprint(cur) -> str:
+    """A digest of the tables, columns, indexes, constraints and schema version there."""
+    cur.execute(_PG_SCHEMA)
+    schema = cur.fetchone()[0]
+    version = None
+    if "schema_version" in _pg_tables(cur):
+        cur.execute("SELECT coalesce(string_agg(version::text, ','), '') FROM schema_version")
+        version = cur.fetchone()[0]
+    return f"{schema}/{version}"
+
+
+@pytest.fixture(scope="session")
+def postgres_schema(postgres_url) -> str:
+    """The fingerprint of the schema the app builds on an empty PostgreSQL database."""
+    import psycopg2
+
+    drop_postgres_tables(postgres_url)
+    _built_schema(postgres_url)
+    conn = psycopg2.connect(postgres_url)
+    with conn.cursor() as cur:
+        fingerprint = _pg_fingerprint(cur)
+    conn.close()
+    return fingerprint
+
+
+def _empty_postgres_schema(url: str, fingerprint: str) -> None:
+    """Empty every table but the schema version's, when the schema there is the one the app
+    builds; else (an earlier test changed or dropped it) drop every table, for the app to
+    build again."""
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        if _pg_fingerprint(cur) == fingerprint:
+            cur.execute(_PG_EMPTY)
+            conn.close()
+            return
+    conn.close()
+    drop_postgres_tables(url)
+
+
 @pytest.fixture
 def database_url(backend, tmp_path, request) -> str:
-    """A URL of an empty database of the chosen backend."""
+    """A URL of the test's database: with the app's schema and no rows for a test that
+    builds the `app`, else empty."""
+    wants_schema = "app" in request.fixturenames
     if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'runwatch.db'}"
+        path = tmp_path / "runwatch.db"
+        if wants_schema:
+            shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
     url = request.getfixturevalue("postgres_url")
-    empty_postgres(url)
+    if wants_schema:
+        _empty_postgres_schema(url, request.getfixturevalue("postgres_schema"))
+    else:
+        drop_postgres_tables(url)
     return url
 
 
@@ -98,7 +251,7 @@ def app_config(database_url, tmp_path) -> dict:
     """Settings for a test app; tests may change them before `app` is built."""
     return {"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY": "test-secret",
             "SCHEDULER": False, "BASE_URL": "http://runwatch.test",
-            "SERVER_NAME": None}
+            "SERVER_NAME": None, "PASSWORD_HASH_METHOD": TEST_PASSWORD_METHOD}
 
 
 @pytest.fixture
@@ -106,10 +259,7 @@ def app(app_config):
     """A Runwatch app on a fresh database."""
     application = create_app(app_config)
     yield application
-    if not database.is_closed():
-        database.close()
-    if hasattr(database.obj, "close_all"):
-        database.obj.close_all()
+    close_database()
 
 
 @pytest.fixture
@@ -137,7 +287,7 @@ class AuthActions:
         self.client = client
 
     def create_user(self, email: str = EMAIL, password: str = PASSWORD):
-        with connection():
+        with self.client.application.app_context(), connection():  # the app's hash method
             return create_user(email, password)
 
     def login(self, email: str = EMAIL, password: str = PASSWORD, next: str | None = None):
@@ -399,6 +549,8 @@ def audit(axe_script, request) -> PageAudit:
 # --- A run in which nothing ran is a failed run -------------------------------------------
 
 def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workerinput"):
+        return  # a pytest-xdist worker: the controller counts every worker's tests
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or exitstatus != 0:
         return

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from models import database
 from models.db import connection
 from models.users import create_token
 
@@ -24,6 +25,9 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 PASSWORD = "correct horse battery"
 EMAIL = "dev@example.com"
 CHROMIUM = "/usr/bin/chromium"
+# Test apps hash new passwords with one round of PBKDF2 (scrypt costs a tenth of a second
+# per account); an app that is not TESTING always uses scrypt (see test_auth.py).
+TEST_PASSWORD_METHOD = "pbkdf2:sha256:1"
 
 
 def missing(reason: str):
@@ -82,6 +86,15 @@ def routes(app, integer: int = 999999, text: str = "x"):
     for rule in app.url_map.iter_rules():
         values = {name: sample(conv) for name, conv in rule._converters.items()}
         yield rule, adapter.build(rule.endpoint, values)
+
+
+def close_database() -> None:
+    """Close the connections of the app built last (its pool too): the next test's
+    database reset must not wait for them."""
+    if not database.is_closed():
+        database.close()
+    if hasattr(database.obj, "close_all"):
+        database.obj.close_all()
 
 
 def make_token(user, name: str = "tests") -> str:

@@ -5,7 +5,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from helpers import EMAIL, PASSWORD, csrf_from, make_token, routes
+from app import create_app
+from helpers import (EMAIL, PASSWORD, TEST_PASSWORD_METHOD, close_database, csrf_from,
+                     make_token, routes)
+from models.db import connection
+from models.users import authenticate, create_user
 
 PUBLIC = {"auth.login", "auth.setup", "health.healthz", "static"}  # /healthz: see test_health.py
 
@@ -94,6 +98,20 @@ def test_tokens_are_stored_hashed(user, token, db):
 def test_passwords_are_stored_hashed(user, db):
     from models.users import User
     assert PASSWORD not in User.get().password_hash
+
+
+@pytest.mark.parametrize("testing", [False, True])
+def test_only_a_test_app_may_hash_passwords_cheaply(app_config, testing):
+    """The suite's apps hash with one PBKDF2 round; any other app uses scrypt, even when the
+    setting asks for less. Either way the account signs in."""
+    built = create_app({**app_config, "TESTING": testing})
+    try:
+        with built.app_context(), connection():
+            stored = create_user(EMAIL, PASSWORD).password_hash
+            assert authenticate(EMAIL, PASSWORD) is not None
+    finally:
+        close_database()
+    assert stored.startswith(f"{TEST_PASSWORD_METHOD}$" if testing else "scrypt:")
 
 
 def test_signing_in_leads_to_next(client, auth, user):

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import tomllib
 
-import pytest
 
 from helpers import ROOT
 

@@ -6,7 +6,6 @@ import threading
 import time
 from datetime import timedelta
 
-import peewee
 import pytest
 
 from alert_servers import make_rule, notices

@@ -10,7 +10,6 @@ import sys
 import time
 from datetime import timedelta
 
-import pytest
 
 import scheduling
 from helpers import ROOT, LiveServer

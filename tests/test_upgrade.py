@@ -76,6 +76,9 @@ OPEN_RULE = "RuleIn.model_validate_json"
 PRIVATE_RULE = ("(lambda text: __import__('alerts.schemas').schemas.parse_rule("
                 "RuleIn, text.encode(), {'webhook_allow_private': True}))")
 
+# Each pytest-xdist worker would build every release again: one worker runs them all.
+pytestmark = pytest.mark.xdist_group("upgrade")
+
 RELEASES = [
     pytest.param(("721c6862c9f92d8b0add57a98cfc1a037de12596",
                   BUILD.format(config_module="alerts.settings", config_from="settings_from",
@@ -144,7 +147,8 @@ def _keep(url: str, release_id: str, tmp_path_factory) -> str:
         copy = tmp_path_factory.mktemp("kept") / "kept.db"
         shutil.copy(url.removeprefix("sqlite:///"), copy)
         return str(copy)
-    name = f"kept_{release_id[:12]}"
+    # Named after the test's database: each pytest-xdist worker has one of its own.
+    name = f"{urlsplit(url).path[1:]}_kept_{release_id[:12]}"
     _as_admin(url, f'DROP DATABASE IF EXISTS "{name}"',
               f'CREATE DATABASE "{name}" TEMPLATE "{urlsplit(url).path[1:]}"')
     return name

@@ -97,6 +97,12 @@ def sees_secrets() -> bool:
     return "admin" in current_scopes()
 
 
+def reset_time(limit) -> float:
+    """When a `RequestLimit` lets the next request through, as a UNIX time (its `reset_at`
+    is a whole second later: a limit per minute would say 61 seconds)."""
+    return limit.window.reset_time
+
+
 def retry_after_seconds(reset_at: float) -> int:
     """Whole seconds until `reset_at` (a UNIX time), at least 1."""
     return max(1, math.ceil(reset_at - time.time()))
@@ -107,7 +113,7 @@ def _rate_limited(exc: RateLimitExceeded):
     if exc.response is not None:
         return exc.response
     limit = limiter.current_limit
-    seconds = retry_after_seconds(limit.reset_at) if limit else 60
+    seconds = retry_after_seconds(reset_time(limit)) if limit else 60
     message = f"Too many requests. Try again in {seconds} seconds."
     if is_api_request():
         response, status = api_error(429, "rate_limited", message)
