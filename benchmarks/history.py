@@ -130,6 +130,7 @@ def cases(week_ago: datetime, deep: str, depth: int) -> list[tuple[str, str]]:
         ("one workflow", "workflow=workflow-042"),
         ("status=failure", "status=failure"),
         ("7-day range", f"from={week}"),
+        ("date range sorted by -duration", f"from={week}&sort=-duration"),
         ("all three", f"workflow=workflow-042&status=failure&from={week}"),
         (f"page {depth + 1} (cursor)", f"cursor={deep}"),
     ]
