@@ -35,7 +35,10 @@ class Workflow(BaseModel):
 class Execution(BaseModel):
     """One run of a workflow: the narrow row that lists scan."""
 
-    workflow = peewee.ForeignKeyField(Workflow, backref="executions", on_delete="CASCADE")
+    # No index of its own: the indexes below that begin with the workflow serve its lookups
+    # and the foreign key's cascade.
+    workflow = peewee.ForeignKeyField(Workflow, backref="executions", on_delete="CASCADE",
+                                      index=False)
     external_id = peewee.CharField(max_length=200, null=True)
     status = peewee.CharField(max_length=10)
     started_at = UTCMicros()
@@ -45,6 +48,8 @@ class Execution(BaseModel):
     failed_step = peewee.IntegerField(null=True)
     error_message = peewee.CharField(max_length=ERROR_EXCERPT_CHARS, null=True)
     error_type = peewee.CharField(max_length=ERROR_TYPE_CHARS, null=True)
+    # The error's group (models.fingerprints), set with the two columns above.
+    error_fingerprint = peewee.BigIntegerField(null=True)
     created_at = UTCMicros()
     updated_at = UTCMicros()
 
@@ -60,6 +65,16 @@ class Execution(BaseModel):
             (("duration_ms", "id"), False),
             (("workflow", "duration_ms", "id"), False),
         )
+
+
+# A workflow's failures by start time with their error's group: error groups read the
+# newest of a period from this index alone. Partial, so successes cost it nothing; queries
+# must say `"status" = 'failure'` as written here (SQLite matches the text, not a value).
+FAILURES_BY_START = Execution.index(Execution.workflow, Execution.started_at, Execution.id,
+                                    Execution.error_fingerprint,
+                                    name="execution_failures_by_start").where(
+    peewee.SQL("\"status\" = 'failure'"))
+Execution.add_index(FAILURES_BY_START)
 
 
 class Payloads(BaseModel):
@@ -80,7 +95,9 @@ class ExecutionPayload(Payloads):
 class Step(BaseModel):
     """One step of an execution, ordered by `position`."""
 
-    execution = peewee.ForeignKeyField(Execution, backref="steps", on_delete="CASCADE")
+    # No index of its own: the unique (execution, position) index serves its lookups.
+    execution = peewee.ForeignKeyField(Execution, backref="steps", on_delete="CASCADE",
+                                       index=False)
     position = peewee.IntegerField()
     name = peewee.CharField(max_length=200)
     action = peewee.CharField(max_length=200, null=True)
