@@ -282,12 +282,14 @@ def _backfill_error_types(db: peewee.Database, batch: int = 2000) -> None:
 def _fingerprints_v5(db: peewee.Database) -> None:
     """Version 5: a run's row keeps its error's fingerprint (its group), which error groups
     count with the database; computed here for the runs there, from their error type and
-    message as the rows keep them. The indexes on a run's workflow alone and a step's run
-    alone go: indexes that begin with the same column serve what they served. (The new
-    index on failures is made after this, with the other missing ones.)"""
+    message as the rows keep them. The index on (workflow, status, started_at, id) gives
+    way to one that also holds the fingerprint (made after this, with the other missing
+    indexes); the indexes on a run's workflow alone and a step's run alone go: indexes that
+    begin with the same column serve what they served."""
     _add_columns(db, "execution", {"error_fingerprint": peewee.BigIntegerField(null=True)})
     _backfill_fingerprints(db)
-    for name in ("execution_workflow_id", "step_execution_id"):
+    for name in ("execution_workflow_id_status_started_at_id", "execution_workflow_id",
+                 "step_execution_id"):
         db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
 
 

@@ -60,21 +60,14 @@ class Execution(BaseModel):
             (("started_at", "id"), False),
             (("workflow", "started_at", "id"), False),
             (("status", "started_at", "id"), False),
-            (("workflow", "status", "started_at", "id"), False),
+            # With each run's error group last: error groups count a workflow's newest
+            # failures from this index alone.
+            (("workflow", "status", "started_at", "id", "error_fingerprint"), False),
             # Keyset paging by duration.
             (("duration_ms", "id"), False),
             (("workflow", "duration_ms", "id"), False),
         )
 
-
-# A workflow's failures by start time with their error's group: error groups read the
-# newest of a period from this index alone. Partial, so successes cost it nothing; queries
-# must say `"status" = 'failure'` as written here (SQLite matches the text, not a value).
-FAILURES_BY_START = Execution.index(Execution.workflow, Execution.started_at, Execution.id,
-                                    Execution.error_fingerprint,
-                                    name="execution_failures_by_start").where(
-    peewee.SQL("\"status\" = 'failure'"))
-Execution.add_index(FAILURES_BY_START)
 
 
 class Payloads(BaseModel):

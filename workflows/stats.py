@@ -314,29 +314,29 @@ def error_groups(workflow_id: int, start: int, end: int) -> list[dict]:
     each run's row): most frequent first, counted over the newest MAX_ERROR_ROWS.
 
     Each group: fingerprint, type, a sample message (the latest), count, first and last
-    seen (micros) and the id of its latest run. The database counts, from the partial index
-    on failures alone; then the latest run of each group is read by its start time.
+    seen (micros) and the id of its latest run. The database counts, from the index on
+    (workflow, status, started_at, id, fingerprint) alone; then the latest run of each
+    group is read by its start time.
     """
     table, param = Execution._meta.table_name, database.param
-    # Written as the partial index says it: SQLite uses the index only for a query whose
-    # terms hold the index's own, as text.
-    failures = f'"{table}" WHERE "workflow_id" = {param} AND "status" = \'failure\' AND '
-    newest = (f'SELECT "error_fingerprint", "started_at", "id" FROM {failures} '
+    failures = f'WHERE "workflow_id" = {param} AND "status" = {param} AND '
+    newest = (f'SELECT "error_fingerprint", "started_at", "id" FROM "{table}" {failures}'
               f'"started_at" >= {param} AND "started_at" <= {param} '
               f'ORDER BY "started_at" DESC, "id" DESC LIMIT {MAX_ERROR_ROWS}')
     found = database.execute_sql(
         f'SELECT "error_fingerprint", COUNT(*), MIN("started_at"), MAX("started_at") '
         f'FROM ({newest}) AS "newest" GROUP BY "error_fingerprint" '
         f'ORDER BY 2 DESC, 4 DESC, MAX("id") DESC LIMIT {MAX_GROUPS}',
-        (workflow_id, start, end)).fetchall()
+        (workflow_id, "failure", start, end)).fetchall()
     if not found:
         return []
     latest = {}
     last_seen = sorted({int(row[3]) for row in found})
     for run_id, started, key, error_type, message in database.execute_sql(
             f'SELECT "id", "started_at", "error_fingerprint", "error_type", "error_message" '
-            f'FROM {failures} "started_at" IN ({placeholders(len(last_seen))}) ORDER BY "id"',
-            (workflow_id, *last_seen)).fetchall():
+            f'FROM "{table}" {failures}"started_at" IN ({placeholders(len(last_seen))}) '
+            'ORDER BY "id"',
+            (workflow_id, "failure", *last_seen)).fetchall():
         latest[(key, int(started))] = (run_id, error_type, message)  # the last id wins
     groups = []
     for key, count, first, last in found:
