@@ -282,13 +282,16 @@ def _backfill_error_types(db: peewee.Database, batch: int = 2000) -> None:
 def _fingerprints_v5(db: peewee.Database) -> None:
     """Version 5: a run's row keeps its error's fingerprint (its group), which error groups
     count with the database; computed here for the runs there, from their error type and
-    message as the rows keep them. The index on (workflow, status, started_at, id) gives
-    way to one that also holds the fingerprint (made after this, with the other missing
-    indexes); the indexes on a run's workflow alone and a step's run alone go: indexes that
-    begin with the same column serve what they served."""
+    message as the rows keep them. Indexes change (the new ones are made after this, with
+    any other missing): (workflow, status, started_at, id) gives way to one that also holds
+    the fingerprint, and the two duration indexes to ones that also hold the start time (a
+    date range sorted by duration is checked from the index it walks); the indexes on a
+    run's workflow alone and a step's run alone go: indexes that begin with the same column
+    serve what they served."""
     _add_columns(db, "execution", {"error_fingerprint": peewee.BigIntegerField(null=True)})
     _backfill_fingerprints(db)
-    for name in ("execution_workflow_id_status_started_at_id", "execution_workflow_id",
+    for name in ("execution_workflow_id_status_started_at_id", "execution_duration_ms_id",
+                 "execution_workflow_id_duration_ms_id", "execution_workflow_id",
                  "step_execution_id"):
         db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
 

@@ -63,9 +63,10 @@ class Execution(BaseModel):
             # With each run's error group last: error groups count a workflow's newest
             # failures from this index alone.
             (("workflow", "status", "started_at", "id", "error_fingerprint"), False),
-            # Keyset paging by duration.
-            (("duration_ms", "id"), False),
-            (("workflow", "duration_ms", "id"), False),
+            # Keyset paging by duration; the start time last, so that a date range is
+            # checked from the index while it is walked.
+            (("duration_ms", "id", "started_at"), False),
+            (("workflow", "duration_ms", "id", "started_at"), False),
         )
 
 
