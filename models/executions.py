@@ -70,7 +70,6 @@ class Execution(BaseModel):
         )
 
 
-
 class Payloads(BaseModel):
     """The JSON texts that executions and steps both keep apart (no table of its own)."""
 
