@@ -125,12 +125,13 @@ def prepare(url: str, first_id: int, count: int, now: datetime, seed: int, secre
 def cases(week_ago: datetime, deep: str, depth: int) -> list[tuple[str, str]]:
     """(label, query string) of every timed case."""
     week = week_ago.strftime("%Y-%m-%dT%H:%M")
+    fortnight = (week_ago - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M")
     return [
         ("no filter", ""),
         ("one workflow", "workflow=workflow-042"),
         ("status=failure", "status=failure"),
         ("7-day range", f"from={week}"),
-        ("date range sorted by -duration", f"from={week}&sort=-duration"),
+        ("date range sorted by -duration", f"from={fortnight}&to={week}&sort=-duration"),
         ("all three", f"workflow=workflow-042&status=failure&from={week}"),
         (f"page {depth + 1} (cursor)", f"cursor={deep}"),
     ]
