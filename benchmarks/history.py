@@ -154,12 +154,12 @@ class Server:
         self.session = requests.Session()
         for _ in range(300):
             try:
-                page = self.session.get(f"{self.base}/login", timeout=5)
+                page = self.session.get(f"{self.base}/login", timeout=60)
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
         csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
-        signed_in = self.session.post(f"{self.base}/login", allow_redirects=False, timeout=5,
+        signed_in = self.session.post(f"{self.base}/login", allow_redirects=False, timeout=60,
                                       data={"csrf_token": csrf, "email": "bench@example.com",
                                             "password": "bench-password"})
         assert signed_in.status_code == 302, signed_in.status_code
