@@ -125,11 +125,13 @@ def prepare(url: str, first_id: int, count: int, now: datetime, seed: int, secre
 def cases(week_ago: datetime, deep: str, depth: int) -> list[tuple[str, str]]:
     """(label, query string) of every timed case."""
     week = week_ago.strftime("%Y-%m-%dT%H:%M")
+    fortnight = (week_ago - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M")
     return [
         ("no filter", ""),
         ("one workflow", "workflow=workflow-042"),
         ("status=failure", "status=failure"),
         ("7-day range", f"from={week}"),
+        ("date range sorted by -duration", f"from={fortnight}&to={week}&sort=-duration"),
         ("all three", f"workflow=workflow-042&status=failure&from={week}"),
         (f"page {depth + 1} (cursor)", f"cursor={deep}"),
     ]
@@ -152,12 +154,12 @@ class Server:
         self.session = requests.Session()
         for _ in range(300):
             try:
-                page = self.session.get(f"{self.base}/login", timeout=5)
+                page = self.session.get(f"{self.base}/login", timeout=60)
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
         csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
-        signed_in = self.session.post(f"{self.base}/login", allow_redirects=False, timeout=5,
+        signed_in = self.session.post(f"{self.base}/login", allow_redirects=False, timeout=60,
                                       data={"csrf_token": csrf, "email": "bench@example.com",
                                             "password": "bench-password"})
         assert signed_in.status_code == 302, signed_in.status_code

@@ -16,6 +16,13 @@ write at a time). At each step it times, in process, each case next to the authe
 no-op `GET /api/ping`: the overview's first page (API, page, htmx partial), the busiest
 workflow's page and API over 30 and 90 days, and an idle alert scan (timeouts, streaks of
 marked workflows, missed runs: all three find nothing).
+
+    python -m benchmarks.workflows --failures --runs 1000000
+
+With --failures, one workflow's runs are all failures with the same message, made to make
+a backtracking pattern slow (`'ab1-' * 75`), over the last 29 days; its page and API (the
+default 30 days: every failure in the period) are timed at 50,000 runs and at --runs.
+Against a checkout from before error fingerprints, the fill leaves out their column.
 """
 from __future__ import annotations
 
@@ -35,6 +42,11 @@ from workflows.models import DurationRollup, WorkflowSummary
 from workflows.summary import ensure_summaries
 
 from .harness import Bench, empty_postgres, p, print_table, time_calls
+
+try:
+    from models.fingerprints import fingerprint
+except ImportError:  # a checkout from before error fingerprints, for figures from before
+    fingerprint = None
 
 DAYS = 90
 BUSY = 100
@@ -107,6 +119,71 @@ def fill(url: str, workflows: int, first_id: int, count: int, now: datetime,
     conn.close()
 
 
+FAILING = "failing-workflow"
+PROBE = ("ProbeError", "ab1-" * 75)
+
+
+def fill_failures(url: str, first_id: int, count: int, now: datetime,
+                  rng: random.Random) -> None:
+    """Insert `count` failures of one workflow (ids from `first_id`), all with PROBE's error,
+    over the last 29 days."""
+    conn, postgres = _connect(url)
+    cur = conn.cursor()
+    end = to_micros(now)
+    span = 29 * 86400 * 10**6
+    if first_id == 1:
+        _insert(cur, postgres, "INSERT INTO workflow (id, name, created_at, timezone, "
+                "grace_seconds) VALUES (?, ?, ?, ?, ?)", [(1, FAILING, end - span, "UTC", 300)])
+    kind, message = PROBE
+    extra = [fingerprint(kind, message)] if fingerprint else []
+    names = ", error_fingerprint" if fingerprint else ""
+    for start in range(first_id, first_id + count, CHUNK):
+        rows = []
+        for run_id in range(start, min(start + CHUNK, first_id + count)):
+            started = end - rng.randrange(span)
+            duration = int(rng.lognormvariate(8, 1.2))
+            rows.append((run_id, 1, "failure", started, started + duration * 1000, duration, 0,
+                         message, kind, *extra, started, started))
+        _insert(cur, postgres, "INSERT INTO execution (id, workflow_id, status, started_at, "
+                f"finished_at, duration_ms, step_count, error_message, error_type{names}, "
+                "created_at, updated_at) VALUES ("
+                + ", ".join(["?"] * len(rows[0])) + ")", rows)
+    if postgres:
+        cur.execute("SELECT setval(pg_get_serial_sequence('execution', 'id'), "
+                    "(SELECT MAX(id) FROM execution))")
+        cur.execute("ANALYZE")
+    conn.commit()
+    conn.close()
+
+
+def failures_main(args, bench: Bench) -> None:
+    """--failures: one workflow whose runs all failed with PROBE's error."""
+    url = bench.app.config["DATABASE_URL"]
+    rng, now = random.Random(42), utcnow()
+    target = quote(FAILING)
+    cases = [("failing workflow API, 30 d", f"/api/automations/workflows/{target}"),
+             ("failing workflow page, 30 d", f"/workflows/{target}")]
+    rows, filled = [], 0
+    for size in sorted({min(50_000, args.runs), args.runs}):
+        started = time.perf_counter()
+        fill_failures(url, filled + 1, size - filled, now, rng)
+        filled = size
+        settle(url, 1)
+        print(f"filled {size:,} failures (rebuilt summaries) in "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
+        base = time_calls(bench.noop, args.repeat)
+        rows.append([f"{size:,}", "no-op /api/ping", p(base, 50), p(base, 95), 1.0])
+        for label, path in cases:
+            samples = time_calls(lambda: bench.get(path), args.repeat, warmup=1)
+            rows.append([f"{size:,}", label, p(samples, 50), p(samples, 95),
+                         p(samples, 50) / p(base, 50)])
+    backend = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"\n{backend}; one workflow, every run a failure with the message 'ab1-' * 75; "
+          f"{args.repeat} timed calls per case, in process (Flask's test client); times in "
+          "ms; x = p50 / no-op p50 of the same step.")
+    print_table(["runs", "case", "p50", "p95", "x no-op"], rows)
+
+
 def add_open_runs(url: str, first_id: int, now: datetime, rng: random.Random) -> int:
     """One run started minutes ago for each of the first WITH_LIMIT workflows."""
     conn, postgres = _connect(url)
@@ -159,11 +236,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=100)
     parser.add_argument("--postgres", metavar="URL",
                         help="an empty PostgreSQL database to use instead of SQLite")
+    parser.add_argument("--failures", action="store_true",
+                        help="one workflow whose every run failed with the same long message")
     args = parser.parse_args()
     if args.postgres:
         empty_postgres(args.postgres)
     bench = Bench(args.postgres)
     bench.login()
+    if args.failures:
+        return failures_main(args, bench)
     url = bench.app.config["DATABASE_URL"]
     config = config_from(bench.app)
     rng, now = random.Random(42), utcnow()

@@ -47,7 +47,7 @@ SQLITE_UNAVAILABLE = ("unable to open database file", "database is locked", "dat
 # row values (3.15). An older library would fail at the first write with a syntax error.
 SQLITE_NEEDED = ((3, 35, 0), "RETURNING, upserts and row values")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
 
 UTC = timezone.utc
@@ -308,11 +308,55 @@ def _backfill_error_types(db: peewee.Database, batch: int = 2000) -> None:
                                (kind[:200], execution_id))
 
 
+def _fingerprints_v5(db: peewee.Database) -> None:
+    """Version 5: a run's row keeps its error's fingerprint (its group), which error groups
+    count with the database; computed here for the runs there, from their error type and
+    message as the rows keep them. Indexes change (the new ones are made after this, with
+    any other missing): (workflow, status, started_at, id) gives way to one that also holds
+    the fingerprint, and the two duration indexes to ones that also hold the start time (a
+    date range sorted by duration is checked from the index it walks); the indexes on a
+    run's workflow alone and a step's run alone go: indexes that begin with the same column
+    serve what they served."""
+    _add_columns(db, "execution", {"error_fingerprint": peewee.BigIntegerField(null=True)})
+    _backfill_fingerprints(db)
+    for name in ("execution_workflow_id_status_started_at_id", "execution_duration_ms_id",
+                 "execution_workflow_id_duration_ms_id", "execution_workflow_id",
+                 "step_execution_id"):
+        db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
+
+
+def _backfill_fingerprints(db: peewee.Database, batch: int = 5000) -> None:
+    """Set the fingerprint of every run with an error, a keyset batch at a time, each batch
+    written by one UPDATE joined to a VALUES list."""
+    from .fingerprints import fingerprint
+
+    param = db.param
+    last = 0
+    while True:
+        rows = db.execute_sql(
+            'SELECT "id", "error_type", "error_message" FROM "execution" WHERE "id" > '
+            f'{param} AND ("error_type" IS NOT NULL OR "error_message" IS NOT NULL) '
+            f'ORDER BY "id" LIMIT {int(batch)}', (last,)).fetchall()
+        if not rows:
+            return
+        last = rows[-1][0]
+        values = [(run_id, fingerprint(kind, message)) for run_id, kind, message in rows]
+        values = [pair for pair in values if pair[1] is not None]
+        if values:
+            pairs = ", ".join([f"({param}, {param})"] * len(values))
+            db.execute_sql(
+                'UPDATE "execution" SET "error_fingerprint" = "found"."column2" FROM '
+                f'(VALUES {pairs}) AS "found" WHERE "execution"."id" = "found"."column1"',
+                [value for pair in values for value in pair])
+
+
 # Migrations from version N-1 to N, as functions taking the database.
-# Tables and indexes that are new are created by `create_tables(safe=True)`;
+# Tables that are new are created ("if not exists") before they run, and
+# indexes that are new after them (an index may cover a column a migration adds);
 # a migration is only needed to change what already exists. `schema_is_current` checks
 # tables, indexes and the version row, not columns: a new column needs a new version.
-MIGRATIONS: dict[int, callable] = {2: _accounts_v2, 3: _alerts_v3, 4: _workflows_v4}
+MIGRATIONS: dict[int, callable] = {2: _accounts_v2, 3: _alerts_v3, 4: _workflows_v4,
+                                   5: _fingerprints_v5}
 
 
 def schema_is_current(models: list[type[peewee.Model]]) -> bool:
@@ -341,12 +385,16 @@ def create_schema(models: list[type[peewee.Model]]) -> None:
             if isinstance(database.obj, peewee.PostgresqlDatabase):
                 # Several workers starting at once on a fresh database take turns.
                 database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-            database.create_tables([SchemaVersion, *models], safe=True)
+            ordered = peewee.sort_models([SchemaVersion, *models])
+            for model in ordered:
+                model._schema.create_table(safe=True)
             row = SchemaVersion.select().first()
             current = row.version if row else 0
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 if version in MIGRATIONS and current:
                     MIGRATIONS[version](database)
+            for model in ordered:
+                model._schema.create_indexes(safe=True)
             if row is None:
                 SchemaVersion.create(version=SCHEMA_VERSION)
             elif current != SCHEMA_VERSION:

@@ -35,7 +35,10 @@ class Workflow(BaseModel):
 class Execution(BaseModel):
     """One run of a workflow: the narrow row that lists scan."""
 
-    workflow = peewee.ForeignKeyField(Workflow, backref="executions", on_delete="CASCADE")
+    # No index of its own: the indexes below that begin with the workflow serve its lookups
+    # and the foreign key's cascade.
+    workflow = peewee.ForeignKeyField(Workflow, backref="executions", on_delete="CASCADE",
+                                      index=False)
     external_id = peewee.CharField(max_length=200, null=True)
     status = peewee.CharField(max_length=10)
     started_at = UTCMicros()
@@ -45,6 +48,8 @@ class Execution(BaseModel):
     failed_step = peewee.IntegerField(null=True)
     error_message = peewee.CharField(max_length=ERROR_EXCERPT_CHARS, null=True)
     error_type = peewee.CharField(max_length=ERROR_TYPE_CHARS, null=True)
+    # The error's group (models.fingerprints), set with the two columns above.
+    error_fingerprint = peewee.BigIntegerField(null=True)
     created_at = UTCMicros()
     updated_at = UTCMicros()
 
@@ -55,10 +60,13 @@ class Execution(BaseModel):
             (("started_at", "id"), False),
             (("workflow", "started_at", "id"), False),
             (("status", "started_at", "id"), False),
-            (("workflow", "status", "started_at", "id"), False),
-            # Keyset paging by duration.
-            (("duration_ms", "id"), False),
-            (("workflow", "duration_ms", "id"), False),
+            # With each run's error group last: error groups count a workflow's newest
+            # failures from this index alone.
+            (("workflow", "status", "started_at", "id", "error_fingerprint"), False),
+            # Keyset paging by duration; the start time last, so that a date range is
+            # checked from the index while it is walked.
+            (("duration_ms", "id", "started_at"), False),
+            (("workflow", "duration_ms", "id", "started_at"), False),
         )
 
 
@@ -80,7 +88,9 @@ class ExecutionPayload(Payloads):
 class Step(BaseModel):
     """One step of an execution, ordered by `position`."""
 
-    execution = peewee.ForeignKeyField(Execution, backref="steps", on_delete="CASCADE")
+    # No index of its own: the unique (execution, position) index serves its lookups.
+    execution = peewee.ForeignKeyField(Execution, backref="steps", on_delete="CASCADE",
+                                       index=False)
     position = peewee.IntegerField()
     name = peewee.CharField(max_length=200)
     action = peewee.CharField(max_length=200, null=True)

@@ -15,6 +15,7 @@ from .db import (BOUND_VALUES, chunks, database, insert_rows, is_sqlite, placeho
                  to_micros, upsert_rows, utcnow, write_transaction)
 from .executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step, StepPayload,
                          Workflow, dump_json, excerpt)
+from .fingerprints import fingerprint
 from .schemas import ErrorIn, ExecutionIn, ExecutionPatch, InputError, StepIn
 
 
@@ -108,21 +109,25 @@ def _insert_returning_ids(model, names: tuple[str, ...], rows: list[tuple],
 
 
 _EXECUTION_FIELDS = ("workflow", "external_id", "status", "started_at", "finished_at",
-                     "duration_ms", "error_message", "error_type", "step_count", "failed_step",
-                     "created_at", "updated_at")
+                     "duration_ms", "error_message", "error_type", "error_fingerprint",
+                     "step_count", "failed_step", "created_at", "updated_at")
 _STEP_FIELDS = ("execution", "position", "name", "action", "status", "started_at",
                 "finished_at", "duration_ms", "error_message")
 _PAYLOAD_FIELDS = ("input", "output", "error")
 _NO_RUN_TEXT, _NO_STEP_TEXT = (None,) * 3, (None,) * 4
 
 
-def _error_values(error: ErrorIn | None) -> tuple[str | None, str | None]:
-    """The error's excerpt and type, as the run's row keeps them for lists and groups."""
-    return (None, None) if error is None else (excerpt(error.message), error.type)
+def _error_values(error: ErrorIn | None) -> tuple[str | None, str | None, int | None]:
+    """The error's excerpt, type and fingerprint (its group, read from the other two), as
+    the run's row keeps them for lists and groups."""
+    if error is None:
+        return None, None, None
+    message = excerpt(error.message)
+    return message, error.type, fingerprint(error.type, message)
 
 
 def _error_columns(error: ErrorIn | None) -> dict:
-    return dict(zip(("error_message", "error_type"), _error_values(error)))
+    return dict(zip(("error_message", "error_type", "error_fingerprint"), _error_values(error)))
 
 
 def _error_json(error: ErrorIn | None) -> str | None:
@@ -182,7 +187,7 @@ def _step_rows(execution_id: int, steps: list[tuple[int, StepIn]], texts: Texts)
         finished = to_micros(step.finished_at) if step.finished_at else None
         rows.append((execution_id, position, step.name, step.action, _step_status(step),
                      started, finished, _duration(started, finished),
-                     _error_values(step.error)[0]))
+                     excerpt(step.error.message if step.error else None)))
         payloads.append(texts[id(step)])
     return rows, payloads
 

@@ -6,7 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from history.filters import HistoryFilter
+from history.filters import HistoryFilter, list_query
+from models import database
+from models.db import is_sqlite
 
 URL = "/api/automations/executions"
 BATCH = "/api/automations/executions/batch"
@@ -139,7 +141,8 @@ def _walk_model(args: dict, matching: int | None) -> list[int]:
     {"status": ["failure", "pending", "running"]},
     {"workflow": ["alpha", "beta"], "status": ["success", "running"],
      "from": "2026-11-02", "to": "2026-11-05"},
-], ids=["none", "two-workflows", "three-statuses", "combined"])
+    {"from": "2026-11-02", "to": "2026-11-05"},
+], ids=["none", "two-workflows", "three-statuses", "combined", "date-range"])
 def test_index_walks_split_by_value_and_sorting_found_rows_give_the_same_pages(
         thousand, db, sort, narrowing):
     args = {**narrowing, "sort": sort, "limit": "45"}
@@ -155,3 +158,17 @@ def test_index_walks_split_by_value_and_sorting_found_rows_give_the_same_pages(
             break
         everything = everything.but(cursor=cursor)
     assert len(walked) == len(set(walked)) == len(expected) and set(walked) == expected
+
+
+@pytest.mark.parametrize("sort", ["-duration", "duration"])
+def test_a_date_range_in_duration_order_is_walked_not_read_whole_and_sorted(thousand, db, sort):
+    """SQLite took the start time's index for a range with both ends and sorted all of it
+    (a week of runs: tens of thousands) for each page."""
+    if not is_sqlite():
+        pytest.skip("PostgreSQL chooses by its statistics")
+    f = HistoryFilter.from_args({"from": "2026-11-02", "to": "2026-11-05", "sort": sort},
+                                secret="s")
+    sql, params = f.apply(list_query(), phase=0).sql()
+    plan = [row[-1] for row in database.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+    assert any("execution_duration_ms_id" in step for step in plan), plan

@@ -216,6 +216,10 @@ def test_a_trace_becomes_one_failed_run_with_its_steps_in_start_order(api):
     # the root records no exception: the first failed step's error, stack trace and all
     assert run["error"] == {"message": "HTTP 502 from billing", "type": "HTTPError",
                             "stack": STACK}
+    [group] = api.get("/api/automations/workflows/invoice-sync?from=2025-06-01&to=2025-06-01"
+                      ).json["errors"]
+    assert (group["type"], group["message"], group["count"]) == (
+        "HTTPError", "HTTP 502 from billing", 1)
     assert [s["name"] for s in run["steps"]] == ["Fetch invoices", "Parse invoices",
                                                  "Post to billing"]
     fetch, parse, post = run["steps"]

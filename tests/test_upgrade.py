@@ -93,6 +93,11 @@ RELEASES = [
                   BUILD.format(config_module="alerts.config", config_from="config_from",
                                rule_from=PRIVATE_RULE)),
                  id="9828e86"),
+    # The release before error fingerprints (schema version 4: workflows, error types).
+    pytest.param(("8f266a26087883aef57402ce3195e6307cd3bd45",
+                  BUILD.format(config_module="alerts.config", config_from="config_from",
+                               rule_from=PRIVATE_RULE)),
+                 id="8f266a2"),
 ]
 
 
@@ -145,7 +150,7 @@ def _keep(url: str, release_id: str, tmp_path_factory) -> str:
     """A copy of the database the release just built: a file, or a template database."""
     if url.startswith("sqlite"):
         copy = tmp_path_factory.mktemp("kept") / "kept.db"
-        shutil.copy(url.removeprefix("sqlite:///"), copy)
+        _copy_sqlite(url.removeprefix("sqlite:///"), str(copy))
         return str(copy)
     # Named after the test's database: each pytest-xdist worker has one of its own.
     name = f"{urlsplit(url).path[1:]}_kept_{release_id[:12]}"
@@ -154,10 +159,20 @@ def _keep(url: str, release_id: str, tmp_path_factory) -> str:
     return name
 
 
+def _copy_sqlite(source: str, target: str) -> None:
+    """Copy a SQLite file with its write-ahead log: a release that keeps its connections
+    pooled leaves its last writes there when its process ends."""
+    for suffix in ("-wal", "-shm"):
+        Path(target + suffix).unlink(missing_ok=True)
+    shutil.copy(source, target)
+    if Path(source + "-wal").exists():
+        shutil.copy(source + "-wal", target + "-wal")
+
+
 def _restore(url: str, copy: str) -> None:
     """The test's database made a copy of the one the release built."""
     if url.startswith("sqlite"):
-        shutil.copy(copy, url.removeprefix("sqlite:///"))
+        _copy_sqlite(copy, url.removeprefix("sqlite:///"))
         return
     target = urlsplit(url).path[1:]
     _as_admin(url, f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)',
@@ -345,3 +360,28 @@ def test_the_previous_releases_workflows_are_summarised_with_their_error_types(k
     changed = client.patch("/api/automations/workflows/etl", headers=headers,
                            json={"schedule": "0 * * * *"})
     assert changed.status_code == 200 and changed.json["next_expected_at"]
+
+
+def test_the_previous_releases_failures_are_grouped_with_those_reported_after(kept, upgraded):
+    from models.db import connection
+    from models.executions import Execution
+    from models.fingerprints import fingerprint
+
+    with connection():
+        kept_rows = list(Execution.select(Execution.error_type, Execution.error_message,
+                                          Execution.error_fingerprint)
+                         .where(Execution.status == "failure").tuples())
+    assert len(kept_rows) == 3
+    assert all(key == fingerprint(kind, message) is not None
+               for kind, message, key in kept_rows)  # computed by the upgrade
+    client = upgraded.test_client()
+    headers = {"Authorization": f"Bearer {kept['token']}"}
+    for message, kind in (("HTTP 502 (try 7)", "HTTPError"), ("'customer_id'", "KeyError")):
+        reported = client.post("/api/automations/executions", headers=headers, json={
+            "workflow": "billing", "status": "failure", "started_at": "2026-11-21T10:00:00Z",
+            "error": {"message": message, "type": kind}})
+        assert reported.status_code == 201
+    billing = client.get("/api/automations/workflows/billing?from=2026-11-19&to=2026-11-22",
+                         headers=headers).json
+    assert [(g["type"], g["count"], g["message"]) for g in billing["errors"]] == [
+        ("HTTPError", 4, "HTTP 502 (try 7)"), ("KeyError", 1, "'customer_id'")]

@@ -163,6 +163,51 @@ def test_error_groups_merge_what_varies_and_keep_types_apart(api, now):
     assert detail["metrics"]["success_rate"] == round(1 / 7, 4)
 
 
+def groups_of(api, name: str) -> list[tuple[str | None, int, str | None]]:
+    return [(g["type"], g["count"], g["message"]) for g in api.get(f"{API}/{name}").json["errors"]]
+
+
+def test_a_runs_group_follows_every_change_of_its_error(api, now):
+    minute = timedelta(minutes=1)
+    runs = "/api/automations/executions"
+    [quiet, loud] = store(api, [run("sync", "running", now - 9 * minute, external_id="s-1"),
+                                run("sync", "failure", now - 8 * minute, 1, "HTTP 502 for 7",
+                                    "HTTPError", external_id="s-2")])
+    assert groups_of(api, "sync") == [("HTTPError", 1, "HTTP 502 for 7")]
+    # PATCH: a run that had no error fails with one like the other's.
+    answer = api.patch(f"{runs}/{quiet}", json={"status": "failure",
+                                                "error": {"message": "HTTP 502 for 8",
+                                                          "type": "HTTPError"}})
+    assert answer.status_code == 200
+    assert groups_of(api, "sync") == [("HTTPError", 2, "HTTP 502 for 7")]
+    # A re-post by external id with another error moves the run to another group.
+    moved = api.post(runs, json=run("sync", "failure", now - 8 * minute, 1, "'customer_id'",
+                                    "KeyError", external_id="s-2"))
+    assert moved.status_code == 200 and moved.json["id"] == loud
+    assert groups_of(api, "sync") == [("KeyError", 1, "'customer_id'"),
+                                      ("HTTPError", 1, "HTTP 502 for 8")]
+    # An error taken away: the failure is counted without one.
+    assert api.patch(f"{runs}/{loud}", json={"error": None}).status_code == 200
+    assert groups_of(api, "sync") == [(None, 1, None), ("HTTPError", 1, "HTTP 502 for 8")]
+
+
+def test_messages_made_to_make_patterns_backtrack_are_grouped_all_the_same(api, now):
+    from models.fingerprints import normalise
+
+    long_run = "ab1-" * 12_500  # 50,000 characters of what an address's local part may hold
+    assert normalise(long_run) == "ab<n>-" * 12_500
+    assert normalise("a." * 25_000 + "@example") == "a." * 25_000 + "@example"
+    assert normalise("x" + "ab12" * 12_500 + "g z") == "x" + "ab<n>" * 12_500 + "g z"
+    assert normalise("deadbeef12" * 5_000) == "<hex>"
+    assert normalise("ann@example.com.+bob@example.org 0x1f") == "<email><email> <hex>"
+    minute = timedelta(minutes=1)
+    store(api, [run("probe", "failure", now - k * minute, 1, f"{k}ab1-" * 75 + f" u{k}@x.io",
+                    "ProbeError") for k in range(1, 4)]
+          + [run("probe", "failure", now, 1, "ab1-" * 75, "ProbeError")])
+    assert [(t, n) for t, n, _ in groups_of(api, "probe")] == [("ProbeError", 3),
+                                                               ("ProbeError", 1)]
+
+
 def test_days_are_counted_in_the_zone_asked_for(api, now):
     day = (now - timedelta(days=3)).replace(hour=23, minute=30, second=0)  # 00:30 or 01:30 in Berlin
     store(api, [run("nightly", "success", day, 2), run("nightly", "failure", day, 4, "x"),

@@ -207,6 +207,8 @@ def test_a_run_past_its_maximum_duration_fails_and_counts_in_the_streak(app, api
     assert api.get(f"{RUNS}/{young}").json["status"] == "failure"
     assert kinds() == ["failing"]
     assert state_of(api, "export")["streak"] == 2
+    [group] = api.get(f"{API}/export").json["errors"]  # one group: both timed out
+    assert (group["type"], group["count"]) == ("Timeout", 2)
 
     # A late report of the first run replaces the timeout: its status, no Timeout error.
     answer = api.patch(f"{RUNS}/{first}", json={"status": "success"})

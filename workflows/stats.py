@@ -1,13 +1,10 @@
 """Reading workflows: the overview's pages, the figures of each row, a workflow's days and
-its error groups. Everything is read from summaries, rollups and index ranges; nothing here
-scans a workflow's history run by run except error groups (its failures in the period)."""
+its error groups. Everything is read from summaries, rollups and index ranges."""
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
-import re
 from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -17,6 +14,7 @@ import peewee
 
 from models.db import database, placeholders, to_micros
 from models.executions import FINISHED_STATUSES, STATUSES, Execution, Workflow
+from models.fingerprints import as_text as fingerprint_text
 from models.inputs import whole_number
 from history.rollups import DAY, GRAINS, HOUR, RunRollup, _merged, _split, count_bars
 
@@ -312,54 +310,41 @@ def metrics(workflow_id: int, start: int, end: int, zone) -> dict:
 
 # --- error groups ----------------------------------------------------------------------------
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                   r"[0-9a-fA-F]{12}\b")
-_HEX = re.compile(r"\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])"
-                  r"[0-9a-fA-F]{8,}\b")
-_NUMBER = re.compile(r"\d+")
-
-
-def normalise(message: str | None) -> str:
-    """An error message with what varies from run to run replaced by placeholders: quoted
-    strings, e-mail addresses, UUIDs, hex ids and numbers."""
-    text = message or ""
-    text = _QUOTED.sub("<str>", text)
-    text = _EMAIL.sub("<email>", text)
-    text = _UUID.sub("<uuid>", text)
-    text = _HEX.sub("<hex>", text)
-    return _NUMBER.sub("<n>", text)
-
-
-def fingerprint(error_type: str | None, message: str | None) -> str:
-    """The group of an error: its type and its normalised message, hashed."""
-    key = f"{error_type or ''}\n{normalise(message)}"
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
 def error_groups(workflow_id: int, start: int, end: int) -> list[dict]:
-    """Failures of a workflow started in [start, end], grouped: most frequent first.
+    """Failures of a workflow started in [start, end], grouped by their fingerprint (kept on
+    each run's row): most frequent first, counted over the newest MAX_ERROR_ROWS.
 
     Each group: fingerprint, type, a sample message (the latest), count, first and last
-    seen (micros) and the id of its latest run.
+    seen (micros) and the id of its latest run. The database counts, from the index on
+    (workflow, status, started_at, id, fingerprint) alone; then the latest run of each
+    group is read by its start time.
     """
-    E = Execution
-    groups: dict[str, dict] = {}
-    rows = (E.select(E.id, E.started_at, E.error_type, E.error_message)
-            .where(E.workflow == workflow_id, E.status == "failure", E.started_at >= start,
-                   E.started_at <= end)
-            .order_by(E.started_at.desc(), E.id.desc()).limit(MAX_ERROR_ROWS).tuples())
-    for run_id, started, error_type, message in rows:
-        key = fingerprint(error_type, message)
-        group = groups.get(key)
-        at = to_micros(started)
-        if group is None:
-            groups[key] = {"fingerprint": key, "type": error_type, "message": message,
-                           "count": 1, "first_seen": at, "last_seen": at,
-                           "last_execution_id": run_id}
-        else:
-            group["count"] += 1
-            group["first_seen"] = at
-    ordered = sorted(groups.values(), key=lambda g: (-g["count"], -g["last_seen"]))
-    return ordered[:MAX_GROUPS]
+    table, param = Execution._meta.table_name, database.param
+    failures = f'WHERE "workflow_id" = {param} AND "status" = {param} AND '
+    newest = (f'SELECT "error_fingerprint", "started_at", "id" FROM "{table}" {failures}'
+              f'"started_at" >= {param} AND "started_at" <= {param} '
+              f'ORDER BY "started_at" DESC, "id" DESC LIMIT {MAX_ERROR_ROWS}')
+    found = database.execute_sql(
+        f'SELECT "error_fingerprint", COUNT(*), MIN("started_at"), MAX("started_at") '
+        f'FROM ({newest}) AS "newest" GROUP BY "error_fingerprint" '
+        f'ORDER BY 2 DESC, 4 DESC, MAX("id") DESC LIMIT {MAX_GROUPS}',
+        (workflow_id, "failure", start, end)).fetchall()
+    if not found:
+        return []
+    latest = {}
+    last_seen = sorted({int(row[3]) for row in found})
+    for run_id, started, key, error_type, message in database.execute_sql(
+            f'SELECT "id", "started_at", "error_fingerprint", "error_type", "error_message" '
+            f'FROM "{table}" {failures}"started_at" IN ({placeholders(len(last_seen))}) '
+            'ORDER BY "id"',
+            (workflow_id, "failure", *last_seen)).fetchall():
+        latest[(key, int(started))] = (run_id, error_type, message)  # the last id wins
+    groups = []
+    for key, count, first, last in found:
+        if (key, int(last)) not in latest:
+            continue  # its latest run changed between the two reads
+        run_id, error_type, message = latest[(key, int(last))]
+        groups.append({"fingerprint": fingerprint_text(key), "type": error_type,
+                       "message": message, "count": int(count), "first_seen": int(first),
+                       "last_seen": int(last), "last_execution_id": run_id})
+    return groups
