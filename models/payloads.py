@@ -262,9 +262,10 @@ def mask_url(url: str) -> str:
     if parts is None:
         return MASK
     scheme, authority, rest = parts.groups()
-    if "@" in authority:
+    if "@" in authority:  # a user name alone may be the secret too (https://TOKEN@host)
         user, _, host = authority.rpartition("@")
-        authority = f"{user.partition(':')[0]}:{MASK}@{host}" if ":" in user else authority
+        authority = (f"{user.partition(':')[0]}:{MASK}@{host}" if ":" in user
+                     else f"{MASK}@{host}")
     return scheme + authority + (rest[:1] + MASK if rest not in ("", "/") else rest)
 
 

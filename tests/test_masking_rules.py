@@ -128,6 +128,7 @@ def test_a_comparison_hides_a_changed_secret_of_a_name_value_pair_or_header_pair
     ("https://example.com:8443/hook?sig=abc&code=42", f"https://example.com:8443/{MASK}"),
     ("https://example.com?sig=abc", f"https://example.com?{MASK}"),
     ("http://bob:hunter2@example.com/x", f"http://bob:{MASK}@example.com/{MASK}"),
+    ("https://ghp_token123@example.com/", f"https://{MASK}@example.com/"),
     ("https://example.com/", "https://example.com/"),
     ("not a url", MASK),
 ])
