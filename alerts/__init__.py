@@ -16,7 +16,7 @@ __all__ = ["MODELS", "init_app"]
 def init_app(app: Flask) -> None:
     """Mark workflows whose finished runs change, add the pages and API (the scan job is
     listed in scheduling.JOBS)."""
-    from views.alerts import bp
+    from .views import bp
 
     register_write_hook(mark_finished_changes)
     app.register_blueprint(bp)

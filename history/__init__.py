@@ -18,7 +18,7 @@ MODELS = [RunRollup, changes.HistoryChange]
 def init_app(app: Flask) -> None:
     """Keep the run counts and the change counter current at every write, count runs stored
     before them, add the pages."""
-    from views.history import bp
+    from .views import bp
 
     register_write_hook(apply_changes)
     register_write_hook(changes.bump)

@@ -14,6 +14,6 @@ __all__ = ["MODELS", "init_app"]
 
 def init_app(app: Flask) -> None:
     """Add `POST /v1/traces`."""
-    from views.otlp import bp
+    from .views import bp
 
     app.register_blueprint(bp)

@@ -21,7 +21,7 @@ def init_app(app: Flask) -> None:
     """Keep summaries and duration counts current at every write (and for runs stored
     before them), add the scan's steps, the pages and the API."""
     from alerts.scan import register_scan_step
-    from views.workflows import bp
+    from .views import bp
 
     from .silence import missed_runs, time_out_runs
 

@@ -18,8 +18,8 @@ from models.executions import Workflow, load_json
 from models.schemas import InputError
 from workflows.stats import late_workflows
 
-from .common import api_error, render_fragment, render_page, wants_partial
-from .extensions import sees_secrets
+from views.common import api_error, render_fragment, render_page, wants_partial
+from views.extensions import sees_secrets
 
 bp = Blueprint("alerts", __name__)
 API = "/api/automations/alerts"

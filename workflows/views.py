@@ -21,9 +21,8 @@ from workflows.stats import (PAGE_LIMIT, Figures, OverviewQuery, WorkflowQueryEr
                              error_groups, figures, metrics, overview_page, state_counts,
                              summary_of)
 
-from .formatting import format_duration
-from .common import api_error, render_page, url_builder, wants_partial
-from .history import _ago, iso_micros
+from views.common import api_error, render_page, url_builder, wants_partial
+from views.formatting import ago, format_duration, iso_micros
 
 bp = Blueprint("workflows", __name__)
 PATH_SAFE = "!$&'()*+,/:;=@"  # what werkzeug leaves unquoted in a path segment
@@ -206,7 +205,7 @@ def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
         figure = found[row.workflow_id]
         body = workflow_json(row, figure, execution_url, workflow_url)
         items.append({"row": row, "json": body, "strip": _strip(body["recent_runs"]),
-                      "last_ago": _ago(from_micros(figure.recent[0][2]), now,
+                      "last_ago": ago(from_micros(figure.recent[0][2]), now,
                                        from_micros(figure.recent[0][2]))
                       if figure.recent else None,
                       "expected_in": _relative(row.expected_at, now)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from time import gmtime as _gmtime, strftime as _strftime
 
 from flask import Blueprint, current_app, jsonify, redirect, request, url_for
 
@@ -16,8 +15,9 @@ from history.rollups import DAY
 from history.service import HistoryResult, query_history, workflow_names
 from workflows.stats import needing_attention
 
-from .common import render_page, url_builder, wants_partial
-from .extensions import sees_secrets
+from views.common import render_page, url_builder, wants_partial
+from views.extensions import sees_secrets
+from views.formatting import ago, iso_micros
 
 bp = Blueprint("history", __name__)
 QUICK_RANGES = (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)),
@@ -122,15 +122,6 @@ def _choices() -> dict:
             "sorts": SORTS}
 
 
-def iso_micros(micros: int | None) -> str | None:
-    """`iso(from_micros(micros))`, without building a datetime (a page has 100 of them)."""
-    if micros is None:
-        return None
-    seconds, fraction = divmod(micros, 1_000_000)
-    text = _strftime("%Y-%m-%dT%H:%M:%S", _gmtime(seconds))
-    return f"{text}.{fraction:06d}Z" if fraction else text + "Z"
-
-
 def _minute(f: HistoryFilter, moment: datetime) -> str:
     return moment.astimezone(f.zone).replace(tzinfo=None).isoformat(timespec="minutes")
 
@@ -191,21 +182,8 @@ def _rows(f: HistoryFilter, rows: list, now: datetime) -> list[dict]:
             "id": run.id, "status": run.status, "workflow": name,
             "workflow_url": by_workflow[name], "started_iso": iso_micros(run.started_micros),
             "started_exact": local.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "started_ago": _ago(run.started_at, now, local), "duration_ms": run.duration_ms,
+            "started_ago": ago(run.started_at, now, local), "duration_ms": run.duration_ms,
             "step_count": run.step_count, "error_message": run.error_message,
             "url": execution_url(execution_id=run.id),
         })
     return out
-
-
-def _ago(moment: datetime, now: datetime, local: datetime) -> str:
-    seconds = (now - moment).total_seconds()
-    if seconds < 45:
-        return "just now" if seconds > -60 else local.strftime("%Y-%m-%d %H:%M")
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min ago"
-    if seconds < 86400:
-        return f"{round(seconds / 3600)} h ago"
-    if seconds < 30 * 86400:
-        return f"{round(seconds / 86400)} d ago"
-    return local.strftime("%Y-%m-%d")

@@ -15,7 +15,7 @@ from otel.otlp import ENCODINGS, Answer, BadRequest, encoding_of, export_answer,
     parse, status_answer
 from otel.store import Limits, ingest
 
-from .common import with_headers_of
+from views.common import with_headers_of
 
 bp = Blueprint("otlp", __name__)
 
