@@ -12,7 +12,7 @@ import history
 import otel
 import scheduling
 import workflows
-from models import MODELS, database, init_database
+from models import MODELS, database, hooks, init_database
 from models.db import create_schema_when_reachable
 from views import BLUEPRINTS
 from views.auth import guard
@@ -74,6 +74,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_PAYLOAD_BYTES"]
 
     init_database(app.config["DATABASE_URL"])
+    hooks.init_app(app)  # the features' init_app fill them
     create_schema_when_reachable([*MODELS, *scheduling.MODELS,
                                   *(model for feature in FEATURES for model in feature.MODELS)])
 

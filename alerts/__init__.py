@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from models.ingest import register_write_hook
+from models.hooks import register_write_hook
 
 from .models import MODELS, mark_finished_changes
 
@@ -14,9 +14,9 @@ __all__ = ["MODELS", "init_app"]
 
 
 def init_app(app: Flask) -> None:
-    """Mark workflows whose finished runs change, add the pages and API (the scan job is
-    listed in scheduling.JOBS)."""
+    """Mark workflows whose finished runs change, add the pages and API (the alerts job,
+    alerts.scheduler.tick, is listed in scheduling.JOBS)."""
     from .views import bp
 
-    register_write_hook(mark_finished_changes)
+    register_write_hook(app, mark_finished_changes)
     app.register_blueprint(bp)

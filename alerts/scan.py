@@ -20,13 +20,13 @@ decide it once; the notices' unique key backs that up.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Callable
 
 import peewee
 
-from models.db import (database, from_micros, is_sqlite, iso, to_micros, utcnow,
+from models.db import (database, from_micros, is_sqlite, iso, to_micros,
                        write_transaction)
 from models.executions import FINISHED_STATUSES, Execution, Workflow, load_json
 
@@ -42,18 +42,6 @@ MAX_REPLAY = 20_000  # runs replayed per workflow and scan; the rest waits for t
 
 Position = tuple[int, int]  # (started_at in microseconds, id) of a run
 
-# Steps that other features add to every scan, called with (config, now): those `BEFORE`
-# the streaks are read (runs they fail are counted in the same scan), and those `AFTER`,
-# which return how many notices they queued. See `register_scan_step`.
-BEFORE: list = []
-AFTER: list = []
-
-
-def register_scan_step(step, *, before_streaks: bool) -> None:
-    """Run `step(config, now)` in every scan, before or after the streaks are decided."""
-    steps = BEFORE if before_streaks else AFTER
-    if step not in steps:
-        steps.append(step)
 ORIGIN: Position = (-2**62, 0)  # before every run
 
 
@@ -399,17 +387,10 @@ def _clear(key: int, seq: int) -> None:
     AlertDirty.delete().where(AlertDirty.workflow_id == key, AlertDirty.seq == seq).execute()
 
 
-def scan(config: AlertConfig, now: datetime | None = None) -> ScanResult:
-    """Examine every workflow marked since the last scan and queue the notices it decides.
-
-    A notice is dated when it is decided (after the runs that decide it were read); `now`
-    fixes that time instead, for tests and benchmarks that run on a clock of their own.
-    """
-    started = time.perf_counter()
-    clock = (lambda: now) if now is not None else utcnow
+def scan_streaks(config: AlertConfig, clock: Callable[[], datetime]) -> tuple[int, int]:
+    """Examine every workflow marked since the last scan and queue the notices its streaks
+    decide, each dated by `clock()` when decided; returns (examined, queued)."""
     examined = decided = 0
-    for step in BEFORE:
-        step(config, clock())
     rules = None
     for _ in range(MAX_BATCHES):
         keys = [key for (key,) in AlertDirty.select(AlertDirty.workflow_id)
@@ -448,15 +429,11 @@ def scan(config: AlertConfig, now: datetime | None = None) -> ScanResult:
             examined += 1
         if len(keys) < BATCH:
             break
-    for step in AFTER:
-        decided += step(config, clock())
-    duration_ms = (time.perf_counter() - started) * 1000
-    _beat(clock(), duration_ms, examined, decided)
-    return ScanResult(examined, decided, duration_ms)
+    return examined, decided
 
 
-def _beat(now: datetime, duration_ms: float, examined: int, decided: int) -> None:
-    """Record that a scan ran, for the watchdog on the alerts page."""
+def record_scan(now: datetime, duration_ms: float, examined: int, decided: int) -> ScanResult:
+    """Record that a scan ran, for the watchdog on the alerts page; what it did."""
     values = {"last_scan_at": to_micros(now), "duration_ms": duration_ms,
               "examined": examined, "decided": decided}
     (ScanStatus.insert(id=1, scans=1, **values)
@@ -464,3 +441,4 @@ def _beat(now: datetime, duration_ms: float, examined: int, decided: int) -> Non
                   update={**{getattr(ScanStatus, k): v for k, v in values.items()},
                           ScanStatus.scans: ScanStatus.scans + 1})
      .execute())
+    return ScanResult(examined, decided, duration_ms)

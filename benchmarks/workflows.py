@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from alerts.config import config_from
-from alerts.scan import scan
+from alerts.scheduler import scan
 from history.rollups import rebuild_rollups
 from models import database
 from models.db import connection, to_micros, utcnow, write_transaction

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Flask
 
 from models.db import unless_unavailable
-from models.ingest import register_write_hook
+from models.hooks import register_write_hook
 
 from . import changes
 from .rollups import RunRollup, apply_changes, ensure_rollups
@@ -20,8 +20,8 @@ def init_app(app: Flask) -> None:
     before them, add the pages."""
     from .views import bp
 
-    register_write_hook(apply_changes)
-    register_write_hook(changes.bump)
+    register_write_hook(app, apply_changes)
+    register_write_hook(app, changes.bump)
     changes.cache.clear()
     unless_unavailable(changes.ensure_counter, "creating the change counter")
     unless_unavailable(ensure_rollups, "counting runs into the rollups")

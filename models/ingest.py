@@ -2,12 +2,13 @@
 
 Every write happens in one transaction: a batch is stored whole or not at all.
 Features that keep derived data (rollups, alert bookkeeping) register a write
-hook, called inside that transaction with the before/after state of each run.
+hook (models/hooks.py), called inside that transaction with the before/after state of
+each run.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import peewee
 
@@ -16,6 +17,7 @@ from .db import (BOUND_VALUES, chunks, database, insert_rows, is_sqlite, placeho
 from .executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step, StepPayload,
                          Workflow, dump_json, excerpt)
 from .fingerprints import fingerprint
+from .hooks import run_write_hooks
 from .schemas import ErrorIn, ExecutionIn, ExecutionPatch, InputError, StepIn
 
 
@@ -32,43 +34,13 @@ class RunState:
 
 
 Change = tuple[RunState | None, RunState]
-WRITE_HOOKS: list[Callable[[list[Change]], None]] = []
-
 _STATE_FIELDS = (Execution.id, Execution.workflow, Execution.status, Execution.started_at,
                  Execution.finished_at, Execution.duration_ms)
-
-
-def register_write_hook(hook: Callable[[list[Change]], None]) -> None:
-    """Call `hook(changes)` inside every transaction that creates or changes runs."""
-    if hook not in WRITE_HOOKS:
-        WRITE_HOOKS.append(hook)
-
-
-DELETE_HOOKS: list[Callable[[list[RunState]], None]] = []
-
-
-def register_delete_hook(hook: Callable[[list[RunState]], None]) -> None:
-    """Call `hook(states)` inside every transaction that deletes runs (retention)."""
-    if hook not in DELETE_HOOKS:
-        DELETE_HOOKS.append(hook)
-
-
-def run_delete_hooks(states: list[RunState]) -> None:
-    """Tell the delete hooks about runs deleted in this transaction."""
-    if states:
-        for hook in DELETE_HOOKS:
-            hook(states)
 
 
 def _state(id_, workflow_id, status, started, finished, duration) -> RunState:
     return RunState(id_, workflow_id, status, to_micros(started),
                     to_micros(finished) if finished else None, duration)
-
-
-def _run_hooks(changes: list[Change]) -> None:
-    if changes:
-        for hook in WRITE_HOOKS:
-            hook(changes)
 
 
 def _duration(started: int | None, finished: int | None) -> int | None:
@@ -303,7 +275,7 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
         step_payloads.extend(payloads)
     _bulk_insert(ExecutionPayload, ("execution", *_PAYLOAD_FIELDS), payload_rows)
     _insert_step_rows(step_rows, step_payloads)
-    _run_hooks(changes)
+    run_write_hooks(changes)
     return results  # type: ignore[return-value]
 
 
@@ -314,7 +286,7 @@ def _store_ordered(item: ExecutionIn, workflows: dict[str, int], now,
     if before is None:
         return _store([item], texts)
     [after] = _update_existing([(before, item)], now, texts)
-    _run_hooks([(before, after)])
+    run_write_hooks([(before, after)])
     return [(before.id, False)]
 
 
@@ -607,7 +579,7 @@ def patch_execution(execution_id: int, patch: ExecutionPatch, *,
         _upsert_payload(execution_id, payload)
         after = RunState(before.id, before.workflow_id, status, before.started_at, finished,
                          _duration(before.started_at, finished))
-        _run_hooks([(before, after)])
+        run_write_hooks([(before, after)])
     return True
 
 
@@ -625,5 +597,5 @@ def add_steps(execution_id: int, steps: list[StepIn]) -> bool:
     return True
 
 
-__all__ = ["store_executions", "patch_execution", "add_steps", "register_write_hook",
-           "register_delete_hook", "run_delete_hooks", "payload_texts", "RunState", "Change"]
+__all__ = ["store_executions", "patch_execution", "add_steps", "payload_texts", "RunState",
+           "Change"]
