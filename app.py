@@ -14,9 +14,9 @@ import scheduling
 import workflows
 from models import MODELS, database, hooks, init_database
 from models.db import create_schema_when_reachable
-from views import BLUEPRINTS
+import views
 from views.auth import guard
-from views import extensions, formatting, headers, memory
+from views import extensions, formatting, headers, links, memory
 from views.common import register_error_handlers
 from views.ids import DatabaseInteger
 
@@ -83,7 +83,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.before_request(guard)
     app.teardown_appcontext(_close)
     app.url_map.converters["int"] = DatabaseInteger  # before any route is added
-    for blueprint in BLUEPRINTS:
+    for blueprint in views.blueprints():
         app.register_blueprint(blueprint)
     for feature in FEATURES:
         feature.init_app(app)
@@ -91,6 +91,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     memory.init_app(app)
     formatting.register(app)
+    links.register(app)
     headers.register(app)
     cli.register(app)
     memory.freeze_startup(app)  # last: everything the start made is kept for good

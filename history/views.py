@@ -15,9 +15,10 @@ from history.rollups import DAY
 from history.service import HistoryResult, query_history, workflow_names
 from workflows.stats import needing_attention
 
-from views.common import render_page, url_builder, wants_partial
+from views.common import render_page, wants_partial
 from views.extensions import sees_secrets
 from views.formatting import ago, iso_micros
+from views.links import link_builder
 
 bp = Blueprint("history", __name__)
 QUICK_RANGES = (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)),
@@ -38,7 +39,7 @@ def api_list():
     """Runs matching the filter, one keyset page, with counts per status."""
     f = parse_filter()
     found = query_history(f, utcnow(), with_bars=False)
-    execution_url = url_builder("executions.show", external=True)
+    execution_url = link_builder("executions.show", external=True)
     reveal = sees_secrets()
     return jsonify({
         "data": [{"id": r.id, "workflow": r.workflow_name, "status": r.status,
@@ -171,7 +172,7 @@ def _is_midnight(moment: datetime) -> bool:
 
 def _rows(f: HistoryFilter, rows: list, now: datetime) -> list[dict]:
     by_workflow: dict[str, str] = {}
-    execution_url = url_builder("executions.show")
+    execution_url = link_builder("executions.show")
     out = []
     for run in rows:
         name = run.workflow_name

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, request, url_for)
 from markupsafe import Markup
@@ -21,11 +21,11 @@ from workflows.stats import (PAGE_LIMIT, Figures, OverviewQuery, WorkflowQueryEr
                              error_groups, figures, metrics, overview_page, state_counts,
                              summary_of)
 
-from views.common import api_error, render_page, url_builder, wants_partial
+from views.common import api_error, render_page, wants_partial
 from views.formatting import ago, format_duration, iso_micros
+from views.links import absolute_url, link_builder
 
 bp = Blueprint("workflows", __name__)
-PATH_SAFE = "!$&'()*+,/:;=@"  # what werkzeug leaves unquoted in a path segment
 API = "/api/automations/workflows"
 DEFAULT_DAYS = 30
 MAX_DAYS = 400
@@ -35,12 +35,9 @@ QUICK_DAYS = (7, 30, 90)
 # --- building answers ------------------------------------------------------------------------
 
 def _links(external: bool = True):
-    """Builders of run and workflow links; a run's link is its id after one prefix (a page
-    of the overview links 2,000 runs)."""
-    prefix = url_builder("executions.show", external=external)(execution_id=0)[:-1]
-    workflows = url_builder("workflows.show", external=external)(name="x")[:-1]
-    return ((lambda execution_id: f"{prefix}{execution_id}"),
-            (lambda name: workflows + quote(name, safe=PATH_SAFE)))
+    """Builders of run and workflow links (absolute ones for the API)."""
+    return (link_builder("executions.show", external=external),
+            link_builder("workflows.show", external=external))
 
 
 def workflow_json(row, figure: Figures, execution_url, workflow_url) -> dict:
@@ -66,7 +63,7 @@ def workflow_json(row, figure: Figures, execution_url, workflow_url) -> dict:
         "next_expected_at": iso(row.expected_at) if settings.schedule else None,
         "late_since": iso(row.late_expected_at) if row.late else None,
         "description": settings.description,
-        "url": workflow_url(row.name),
+        "url": workflow_url(name=row.name),
     }
 
 
@@ -99,9 +96,8 @@ def _detail(row, period: HistoryFilter) -> dict:
     figure = figures([row], utcnow())[row.workflow_id]
     body = workflow_json(row, figure, execution_url, workflow_url)
     start, end = period.start.micros, period.end.micros
-    history = period.but(workflows=(row.name,))
+    history = period.but(workflows=(row.name,), path=absolute_url("history.index"))
     failures = history.but(statuses=("failure",))
-    root = request.host_url.rstrip("/")
     body["period"] = {"from": iso(from_micros(start)), "to": iso(from_micros(end)),
                       "tz": period.tz}
     body["metrics"] = metrics(row.workflow_id, start, end, period.zone)
@@ -110,9 +106,9 @@ def _detail(row, period: HistoryFilter) -> dict:
         "count": g["count"], "first_seen": iso_micros(g["first_seen"]),
         "last_seen": iso_micros(g["last_seen"]),
         "last_execution_url": execution_url(execution_id=g["last_execution_id"]),
-        "history_url": root + failures.url_with(),
+        "history_url": failures.url_with(),
     } for g in error_groups(row.workflow_id, start, end)]
-    body["history_url"] = root + history.url_with()
+    body["history_url"] = history.url_with()
     return body
 
 
