@@ -25,6 +25,10 @@ class Hooks:
 
     write: list[Callable[[list[Change]], None]] = field(default_factory=list)
     delete: list[Callable[[list[RunState]], None]] = field(default_factory=list)
+    # Rules that say whether a report replaces an error Runwatch itself gave the run (a
+    # timeout): rule(before, status, fields sent, stored error type as a call) -> bool.
+    replaces_error: list[Callable[[RunState, str, set, Callable], bool]] = field(
+        default_factory=list)
 
 
 _bound = Hooks()  # the hooks of the app that opened the database last
@@ -61,6 +65,14 @@ def register_delete_hook(app: Flask, hook: Callable[[list[RunState]], None]) -> 
         hooks.append(hook)
 
 
+def register_error_rule(app: Flask, rule: Callable[[RunState, str, set, Callable], bool]) -> None:
+    """Let `rule` decide, in `app`'s writes, whether a report replaces an error that
+    Runwatch gave the run (see `Hooks.replaces_error`)."""
+    rules = hooks_of(app).replaces_error
+    if rule not in rules:
+        rules.append(rule)
+
+
 def run_write_hooks(changes: list[Change]) -> None:
     """Tell the write hooks about runs created or changed in this transaction."""
     if changes:
@@ -75,5 +87,5 @@ def run_delete_hooks(states: list[RunState]) -> None:
             hook(states)
 
 
-__all__ = ["Hooks", "init_app", "hooks_of", "register_write_hook", "register_delete_hook",
-           "run_write_hooks", "run_delete_hooks"]
+__all__ = ["Hooks", "init_app", "hooks_of", "current_hooks", "register_write_hook",
+           "register_delete_hook", "register_error_rule", "run_write_hooks", "run_delete_hooks"]

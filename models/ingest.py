@@ -8,7 +8,7 @@ each run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import peewee
 
@@ -17,7 +17,7 @@ from .db import (BOUND_VALUES, chunks, database, insert_rows, is_sqlite, placeho
 from .executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step, StepPayload,
                          Workflow, dump_json, excerpt)
 from .fingerprints import fingerprint
-from .hooks import run_write_hooks
+from .hooks import current_hooks, run_write_hooks
 from .schemas import ErrorIn, ExecutionIn, ExecutionPatch, InputError, StepIn
 
 
@@ -423,7 +423,7 @@ def _plan_repost(before: RunState, item: ExecutionIn, row: dict, texts: Texts) -
         finished = to_micros(item.finished_at) if item.finished_at else None
     if finished is not None and finished < started:
         raise stored_start_conflict()
-    replaced = _timeout_replaced(before, row[_COLUMN["error_type"]], item.status, sent)
+    replaced = _replaces_error(before, item.status, sent, lambda: row[_COLUMN["error_type"]])
     if replaced and item.status not in FINISHED_STATUSES and "finished_at" not in sent:
         finished = None
     values = {"status": item.status, "started_at": started, "finished_at": finished,
@@ -518,24 +518,17 @@ def _write_run_payloads(plans: list[_Repost], stored: dict) -> None:
                     rows)
 
 
-TIMEOUT = "Timeout"  # the error type of a run the scan failed for exceeding its maximum duration
+def _replaces_error(before: RunState, status: str, sent: set[str],
+                    stored_type: Callable[[], str | None]) -> bool:
+    """Whether a report replaces an error that Runwatch gave the run (a feature's rule, see
+    models/hooks.py): the error goes, and the finish it gave, if the run is reported open
+    again. `stored_type()` reads the stored error's type, asked only when a rule needs it."""
+    return any(rule(before, status, sent, stored_type) for rule in current_hooks().replaces_error)
 
 
-def _replaces_timeout(before: RunState, status: str, sent: set[str]) -> bool:
-    """Whether a report replaces a timeout: the run was failed with a `Timeout` error and
-    is now reported in another status without an error of its own. Then the error goes (and
-    the finish the timeout gave it, if the run is reported open again)."""
-    if before.status != "failure" or status == "failure" or "error" in sent:
-        return False
-    kind = Execution.select(Execution.error_type).where(Execution.id == before.id).scalar()
-    return _timeout_replaced(before, kind, status, sent)
-
-
-def _timeout_replaced(before: RunState, error_type: str | None, status: str,
-                      sent: set[str]) -> bool:
-    """`_replaces_timeout`, given the run's stored error type."""
-    return (before.status == "failure" and status != "failure" and "error" not in sent
-            and error_type == TIMEOUT)
+def _stored_error_type(execution_id: int) -> Callable[[], str | None]:
+    return lambda: (Execution.select(Execution.error_type)
+                    .where(Execution.id == execution_id).scalar())
 
 
 def _load_state(execution_id: int) -> RunState | None:
@@ -565,7 +558,7 @@ def patch_execution(execution_id: int, patch: ExecutionPatch, *,
                 raise stored_start_conflict()
             values["finished_at"] = finished
             values["duration_ms"] = _duration(before.started_at, finished)
-        replaced = _replaces_timeout(before, status, sent)
+        replaced = _replaces_error(before, status, sent, _stored_error_type(execution_id))
         if replaced and status not in FINISHED_STATUSES and "finished_at" not in sent:
             finished = values["finished_at"] = values["duration_ms"] = None
         if "error" in sent or replaced:

@@ -23,11 +23,12 @@ from alerts import notices
 from alerts.schemas import (NoticeAnswer, NoticeList, RuleAnswer, RuleIn, RuleList, RulePatch,
                             SentNotices)
 from history import filters
+from history.schemas import HistoryPage
 from workflows import schemas as workflow_schemas
 from workflows.schemas import WorkflowAnswer, WorkflowDetail, WorkflowList
 from otel import otlp
 from models.schemas import (BatchAnswer, BatchIn, ErrorDocument, ExecutionAnswer, ExecutionIn,
-                            ExecutionPatch, ExecutionSummary, HistoryPage, Ping, QueryParam,
+                            ExecutionPatch, ExecutionSummary, Ping, QueryParam,
                             StepsIn)
 
 bp = Blueprint("openapi", __name__)

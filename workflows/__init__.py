@@ -9,7 +9,8 @@ from __future__ import annotations
 from flask import Flask
 
 from models.db import unless_unavailable
-from models.hooks import register_delete_hook, register_write_hook
+from models.hooks import (register_delete_hook, register_error_rule,
+                          register_write_hook)
 
 from .models import MODELS
 from .summary import apply_changes, ensure_summaries, remove_runs
@@ -19,11 +20,13 @@ __all__ = ["MODELS", "init_app"]
 
 def init_app(app: Flask) -> None:
     """Keep summaries and duration counts current at every write (and for runs stored
-    before them), add the pages and the API (the alerts job times runs out and finds
+    before them), let a report replace a timeout, add the pages and the API (the alerts job times runs out and finds
     missed runs with workflows.silence)."""
+    from .silence import replaces_timeout
     from .views import bp
 
     register_write_hook(app, apply_changes)
     register_delete_hook(app, remove_runs)
+    register_error_rule(app, replaces_timeout)
     unless_unavailable(ensure_summaries, "building the workflow summaries")
     app.register_blueprint(bp)
