@@ -20,8 +20,8 @@ __all__ = ["MODELS", "init_app"]
 
 def init_app(app: Flask) -> None:
     """Keep summaries and duration counts current at every write (and for runs stored
-    before them), let a report replace a timeout, add the pages and the API (the alerts job times runs out and finds
-    missed runs with workflows.silence)."""
+    before them), let a report replace a timeout, add the pages and the API (the alerts
+    job times runs out and finds missed runs with workflows.silence)."""
     from .silence import replaces_timeout
     from .views import bp
 
