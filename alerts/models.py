@@ -72,7 +72,7 @@ class AlertDirty(BaseModel):
 
     A negative key marks one run instead (`-run id`): a run that finished, or changed while
     finished, behind its workflow's last finished run. The scan looks at the streak it
-    belongs to, which may have ended already (see `alerts.scan.closed_streak`).
+    belongs to, which may have ended already (see `alerts.streaks.closed_streak`).
     """
 
     workflow_id = peewee.BigIntegerField(primary_key=True)

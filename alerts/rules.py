@@ -163,3 +163,9 @@ def send_test(rule: AlertRule, config: AlertConfig) -> list[int]:
     deliver_now(ids, config)
     return ids
 
+
+def rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
+    """Every enabled rule with its channels."""
+    rules = list(AlertRule.select().where(AlertRule.enabled))
+    channels = channels_of([rule.id for rule in rules])
+    return [(rule, channels[rule.id]) for rule in rules]

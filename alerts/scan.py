@@ -24,45 +24,22 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
-import peewee
 
-from models.db import (database, from_micros, is_sqlite, iso, to_micros,
+from models.db import (from_micros, is_sqlite, iso, to_micros,
                        write_transaction)
-from models.executions import FINISHED_STATUSES, Execution, Workflow, load_json
+from models.executions import Execution, Workflow, load_json
 
 from .models import AlertChannel, AlertDirty, AlertRule, AlertState, Notice, ScanStatus
 from .notices import notice_body, queue_notices
-from .rules import channels_of
+from .rules import rules_with_channels
 from .config import AlertConfig
+from .streaks import (ORIGIN, Position, Streak, as_micros, closed_streak, closing_success,
+                      current_streak, finished_after)
 
 BATCH = 500
 MAX_BATCHES = 40
 PAGE = 500          # finished runs read at once when replaying a workflow
 MAX_REPLAY = 20_000  # runs replayed per workflow and scan; the rest waits for the next scan
-
-Position = tuple[int, int]  # (started_at in microseconds, id) of a run
-
-ORIGIN: Position = (-2**62, 0)  # before every run
-
-
-@dataclass(frozen=True)
-class Streak:
-    """The failures in a row at the end of a workflow's finished runs (by `started_at`)."""
-
-    count: int
-    first_failure_at: int | None
-    last_failure_at: int | None  # of the last failure at all, also when the streak is 0
-    last_failure_id: int | None
-    last_error: str | None
-    last_success: Position | None = None  # where the streak begins
-
-    def newest(self) -> Position | None:
-        """The newest finished run these facts were read up to (the last success or failure)."""
-        failure = ((self.last_failure_at, self.last_failure_id)
-                   if self.last_failure_id is not None else None)
-        known = [p for p in (self.last_success, failure) if p is not None]
-        return max(known) if known else None
-
 
 @dataclass(frozen=True)
 class ScanResult:
@@ -71,77 +48,6 @@ class ScanResult:
     examined: int
     decided: int
     duration_ms: float
-
-
-def _micros(value) -> int | None:
-    return None if value is None else (value if isinstance(value, int) else to_micros(value))
-
-
-def current_streak(workflow_id: int, upto: Position | None = None) -> Streak:
-    """The streak of a workflow, from its last success on (pending/running runs don't count),
-    among the runs up to and including position `upto` (default: all of them).
-
-    Three probes of the (workflow, status, started_at, id) index, written by hand: a write
-    of runs that finished behind a workflow's last finished run recounts it, and peewee's
-    generation of these queries costs more than the database's work on them.
-    """
-    param, table = database.param, Execution._meta.table_name
-    where = f'"workflow_id" = {param} AND "status" = {param}'
-    if upto is not None:
-        where += f' AND ("started_at", "id") <= ({param}, {param})'
-    bound = list(upto) if upto is not None else []
-    newest = f'WHERE {where} ORDER BY "started_at" DESC, "id" DESC LIMIT 1'
-    last_success = database.execute_sql(
-        f'SELECT "started_at", "id" FROM "{table}" {newest}',
-        [workflow_id, "success", *bound]).fetchone()
-    last_failure = database.execute_sql(
-        f'SELECT "id", "started_at", "error_message" FROM "{table}" {newest}',
-        [workflow_id, "failure", *bound]).fetchone()
-    anchor = (_micros(last_success[0]), last_success[1]) if last_success else None
-    if last_failure is None:
-        return Streak(0, None, None, None, None, anchor)
-    failure_id, failure_at, error = last_failure[0], _micros(last_failure[1]), last_failure[2]
-    if anchor is not None and (failure_at, failure_id) < anchor:
-        return Streak(0, None, failure_at, failure_id, error, anchor)
-    sql = f'SELECT COUNT("id"), MIN("started_at") FROM "{table}" WHERE {where}'
-    params = [workflow_id, "failure", *bound]
-    if anchor is not None:
-        sql += f' AND ("started_at", "id") > ({param}, {param})'
-        params.extend(anchor)
-    count, first = database.execute_sql(sql, params).fetchone()
-    return Streak(count, _micros(first), failure_at, failure_id, error, anchor)
-
-
-def closing_success(workflow_id: int, at: Position) -> Position | None:
-    """The first success at or after position `at`: the run that ends the streak there."""
-    param, table = database.param, Execution._meta.table_name
-    row = database.execute_sql(
-        f'SELECT "started_at", "id" FROM "{table}" WHERE "workflow_id" = {param} AND '
-        f'"status" = {param} AND ("started_at", "id") >= ({param}, {param}) '
-        f'ORDER BY "started_at", "id" LIMIT 1', [workflow_id, "success", *at]).fetchone()
-    return (_micros(row[0]), row[1]) if row else None
-
-
-def closed_streak(workflow_id: int, end: Position) -> Streak:
-    """The streak that the success at position `end` ended (count 0: none)."""
-    return current_streak(workflow_id, (end[0], end[1] - 1))  # ids are whole: just before it
-
-
-def finished_after(workflow_id: int, after: Position, limit: int) -> list[tuple]:
-    """The next finished runs after `after`, oldest first: (started_at, id, status, error)."""
-    E = Execution
-    return [(_micros(started), run_id, status, error) for started, run_id, status, error in
-            E.select(E.started_at, E.id, E.status, E.error_message)
-            .where(E.workflow == workflow_id, E.status.in_(FINISHED_STATUSES),
-                   peewee.Tuple(E.started_at, E.id) > peewee.Tuple(*after))
-            .order_by(E.started_at, E.id).limit(limit).tuples()]
-
-
-def rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
-    """Every enabled rule with its channels."""
-    rules = list(AlertRule.select().where(AlertRule.enabled))
-    channels = channels_of([rule.id for rule in rules])
-    return [(rule, channels[rule.id]) for rule in rules]
 
 
 def _body(kind: str, name: str, rule: AlertRule, facts: Streak, config: AlertConfig,
@@ -155,7 +61,7 @@ def _body(kind: str, name: str, rule: AlertRule, facts: Streak, config: AlertCon
 
 def _known(state: AlertState) -> Streak:
     """The facts a state holds of the streak the last scan saw."""
-    return Streak(state.streak, _micros(state.first_failure_at), _micros(state.last_failure_at),
+    return Streak(state.streak, as_micros(state.first_failure_at), as_micros(state.last_failure_at),
                   state.last_failure_id, state.last_error)
 
 
@@ -163,7 +69,7 @@ def _ended(before: AlertState | None, streak: Streak) -> bool:
     """Whether a success came after the last failure the alerted streak was known to have."""
     if before is None or not before.alerted or streak.last_success is None:
         return False
-    known = (_micros(before.last_failure_at), before.last_failure_id)
+    known = (as_micros(before.last_failure_at), before.last_failure_id)
     return streak.last_success > known
 
 
@@ -268,9 +174,9 @@ def _start_at(state: AlertState | None, rule: AlertRule, created: int) -> Positi
     made while the workflow had runs, or a state an older release kept) from the streak as
     it is now (None)."""
     if state is not None:
-        return ((_micros(state.seen_started_at), state.seen_id)
+        return ((as_micros(state.seen_started_at), state.seen_id)
                 if state.seen_id is not None else None)
-    return ORIGIN if created >= _micros(rule.created_at) else None
+    return ORIGIN if created >= as_micros(rule.created_at) else None
 
 
 def _examine(workflow_id: int, name: str, created: int,
@@ -338,11 +244,11 @@ def _late_run(run_id: int, rules: list[tuple[AlertRule, list[AlertChannel]]],
            .where(E.id == run_id).tuples().first())
     if run is None:
         return 0  # deleted since
-    workflow_id, started, name = run[0], _micros(run[1]), run[2]
+    workflow_id, started, name = run[0], as_micros(run[1]), run[2]
     applicable = {rule.id: (rule, channels) for rule, channels in rules if _applies(rule, name)}
     if not applicable:
         return 0
-    positions = {state.rule_id: (_micros(state.seen_started_at), state.seen_id) for state in
+    positions = {state.rule_id: (as_micros(state.seen_started_at), state.seen_id) for state in
                  AlertState.select(AlertState.rule, AlertState.seen_started_at, AlertState.seen_id)
                  .where(AlertState.workflow == workflow_id,
                         AlertState.rule.in_(list(applicable)),
@@ -409,7 +315,7 @@ def scan_streaks(config: AlertConfig, clock: Callable[[], datetime]) -> tuple[in
                     _clear(key, seq)
                 examined += 1
         marked = [key for key in keys if key > 0]
-        workflows = {wid: (name, _micros(created)) for wid, name, created in
+        workflows = {wid: (name, as_micros(created)) for wid, name, created in
                      Workflow.select(Workflow.id, Workflow.name, Workflow.created_at)
                      .where(Workflow.id.in_(marked)).tuples()} if marked else {}
         for workflow_id in marked:

@@ -27,7 +27,8 @@ from models.schemas import ErrorIn, ExecutionPatch
 from alerts.config import AlertConfig
 from alerts.models import AlertChannel, AlertRule
 from alerts.notices import notice_body, queue_notices
-from alerts.scan import current_streak, rules_with_channels
+from alerts.rules import rules_with_channels
+from alerts.streaks import current_streak
 
 from .models import RANKS, WorkflowSummary
 from .summary import OPEN_STATUSES, recount, state_of

@@ -18,7 +18,7 @@ from models.db import database, from_micros, is_sqlite, placeholders, to_micros,
 from models.executions import FINISHED_STATUSES, Execution, Workflow
 from models.ingest import Change, RunState
 from alerts.models import mark_runs
-from alerts.scan import current_streak
+from alerts.streaks import current_streak
 from history.rollups import GRAINS
 
 from . import schedule as schedules
