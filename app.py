@@ -13,7 +13,7 @@ import otel
 import scheduling
 import workflows
 from models import MODELS, database, hooks, init_database
-from models.db import create_schema_when_reachable
+from models.startup import create_schema_when_reachable
 import views
 from views.auth import guard
 from views import extensions, formatting, headers, links, memory
@@ -43,9 +43,9 @@ DEFAULTS = {
     "OTLP_PENDING_SPANS": 100_000,  # spans kept to join the later spans of their trace
     "OTLP_PENDING_SECONDS": 3600,  # ...for this long after their trace's last new span
 }
-# Features, in the order they are wired: each has its `MODELS` and an `init_app(app)`
-# that registers its write hooks, start-up checks and blueprints. Background jobs are
-# listed in scheduling.JOBS.
+# Features, in the order they are wired: each has its `MODELS` (and `MIGRATIONS`, if its
+# tables changed) and an `init_app(app)` that registers its write hooks, start-up checks and
+# blueprints. Background jobs are listed in scheduling.JOBS.
 FEATURES = (history, alerts, workflows, otel)
 INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
                     "SMTP_PORT", "MAX_PAYLOAD_BYTES", "MAX_STEPS_PER_REQUEST",
@@ -75,8 +75,9 @@ def create_app(config: dict | None = None) -> Flask:
 
     init_database(app.config["DATABASE_URL"])
     hooks.init_app(app)  # the features' init_app fill them
-    create_schema_when_reachable([*MODELS, *scheduling.MODELS,
-                                  *(model for feature in FEATURES for model in feature.MODELS)])
+    create_schema_when_reachable(
+        [*MODELS, *scheduling.MODELS, *(model for feature in FEATURES for model in feature.MODELS)],
+        [getattr(feature, "MIGRATIONS", {}) for feature in FEATURES])
 
     app.before_request(_connect)
     extensions.init_app(app)

@@ -31,7 +31,10 @@ from flask import Flask
 
 import alerts.scheduler
 import history.retention
-from models.db import BaseModel, UTCMicros, connection, is_unavailable, utcnow
+from models.availability import is_unavailable
+from models.base import BaseModel, UTCMicros
+from models.db import connection
+from models.times import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """Failure alerts: rules, the scan that decides notices, the outbox and its delivery.
 
-A feature package: `MODELS` are its tables, `init_app(app)` wires it into an app.
+A feature package: `MODELS` are its tables, `MIGRATIONS` their changes by schema version,
+`init_app(app)` wires it into an app.
 """
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from flask import Flask
 
 from models.hooks import register_write_hook
 
+from .migrations import MIGRATIONS
 from .models import MODELS, mark_finished_changes
 
-__all__ = ["MODELS", "init_app"]
+__all__ = ["MIGRATIONS", "MODELS", "init_app"]
 
 
 def init_app(app: Flask) -> None:

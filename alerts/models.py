@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import peewee
 
-from models.db import BaseModel, UTCMicros, to_micros, upsert_rows, utcnow
+from models.base import BaseModel, UTCMicros
+from models.bulk import upsert_rows
+from models.times import to_micros, utcnow
 from models.executions import FINISHED_STATUSES, Workflow, load_json
 from models.ingest import Change
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from models.db import iso, utcnow, write_transaction
+from models.db import write_transaction
+from models.times import iso, utcnow
 from models.executions import Workflow, dump_json
 from models.payloads import MASK, mask_text
 from models.schemas import InputError

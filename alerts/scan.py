@@ -24,9 +24,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
-
-from models.db import (from_micros, is_sqlite, iso, to_micros,
-                       write_transaction)
+from models.db import is_sqlite, write_transaction
+from models.times import from_micros, iso, to_micros
 from models.executions import Execution, Workflow, load_json
 
 from .models import AlertChannel, AlertDirty, AlertRule, AlertState, Notice, ScanStatus

@@ -8,7 +8,8 @@ from datetime import datetime
 
 from flask import Flask
 
-from models.db import connection, utcnow
+from models.db import connection
+from models.times import utcnow
 from workflows.silence import missed_runs, time_out_runs
 
 from .config import AlertConfig, config_from

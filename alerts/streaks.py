@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import peewee
 
-from models.db import database, to_micros
+from models.db import database
+from models.times import to_micros
 from models.executions import FINISHED_STATUSES, Execution
 
 Position = tuple[int, int]  # (started_at in microseconds, id) of a run

@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 import peewee
 
-from models.db import database, from_micros
+from models.db import database
+from models.times import from_micros
 from models.executions import Execution, Workflow
 
 from .cursors import Cursor

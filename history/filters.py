@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 import peewee
 from werkzeug.datastructures import MultiDict
 
-from models.db import from_micros, is_sqlite, to_micros
+from models.db import is_sqlite
+from models.times import from_micros, to_micros
 from models.executions import Execution, Workflow
 
 from .compiled import Row, fetch, list_query

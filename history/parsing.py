@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from werkzeug.datastructures import MultiDict
 
-from models.db import to_micros
+from models.times import to_micros
 from models.executions import STATUSES
 from models.inputs import (EARLIEST_QUERY_DATE, LATEST_QUERY_DATE, MAX_ID, query_date_in_range,
                            whole_number, zone_names)

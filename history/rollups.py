@@ -16,8 +16,10 @@ from zoneinfo import ZoneInfo
 
 import peewee
 
-from models.db import (BaseModel, chunks, connection, database, from_micros, is_sqlite,
-                       to_micros, upsert_rows, write_transaction)
+from models.base import BaseModel
+from models.bulk import chunks, upsert_rows
+from models.db import connection, database, is_sqlite, write_transaction
+from models.times import from_micros, to_micros
 from models.executions import STATUSES, Execution
 from models.ingest import Change, RunState
 

@@ -6,7 +6,7 @@ from datetime import datetime, time, timedelta
 from flask import Blueprint, current_app, jsonify, redirect, request, url_for
 
 from models import Execution
-from models.db import to_micros, utcnow
+from models.times import to_micros, utcnow
 from models.executions import STATUSES
 from models.inputs import EARLIEST_QUERY_DATE, LATEST_QUERY_DATE
 from models.payloads import mask_text

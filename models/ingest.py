@@ -12,8 +12,9 @@ from typing import Callable, Iterable
 
 import peewee
 
-from .db import (BOUND_VALUES, chunks, database, insert_rows, is_sqlite, placeholders,
-                 to_micros, upsert_rows, utcnow, write_transaction)
+from .bulk import BOUND_VALUES, chunks, insert_rows, placeholders, upsert_rows
+from .db import database, is_sqlite, write_transaction
+from .times import to_micros, utcnow
 from .executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step, StepPayload,
                          Workflow, dump_json, excerpt)
 from .fingerprints import fingerprint

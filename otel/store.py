@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json, to_json
 
-from models.db import (chunks, database, insert_rows, is_sqlite, placeholders, to_micros, utcnow,
-                       write_transaction)
+from models.bulk import chunks, insert_rows, placeholders
+from models.db import database, is_sqlite, write_transaction
+from models.times import to_micros, utcnow
 from models.ingest import payload_texts, store_executions
 from models.schemas import ExecutionIn, StepIn, input_error
 

@@ -274,7 +274,8 @@ def test_work_goes_on_after_the_upgrade(kept, upgraded):
 
 
 def test_the_schema_is_brought_to_the_current_version(kept, upgraded):
-    from models.db import SCHEMA_VERSION, SchemaVersion, connection
+    from models.db import connection
+    from models.migrations import SCHEMA_VERSION, SchemaVersion
     with connection():
         assert [row.version for row in SchemaVersion.select()] == [SCHEMA_VERSION]
     # A second start finds the schema current and leaves it alone.

@@ -8,7 +8,7 @@ import peewee
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from models.db import is_unavailable
+from models.availability import is_unavailable
 from models.schemas import InputError
 
 log = logging.getLogger(__name__)

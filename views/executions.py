@@ -7,7 +7,7 @@ from typing import Callable
 from flask import Blueprint, Response, abort, request, url_for
 
 from models.compare import compare_with_last_success
-from models.db import utcnow
+from models.times import utcnow
 from models.inputs import MAX_ID, MAX_POSITION, whole_number
 from models.execution_detail import (ExecutionDetail, StepRow, api_document,
                                      execution_version, load_execution, load_step, step_error)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from models.db import unless_unavailable
+from models.startup import unless_unavailable
 from models.hooks import (register_delete_hook, register_error_rule,
                           register_write_hook)
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from models.db import from_micros, is_sqlite, iso, to_micros, write_transaction
+from models.db import is_sqlite, write_transaction
+from models.times import from_micros, iso, to_micros
 from models.executions import Execution, Workflow
 from models.ingest import RunState, patch_execution
 from models.schemas import ErrorIn, ExecutionPatch

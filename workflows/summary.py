@@ -14,7 +14,9 @@ from datetime import timedelta
 
 import peewee
 
-from models.db import database, from_micros, is_sqlite, placeholders, to_micros, upsert_rows
+from models.bulk import placeholders, upsert_rows
+from models.db import database, is_sqlite
+from models.times import from_micros, to_micros
 from models.executions import FINISHED_STATUSES, Execution, Workflow
 from models.ingest import Change, RunState
 from alerts.models import mark_runs

@@ -9,7 +9,7 @@ from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
 from history.filters import FilterError, HistoryFilter
-from models.db import from_micros, iso, utcnow
+from models.times import from_micros, iso, utcnow
 from models.executions import STATUSES
 from models.inputs import EARLIEST_QUERY_DATE, LATEST_QUERY_DATE
 from models.schemas import InputError, parse
