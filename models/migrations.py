@@ -9,7 +9,7 @@ import peewee
 from .base import BaseModel
 from .db import connection, database, write_transaction
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
 
 

@@ -1,21 +1,22 @@
 """Workflows: the overview of which automations need attention, each one's health over a
-period, its settings (schedule, grace, maximum duration), and what the alerts job calls to find
-silence (runs that never end, scheduled runs that never come).
+period, its settings (schedule, grace, maximum duration), and what the alerts job calls to
+find silence (runs that never end, scheduled runs that never come).
 
-A feature package: `MODELS` are its tables, `init_app(app)` wires it into an app.
+A feature package: `MODELS` are its tables, `MIGRATIONS` their changes by schema version,
+`init_app(app)` wires it into an app.
 """
 from __future__ import annotations
 
 from flask import Flask
 
+from models.hooks import register_delete_hook, register_error_rule, register_write_hook
 from models.startup import unless_unavailable
-from models.hooks import (register_delete_hook, register_error_rule,
-                          register_write_hook)
 
+from .migrations import MIGRATIONS
 from .models import MODELS
 from .summary import apply_changes, ensure_summaries, remove_runs
 
-__all__ = ["MODELS", "init_app"]
+__all__ = ["MIGRATIONS", "MODELS", "init_app"]
 
 
 def init_app(app: Flask) -> None:
