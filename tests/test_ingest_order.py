@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-import models.db
+import models.bulk
 import models.ingest
 from helpers import URL, detail
 
@@ -44,7 +44,7 @@ def _runs() -> list[dict]:
 @pytest.fixture(params=["reversed", "shuffled"])
 def returned_out_of_order(request, monkeypatch):
     """The database's freedom, taken: every RETURNING answer comes back out of order."""
-    real = models.db.insert_rows
+    real = models.bulk.insert_rows
     rng = random.Random(7)
 
     def insert_rows(*args, **kwargs):
