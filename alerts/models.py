@@ -166,8 +166,7 @@ def mark_workflows(workflow_ids: set[int] | list[int]) -> None:
     now = to_micros(utcnow())
     table = AlertDirty._meta.table_name
     upsert_rows(table, ("workflow_id", "seq", "marked_at"), ("workflow_id",),
-                f'"seq" = "{table}"."seq" + 1',
-                [(wid, 1, now) for wid in sorted(workflow_ids)])
+                [(wid, 1, now) for wid in sorted(workflow_ids)], bump=("seq",))
 
 
 def mark_runs(run_ids: set[int] | list[int]) -> None:

@@ -106,7 +106,7 @@ def _compile(f, phase: int | None, workflow_ids: list[int] | None,
         statuses=tuple(slot(("status", i), str) for i in range(len(f.statuses))))
     shaped = replace(shaped, limit=slot("limit") - 1)
     ids = None if workflow_ids is None else [slot(("workflow", i))
-                                              for i in range(len(workflow_ids))]
+                                             for i in range(len(workflow_ids))]
     wanted = None if not statuses else [slot(("status", i), str)
                                         for i in range(len(statuses))]
     if wanted:  # the same slots whether given here or taken from the filter

@@ -150,7 +150,7 @@ def parse_zone(name: str, errors: dict[str, str]) -> tuple[ZoneInfo, str]:
 
 
 def parse_bound(text: str | None, zone: ZoneInfo, is_end: bool, name: str,
-           errors: dict[str, str]) -> Bound | None:
+                errors: dict[str, str]) -> Bound | None:
     """A from/to value: a date (a `to` date covers the whole day) or a date-time."""
     if text is None:
         return None

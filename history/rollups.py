@@ -90,8 +90,7 @@ def _apply_deltas(deltas: dict[tuple, int]) -> None:
     table = RunRollup._meta.table_name
     upsert_rows(table, ("grain", "workflow_id", "bucket", "status", "n"),
                 ("grain", "workflow_id", "bucket", "status"),
-                f'"n" = "{table}"."n" + EXCLUDED."n"',
-                [(*key, n) for key, n in sorted(deltas.items()) if n])
+                [(*key, n) for key, n in sorted(deltas.items()) if n], add=("n",))
 
 
 def rebuild_rollups() -> int:

@@ -2,11 +2,13 @@
 check that the tables hold every column the models read."""
 from __future__ import annotations
 
+import json
 from typing import Callable, Mapping, Sequence
 
 import peewee
 
 from .base import BaseModel
+from .bulk import update_rows
 from .db import connection, database, write_transaction
 
 SCHEMA_VERSION = 6
@@ -65,8 +67,6 @@ def _workflows_v4(db: peewee.Database) -> None:
 def _backfill_error_types(db: peewee.Database, batch: int = 2000) -> None:
     """Copy `type` out of each stored run error into its row, a keyset batch at a time.
     Errors an older release stored with NaN or without a type are read leniently."""
-    import json
-
     param = db.param
     last = 0
     while True:
@@ -77,14 +77,15 @@ def _backfill_error_types(db: peewee.Database, batch: int = 2000) -> None:
         if not rows:
             return
         last = rows[-1][0]
+        types = []
         for execution_id, text in rows:
             try:
                 kind = json.loads(text).get("type")
             except (ValueError, AttributeError):
                 continue
             if isinstance(kind, str) and kind:
-                db.execute_sql(f'UPDATE "execution" SET "error_type" = {param} WHERE "id" = {param}',
-                               (kind[:200], execution_id))
+                types.append((execution_id, kind[:200]))
+        update_rows("execution", "id", ("error_type",), types)
 
 
 def _fingerprints_v5(db: peewee.Database) -> None:
@@ -120,13 +121,8 @@ def _backfill_fingerprints(db: peewee.Database, batch: int = 5000) -> None:
             return
         last = rows[-1][0]
         values = [(run_id, fingerprint(kind, message)) for run_id, kind, message in rows]
-        values = [pair for pair in values if pair[1] is not None]
-        if values:
-            pairs = ", ".join([f"({param}, {param})"] * len(values))
-            db.execute_sql(
-                'UPDATE "execution" SET "error_fingerprint" = "found"."column2" FROM '
-                f'(VALUES {pairs}) AS "found" WHERE "execution"."id" = "found"."column1"',
-                [value for pair in values for value in pair])
+        update_rows("execution", "id", ("error_fingerprint",),
+                    [pair for pair in values if pair[1] is not None])
 
 
 # Migrations from version N-1 to N, as functions taking the database.

@@ -12,7 +12,7 @@ import random
 import pytest
 
 import models.bulk
-import models.ingest
+import models.run_rows
 from helpers import URL, detail
 
 
@@ -55,7 +55,7 @@ def returned_out_of_order(request, monkeypatch):
         rng.shuffle(rows)
         return rows
 
-    monkeypatch.setattr(models.ingest, "insert_rows", insert_rows)
+    monkeypatch.setattr(models.run_rows, "insert_rows", insert_rows)
     return request.param
 
 

@@ -203,7 +203,7 @@ def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
         body = workflow_json(row, figure, execution_url, workflow_url)
         items.append({"row": row, "json": body, "strip": _strip(body["recent_runs"]),
                       "last_ago": ago(from_micros(figure.recent[0][2]), now,
-                                       from_micros(figure.recent[0][2]))
+                                      from_micros(figure.recent[0][2]))
                       if figure.recent else None,
                       "expected_in": _relative(row.expected_at, now)
                       if row.schedule and row.expected_at else None})
