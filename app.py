@@ -12,6 +12,7 @@ import history
 import otel
 import scheduling
 import workflows
+from alerts.config import PAGERDUTY_EVENTS_URL
 from models import MODELS, database, init_database
 from models.db import create_schema_when_reachable
 from views import BLUEPRINTS
@@ -35,6 +36,7 @@ DEFAULTS = {
     "SCHEDULER_LEASE_SECONDS": 15,
     "MAX_PAYLOAD_BYTES": 10 * 1024 * 1024,
     "WEBHOOK_ALLOW_PRIVATE": False,
+    "PAGERDUTY_EVENTS_URL": PAGERDUTY_EVENTS_URL,
     "LOGIN_RATE_LIMIT": "10 per minute",
     "RATELIMIT_STORAGE_URI": "memory://",
     "MAX_STEPS_PER_REQUEST": 5000,
