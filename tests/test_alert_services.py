@@ -37,7 +37,7 @@ def listening():
 def receiver(listening):
     """The module's receiver, answering 200 with nothing received yet."""
     listening.requests.clear()
-    listening.status, listening.headers = 200, {}
+    listening.status, listening.headers, listening.answer = 200, {}, b"ok"
     return listening
 
 
@@ -105,6 +105,14 @@ def test_a_slack_message_escapes_what_slack_reads_as_markup_and_shows_the_last_e
 def test_a_slack_header_stays_within_block_kits_150_characters(receiver):
     message = sent(receiver, slack, "failing", workflow="w" * 200)
     assert len(message["blocks"][0]["text"]["text"]) == 150
+
+
+def test_a_reminder_of_a_late_workflow_says_when_its_run_was_expected(receiver):
+    message = sent(receiver, slack, "reminder", late=True, reminder_number=2)
+    assert message["text"] == ("Reminder #2: invoice-sync is still late "
+                               "(expected at 2026-11-01T09:00:00Z)")
+    labels = [field["text"] for field in message["blocks"][1]["fields"]]
+    assert "*Expected at*\n2026-11-01T09:00:00Z" in labels and "*Reminder*\n#2" in labels
 
 
 # --- Teams ------------------------------------------------------------------------------------
@@ -368,12 +376,22 @@ def test_a_rate_limit_says_how_long_the_service_asks_to_wait(receiver):
 
 
 def test_a_revoked_webhook_says_what_to_fix_in_the_services_own_words(receiver):
-    receiver.status = 404
+    receiver.status, receiver.answer = 404, b"no_service"
     with pytest.raises(TransportError) as refused:
         slack.send(facts("failing"), {"url": receiver.url}, settings(receiver))
     assert refused.value.message == (
         "Slack refused for good: the URL or key does not exist (wrong, or the webhook was "
-        "removed); fix the channel, it is not retried (HTTP 404 Not Found: ok)")
+        "removed); fix the channel, it is not retried (HTTP 404 Not Found: no_service)")
+
+
+def test_an_error_page_is_logged_on_one_line_and_cut_short(receiver):
+    receiver.status = 502
+    receiver.answer = b"<html>\n<body>\n  <h1>Bad gateway</h1>\n" + b"x" * 5000 + b"</body>"
+    with pytest.raises(TransportError) as failed:
+        teams.send(facts("failing"), {"url": receiver.url}, settings(receiver))
+    said = failed.value.message.split("retried later: ", 1)[1]
+    assert said.startswith("HTTP 502 Bad Gateway: <html> <body> <h1>Bad gateway</h1> xxx")
+    assert len(said) < 350 and said.endswith("…")
 
 
 @pytest.mark.parametrize("module, options", [

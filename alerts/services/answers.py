@@ -11,8 +11,10 @@ import json
 
 from ..config import AlertConfig
 from ..outbound import Answer, TransportError, post
+from .facts import cut
 
 USER_AGENT = "Runwatch-Alerts/1"
+SAID_CHARS = 300  # of a refusal's body in the delivery log
 # What a lasting refusal most likely means, by status; the service's own words follow.
 LASTING = {
     400: "the service refused the message or its key",
@@ -27,7 +29,8 @@ LASTING = {
 def read_answer(service: str, answer: Answer) -> str:
     """The delivery log's line for a 2xx answer; TransportError for any other, permanent
     unless asking again may help (429, 408, 5xx)."""
-    said = f"{answer.summary}: {answer.body}" if answer.body else answer.summary
+    words = " ".join(answer.body.split())  # an error page's markup on one line, cut short
+    said = f"{answer.summary}: {cut(words, SAID_CHARS)}" if words else answer.summary
     if 200 <= answer.status < 300:
         return answer.summary
     if answer.status == 429:

@@ -106,7 +106,11 @@ def send(facts: Facts, options: dict, config: AlertConfig) -> str:
         if is_private_host(host):
             raise TransportError(REFUSED_PRIVATE, permanent=True)
         with Deadline(config.webhook_timeout) as deadline:  # Apprise connects on its own
-            public_addresses(host, plugin.port or (443 if plugin.secure else 80), deadline)
+            try:
+                public_addresses(host, plugin.port or (443 if plugin.secure else 80), deadline)
+            except TimeoutError:
+                raise TransportError(f"the host name lookup did not finish within "
+                                     f"{deadline.seconds:g} s") from None
     notifier = apprise.Apprise()
     notifier.add(plugin)
     with apprise.LogCapture(level=logging.WARNING) as log:

@@ -96,7 +96,8 @@ def headline(facts: Facts) -> str:
     if facts.kind == "reminder":
         still = (f"still late (expected at {facts.expected_at})" if facts.late
                  else f"still failing: {facts.failure_count} failures in a row")
-        return f"Reminder {facts.reminder_number or ''}: {name} is {still}".replace("  ", " ")
+        number = f" #{facts.reminder_number}" if facts.reminder_number else ""
+        return f"Reminder{number}: {name} is {still}"
     return f"Test notice for {name} (rule #{facts.rule_id})"
 
 
