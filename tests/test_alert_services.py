@@ -4,13 +4,14 @@ named; and a service's answer read as delivered, retried later, or refused for g
 from __future__ import annotations
 
 import json
+import socket
 from datetime import datetime, timezone
 
 import pytest
 
 from alerts.config import ALLOW_PRIVATE, PAGERDUTY_EVENTS_URL, AlertConfig, config_from
 from alerts.notices import notice_body
-from alerts.outbound import REFUSED_PRIVATE, TransportError
+from alerts.outbound import NO_PUBLIC_ADDRESS, REFUSED_PRIVATE, TransportError
 from alerts.schemas import parse_rule
 from alerts.services import apprise, discord, pagerduty, slack, teams
 from alerts.services.facts import KINDS, Facts
@@ -404,3 +405,17 @@ def test_a_private_address_is_refused_before_sending_unless_allowed(module, opti
     with pytest.raises(TransportError) as refused:
         module.send(facts("failing"), options, config)
     assert refused.value.message == REFUSED_PRIVATE and refused.value.permanent
+
+
+def test_an_apprise_host_whose_name_resolves_privately_is_not_connected_to(receiver,
+                                                                          monkeypatch):
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *args, **kwargs: (
+        [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", int(port)))]
+        if host == "hooks.rebind.test" else real(host, port, *args, **kwargs)))
+    config = AlertConfig(execution_url=str)
+    with pytest.raises(TransportError) as refused:
+        apprise.send(facts("failing"), {"url": f"json://hooks.rebind.test:{receiver.port}/"},
+                     config)
+    assert refused.value.message == NO_PUBLIC_ADDRESS and not refused.value.permanent
+    assert receiver.requests == []
