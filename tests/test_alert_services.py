@@ -369,11 +369,14 @@ def test_an_answer_is_delivered_retried_or_refused_for_good(receiver, kind, stat
     assert ("retried later" in failed.value.message) == (not permanent)
 
 
-def test_a_rate_limit_says_how_long_the_service_asks_to_wait(receiver):
-    receiver.status, receiver.headers = 429, {"Retry-After": "30"}
+@pytest.mark.parametrize("retry_after, said", [
+    ("30", "(it asks to wait 30 s)"),
+    ("Sun, 01 Nov 2026 09:31:00 GMT", "(it asks to wait until Sun, 01 Nov 2026 09:31:00 GMT)")])
+def test_a_rate_limit_says_how_long_the_service_asks_to_wait(receiver, retry_after, said):
+    receiver.status, receiver.headers = 429, {"Retry-After": retry_after}
     with pytest.raises(TransportError) as limited:
         slack.send(facts("failing"), {"url": receiver.url}, settings(receiver))
-    assert "(it asks to wait 30 s)" in limited.value.message
+    assert said in limited.value.message
 
 
 def test_a_revoked_webhook_says_what_to_fix_in_the_services_own_words(receiver):

@@ -35,7 +35,8 @@ def read_answer(service: str, answer: Answer) -> str:
         return answer.summary
     if answer.status == 429:
         wait = answer.headers.get("retry-after")
-        later = f" (it asks to wait {wait} s)" if wait else ""
+        later = (f" (it asks to wait {wait} s)" if wait and wait.isdigit()
+                 else f" (it asks to wait until {wait})" if wait else "")
         raise TransportError(f"{service} is limiting the rate of messages{later}; "
                              f"retried later: {said}", answer.summary)
     if answer.status == 408 or answer.status >= 500:
