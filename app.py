@@ -12,7 +12,6 @@ import history
 import otel
 import scheduling
 import workflows
-from alerts.config import PAGERDUTY_EVENTS_URL
 from models import MODELS, database, init_database
 from models.db import create_schema_when_reachable
 from views import BLUEPRINTS
@@ -20,6 +19,7 @@ from views.auth import guard
 from views import extensions, formatting, headers, memory
 from views.common import register_error_handlers
 from views.ids import DatabaseInteger
+from alerts.config import PAGERDUTY_EVENTS_URL
 
 DEFAULTS = {
     "BASE_URL": "http://localhost:5000",

@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
-PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 ALLOW_PRIVATE = "webhook_allow_private"
 """The key of the rule validation context that lets a webhook URL name a private address."""
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
 
 @dataclass(frozen=True)
