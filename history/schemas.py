@@ -1,5 +1,5 @@
 """What the history API answers (`GET /api/automations/executions`); its query parameters
-are declared beside their parser, in history/filters.py."""
+are declared in history/parameters.py."""
 from __future__ import annotations
 
 from datetime import datetime

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 from flask import Flask, current_app, has_app_context
 
 if TYPE_CHECKING:
-    from .ingest import Change, RunState
+    from .run_rows import Change, RunState
 
 KEY = "runwatch.hooks"
 

@@ -1,4 +1,4 @@
-"""Silence, found by the alert scan: runs that never end, and scheduled runs that never come.
+"""Silence, found by the alerts job: runs that never end, and scheduled runs that never come.
 
 Both read the summaries through an index on the moment something becomes due
 (`timeout_at`, `due_at`), so an idle scan is three index probes that find nothing, whatever
