@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Flask
 
 from models.hooks import register_write_hook
+from views.operations import register_operations
 
 from .migrations import MIGRATIONS
 from .models import MODELS, mark_finished_changes
@@ -18,7 +19,8 @@ __all__ = ["MIGRATIONS", "MODELS", "init_app"]
 def init_app(app: Flask) -> None:
     """Mark workflows whose finished runs change, add the pages and API (the alerts job,
     alerts.scheduler.tick, is listed in scheduling.JOBS)."""
-    from .views import bp
+    from .views import OPERATIONS, bp
 
     register_write_hook(app, mark_finished_changes)
     app.register_blueprint(bp)
+    register_operations(app, OPERATIONS)

@@ -8,6 +8,7 @@ from flask import Flask
 
 from models.startup import unless_unavailable
 from models.hooks import register_write_hook
+from views.operations import register_operations
 
 from . import changes
 from .rollups import RunRollup, apply_changes, ensure_rollups
@@ -18,7 +19,7 @@ MODELS = [RunRollup, changes.HistoryChange]
 def init_app(app: Flask) -> None:
     """Keep the run counts and the change counter current at every write, count runs stored
     before them, add the pages."""
-    from .views import bp
+    from .views import OPERATIONS, bp
 
     register_write_hook(app, apply_changes)
     register_write_hook(app, changes.bump)
@@ -26,3 +27,4 @@ def init_app(app: Flask) -> None:
     unless_unavailable(changes.ensure_counter, "creating the change counter")
     unless_unavailable(ensure_rollups, "counting runs into the rollups")
     app.register_blueprint(bp)
+    register_operations(app, OPERATIONS)

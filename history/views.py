@@ -10,8 +10,9 @@ from models.times import to_micros, utcnow
 from models.executions import STATUSES
 from models.inputs import EARLIEST_QUERY_DATE, LATEST_QUERY_DATE
 from models.payloads import mask_text
-from history.filters import SORTS, FilterError, HistoryFilter, after_id
+from history.filters import PARAMETERS, SORTS, FilterError, HistoryFilter, after_id
 from history.rollups import DAY
+from history.schemas import HistoryPage
 from history.service import HistoryResult, query_history, workflow_names
 from workflows.stats import needing_attention
 
@@ -19,8 +20,11 @@ from views.common import render_page, wants_partial
 from views.extensions import sees_secrets
 from views.formatting import ago, iso_micros
 from views.links import link_builder
+from views.operations import Operation
 
 bp = Blueprint("history", __name__)
+# What the API document says of the history API.
+OPERATIONS = {"history.api_list": Operation({200: HistoryPage}, query=PARAMETERS)}
 QUICK_RANGES = (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)),
                 ("7d", timedelta(days=7)), ("30d", timedelta(days=30)))
 FRESH_POLL_SECONDS = 20

@@ -11,6 +11,7 @@ from flask import Flask
 
 from models.hooks import register_delete_hook, register_error_rule, register_write_hook
 from models.startup import unless_unavailable
+from views.operations import register_operations
 
 from .migrations import MIGRATIONS
 from .models import MODELS
@@ -24,10 +25,11 @@ def init_app(app: Flask) -> None:
     before them), let a report replace a timeout, add the pages and the API (the alerts
     job times runs out and finds missed runs with workflows.silence)."""
     from .silence import replaces_timeout
-    from .views import bp
+    from .views import OPERATIONS, bp
 
     register_write_hook(app, apply_changes)
     register_delete_hook(app, remove_runs)
     register_error_rule(app, replaces_timeout)
     unless_unavailable(ensure_summaries, "building the workflow summaries")
     app.register_blueprint(bp)
+    register_operations(app, OPERATIONS)

@@ -17,7 +17,9 @@ from workflows import schedule as schedules
 from workflows import settings as workflow_settings
 from workflows.errors import error_groups
 from workflows.models import STATES
-from workflows.schemas import MAX_DESCRIPTION, MAX_DURATION, MAX_GRACE, SettingsIn
+from workflows.schemas import (DETAIL_PARAMETERS, LIST_PARAMETERS, MAX_DESCRIPTION, MAX_DURATION,
+                               MAX_GRACE, SettingsIn, WorkflowAnswer, WorkflowDetail,
+                               WorkflowList)
 from workflows.stats import (PAGE_LIMIT, Figures, OverviewQuery, WorkflowQueryError,
                              encode_cursor, figures, metrics, overview_page, state_counts,
                              summary_of)
@@ -25,8 +27,15 @@ from workflows.stats import (PAGE_LIMIT, Figures, OverviewQuery, WorkflowQueryEr
 from views.common import api_error, render_page, wants_partial
 from views.formatting import ago, format_duration, iso_micros
 from views.links import absolute_url, link_builder
+from views.operations import Operation
 
 bp = Blueprint("workflows", __name__)
+# What the API document says of each endpoint of the workflows API.
+OPERATIONS = {
+    "workflows.api_list": Operation({200: WorkflowList}, query=LIST_PARAMETERS),
+    "workflows.api_show": Operation({200: WorkflowDetail}, query=DETAIL_PARAMETERS),
+    "workflows.api_update": Operation({200: WorkflowAnswer, 201: WorkflowAnswer}, SettingsIn),
+}
 API = "/api/automations/workflows"
 DEFAULT_DAYS = 30
 MAX_DAYS = 400
