@@ -12,7 +12,9 @@ from datetime import datetime, timedelta
 
 import peewee
 
-from models.db import database, placeholders, to_micros
+from models.bulk import placeholders
+from models.db import database
+from models.times import to_micros
 from models.executions import FINISHED_STATUSES, STATUSES, Execution, Workflow
 from models.inputs import whole_number
 from history.rollups import DAY, GRAINS, HOUR, RunRollup, _merged, _split, count_bars
@@ -243,7 +245,7 @@ def figures(rows: list, now: datetime) -> dict[int, Figures]:
 def day_edges(start: int, end: int, zone) -> list[int]:
     """Edges of the local days of `zone` from the day holding `start` to the one holding
     `end` (inclusive), as microseconds."""
-    from models.db import from_micros
+    from models.times import from_micros
 
     first = from_micros(start).astimezone(zone).date()
     last = from_micros(end).astimezone(zone).date()
@@ -300,7 +302,7 @@ def metrics(workflow_id: int, start: int, end: int, zone) -> dict:
     counts = count_bars([workflow_id], edges)
     durations = duration_bars(workflow_id, edges)
     days = []
-    from models.db import from_micros
+    from models.times import from_micros
     for k, bar in enumerate(counts):
         days.append({"date": from_micros(edges[k]).astimezone(zone).date().isoformat(),
                      **{status: bar[status] for status in STATUSES},
