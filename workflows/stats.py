@@ -1,5 +1,6 @@
-"""Reading workflows: the overview's pages, the figures of each row, a workflow's days and
-its error groups. Everything is read from summaries, rollups and index ranges."""
+"""Reading workflows: the overview's pages, the figures of each row and a workflow's days
+(its error groups: workflows.errors). Everything is read from summaries, rollups and index
+ranges."""
 from __future__ import annotations
 
 import base64
