@@ -12,13 +12,14 @@ from datetime import timedelta
 import pytest
 import trustme
 
-from alert_servers import HttpReceiver, Trickler, alert_config, make_rule, notices, report
+from alert_servers import (HttpReceiver, Trickler, alert_config, form_data, make_rule, notices,
+                           report)
 from alerts.config import config_from
 from alerts.delivery import deliver_due, lease
 from alerts.models import AlertRule, Attempt, Notice
 from alerts.scan import scan
+from helpers import Elements
 from models.db import connection, utcnow
-from test_alerts_page import Elements, form_data
 
 API = "/api/automations/alerts"
 REFUSED = "refused: the address is private (set RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true to allow)"
