@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from helpers import LiveServer
 from models import Execution
+
+pytestmark = pytest.mark.long(10)
 
 THREADS = 4
 POSTS_PER_THREAD = 250

@@ -252,6 +252,7 @@ def test_the_settings_forms_take_text_alone(logged_in, db, fields):
     assert (User.get().password_hash, ApiToken.select().count()) == before
 
 
+@pytest.mark.long(7)
 # --- Attempts at the same moment --------------------------------------------------------------
 
 def test_concurrent_wrong_passwords_check_no_more_passwords_than_the_limit(app, user,
