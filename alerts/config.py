@@ -67,4 +67,6 @@ def config_from(app: Flask) -> AlertConfig:
         mail_from=config["MAIL_FROM"],
         alerts_url=adapter.build("alerts.index", force_external=True),
         webhook_allow_private=bool(config["WEBHOOK_ALLOW_PRIVATE"]),
+        # Not a documented setting: tests shorten the deadline to see it cut a send off.
+        webhook_timeout=float(config.get("WEBHOOK_TIMEOUT", AlertConfig.webhook_timeout)),
     )

@@ -24,6 +24,39 @@ from models.users import create_user
 # The SMTP sink and the webhook receiver, as fixtures for every test module.
 pytest_plugins = ["alert_servers"]
 
+# --- URL rules compiled once per process ---------------------------------------------------
+# Nearly every test builds an app, and werkzeug compiles each URL rule's builder anew for each
+# app, by generating Python source and compiling it: more than half of the app's build time.
+# The code it generates depends only on the rule's parts, defaults and converters, so tests
+# keep each compiled builder for the next app with the same rule.
+
+def _cache_rule_builders() -> None:
+    from werkzeug.routing.rules import Rule
+
+    compile_builder = getattr(Rule, "_compile_builder", None)
+    if compile_builder is None or getattr(compile_builder, "cached", False):
+        return  # another werkzeug: every app compiles its own, as before
+    builders: dict = {}
+
+    def cached_builder(self, append_unknown: bool = True):
+        try:
+            key = (self.rule, tuple(self._trace), append_unknown,
+                   tuple(sorted((self.defaults or {}).items())),
+                   tuple((name, type(conv)) for name, conv in self._converters.items()))
+            hash(key)
+        except (AttributeError, TypeError):  # a default that cannot be a key
+            return compile_builder(self, append_unknown)
+        if key not in builders:
+            builders[key] = compile_builder(self, append_unknown)
+        return builders[key]
+
+    cached_builder.cached = True
+    Rule._compile_builder = cached_builder
+
+
+_cache_rule_builders()
+
+
 # --- PostgreSQL: one throwaway cluster per test session -------------------------------------
 
 def _pg_bin(name: str) -> str | None:
