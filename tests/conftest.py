@@ -393,10 +393,13 @@ def api(app, token) -> ApiClient:
 # --- A real server process ------------------------------------------------------------
 
 @pytest.fixture
-def live_server(app, database_url, tmp_path):
-    """A real server process on the test's database (the `app` fixture made the tables)."""
+def live_server(app, database_url, tmp_path, request):
+    """A real server process on the test's database (the `app` fixture made the tables): two
+    workers, so that requests meet in different processes; for a browser, which sends a
+    request or a few at a time, one (each worker's start costs a second of processor time)."""
     database.close() if not database.is_closed() else None
-    server = LiveServer(database_url, tmp_path,  # webhooks go to receivers on 127.0.0.1
+    workers = 1 if "browser" in request.fixturenames else 2
+    server = LiveServer(database_url, tmp_path, workers=workers,  # webhooks: to 127.0.0.1
                         env={"RUNWATCH_WEBHOOK_ALLOW_PRIVATE": "true"}).start()
     yield server
     server.stop()
