@@ -161,7 +161,24 @@ class LiveServer:
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self.log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port(self.port)
+        self._wait_for_a_worker()
         return self
+
+    def _wait_for_a_worker(self, timeout: float = 90.0) -> None:
+        """Until a worker answers. gunicorn listens before its workers have loaded the app;
+        on a busy machine that takes seconds, which a test's first request would otherwise
+        spend inside its own deadline (the client's 3 s, say)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+                    sock.sendall(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                    if sock.recv(5) == b"HTTP/":
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"no worker answered within {timeout} s:\n{self.output()[-2000:]}")
 
     def crash(self) -> None:
         """kill -9 of the server and its workers at once (its own process group)."""
