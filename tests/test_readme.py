@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from app import DEFAULTS
 from helpers import EMAIL, ROOT, missing
 
 README = ROOT / "README.md"
@@ -212,3 +213,19 @@ def test_every_curl_example_of_a_reference_page_is_answered_with_success(
                  NEXT_CURSOR="")
 
     assert examples and done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_configuration_page_lists_every_setting_with_its_default():
+    rows = re.findall(r"^\| `RUNWATCH_(\w+)`(?:, `RUNWATCH_(\w+)`)? \| ([^|]+) \|",
+                      section(ROOT / "docs" / "configuration.md", "The server"), re.M)
+    documented = {name: default.strip() for first, second, default in rows
+                  for name in (first, second) if name}
+    made_at_start = {"DATABASE_URL", "SECRET_KEY", "WTF_CSRF_TIME_LIMIT"}
+    assert set(documented) == set(DEFAULTS) | made_at_start
+    for name, value in DEFAULTS.items():
+        said = documented[name]
+        if value is None:
+            assert said.startswith("unset"), (name, said)
+        else:
+            expected = str(value).lower() if isinstance(value, bool) else str(value)
+            assert said.startswith(f"`{expected}`"), (name, said, expected)
