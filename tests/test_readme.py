@@ -105,7 +105,7 @@ def test_every_relative_link_leads_to_a_file_and_a_heading_that_exist(path):
 
 def test_the_readme_first_report_changes_the_run_it_reported(live_server, user):
     token_line, report = [body for body in blocks(README, "sh")
-                          if body.startswith(("export RUNWATCH_TOKEN=", "ID=$(curl"))]
+                          if body.startswith(("export RUNWATCH_TOKEN=", "START="))]
     made = shell(token_line.replace("you@example.com", EMAIL) + 'echo "$RUNWATCH_TOKEN"',
                  live_server)
     assert made.returncode == 0, made.stderr
@@ -131,6 +131,7 @@ def test_the_readme_first_report_changes_the_run_it_reported(live_server, user):
     stored = requests.get(f"{live_server.url}{EXECUTIONS}/{hello['id']}", headers=headers,
                           timeout=10).json()
     assert stored["output"] == {"greeted": "world"} and stored["external_id"] == "hello-1"
+    assert stored["duration_ms"] >= 1000
     assert json.loads(done.stdout)["url"] == f"{live_server.url}/executions/{hello['id']}"
 
 
