@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 import requests
 
 from app import DEFAULTS
-from helpers import EMAIL, ROOT, missing
+from helpers import EMAIL, ROOT, console_script, missing
 
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
@@ -133,6 +134,22 @@ def test_the_readme_first_report_changes_the_run_it_reported(live_server, user):
     assert stored["output"] == {"greeted": "world"} and stored["external_id"] == "hello-1"
     assert stored["duration_ms"] >= 1000
     assert json.loads(done.stdout)["url"] == f"{live_server.url}/executions/{hello['id']}"
+
+
+def test_the_readme_runwatch_exec_example_reports_the_command_and_keeps_its_exit_code(
+        live_server, live_token):
+    script = console_script("runwatch", "pip install -e ./client")
+    (example,) = [line for body in blocks(README, "sh") for line in body.splitlines()
+                  if "runwatch exec" in line]
+
+    done = shell(example, live_server, RUNWATCH_TOKEN=live_token,
+                 PATH=f"{Path(script).parent}{os.pathsep}{os.environ['PATH']}")
+
+    assert done.returncode == 3 and done.stdout == "saving\n", done.stderr
+    headers = {"Authorization": f"Bearer {live_token}"}
+    (run,) = requests.get(live_server.url + EXECUTIONS, headers=headers, timeout=10,
+                          params={"workflow": "backup-test"}).json()["data"]
+    assert run["status"] == "failure"
 
 
 @pytest.mark.parametrize("path", [README, ROOT / "docs" / "opentelemetry.md"],
