@@ -53,8 +53,10 @@ def shell(script: str, server, cwd: Path = ROOT, **env: str) -> subprocess.Compl
     if not shutil.which("curl"):
         missing("curl is not installed")
     script = script.replace("http://localhost:5000", server.url)
+    env = {**server.env, **env}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
     return subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
-                          text=True, timeout=120, cwd=cwd, env={**server.env, **env})
+                          text=True, timeout=120, cwd=cwd, env=env)
 
 
 def test_the_readme_is_an_onboarding_page_of_at_most_250_lines():
