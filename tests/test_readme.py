@@ -249,3 +249,17 @@ def test_the_configuration_page_lists_every_setting_with_its_default():
         else:
             expected = str(value).lower() if isinstance(value, bool) else str(value)
             assert said.startswith(f"`{expected}`"), (name, said, expected)
+
+
+def test_the_api_reference_lists_every_api_route(app):
+    cells = re.findall(r"^\| ([^|]+) \|", section(ROOT / "docs" / "api.md", "Routes"), re.M)
+    listed = {(method, cell.rsplit(" ", 1)[-1].strip("`"))
+              for cell in cells for method in re.findall(r"`([A-Z]+)[ `]", cell)}
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(("/api/", "/v1/")):
+            # <int:rule_id> is written <id>, <path:name> <name>
+            path = re.sub(r"<(?:\w+:)?(\w+)>",
+                          lambda m: "<id>" if m[1].endswith("id") else f"<{m[1]}>", rule.rule)
+            served |= {(method, path) for method in rule.methods - {"HEAD", "OPTIONS"}}
+    assert served == listed, (sorted(served - listed), sorted(listed - served))
