@@ -12,6 +12,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
+import click
 import pytest
 import requests
 
@@ -263,3 +264,17 @@ def test_the_api_reference_lists_every_api_route(app):
                           lambda m: "<id>" if m[1].endswith("id") else f"<{m[1]}>", rule.rule)
             served |= {(method, path) for method in rule.methods - {"HEAD", "OPTIONS"}}
     assert served == listed, (sorted(served - listed), sorted(listed - served))
+
+
+def _commands(command: click.Command, words: tuple[str, ...] = ()):
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _commands(sub, (*words, name))
+    else:
+        yield " ".join(words)
+
+
+def test_the_operations_page_lists_every_command(app):
+    table = section(ROOT / "docs" / "operations.md", "Commands")
+    listed = set(re.findall(r"^\| `flask --app app ((?:[a-z]+ ?)+)", table, re.M))
+    assert {name.strip() for name in listed} == set(_commands(app.cli))
