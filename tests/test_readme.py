@@ -155,31 +155,30 @@ def test_the_readme_runwatch_exec_example_reports_the_command_and_keeps_its_exit
     assert run["status"] == "failure"
 
 
-@pytest.mark.parametrize("path", [README, ROOT / "docs" / "opentelemetry.md"],
-                         ids=lambda p: p.name)
-def test_the_opentelemetry_snippet_exits_cleanly_and_its_failed_run_is_stored(
-        path, live_server, live_token, tmp_path):
-    (snippet,) = [body for body in blocks(path, "python") if "OTLPSpanExporter" in body]
+def test_the_opentelemetry_snippets_exit_cleanly_and_their_failed_runs_are_stored(
+        live_server, live_token, tmp_path):
     (exports,) = [body for body in blocks(README, "sh") if "OTEL_EXPORTER_OTLP" in body]
-    (tmp_path / "job.py").write_text(snippet)
-
-    done = shell(f"{exports}\n{sys.executable} {tmp_path / 'job.py'}", live_server,
-                 RUNWATCH_TOKEN=live_token)
-
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    assert done.stdout == "invoice-sync failed: HTTP 502 from billing\n"
     headers = {"Authorization": f"Bearer {live_token}"}
-    (run,) = requests.get(live_server.url + EXECUTIONS, headers=headers, timeout=10,
-                          params={"workflow": "invoice-sync"}).json()["data"]
-    run = requests.get(f"{live_server.url}{EXECUTIONS}/{run['id']}", headers=headers,
-                       timeout=10).json()
-    assert run["status"] == "failure" and run["input"] == {"customer": 42}
-    assert (run["error"]["type"], run["error"]["message"]) == (
-        "RuntimeError", "HTTP 502 from billing")
-    assert [(s["name"], s["action"], s["status"], s["output"]) for s in run["steps"]] == [
-        ("Fetch invoices", "http.get", "success", {"count": 3}),
-        ("Post to billing", "billing.jobs", "failure", None)]
+    for number, path in enumerate([README, ROOT / "docs" / "opentelemetry.md"], 1):
+        (snippet,) = [body for body in blocks(path, "python") if "OTLPSpanExporter" in body]
+        (tmp_path / "job.py").write_text(snippet)
+
+        done = shell(f"{exports}\n{sys.executable} {tmp_path / 'job.py'}", live_server,
+                     RUNWATCH_TOKEN=live_token)
+
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (path, done.stderr)
+        assert done.stdout == "invoice-sync failed: HTTP 502 from billing\n"
+        runs = requests.get(live_server.url + EXECUTIONS, headers=headers, timeout=10,
+                            params={"workflow": "invoice-sync"}).json()["data"]
+        assert len(runs) == number, path  # stored before the script ended
+        run = requests.get(f"{live_server.url}{EXECUTIONS}/{runs[0]['id']}", headers=headers,
+                           timeout=10).json()
+        assert run["status"] == "failure" and run["input"] == {"customer": 42}
+        assert (run["error"]["type"], run["error"]["message"]) == (
+            "RuntimeError", "HTTP 502 from billing")
+        assert [(s["name"], s["action"], s["status"], s["output"]) for s in run["steps"]] == [
+            ("Fetch invoices", "http.get", "success", {"count": 3}),
+            ("Post to billing", "billing.jobs", "failure", None)]
 
 
 # Backticked names in the docs that point into the code: paths, and dotted names that start
@@ -217,23 +216,23 @@ def test_every_file_and_module_the_docs_name_exists(path):
     assert not gone, gone
 
 
-@pytest.mark.parametrize("page", ["api.md", "history.md", "workflows.md", "opentelemetry.md"])
-def test_every_curl_example_of_a_reference_page_is_answered_with_success(
-        page, live_server, live_token, tmp_path):
-    examples = [body for body in blocks(ROOT / "docs" / page, "sh")
-                if "curl " in body and "$ curl" not in body]
-    # The id of the run the first example reports (`ID=2041` in the text); curl fails on
-    # any 4xx or 5xx.
+def test_every_curl_example_of_the_reference_pages_is_answered_with_success(
+        live_server, live_token, tmp_path):
+    # The id of the run api.md's first example reports (`ID=2041` in the text).
     found = ("ID=$(command curl -sS -H \"Authorization: Bearer $RUNWATCH_TOKEN\" "
              "'http://localhost:5000/api/automations/executions?workflow=invoice-sync' | "
              "python -c 'import json, sys; print(json.load(sys.stdin)[\"data\"][0][\"id\"])')")
-    script = "curl() { command curl -sS --fail-with-body \"$@\"; echo; }\n" + "\n".join(
-        examples).replace("ID=2041", found)
+    for page in ("api.md", "history.md", "workflows.md", "opentelemetry.md"):
+        examples = [body for body in blocks(ROOT / "docs" / page, "sh")
+                    if "curl " in body and "$ curl" not in body]
+        # curl fails on any 4xx or 5xx.
+        script = "curl() { command curl -sS --fail-with-body \"$@\"; echo; }\n" + "\n".join(
+            examples).replace("ID=2041", found)
 
-    done = shell(script, live_server, cwd=tmp_path, RUNWATCH_TOKEN=live_token,
-                 NEXT_CURSOR="")
+        done = shell(script, live_server, cwd=tmp_path, RUNWATCH_TOKEN=live_token,
+                     NEXT_CURSOR="")
 
-    assert examples and done.returncode == 0, done.stdout + done.stderr
+        assert examples and done.returncode == 0, (page, done.stdout + done.stderr)
 
 
 def test_the_configuration_page_lists_every_setting_with_its_default():
