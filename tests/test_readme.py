@@ -277,3 +277,8 @@ def test_the_operations_page_lists_every_command(app):
     table = section(ROOT / "docs" / "operations.md", "Commands")
     listed = set(re.findall(r"^\| `flask --app app ((?:[a-z]+ ?)+)", table, re.M))
     assert {name.strip() for name in listed} == set(_commands(app.cli))
+
+
+def test_the_readme_links_every_page_of_docs():
+    linked = set(LINK.findall(README.read_text()))
+    assert {f"docs/{page.name}" for page in DOCS} <= linked
