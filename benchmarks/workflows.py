@@ -10,8 +10,8 @@ to the 100 busiest workflows, the rest are spread over all of them (88 % success
 failure with one of a few error shapes, 2 % pending/running). Every workflow has a
 schedule (every 5 to 60 minutes) set after each fill, so none is due; 1,000 of them
 also have a maximum duration of an hour and one run each that started minutes ago. The
-fill writes rows straight into the tables and then rebuilds the rollups, summaries and
-duration counts (the one shortcut past the ingestion path, which keeps them current one
+fill writes rows straight into the tables and then rebuilds the rollups, summaries,
+duration and error counts (the one shortcut past the ingestion path, which keeps them current one
 write at a time). At each step it times, in process, each case next to the authenticated
 no-op `GET /api/ping`: the overview's first page (API, page, htmx partial), the busiest
 workflow's page and API over 30 and 90 days, and an idle alert scan (timeouts, streaks of
@@ -47,6 +47,10 @@ try:
     from models.fingerprints import fingerprint
 except ImportError:  # a checkout from before error fingerprints, for figures from before
     fingerprint = None
+try:
+    from workflows.errors import rebuild_error_counts
+except ImportError:  # a checkout from before error counts
+    rebuild_error_counts = None
 
 DAYS = 90
 BUSY = 100
@@ -222,6 +226,8 @@ def settle(url: str, workflows: int) -> None:
     try:
         rebuild_rollups()
         with write_transaction():
+            if rebuild_error_counts:
+                rebuild_error_counts(database)
             WorkflowSummary.delete().execute()
             DurationRollup.delete().execute()
     finally:

@@ -114,9 +114,10 @@ def _next_batch(limit: int, after: dict[str, Position], batch: int) -> list[tupl
         wanted = batch - len(rows)
         if wanted <= 0:
             break
-        found = [(id_, workflow_id, status, to_micros(started), to_micros(updated), duration)
+        found = [(id_, workflow_id, status, to_micros(started), to_micros(updated), duration,
+                  fingerprint)
                  for status in statuses
-                 for id_, workflow_id, status, started, updated, duration
+                 for id_, workflow_id, status, started, updated, duration, fingerprint
                  in _expired(status, limit, after.get(status), wanted)]
         rows += sorted(found, key=lambda row: (row[3], row[0]))[:wanted]
     for row in rows:  # only the runs taken: the rest are read again by the next batch
@@ -132,7 +133,8 @@ def _expired(status: str, limit: int, after: Position | None, batch: int):
         terms.append(E.updated_at < limit)
     if after is not None:
         terms.append(peewee.Tuple(E.started_at, E.id) > peewee.Tuple(*after))
-    query = (E.select(E.id, E.workflow, E.status, E.started_at, E.updated_at, E.duration_ms)
+    query = (E.select(E.id, E.workflow, E.status, E.started_at, E.updated_at, E.duration_ms,
+                      E.error_fingerprint)
              .where(*terms).order_by(E.started_at, E.id).limit(batch).tuples())
     return query if is_sqlite() else query.for_update()
 
@@ -150,7 +152,7 @@ def _delete(rows: list[tuple], limit: int, purged: Purged) -> None:
     purged.run_payloads += (ExecutionPayload.delete()
                             .where(ExecutionPayload.execution.in_(ids)).execute())
     purged.runs += Execution.delete().where(Execution.id.in_(ids)).execute()
-    states = [RunState(r[0], r[1], r[2], r[3], None, r[5]) for r in doomed]
+    states = [RunState(r[0], r[1], r[2], r[3], None, r[5], r[6]) for r in doomed]
     remove_runs(states)
     run_delete_hooks(states)
     change_counter.bump()

@@ -47,7 +47,7 @@ SQLITE_UNAVAILABLE = ("unable to open database file", "database is locked", "dat
 # row values (3.15). An older library would fail at the first write with a syntax error.
 SQLITE_NEEDED = ((3, 35, 0), "RETURNING, upserts and row values")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
 
 UTC = timezone.utc
@@ -350,13 +350,22 @@ def _backfill_fingerprints(db: peewee.Database, batch: int = 5000) -> None:
                 [value for pair in values for value in pair])
 
 
+def _error_counts_v6(db: peewee.Database) -> None:
+    """Version 6: error groups are counted per hour and UTC day as runs are written (the
+    table is new) and a group's runs are found by an index of failures (made after this);
+    the failures there are counted once here."""
+    from workflows.errors import rebuild_error_counts
+
+    rebuild_error_counts(db)
+
+
 # Migrations from version N-1 to N, as functions taking the database.
 # Tables that are new are created ("if not exists") before they run, and
 # indexes that are new after them (an index may cover a column a migration adds);
 # a migration is only needed to change what already exists. `schema_is_current` checks
 # tables, indexes and the version row, not columns: a new column needs a new version.
 MIGRATIONS: dict[int, callable] = {2: _accounts_v2, 3: _alerts_v3, 4: _workflows_v4,
-                                   5: _fingerprints_v5}
+                                   5: _fingerprints_v5, 6: _error_counts_v6}
 
 
 def schema_is_current(models: list[type[peewee.Model]]) -> bool:

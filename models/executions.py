@@ -70,6 +70,13 @@ class Execution(BaseModel):
         )
 
 
+# Each error group's failures of a workflow by start time: a group's first and last run in
+# a period are one probe each. Failures alone: other runs do not pay for it.
+Execution.add_index(Execution.index(Execution.workflow, Execution.error_fingerprint,
+                                    Execution.started_at, Execution.id)
+                    .where(Execution.status == "failure"))
+
+
 class Payloads(BaseModel):
     """The JSON texts that executions and steps both keep apart (no table of its own)."""
 

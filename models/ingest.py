@@ -29,13 +29,14 @@ class RunState:
     started_at: int  # microseconds since the epoch, UTC
     finished_at: int | None
     duration_ms: int | None
+    fingerprint: int | None  # the error's group (models.fingerprints); None without an error
 
 
 Change = tuple[RunState | None, RunState]
 WRITE_HOOKS: list[Callable[[list[Change]], None]] = []
 
 _STATE_FIELDS = (Execution.id, Execution.workflow, Execution.status, Execution.started_at,
-                 Execution.finished_at, Execution.duration_ms)
+                 Execution.finished_at, Execution.duration_ms, Execution.error_fingerprint)
 
 
 def register_write_hook(hook: Callable[[list[Change]], None]) -> None:
@@ -60,9 +61,9 @@ def run_delete_hooks(states: list[RunState]) -> None:
             hook(states)
 
 
-def _state(id_, workflow_id, status, started, finished, duration) -> RunState:
+def _state(id_, workflow_id, status, started, finished, duration, fingerprint) -> RunState:
     return RunState(id_, workflow_id, status, to_micros(started),
-                    to_micros(finished) if finished else None, duration)
+                    to_micros(finished) if finished else None, duration, fingerprint)
 
 
 def _run_hooks(changes: list[Change]) -> None:
@@ -115,6 +116,7 @@ _STEP_FIELDS = ("execution", "position", "name", "action", "status", "started_at
                 "finished_at", "duration_ms", "error_message")
 _PAYLOAD_FIELDS = ("input", "output", "error")
 _NO_RUN_TEXT, _NO_STEP_TEXT = (None,) * 3, (None,) * 4
+_NEW_FINGERPRINT = _EXECUTION_FIELDS.index("error_fingerprint")
 
 
 def _error_values(error: ErrorIn | None) -> tuple[str | None, str | None, int | None]:
@@ -294,7 +296,7 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
         results[index] = (execution_id, True)
         workflow_id, _, status, started, finished, duration = row[:6]
         changes.append((None, RunState(execution_id, workflow_id, status, started, finished,
-                                       duration)))
+                                       duration, row[_NEW_FINGERPRINT])))
         run_texts = texts[id(item)]
         if run_texts != _NO_RUN_TEXT:
             payload_rows.append((execution_id, *run_texts))
@@ -462,7 +464,7 @@ def _plan_repost(before: RunState, item: ExecutionIn, row: dict, texts: Texts) -
                for name, text in zip(_PAYLOAD_FIELDS, texts[id(item)], strict=True)
                if name in sent or (replaced and name == "error")}
     after = RunState(before.id, before.workflow_id, item.status, started, finished,
-                     values["duration_ms"])
+                     values["duration_ms"], values.get("error_fingerprint", before.fingerprint))
     return _Repost(before, after, values, payload)
 
 
@@ -606,7 +608,8 @@ def patch_execution(execution_id: int, patch: ExecutionPatch, *,
             payload["output"] = output_text
         _upsert_payload(execution_id, payload)
         after = RunState(before.id, before.workflow_id, status, before.started_at, finished,
-                         _duration(before.started_at, finished))
+                         _duration(before.started_at, finished),
+                         values.get("error_fingerprint", before.fingerprint))
         _run_hooks([(before, after)])
     return True
 

@@ -254,48 +254,95 @@ def test_the_settings_forms_take_text_alone(logged_in, db, fields):
 
 # --- Attempts at the same moment --------------------------------------------------------------
 
-def test_concurrent_wrong_passwords_check_no_more_passwords_than_the_limit(app, user,
-                                                                           database_url,
-                                                                           tmp_path):
-    """40 wrong passwords for one account at once, against one server process with 16
-    threads (the default memory:// store counts per process): at most the limit (10) are
-    answered as a wrong password, the rest 429, and then even the right one waits."""
+def _at_once(url: str, sessions: list, data: dict) -> list[int]:
+    """POST `data` (with each session's CSRF token) from every session at the same moment;
+    the status of each answer."""
     import threading
 
-    import requests
+    start, answers = threading.Barrier(len(sessions)), []
 
+    def post(session, token):
+        start.wait()
+        answers.append(session.post(url, timeout=60, allow_redirects=False,
+                                    data={"csrf_token": token, **data}).status_code)
+
+    threads = [threading.Thread(target=post, args=pair) for pair in sessions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+@pytest.fixture
+def one_process(database_url, tmp_path):
+    """A server process with 16 threads (the default memory:// store counts per process)."""
     from helpers import LiveServer
     from models import database
+
     database.close() if not database.is_closed() else None
     server = LiveServer(database_url, tmp_path, workers=1, threads=16).start()
-    try:
-        sessions = []
-        for _ in range(40):  # each attempt on a session (and CSRF token) of its own
-            session = requests.Session()
-            token = csrf_from(session.get(f"{server.url}/login", timeout=10, headers={
-                "Connection": "close"}).text)  # no idle connection for the server to drop
-            sessions.append((session, token))
-        start, answers = threading.Barrier(len(sessions)), []
+    yield server
+    server.stop()
 
-        def wrong(session, token):
-            start.wait()
-            answers.append(session.post(f"{server.url}/login", timeout=60,
-                                        allow_redirects=False, data={
-                                            "csrf_token": token, "email": EMAIL,
-                                            "password": "wrong password"}).status_code)
 
-        threads = [threading.Thread(target=wrong, args=pair) for pair in sessions]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        print(f"40 wrong passwords at once: {answers.count(401)} answered 401 (checked), "
-              f"{answers.count(429)} answered 429")
-        assert sorted(set(answers)) == [401, 429], answers
-        assert answers.count(401) <= 10, f"{answers.count(401)} passwords were checked"
-        session, token = sessions[0]
-        right = session.post(f"{server.url}/login", allow_redirects=False, timeout=10,
-                             data={"csrf_token": token, "email": EMAIL, "password": PASSWORD})
-        assert right.status_code == 429
-    finally:
-        server.stop()
+def test_concurrent_wrong_passwords_check_no_more_passwords_than_the_limit(app, user,
+                                                                           one_process):
+    """40 wrong passwords for one account at once: at most the limit (10) are answered as a
+    wrong password, the rest 429, and then even the right one waits."""
+    import requests
+
+    url = one_process.url
+    sessions = []
+    for _ in range(40):  # each attempt on a session (and CSRF token) of its own
+        session = requests.Session()
+        token = csrf_from(session.get(f"{url}/login", timeout=10, headers={
+            "Connection": "close"}).text)  # no idle connection for the server to drop
+        sessions.append((session, token))
+    answers = _at_once(f"{url}/login", sessions, {"email": EMAIL, "password": "wrong password"})
+    print(f"40 wrong passwords at once: {answers.count(401)} answered 401 (checked), "
+          f"{answers.count(429)} answered 429")
+    assert sorted(set(answers)) == [401, 429], answers
+    assert answers.count(401) <= 10, f"{answers.count(401)} passwords were checked"
+    session, token = sessions[0]
+    right = session.post(f"{url}/login", allow_redirects=False, timeout=10,
+                         data={"csrf_token": token, "email": EMAIL, "password": PASSWORD})
+    assert right.status_code == 429
+
+
+def test_concurrent_wrong_current_passwords_check_no_more_than_the_limit(app, user,
+                                                                         one_process):
+    """A signed-in session (a stolen cookie) guessing its account's password in a change of
+    password, 40 guesses at once: at most the limit (10) are checked, and then even the right
+    password waits; the password stays as it was."""
+    import requests
+
+    url = one_process.url
+    signed_in = requests.Session()
+    page = signed_in.get(f"{url}/login", timeout=10)
+    assert signed_in.post(f"{url}/login", timeout=10, allow_redirects=False, data={
+        "csrf_token": csrf_from(page.text), "email": EMAIL, "password": PASSWORD
+    }).status_code == 302
+    token = csrf_from(signed_in.get(f"{url}/settings", timeout=10).text)
+    sessions = []
+    for _ in range(40):
+        session = requests.Session()
+        session.cookies.update(signed_in.cookies)
+        session.headers["Connection"] = "close"
+        sessions.append((session, token))
+    change = {"new_password": "a brand new password", "confirm_password": "a brand new password"}
+    answers = _at_once(f"{url}/settings/password", sessions,
+                       {"current_password": "a wrong guess", **change})
+    print(f"40 wrong current passwords at once: {answers.count(400)} answered 400 (checked), "
+          f"{answers.count(429)} answered 429")
+    assert sorted(set(answers)) == [400, 429], answers
+    assert answers.count(400) <= 10, f"{answers.count(400)} passwords were checked"
+    right = signed_in.post(f"{url}/settings/password", timeout=10, allow_redirects=False,
+                           data={"csrf_token": token, "current_password": PASSWORD, **change})
+    assert right.status_code == 429 and int(right.headers["Retry-After"]) >= 1
+    assert "Too many wrong passwords" in right.text
+    fresh = requests.Session()
+    page = fresh.get(f"{url}/login", timeout=10)
+    assert fresh.post(f"{url}/login", timeout=10, allow_redirects=False, data={
+        "csrf_token": csrf_from(page.text), "email": EMAIL, "password": PASSWORD
+    }).status_code == 302  # the password is unchanged (and sign-ins are counted apart)

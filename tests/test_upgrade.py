@@ -98,6 +98,11 @@ RELEASES = [
                   BUILD.format(config_module="alerts.config", config_from="config_from",
                                rule_from=PRIVATE_RULE)),
                  id="8f266a2"),
+    # The release before error counts (schema version 5: error fingerprints).
+    pytest.param(("1af43d5f484315f7c571d949fd6837156d3e5bde",
+                  BUILD.format(config_module="alerts.config", config_from="config_from",
+                               rule_from=PRIVATE_RULE)),
+                 id="1af43d5"),
 ]
 
 

@@ -163,10 +163,11 @@ def _login_limits() -> list[RateLimitItem]:
 
 
 class LoginAttempt:
-    """One sign-in attempt, charged against the limits before its password is checked.
+    """One attempt at a password (a sign-in, or the current password of a change), charged
+    against the limits before the password is checked.
 
-    Failed attempts count, per client address and per e-mail address, in the limiter's
-    moving window; when either runs out, even the right password waits (429) until the
+    Failed attempts count, per key (a sign-in's client address and e-mail address, a
+    change's account), in the limiter's moving window; when one runs out, even the right password waits (429) until the
     window has room again. An attempt is charged first as *pending* (a counter beside the
     window) and admitted only while failures and pending attempts together stay within the
     limit, so attempts made at the same moment cannot all pass one test before any of them
@@ -179,10 +180,9 @@ class LoginAttempt:
     # of a process that died is forgotten two buckets later.
     PENDING_SECONDS = 60
 
-    def __init__(self, email: str):
+    def __init__(self, *keys: str):
         self.taken: list[tuple[RateLimitItem, str, str]] = []  # limit, key, pending key
         self.refused: tuple[RateLimitItem, str] | None = None
-        keys = [f"address:{get_remote_address()}", f"email:{email.strip().lower()[:254]}"]
         self.strategy = limiter.limiter
         try:
             self._charge(keys)
@@ -194,7 +194,12 @@ class LoginAttempt:
             self.taken, self.strategy = [], _IN_PROCESS
             self._charge(keys)
 
-    def _charge(self, keys: list[str]) -> None:
+    @classmethod
+    def sign_in(cls, email: str) -> "LoginAttempt":
+        """A sign-in: counted per client address and per e-mail address."""
+        return cls(f"address:{get_remote_address()}", f"email:{email.strip().lower()[:254]}")
+
+    def _charge(self, keys: tuple[str, ...]) -> None:
         storage, bucket = self.strategy.storage, int(time.time() // self.PENDING_SECONDS)
         for item in _login_limits():
             for key in keys:
@@ -270,7 +275,7 @@ def login():
     form = LoginForm()
     if request.method != "POST":
         return _login_page(form)
-    attempt = LoginAttempt(form.email.data if isinstance(form.email.data, str) else "")
+    attempt = LoginAttempt.sign_in(form.email.data if isinstance(form.email.data, str) else "")
     if attempt.refused:
         return _login_throttled(attempt.reset_at())
     failed = None  # no verdict yet: an error decides nothing and is not counted

@@ -1,7 +1,7 @@
 """Settings: the account, its password, its API tokens, and the other accounts."""
 from __future__ import annotations
 
-from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
+from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    url_for)
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -12,8 +12,8 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from models.users import (SCOPES, AccountError, ApiToken, User,
                           change_password, create_token, create_user, revoke_token, set_enabled)
 
-from .auth import TextForm, new_password_field, repeat_field, start_session
-from .extensions import limiter
+from .auth import LoginAttempt, TextForm, new_password_field, repeat_field, start_session
+from .extensions import retry_after_seconds
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -81,39 +81,48 @@ def create():
     return _page(400, form=form)
 
 
-def _wrong_password(_response) -> bool:
-    return g.get("wrong_current_password", False)
-
-
-def _password_rate_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT"]
-
-
 @bp.post("/password")
-@limiter.limit(_password_rate_limit, key_func=lambda: f"account:{current_user.id}",
-               methods=["POST"], deduct_when=_wrong_password)  # wrong current passwords
 def password():
-    """Change one's own password: every other session of the account ends; this one stays."""
+    """Change one's own password: every other session of the account ends; this one stays.
+
+    Wrong current passwords count against the sign-in limit, per account: each attempt is
+    charged before its password is checked (see LoginAttempt), so attempts sent at once
+    check no more passwords than the limit allows."""
     form = PasswordForm()
-    if form.validate_on_submit():
-        user = current_user._get_current_object()
-        if not user.check_password(form.current_password.data):
-            g.wrong_current_password = True
-            form.current_password.errors = ["This is not your current password."]
-        else:
-            try:
-                change_password(user, form.new_password.data)
-            except AccountError as exc:
-                form.new_password.errors = [str(exc)]
-            else:
-                # Sign this session in again under the new generation (and its
-                # remember-me cookie, if it had one).
-                cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
-                start_session(user, remember=cookie in request.cookies)
-                flash("Your password is changed. Every other session of your account is "
-                      "signed out.")
-                return redirect(url_for("settings.index"))
-    return _page(400, password_form=form)
+    if not form.validate_on_submit():
+        return _page(400, password_form=form)
+    user = current_user._get_current_object()
+    attempt = LoginAttempt(f"account:{user.id}")
+    if attempt.refused:
+        return _throttled(form, attempt.reset_at())
+    wrong = False
+    try:
+        wrong = not user.check_password(form.current_password.data)
+    finally:
+        attempt.end(failed=wrong)
+    if wrong:
+        form.current_password.errors = ["This is not your current password."]
+        return _page(400, password_form=form)
+    try:
+        change_password(user, form.new_password.data)
+    except AccountError as exc:
+        form.new_password.errors = [str(exc)]
+        return _page(400, password_form=form)
+    # Sign this session in again under the new generation (and its remember-me cookie, if
+    # it had one).
+    cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+    start_session(user, remember=cookie in request.cookies)
+    flash("Your password is changed. Every other session of your account is signed out.")
+    return redirect(url_for("settings.index"))
+
+
+def _throttled(form: PasswordForm, reset_at: float):
+    """The settings page again, with when to try again, as 429 with Retry-After."""
+    seconds = retry_after_seconds(reset_at)
+    unit = "second" if seconds == 1 else "seconds"
+    form.current_password.errors = [f"Too many wrong passwords. Try again in {seconds} {unit}."]
+    page, status = _page(429, password_form=form)
+    return page, status, {"Retry-After": str(seconds)}
 
 
 @bp.post("/accounts")

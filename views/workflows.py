@@ -15,10 +15,11 @@ from models.inputs import EARLIEST_QUERY_DATE, LATEST_QUERY_DATE
 from models.schemas import InputError, parse
 from workflows import schedule as schedules
 from workflows import settings as workflow_settings
+from workflows.errors import error_groups
 from workflows.models import STATES
 from workflows.schemas import MAX_DESCRIPTION, MAX_DURATION, MAX_GRACE, SettingsIn
-from workflows.stats import (PAGE_LIMIT, Figures, OverviewQuery, WorkflowQueryError, encode_cursor,
-                             error_groups, figures, metrics, overview_page, state_counts,
+from workflows.stats import (PAGE_LIMIT, Figures, OverviewQuery, WorkflowQueryError,
+                             encode_cursor, figures, metrics, overview_page, state_counts,
                              summary_of)
 
 from .formatting import format_duration

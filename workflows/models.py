@@ -51,20 +51,39 @@ class WorkflowSummary(BaseModel):
         )
 
 
-class DurationRollup(BaseModel):
-    """How many finished runs of a workflow that started in one hour or UTC day took a
-    duration in one logarithmic bin (bins are 2^(1/8) wide: percentiles within 4.5 %)."""
+class _Counts(BaseModel):
+    """Counts of a workflow's runs that started in one hour or UTC day (the grains of
+    history.rollups), one row per value of a key column that the table adds."""
 
     grain = peewee.CharField(max_length=1)
     workflow_id = peewee.IntegerField()
     bucket = peewee.BigIntegerField()
-    bin = peewee.IntegerField()
     n = peewee.BigIntegerField(default=0)
 
-    class Meta:
-        primary_key = peewee.CompositeKey("grain", "workflow_id", "bucket", "bin")
-        # The same columns with `n`: sums over a page of workflows read this index alone.
-        indexes = ((("grain", "workflow_id", "bucket", "bin", "n"), False),)
+
+def _counted_by(key: str) -> type:
+    """The Meta of a `_Counts` table keyed by `key` too; its index holds the same columns
+    with `n`, so that sums over a period (or a page of workflows) read the index alone."""
+    columns = ("grain", "workflow_id", "bucket", key)
+    return type("Meta", (), {"primary_key": peewee.CompositeKey(*columns),
+                             "indexes": (((*columns, "n"), False),)})
+
+
+class DurationRollup(_Counts):
+    """How many finished runs took a duration in one logarithmic bin (bins are 2^(1/8)
+    wide: percentiles within 4.5 %)."""
+
+    bin = peewee.IntegerField()
+    Meta = _counted_by("bin")
+
+
+class ErrorRollup(_Counts):
+    """How many runs failed with an error of one group (its fingerprint; NO_ERROR for
+    failures reported without an error): error groups are counted from these, whatever
+    the number of failures."""
+
+    fingerprint = peewee.BigIntegerField()
+    Meta = _counted_by("fingerprint")
 
 
 BINS_PER_DOUBLING = 8
@@ -105,4 +124,4 @@ def format_recent(runs: list[tuple[int, int, str]]) -> str:
     return ";".join(f"{started}:{run_id}:{_LETTERS[status]}" for started, run_id, status in runs)
 
 
-MODELS = [WorkflowSummary, DurationRollup]
+MODELS = [WorkflowSummary, DurationRollup, ErrorRollup]

@@ -14,7 +14,6 @@ import peewee
 
 from models.db import database, placeholders, to_micros
 from models.executions import FINISHED_STATUSES, STATUSES, Execution, Workflow
-from models.fingerprints import as_text as fingerprint_text
 from models.inputs import whole_number
 from history.rollups import DAY, GRAINS, HOUR, RunRollup, _merged, _split, count_bars
 
@@ -26,8 +25,6 @@ DEFAULT_LIMIT = 100  # the API's page size
 PAGE_LIMIT = 50  # the page's: a screenful, and half the markup
 MAX_LIMIT = 500
 MAX_QUERY = 200
-MAX_ERROR_ROWS = 50_000  # failures read for error groups (the newest in the period)
-MAX_GROUPS = 50
 
 
 class WorkflowQueryError(ValueError):
@@ -272,13 +269,19 @@ def duration_bars(workflow_id: int, edges: list[int]) -> list[Counter]:
     def bar(moment: int) -> int:
         return min(max(bisect_right(edges, moment) - 1, 0), last)
 
-    D = DurationRollup
+    # Read by hand: peewee's conversion of each row costs more than the query itself, and
+    # a period holds a row per day (or hour) and duration bin.
+    param, table = database.param, DurationRollup._meta.table_name
     for grain in GRAINS:
         for a, b in _merged(ranges[grain]):
-            for bucket, index, n in (D.select(D.bucket, D.bin, D.n)
-                                     .where(D.grain == grain, D.workflow_id == workflow_id,
-                                            D.bucket >= a, D.bucket < b).tuples()):
-                bars[bar(bucket)][index] += int(n)
+            counter, current = None, None
+            for bucket, index, n in database.execute_sql(
+                    f'SELECT "bucket", "bin", "n" FROM "{table}" WHERE "grain" = {param} AND '
+                    f'"workflow_id" = {param} AND "bucket" >= {param} AND "bucket" < {param} '
+                    'ORDER BY "bucket"', (grain, workflow_id, a, b)):
+                if bucket != current:  # rows come a bucket at a time, from the key's order
+                    counter, current = bars[bar(bucket)], bucket
+                counter[index] += n
     E = Execution
     for a, b in _merged(ranges["raw"]):
         for started, duration in (E.select(E.started_at, E.duration_ms)
@@ -306,45 +309,3 @@ def metrics(workflow_id: int, start: int, end: int, zone) -> dict:
     failure = sum(day["failure"] for day in days)
     return {"days": days,
             "success_rate": round(success / (success + failure), 4) if success + failure else None}
-
-
-# --- error groups ----------------------------------------------------------------------------
-
-def error_groups(workflow_id: int, start: int, end: int) -> list[dict]:
-    """Failures of a workflow started in [start, end], grouped by their fingerprint (kept on
-    each run's row): most frequent first, counted over the newest MAX_ERROR_ROWS.
-
-    Each group: fingerprint, type, a sample message (the latest), count, first and last
-    seen (micros) and the id of its latest run. The database counts, from the index on
-    (workflow, status, started_at, id, fingerprint) alone; then the latest run of each
-    group is read by its start time.
-    """
-    table, param = Execution._meta.table_name, database.param
-    failures = f'WHERE "workflow_id" = {param} AND "status" = {param} AND '
-    newest = (f'SELECT "error_fingerprint", "started_at", "id" FROM "{table}" {failures}'
-              f'"started_at" >= {param} AND "started_at" <= {param} '
-              f'ORDER BY "started_at" DESC, "id" DESC LIMIT {MAX_ERROR_ROWS}')
-    found = database.execute_sql(
-        f'SELECT "error_fingerprint", COUNT(*), MIN("started_at"), MAX("started_at") '
-        f'FROM ({newest}) AS "newest" GROUP BY "error_fingerprint" '
-        f'ORDER BY 2 DESC, 4 DESC, MAX("id") DESC LIMIT {MAX_GROUPS}',
-        (workflow_id, "failure", start, end)).fetchall()
-    if not found:
-        return []
-    latest = {}
-    last_seen = sorted({int(row[3]) for row in found})
-    for run_id, started, key, error_type, message in database.execute_sql(
-            f'SELECT "id", "started_at", "error_fingerprint", "error_type", "error_message" '
-            f'FROM "{table}" {failures}"started_at" IN ({placeholders(len(last_seen))}) '
-            'ORDER BY "id"',
-            (workflow_id, "failure", *last_seen)).fetchall():
-        latest[(key, int(started))] = (run_id, error_type, message)  # the last id wins
-    groups = []
-    for key, count, first, last in found:
-        if (key, int(last)) not in latest:
-            continue  # its latest run changed between the two reads
-        run_id, error_type, message = latest[(key, int(last))]
-        groups.append({"fingerprint": fingerprint_text(key), "type": error_type,
-                       "message": message, "count": int(count), "first_seen": int(first),
-                       "last_seen": int(last), "last_execution_id": run_id})
-    return groups

@@ -22,6 +22,7 @@ from alerts.scan import current_streak
 from history.rollups import GRAINS
 
 from . import schedule as schedules
+from .errors import count_errors
 from .models import (RANKS, RECENT, DurationRollup, WorkflowSummary, duration_bin,
                      format_recent, parse_recent)
 
@@ -271,8 +272,9 @@ def _write(values: list[dict]) -> None:
 
 
 def apply_changes(changes: list[Change]) -> None:
-    """The write hook: move the touched workflows' summaries and duration counts."""
+    """The write hook: move the touched workflows' summaries, duration and error counts."""
     _count_durations(changes)
+    count_errors(changes)
     by_workflow: dict[int, list[Change]] = defaultdict(list)
     for before, after in changes:
         by_workflow[after.workflow_id].append((before, after))
@@ -294,8 +296,10 @@ def apply_changes(changes: list[Change]) -> None:
 
 
 def remove_runs(states: list[RunState]) -> None:
-    """Runs deleted (retention): take out their durations and recount their workflows."""
+    """Runs deleted (retention): take out their durations and errors and recount their
+    workflows."""
     _count_durations([(state, None) for state in states])
+    count_errors([(state, None) for state in states])
     DurationRollup.delete().where(DurationRollup.n == 0).execute()
     ids = sorted({state.workflow_id for state in states})
     recount(ids)
@@ -363,5 +367,5 @@ def _count_all_durations(batch: int = 5000) -> None:
             return
         after = rows[-1][0]
         with write_transaction():
-            _count_durations([(None, RunState(i, w, s, _micros(st), None, d))
+            _count_durations([(None, RunState(i, w, s, _micros(st), None, d, None))
                               for i, w, s, st, d in rows])
