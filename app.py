@@ -19,6 +19,7 @@ from views.auth import guard
 from views import extensions, formatting, headers, memory
 from views.common import register_error_handlers
 from views.ids import DatabaseInteger
+from alerts.config import PAGERDUTY_EVENTS_URL
 
 DEFAULTS = {
     "BASE_URL": "http://localhost:5000",
@@ -35,6 +36,7 @@ DEFAULTS = {
     "SCHEDULER_LEASE_SECONDS": 15,
     "MAX_PAYLOAD_BYTES": 10 * 1024 * 1024,
     "WEBHOOK_ALLOW_PRIVATE": False,
+    "PAGERDUTY_EVENTS_URL": PAGERDUTY_EVENTS_URL,
     "LOGIN_RATE_LIMIT": "10 per minute",
     "RATELIMIT_STORAGE_URI": "memory://",
     "MAX_STEPS_PER_REQUEST": 5000,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import http.client
 import json
 import re
 import secrets
@@ -21,7 +20,6 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Annotated, Callable, Literal
-from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo,
@@ -32,8 +30,7 @@ from models.inputs import CONTROL, CONTROL_CLASS, control_character
 from models.payloads import mask, mask_url
 
 from .config import ALLOW_PRIVATE, AlertConfig
-from .outbound import (REFUSED_PRIVATE, Deadline, PinnedHTTPConnection, PinnedHTTPSConnection,
-                       TransportError, host_name, is_private_host, public_addresses, resolve)
+from .outbound import Deadline, TransportError, checked_url, post
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "alerts"
 _mail_templates = Environment(loader=FileSystemLoader(TEMPLATES),
@@ -77,23 +74,7 @@ def _address(value: str) -> str:
 def _http_url(value: str, info: ValidationInfo) -> str:
     """An http(s) URL; unless the configuration allows private addresses (validation
     context `ALLOW_PRIVATE`), not one whose host is `localhost` or a private address."""
-    value = value.strip()
-    if control_character(value):
-        raise ValueError("must not contain control characters")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL")
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise ValueError("must have a port from 1 to 65535")
-    host = host_name(parts.hostname)  # as sending will look it up: 127。0。0。1 is 127.0.0.1
-    if not (info.context or {}).get(ALLOW_PRIVATE) and is_private_host(host):
-        raise ValueError("must not point at localhost or a private address (set "
-                         "RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true to allow)")
-    return value
+    return checked_url(value, bool((info.context or {}).get(ALLOW_PRIVATE)))
 
 
 def new_secret() -> str:
@@ -368,51 +349,14 @@ class WebhookChannel(Channel, kind="webhook", label="Webhook", noun="webhook",
 
     @classmethod
     def send(cls, outgoing: Outgoing, config: AlertConfig) -> str:
-        """POST the notice. Any answer but 2xx (a redirect too, which is not followed), or
-        none in full within `config.webhook_timeout` from the start (look-up, connection,
-        request and answer together), is a failure. Unless the configuration allows it,
-        a host with any address that is not public is refused without connecting: at once
-        and for good when the host is written as one (or is `localhost`), else in the same
-        words whether its name does not resolve or resolves to a private address."""
-        url = urlsplit(outgoing.options["url"])
-        try:
-            host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
-        except ValueError:
-            raise TransportError("the URL's port is not valid", permanent=True) from None
-        if url.scheme not in ("http", "https") or not host:
-            raise TransportError("the URL is not an http:// or https:// URL", permanent=True)
-        try:
-            host = host_name(host)  # the same name the rule was checked with when saved
-        except ValueError:
-            raise TransportError("the URL's host name is not valid", permanent=True) from None
-        allow_private = config.webhook_allow_private
-        if not allow_private and is_private_host(host):
-            raise TransportError(REFUSED_PRIVATE, permanent=True)
-        target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        """POST the notice (`outbound.post`, which refuses private addresses and ends the
+        attempt at `config.webhook_timeout`); any answer but 2xx is a failure."""
         body, headers = cls.request(outgoing, datetime.now().astimezone())
-        deadline = Deadline(config.webhook_timeout)
-        with deadline:
-            try:
-                if allow_private:
-                    addresses = resolve(host, port, deadline)
-                else:
-                    addresses = public_addresses(host, port, deadline)
-                pinned = PinnedHTTPSConnection if url.scheme == "https" else PinnedHTTPConnection
-                connection = pinned(host, port, addresses, deadline)
-                try:
-                    connection.request("POST", target, body=body, headers=headers)
-                    response = connection.getresponse()
-                    status, answer = response.status, f"HTTP {response.status} {response.reason}"
-                finally:
-                    connection.close()
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                if deadline.expired or isinstance(exc, TimeoutError):
-                    raise TransportError(f"no complete answer within {deadline.seconds:g} s "
-                                         "(the whole attempt's deadline)") from None
-                raise TransportError(f"{type(exc).__name__}: {exc}") from None
-        if not 200 <= status < 300:
-            raise TransportError(f"the receiver answered {answer}", answer)
-        return answer
+        answer = post(outgoing.options["url"], body, headers,
+                      allow_private=config.webhook_allow_private, timeout=config.webhook_timeout)
+        if not 200 <= answer.status < 300:
+            raise TransportError(f"the receiver answered {answer.summary}", answer.summary)
+        return answer.summary
 
 
 CHANNELS: dict[str, type[Channel]] = {"email": EmailChannel, "webhook": WebhookChannel}

@@ -9,6 +9,7 @@ from flask import Flask
 
 ALLOW_PRIVATE = "webhook_allow_private"
 """The key of the rule validation context that lets a webhook URL name a private address."""
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class AlertConfig:
     delivery_workers: int = 8      # notices sent at once by one delivery pass
     lease_seconds: float = 10.0    # a claim without renewal; renewed every third while sending
     workflow_url: Callable[[str], str] | None = None  # a workflow's page, by name
+    pagerduty_events_url: str = PAGERDUTY_EVENTS_URL  # where PagerDuty events are sent
 
 
 def validation_context(config: AlertConfig) -> dict:
@@ -67,4 +69,5 @@ def config_from(app: Flask) -> AlertConfig:
         mail_from=config["MAIL_FROM"],
         alerts_url=adapter.build("alerts.index", force_external=True),
         webhook_allow_private=bool(config["WEBHOOK_ALLOW_PRIVATE"]),
+        pagerduty_events_url=config["PAGERDUTY_EVENTS_URL"],
     )

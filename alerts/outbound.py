@@ -1,5 +1,5 @@
-"""Connections that notices go out on: which addresses a webhook may reach, and a deadline
-that ends a whole attempt.
+"""Connections that notices go out on: which addresses a webhook may reach, a deadline
+that ends a whole attempt, and the one POST every HTTP channel sends with.
 
 A webhook's host name is looked up once; every address it gives must be public (unless the
 configuration allows private ones), and the connection is made to one of those very
@@ -16,7 +16,11 @@ import socket
 import ssl
 import threading
 import time
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from urllib.parse import urlsplit
+
+from models.inputs import control_character
 
 REFUSED_PRIVATE = ("refused: the address is private "
                    "(set RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true to allow)")
@@ -25,6 +29,8 @@ REFUSED_PRIVATE = ("refused: the address is private "
 NO_PUBLIC_ADDRESS = ("refused: the host name has no public address: it does not resolve, or "
                      "resolves to a private address (set RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true "
                      "to allow private ones)")
+PRIVATE_URL = ("must not point at localhost or a private address (set "
+               "RUNWATCH_WEBHOOK_ALLOW_PRIVATE=true to allow)")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_SHORTHAND = re.compile(r"^[0-9a-fx.]+$", re.IGNORECASE)  # 127.1, 0x7f.0.0.1, 2130706433
 _HOST_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$")  # letters, digits, - and _
@@ -115,6 +121,27 @@ def is_private_host(host: str) -> bool:
         return True
     address = literal_address(name)
     return address is not None and not is_public(address)
+
+
+def checked_url(value: str, allow_private: bool) -> str:
+    """An http(s) URL as a user typed it (stripped); unless `allow_private`, not one whose
+    host is `localhost` or a private address. ValueError saying what is wrong."""
+    value = value.strip()
+    if control_character(value):
+        raise ValueError("must not contain control characters")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("must have a port from 1 to 65535")
+    host = host_name(parts.hostname)  # as sending will look it up: 127。0。0。1 is 127.0.0.1
+    if not allow_private and is_private_host(host):
+        raise ValueError(PRIVATE_URL)
+    return value
 
 
 # --- The deadline of one attempt ---------------------------------------------------------------
@@ -272,3 +299,82 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection):
         sock = connect(self.addresses, self.deadline)
         sock.settimeout(self.deadline.left())
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+
+# --- One POST ------------------------------------------------------------------------------
+
+ANSWER_BYTES = 2048  # of a refusal's body kept for the log (Slack says why in it)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a server answered a POST: status, reason, a few headers, and for an answer
+    other than 2xx the start of its body."""
+
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: str = ""
+
+    @property
+    def summary(self) -> str:
+        """The status line as the delivery log shows it."""
+        return f"HTTP {self.status} {self.reason}"
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, allow_private: bool,
+         timeout: float) -> Answer:
+    """POST `body` to `url` and return the answer, whatever its status (a redirect is not
+    followed). No answer in full within `timeout` seconds from the start (look-up,
+    connection, request and answer together) is a TransportError. Unless `allow_private`,
+    a host with any address that is not public is refused without connecting: at once and
+    for good when the host is written as one (or is `localhost`), else in the same words
+    whether its name does not resolve or resolves to a private address."""
+    parts = urlsplit(url)
+    try:
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise TransportError("the URL's port is not valid", permanent=True) from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise TransportError("the URL is not an http:// or https:// URL", permanent=True)
+    try:
+        host = host_name(host)  # the same name the URL was checked with when saved
+    except ValueError:
+        raise TransportError("the URL's host name is not valid", permanent=True) from None
+    if not allow_private and is_private_host(host):
+        raise TransportError(REFUSED_PRIVATE, permanent=True)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    deadline = Deadline(timeout)
+    with deadline:
+        try:
+            if allow_private:
+                addresses = resolve(host, port, deadline)
+            else:
+                addresses = public_addresses(host, port, deadline)
+            pinned = PinnedHTTPSConnection if parts.scheme == "https" else PinnedHTTPConnection
+            connection = pinned(host, port, addresses, deadline)
+            try:
+                connection.request("POST", target, body=body, headers=headers)
+                response = connection.getresponse()
+                answer = Answer(response.status, response.reason,
+                                {name.lower(): value for name, value in response.getheaders()})
+                if not 200 <= answer.status < 300:
+                    answer = Answer(answer.status, answer.reason, answer.headers,
+                                    _start_of(response))
+            finally:
+                connection.close()
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if deadline.expired or isinstance(exc, TimeoutError):
+                raise TransportError(f"no complete answer within {deadline.seconds:g} s "
+                                     "(the whole attempt's deadline)") from None
+            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+    return answer
+
+
+def _start_of(response: http.client.HTTPResponse) -> str:
+    """The start of a refusal's body; nothing if it cannot be read (the status says enough)."""
+    try:
+        return response.read(ANSWER_BYTES).decode(errors="replace").strip()
+    except (OSError, http.client.HTTPException):
+        return ""

@@ -70,7 +70,7 @@ class Received:
 
 class HttpReceiver:
     """An HTTP server on 127.0.0.1 recording every POST as it arrives; `status` (and
-    `headers`) set its answer, `delay` makes it wait that long before answering, `trickle`
+    `headers`, `answer`) set its answer, `delay` makes it wait that long before answering, `trickle`
     makes it answer one byte every `trickle` seconds (for at most a minute). With an SSL
     context `tls` it speaks https and records the host names clients ask for (SNI)."""
 
@@ -82,6 +82,7 @@ class HttpReceiver:
         self.server_names: list[str | None] = []
         self.status = 200
         self.headers: dict[str, str] = {}
+        self.answer = b"ok"
         self.delay = 0.0
         self.trickle = 0.0
         self.server: ThreadingHTTPServer | None = None
@@ -104,9 +105,9 @@ class HttpReceiver:
                     self.send_response(receiver.status)
                     for name, value in receiver.headers.items():
                         self.send_header(name, value)
-                    self.send_header("Content-Length", "2")
+                    self.send_header("Content-Length", str(len(receiver.answer)))
                     self.end_headers()
-                    self.wfile.write(b"ok")
+                    self.wfile.write(receiver.answer)
                 except OSError:
                     pass  # the sender gave up and closed the connection
 
