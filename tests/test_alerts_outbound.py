@@ -16,7 +16,7 @@ from alert_servers import HttpReceiver, Trickler, alert_config, make_rule, notic
 from alerts.config import config_from
 from alerts.delivery import deliver_due, lease
 from alerts.models import AlertRule, Attempt, Notice
-from alerts.scan import scan
+from alerts.scheduler import scan
 from models.db import connection, utcnow
 from test_alerts_page import Elements, form_data
 

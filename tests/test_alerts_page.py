@@ -10,7 +10,7 @@ import pytest
 
 from alert_servers import alert_config, make_rule, report
 from alerts.models import AlertRule, Notice, ScanStatus
-from alerts.scan import scan
+from alerts.scheduler import scan
 from alerts.config import config_from
 from helpers import csrf_from
 from models.db import utcnow
