@@ -144,12 +144,14 @@ def test_the_readme_runwatch_exec_example_reports_the_command_and_keeps_its_exit
     script = console_script("runwatch", "pip install -e ./client")
     (example,) = [line for body in blocks(README, "sh") for line in body.splitlines()
                   if "runwatch exec" in line]
+    headers = {"Authorization": f"Bearer {live_token}"}
+    for _ in range(4):  # both workers past their first request: the client waits 3 s a call
+        requests.get(live_server.url + "/api/ping", headers=headers, timeout=30)
 
     done = shell(example, live_server, RUNWATCH_TOKEN=live_token,
                  PATH=f"{Path(script).parent}{os.pathsep}{os.environ['PATH']}")
 
     assert done.returncode == 3 and done.stdout == "saving\n", done.stderr
-    headers = {"Authorization": f"Bearer {live_token}"}
     (run,) = requests.get(live_server.url + EXECUTIONS, headers=headers, timeout=10,
                           params={"workflow": "backup-test"}).json()["data"]
     assert run["status"] == "failure"
