@@ -12,11 +12,11 @@ import history
 import otel
 import scheduling
 import workflows
-from models import MODELS, database, init_database
-from models.db import create_schema_when_reachable
-from views import BLUEPRINTS
+from models import MODELS, database, hooks, init_database
+from models.startup import create_schema_when_reachable
+import views
 from views.auth import guard
-from views import extensions, formatting, headers, memory
+from views import extensions, formatting, headers, links, memory
 from views.common import register_error_handlers
 from views.ids import DatabaseInteger
 from alerts.config import PAGERDUTY_EVENTS_URL
@@ -45,9 +45,9 @@ DEFAULTS = {
     "OTLP_PENDING_SPANS": 100_000,  # spans kept to join the later spans of their trace
     "OTLP_PENDING_SECONDS": 3600,  # ...for this long after their trace's last new span
 }
-# Features, in the order they are wired: each has its `MODELS` and an `init_app(app)`
-# that registers its write hooks, start-up checks and blueprints. Background jobs are
-# listed in scheduling.JOBS.
+# Features, in the order they are wired: each has its `MODELS` (and `MIGRATIONS`, if its
+# tables changed) and an `init_app(app)` that registers its write hooks, start-up checks and
+# blueprints. Background jobs are listed in scheduling.JOBS.
 FEATURES = (history, alerts, workflows, otel)
 INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
                     "SMTP_PORT", "MAX_PAYLOAD_BYTES", "MAX_STEPS_PER_REQUEST",
@@ -76,15 +76,17 @@ def create_app(config: dict | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_PAYLOAD_BYTES"]
 
     init_database(app.config["DATABASE_URL"])
-    create_schema_when_reachable([*MODELS, *scheduling.MODELS,
-                                  *(model for feature in FEATURES for model in feature.MODELS)])
+    hooks.init_app(app)  # the features' init_app fill them
+    create_schema_when_reachable(
+        [*MODELS, *scheduling.MODELS, *(model for feature in FEATURES for model in feature.MODELS)],
+        [getattr(feature, "MIGRATIONS", {}) for feature in FEATURES])
 
     app.before_request(_connect)
     extensions.init_app(app)
     app.before_request(guard)
     app.teardown_appcontext(_close)
     app.url_map.converters["int"] = DatabaseInteger  # before any route is added
-    for blueprint in BLUEPRINTS:
+    for blueprint in views.blueprints():
         app.register_blueprint(blueprint)
     for feature in FEATURES:
         feature.init_app(app)
@@ -92,6 +94,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     memory.init_app(app)
     formatting.register(app)
+    links.register(app)
     headers.register(app)
     cli.register(app)
     memory.freeze_startup(app)  # last: everything the start made is kept for good

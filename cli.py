@@ -170,7 +170,7 @@ def demo(runs: int, days: int, seed: int | None):
     """Create sample workflows, runs, steps and one workflow failing now."""
     from datetime import timedelta
 
-    from models.db import utcnow
+    from models.times import utcnow
     from models.demo import fill_demo
     from workflows.settings import apply_demo_settings
 
@@ -243,7 +243,7 @@ def retention(days: int | None, batch: int):
     from flask import current_app
 
     from history.retention import purge_expired
-    from models.db import utcnow
+    from models.times import utcnow
 
     days = days or current_app.config["RETENTION_DAYS"]
     if days is None:

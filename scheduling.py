@@ -14,7 +14,6 @@ finishes its pass; no new pass starts until the lease is held again.
 from __future__ import annotations
 
 import atexit
-import importlib
 import logging
 import os
 import secrets
@@ -30,7 +29,12 @@ import peewee
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
-from models.db import BaseModel, UTCMicros, connection, is_unavailable, utcnow
+import alerts.scheduler
+import history.retention
+from models.availability import is_unavailable
+from models.base import BaseModel, UTCMicros
+from models.db import connection
+from models.times import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -39,25 +43,22 @@ LEASE_ID = 1
 
 @dataclass(frozen=True)
 class Job:
-    """A background job: `run(app)` (a "module:function" path) every `every` seconds, or
-    every so many seconds as the setting named `every` says."""
+    """A background job: `run(app)` every `every` seconds, or every so many seconds as the
+    setting named `every` says."""
 
     name: str
-    run: str
+    run: Callable[[Flask], object]
     every: int | str
 
     def interval(self, app: Flask) -> int:
         return int(app.config[self.every]) if isinstance(self.every, str) else self.every
 
-    def function(self) -> Callable[[Flask], object]:
-        module, _, name = self.run.partition(":")
-        return getattr(importlib.import_module(module), name)
-
 
 # The jobs the lease holder runs, one line each.
 JOBS: tuple[Job, ...] = (
-    Job("alerts", "alerts.scheduler:tick", every="ALERT_SCAN_SECONDS"),  # scan, then deliver
-    Job("retention", "history.retention:job", every=60),  # with RUNWATCH_RETENTION_DAYS set
+    # time out runs, scan streaks, queue missed notices, deliver
+    Job("alerts", alerts.scheduler.tick, every="ALERT_SCAN_SECONDS"),
+    Job("retention", history.retention.job, every=60),  # with RUNWATCH_RETENTION_DAYS set
 )
 
 
@@ -239,7 +240,7 @@ class Runner:
             return
         with self.app.app_context():
             try:
-                job.function()(self.app)
+                job.run(self.app)
             except Exception as exc:  # keep the job alive; /healthz shows a beat that stops
                 if is_unavailable(exc):
                     log.warning("job %s: the database does not answer (%s)", job.name,

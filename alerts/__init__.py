@@ -1,22 +1,26 @@
 """Failure alerts: rules, the scan that decides notices, the outbox and its delivery.
 
-A feature package: `MODELS` are its tables, `init_app(app)` wires it into an app.
+A feature package: `MODELS` are its tables, `MIGRATIONS` their changes by schema version,
+`init_app(app)` wires it into an app.
 """
 from __future__ import annotations
 
 from flask import Flask
 
-from models.ingest import register_write_hook
+from models.hooks import register_write_hook
+from views.operations import register_operations
 
+from .migrations import MIGRATIONS
 from .models import MODELS, mark_finished_changes
 
-__all__ = ["MODELS", "init_app"]
+__all__ = ["MIGRATIONS", "MODELS", "init_app"]
 
 
 def init_app(app: Flask) -> None:
-    """Mark workflows whose finished runs change, add the pages and API (the scan job is
-    listed in scheduling.JOBS)."""
-    from views.alerts import bp
+    """Mark workflows whose finished runs change, add the pages and API (the alerts job,
+    alerts.scheduler.tick, is listed in scheduling.JOBS)."""
+    from .views import OPERATIONS, bp
 
-    register_write_hook(mark_finished_changes)
+    register_write_hook(app, mark_finished_changes)
     app.register_blueprint(bp)
+    register_operations(app, OPERATIONS)

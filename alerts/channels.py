@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Annotated, Callable, Literal
+from typing import Annotated, Literal
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo,
@@ -29,6 +29,7 @@ from standardwebhooks import Webhook
 from models.inputs import CONTROL, CONTROL_CLASS, control_character
 from models.payloads import mask, mask_url
 
+from .channel_forms import EmailForm, WebhookForm
 from .config import ALLOW_PRIVATE, AlertConfig
 from .outbound import Deadline, TransportError, checked_url, post
 
@@ -51,7 +52,6 @@ SECRET_PATTERN = (f"^\\s*(?:whsec_(?:{_B64}{{20}}(?:{_TAIL1}|{_TAIL2})"
                   f"|{_B64}{{84}}(?:{_TAIL1})?))?\\s*$")
 URL_PATTERN = f"^https?://[A-Za-z0-9.-]*[A-Za-z0-9][A-Za-z0-9.-]*(?::(?:{_PORT}))?(?:[/?#][!-~]*)?$"
 SECRET_PREFIX = "whsec_"
-ADDRESS_SEPARATORS = re.compile(r"[\s,;]+")
 
 
 @dataclass(frozen=True)
@@ -117,67 +117,6 @@ class WebhookOptions(_ChannelOptions):
         if not 16 <= len(key) <= 64:
             raise ValueError("must encode 16 to 64 bytes")
         return value
-
-
-# --- The rule form's part of each kind ------------------------------------------------------
-# A part turns its form fields into channel options and back, and names the field that
-# carries each error: `channels()` yields (options, error field for an options key).
-
-class EmailForm:
-    """One box of addresses (separated by commas, spaces or lines): one e-mail channel."""
-
-    def __init__(self, to: str = ""):
-        self.to = to
-
-    @classmethod
-    def from_options(cls, options: list[dict]) -> "EmailForm":
-        """The part for a rule's e-mail channels."""
-        return cls("\n".join(address for o in options for address in o["to"]))
-
-    @classmethod
-    def from_formdata(cls, form) -> "EmailForm":
-        """The part as submitted (a werkzeug MultiDict)."""
-        return cls(form.get("email_to", "").strip())
-
-    def channels(self) -> list[tuple[dict, Callable[[str | None], str]]]:
-        """The channel typed in, if any, with the field its errors belong to."""
-        addresses = [a for a in ADDRESS_SEPARATORS.split(self.to) if a]
-        if not addresses:
-            return []
-        return [({"type": "email", "to": addresses}, lambda key: "email_to")]
-
-    def field_names(self) -> list[str]:
-        """Every field of this part that can carry an error."""
-        return ["email_to"]
-
-
-class WebhookForm:
-    """One row of URL and signing secret per webhook, and a blank row to add one."""
-
-    def __init__(self, rows: list[tuple[str, str]] | None = None):
-        self.rows = rows or [("", "")]
-
-    @classmethod
-    def from_options(cls, options: list[dict]) -> "WebhookForm":
-        """The part for a rule's webhooks."""
-        return cls([(o["url"], o.get("secret") or "") for o in options] + [("", "")])
-
-    @classmethod
-    def from_formdata(cls, form) -> "WebhookForm":
-        """The part as submitted (a werkzeug MultiDict)."""
-        urls, secrets_ = form.getlist("webhook_url"), form.getlist("webhook_secret")
-        secrets_ += [""] * (len(urls) - len(secrets_))
-        return cls([(u.strip(), s.strip()) for u, s in zip(urls, secrets_)])
-
-    def channels(self) -> list[tuple[dict, Callable[[str | None], str]]]:
-        """A channel per filled-in row, with the field its errors belong to."""
-        return [({"type": "webhook", "url": url, "secret": secret or None},
-                 lambda key, i=index: f"webhook_{'secret' if key == 'secret' else 'url'}_{i}")
-                for index, (url, secret) in enumerate(self.rows) if url or secret]
-
-    def field_names(self) -> list[str]:
-        """Every field of this part that can carry an error."""
-        return [f"webhook_{part}_{i}" for i in range(len(self.rows)) for part in ("url", "secret")]
 
 
 def subject_of(outgoing: Outgoing) -> str:

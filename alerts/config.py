@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
-from urllib.parse import urlsplit
 
 from flask import Flask
+
+from views.links import link_builder
 
 ALLOW_PRIVATE = "webhook_allow_private"
 """The key of the rule validation context that lets a webhook URL name a private address."""
@@ -42,22 +43,14 @@ def validation_context(config: AlertConfig) -> dict:
 
 
 def config_from(app: Flask) -> AlertConfig:
-    """The alert configuration of `app`; links are built from RUNWATCH_BASE_URL by the URL map."""
-    base = urlsplit(app.config["BASE_URL"])
-    adapter = app.url_map.bind(base.netloc, script_name=base.path.rstrip("/") or "/",
-                               url_scheme=base.scheme or "http")
+    """The alert configuration of `app`; its links lead to RUNWATCH_BASE_URL."""
     config = app.config
-
-    def execution_url(execution_id: int) -> str:
-        return adapter.build("executions.show", {"execution_id": execution_id},
-                             force_external=True)
-
-    def workflow_url(name: str) -> str:
-        return adapter.build("workflows.show", {"name": name}, force_external=True)
+    execution_url = link_builder("executions.show", external=True, app=app)
+    workflow_url = link_builder("workflows.show", external=True, app=app)
 
     return AlertConfig(
-        execution_url=execution_url,
-        workflow_url=workflow_url,
+        execution_url=lambda execution_id: execution_url(execution_id=execution_id),
+        workflow_url=lambda name: workflow_url(name=name),
         scan_seconds=config["ALERT_SCAN_SECONDS"],
         retry_seconds=config["DELIVERY_RETRY_SECONDS"],
         max_attempts=config["DELIVERY_MAX_ATTEMPTS"],
@@ -67,7 +60,7 @@ def config_from(app: Flask) -> AlertConfig:
         smtp_password=config["SMTP_PASSWORD"] or None,
         smtp_starttls=bool(config["SMTP_STARTTLS"]),
         mail_from=config["MAIL_FROM"],
-        alerts_url=adapter.build("alerts.index", force_external=True),
+        alerts_url=link_builder("alerts.index", external=True, app=app)(),
         webhook_allow_private=bool(config["WEBHOOK_ALLOW_PRIVATE"]),
         pagerduty_events_url=config["PAGERDUTY_EVENTS_URL"],
         # Not a documented setting: tests shorten the deadline to see it cut a send off.

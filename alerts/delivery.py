@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from models.db import connection, to_micros, utcnow, write_transaction
+from models.db import connection, write_transaction
+from models.times import to_micros, utcnow
 from models.executions import load_json
 
 from .channels import CHANNELS, Outgoing, TransportError

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import peewee
 
-from models.db import BaseModel, UTCMicros, to_micros, upsert_rows, utcnow
+from models.base import BaseModel, UTCMicros
+from models.bulk import upsert_rows
+from models.times import to_micros, utcnow
 from models.executions import FINISHED_STATUSES, Workflow, load_json
 from models.ingest import Change
 
@@ -72,7 +74,7 @@ class AlertDirty(BaseModel):
 
     A negative key marks one run instead (`-run id`): a run that finished, or changed while
     finished, behind its workflow's last finished run. The scan looks at the streak it
-    belongs to, which may have ended already (see `alerts.scan.closed_streak`).
+    belongs to, which may have ended already (see `alerts.streaks.closed_streak`).
     """
 
     workflow_id = peewee.BigIntegerField(primary_key=True)
@@ -164,8 +166,7 @@ def mark_workflows(workflow_ids: set[int] | list[int]) -> None:
     now = to_micros(utcnow())
     table = AlertDirty._meta.table_name
     upsert_rows(table, ("workflow_id", "seq", "marked_at"), ("workflow_id",),
-                f'"seq" = "{table}"."seq" + 1',
-                [(wid, 1, now) for wid in sorted(workflow_ids)])
+                [(wid, 1, now) for wid in sorted(workflow_ids)], bump=("seq",))
 
 
 def mark_runs(run_ids: set[int] | list[int]) -> None:

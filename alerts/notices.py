@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 from werkzeug.datastructures import MultiDict
 
-from models.db import from_micros, iso, to_micros
+from models.times import from_micros, iso, to_micros
 from models.executions import load_json
 from models.inputs import whole_number
 from models.payloads import mask_text

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from models.db import iso, utcnow, write_transaction
+from models.db import write_transaction
+from models.times import iso, utcnow
 from models.executions import Workflow, dump_json
 from models.payloads import MASK, mask_text
 from models.schemas import InputError
@@ -163,3 +164,9 @@ def send_test(rule: AlertRule, config: AlertConfig) -> list[int]:
     deliver_now(ids, config)
     return ids
 
+
+def rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
+    """Every enabled rule with its channels."""
+    rules = list(AlertRule.select().where(AlertRule.enabled))
+    channels = channels_of([rule.id for rule in rules])
+    return [(rule, channels[rule.id]) for rule in rules]

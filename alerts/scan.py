@@ -20,61 +20,25 @@ decide it once; the notices' unique key backs that up.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Callable
 
-import peewee
-
-from models.db import (database, from_micros, is_sqlite, iso, to_micros, utcnow,
-                       write_transaction)
-from models.executions import FINISHED_STATUSES, Execution, Workflow, load_json
+from models.db import is_sqlite, write_transaction
+from models.times import from_micros, iso, to_micros
+from models.executions import Execution, Workflow, load_json
 
 from .models import AlertChannel, AlertDirty, AlertRule, AlertState, Notice, ScanStatus
 from .notices import notice_body, queue_notices
-from .rules import channels_of
+from .rules import rules_with_channels
 from .config import AlertConfig
+from .streaks import (ORIGIN, Position, Streak, as_micros, closed_streak, closing_success,
+                      current_streak, finished_after)
 
 BATCH = 500
 MAX_BATCHES = 40
 PAGE = 500          # finished runs read at once when replaying a workflow
 MAX_REPLAY = 20_000  # runs replayed per workflow and scan; the rest waits for the next scan
-
-Position = tuple[int, int]  # (started_at in microseconds, id) of a run
-
-# Steps that other features add to every scan, called with (config, now): those `BEFORE`
-# the streaks are read (runs they fail are counted in the same scan), and those `AFTER`,
-# which return how many notices they queued. See `register_scan_step`.
-BEFORE: list = []
-AFTER: list = []
-
-
-def register_scan_step(step, *, before_streaks: bool) -> None:
-    """Run `step(config, now)` in every scan, before or after the streaks are decided."""
-    steps = BEFORE if before_streaks else AFTER
-    if step not in steps:
-        steps.append(step)
-ORIGIN: Position = (-2**62, 0)  # before every run
-
-
-@dataclass(frozen=True)
-class Streak:
-    """The failures in a row at the end of a workflow's finished runs (by `started_at`)."""
-
-    count: int
-    first_failure_at: int | None
-    last_failure_at: int | None  # of the last failure at all, also when the streak is 0
-    last_failure_id: int | None
-    last_error: str | None
-    last_success: Position | None = None  # where the streak begins
-
-    def newest(self) -> Position | None:
-        """The newest finished run these facts were read up to (the last success or failure)."""
-        failure = ((self.last_failure_at, self.last_failure_id)
-                   if self.last_failure_id is not None else None)
-        known = [p for p in (self.last_success, failure) if p is not None]
-        return max(known) if known else None
-
 
 @dataclass(frozen=True)
 class ScanResult:
@@ -83,77 +47,6 @@ class ScanResult:
     examined: int
     decided: int
     duration_ms: float
-
-
-def _micros(value) -> int | None:
-    return None if value is None else (value if isinstance(value, int) else to_micros(value))
-
-
-def current_streak(workflow_id: int, upto: Position | None = None) -> Streak:
-    """The streak of a workflow, from its last success on (pending/running runs don't count),
-    among the runs up to and including position `upto` (default: all of them).
-
-    Three probes of the (workflow, status, started_at, id) index, written by hand: a write
-    of runs that finished behind a workflow's last finished run recounts it, and peewee's
-    generation of these queries costs more than the database's work on them.
-    """
-    param, table = database.param, Execution._meta.table_name
-    where = f'"workflow_id" = {param} AND "status" = {param}'
-    if upto is not None:
-        where += f' AND ("started_at", "id") <= ({param}, {param})'
-    bound = list(upto) if upto is not None else []
-    newest = f'WHERE {where} ORDER BY "started_at" DESC, "id" DESC LIMIT 1'
-    last_success = database.execute_sql(
-        f'SELECT "started_at", "id" FROM "{table}" {newest}',
-        [workflow_id, "success", *bound]).fetchone()
-    last_failure = database.execute_sql(
-        f'SELECT "id", "started_at", "error_message" FROM "{table}" {newest}',
-        [workflow_id, "failure", *bound]).fetchone()
-    anchor = (_micros(last_success[0]), last_success[1]) if last_success else None
-    if last_failure is None:
-        return Streak(0, None, None, None, None, anchor)
-    failure_id, failure_at, error = last_failure[0], _micros(last_failure[1]), last_failure[2]
-    if anchor is not None and (failure_at, failure_id) < anchor:
-        return Streak(0, None, failure_at, failure_id, error, anchor)
-    sql = f'SELECT COUNT("id"), MIN("started_at") FROM "{table}" WHERE {where}'
-    params = [workflow_id, "failure", *bound]
-    if anchor is not None:
-        sql += f' AND ("started_at", "id") > ({param}, {param})'
-        params.extend(anchor)
-    count, first = database.execute_sql(sql, params).fetchone()
-    return Streak(count, _micros(first), failure_at, failure_id, error, anchor)
-
-
-def closing_success(workflow_id: int, at: Position) -> Position | None:
-    """The first success at or after position `at`: the run that ends the streak there."""
-    param, table = database.param, Execution._meta.table_name
-    row = database.execute_sql(
-        f'SELECT "started_at", "id" FROM "{table}" WHERE "workflow_id" = {param} AND '
-        f'"status" = {param} AND ("started_at", "id") >= ({param}, {param}) '
-        f'ORDER BY "started_at", "id" LIMIT 1', [workflow_id, "success", *at]).fetchone()
-    return (_micros(row[0]), row[1]) if row else None
-
-
-def closed_streak(workflow_id: int, end: Position) -> Streak:
-    """The streak that the success at position `end` ended (count 0: none)."""
-    return current_streak(workflow_id, (end[0], end[1] - 1))  # ids are whole: just before it
-
-
-def finished_after(workflow_id: int, after: Position, limit: int) -> list[tuple]:
-    """The next finished runs after `after`, oldest first: (started_at, id, status, error)."""
-    E = Execution
-    return [(_micros(started), run_id, status, error) for started, run_id, status, error in
-            E.select(E.started_at, E.id, E.status, E.error_message)
-            .where(E.workflow == workflow_id, E.status.in_(FINISHED_STATUSES),
-                   peewee.Tuple(E.started_at, E.id) > peewee.Tuple(*after))
-            .order_by(E.started_at, E.id).limit(limit).tuples()]
-
-
-def rules_with_channels() -> list[tuple[AlertRule, list[AlertChannel]]]:
-    """Every enabled rule with its channels."""
-    rules = list(AlertRule.select().where(AlertRule.enabled))
-    channels = channels_of([rule.id for rule in rules])
-    return [(rule, channels[rule.id]) for rule in rules]
 
 
 def _body(kind: str, name: str, rule: AlertRule, facts: Streak, config: AlertConfig,
@@ -167,7 +60,7 @@ def _body(kind: str, name: str, rule: AlertRule, facts: Streak, config: AlertCon
 
 def _known(state: AlertState) -> Streak:
     """The facts a state holds of the streak the last scan saw."""
-    return Streak(state.streak, _micros(state.first_failure_at), _micros(state.last_failure_at),
+    return Streak(state.streak, as_micros(state.first_failure_at), as_micros(state.last_failure_at),
                   state.last_failure_id, state.last_error)
 
 
@@ -175,7 +68,7 @@ def _ended(before: AlertState | None, streak: Streak) -> bool:
     """Whether a success came after the last failure the alerted streak was known to have."""
     if before is None or not before.alerted or streak.last_success is None:
         return False
-    known = (_micros(before.last_failure_at), before.last_failure_id)
+    known = (as_micros(before.last_failure_at), before.last_failure_id)
     return streak.last_success > known
 
 
@@ -280,9 +173,9 @@ def _start_at(state: AlertState | None, rule: AlertRule, created: int) -> Positi
     made while the workflow had runs, or a state an older release kept) from the streak as
     it is now (None)."""
     if state is not None:
-        return ((_micros(state.seen_started_at), state.seen_id)
+        return ((as_micros(state.seen_started_at), state.seen_id)
                 if state.seen_id is not None else None)
-    return ORIGIN if created >= _micros(rule.created_at) else None
+    return ORIGIN if created >= as_micros(rule.created_at) else None
 
 
 def _examine(workflow_id: int, name: str, created: int,
@@ -350,11 +243,11 @@ def _late_run(run_id: int, rules: list[tuple[AlertRule, list[AlertChannel]]],
            .where(E.id == run_id).tuples().first())
     if run is None:
         return 0  # deleted since
-    workflow_id, started, name = run[0], _micros(run[1]), run[2]
+    workflow_id, started, name = run[0], as_micros(run[1]), run[2]
     applicable = {rule.id: (rule, channels) for rule, channels in rules if _applies(rule, name)}
     if not applicable:
         return 0
-    positions = {state.rule_id: (_micros(state.seen_started_at), state.seen_id) for state in
+    positions = {state.rule_id: (as_micros(state.seen_started_at), state.seen_id) for state in
                  AlertState.select(AlertState.rule, AlertState.seen_started_at, AlertState.seen_id)
                  .where(AlertState.workflow == workflow_id,
                         AlertState.rule.in_(list(applicable)),
@@ -399,17 +292,10 @@ def _clear(key: int, seq: int) -> None:
     AlertDirty.delete().where(AlertDirty.workflow_id == key, AlertDirty.seq == seq).execute()
 
 
-def scan(config: AlertConfig, now: datetime | None = None) -> ScanResult:
-    """Examine every workflow marked since the last scan and queue the notices it decides.
-
-    A notice is dated when it is decided (after the runs that decide it were read); `now`
-    fixes that time instead, for tests and benchmarks that run on a clock of their own.
-    """
-    started = time.perf_counter()
-    clock = (lambda: now) if now is not None else utcnow
+def scan_streaks(config: AlertConfig, clock: Callable[[], datetime]) -> tuple[int, int]:
+    """Examine every workflow marked since the last scan and queue the notices its streaks
+    decide, each dated by `clock()` when decided; returns (examined, queued)."""
     examined = decided = 0
-    for step in BEFORE:
-        step(config, clock())
     rules = None
     for _ in range(MAX_BATCHES):
         keys = [key for (key,) in AlertDirty.select(AlertDirty.workflow_id)
@@ -428,7 +314,7 @@ def scan(config: AlertConfig, now: datetime | None = None) -> ScanResult:
                     _clear(key, seq)
                 examined += 1
         marked = [key for key in keys if key > 0]
-        workflows = {wid: (name, _micros(created)) for wid, name, created in
+        workflows = {wid: (name, as_micros(created)) for wid, name, created in
                      Workflow.select(Workflow.id, Workflow.name, Workflow.created_at)
                      .where(Workflow.id.in_(marked)).tuples()} if marked else {}
         for workflow_id in marked:
@@ -448,15 +334,11 @@ def scan(config: AlertConfig, now: datetime | None = None) -> ScanResult:
             examined += 1
         if len(keys) < BATCH:
             break
-    for step in AFTER:
-        decided += step(config, clock())
-    duration_ms = (time.perf_counter() - started) * 1000
-    _beat(clock(), duration_ms, examined, decided)
-    return ScanResult(examined, decided, duration_ms)
+    return examined, decided
 
 
-def _beat(now: datetime, duration_ms: float, examined: int, decided: int) -> None:
-    """Record that a scan ran, for the watchdog on the alerts page."""
+def record_scan(now: datetime, duration_ms: float, examined: int, decided: int) -> ScanResult:
+    """Record that a scan ran, for the watchdog on the alerts page; what it did."""
     values = {"last_scan_at": to_micros(now), "duration_ms": duration_ms,
               "examined": examined, "decided": decided}
     (ScanStatus.insert(id=1, scans=1, **values)
@@ -464,3 +346,4 @@ def _beat(now: datetime, duration_ms: float, examined: int, decided: int) -> Non
                   update={**{getattr(ScanStatus, k): v for k, v in values.items()},
                           ScanStatus.scans: ScanStatus.scans + 1})
      .execute())
+    return ScanResult(examined, decided, duration_ms)

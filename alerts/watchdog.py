@@ -6,7 +6,7 @@ from datetime import datetime
 
 import peewee
 
-from models.db import from_micros, utcnow
+from models.times import from_micros, utcnow
 
 from .models import AlertDirty, Notice, ScanStatus
 

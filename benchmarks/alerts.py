@@ -29,7 +29,7 @@ from .harness import ROOT, Bench, median, p, print_table, time_calls
 from alerts.config import ALLOW_PRIVATE, config_from
 from alerts.models import mark_workflows
 from alerts.rules import create_rule
-from alerts.scan import scan
+from alerts.scheduler import scan
 from alerts.schemas import RuleIn
 from models import database
 from models.db import to_micros, utcnow, write_transaction

@@ -5,6 +5,7 @@ Benchmarks compare: each case is reported next to an authenticated no-op request
 """
 from __future__ import annotations
 
+import argparse
 import atexit
 import os
 import re
@@ -114,3 +115,14 @@ def empty_postgres(url: str) -> None:
         if tables:
             cur.execute("DROP TABLE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
     conn.close()
+
+
+def arguments(doc: str, **numbers: int) -> argparse.ArgumentParser:
+    """A benchmark's command line: its description (the first line of `doc`), a whole-number
+    option per keyword (`runs=1_000_000` gives `--runs`, that default), and `--postgres`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for name, default in numbers.items():
+        parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--postgres", metavar="URL",
+                        help="an empty PostgreSQL database to use instead of SQLite")
+    return parser

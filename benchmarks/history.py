@@ -15,7 +15,6 @@ the authenticated no-op `GET /api/ping` timed by the same loop in the same step.
 """
 from __future__ import annotations
 
-import argparse
 import http.client
 import multiprocessing
 import os
@@ -36,7 +35,7 @@ from history.rollups import rebuild_rollups
 from models import database, init_database
 from models.db import connection, to_micros, utcnow, write_transaction
 
-from .harness import ROOT, Bench, p, print_table, rss_mb, time_calls
+from .harness import ROOT, Bench, arguments, p, print_table, rss_mb, time_calls
 
 WORKFLOWS = 100
 DAYS = 90
@@ -217,11 +216,7 @@ def _after_a_write(call, repeat: int) -> list[float]:
 
 def main() -> None:
     """Fill in steps; at each, time every case in process and over HTTP."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=200)
-    parser.add_argument("--postgres", metavar="URL",
-                        help="an empty PostgreSQL database to use instead of SQLite")
+    parser = arguments(__doc__, runs=1_000_000, repeat=200)
     parser.add_argument("--steps", default="1,10,50,100",
                         help="percentages of --runs at which to measure")
     args = parser.parse_args()

@@ -140,16 +140,9 @@ def measure_stored(args) -> None:
         fill_s = time.perf_counter() - started
         stored = size
         at = iso(now)
-        bodies = [{"executions": [make_run(next(counter), at, at) for _ in range(args.batch_size)]}
-                  for _ in range(args.batches + 1)]
-        times = []
-        for index, body in enumerate(bodies):
-            begin = time.perf_counter()
-            response = bench.client.post("/api/automations/executions/batch", json=body,
-                                         headers=bench.headers)
-            assert response.status_code == 201, response.text
-            if index:  # the first batch warms up
-                times.append((time.perf_counter() - begin) * 1000)
+        times = _time_batches(bench, [[make_run(next(counter), at, at)
+                                       for _ in range(args.batch_size)]
+                                      for _ in range(args.batches + 1)])
         rate = args.batch_size * 1000 / (sum(times) / len(times))
         first_rate = first_rate or rate
         rows.append([f"{size:,}", f"{fill_s:.0f}", len(times), p(times, 50), p(times, 95), rate,
@@ -233,6 +226,19 @@ def measure_resend(args) -> None:
                  "storing p95 ms", "vs new"], rows)
 
 
+def _time_batches(bench: Bench, batches: list[list[dict]]) -> list[float]:
+    """POST each batch of runs; the milliseconds of each but the first (it warms up)."""
+    times = []
+    for index, runs in enumerate(batches):
+        begin = time.perf_counter()
+        response = bench.client.post("/api/automations/executions/batch",
+                                     json={"executions": runs}, headers=bench.headers)
+        assert response.status_code == 201, response.text
+        if index:
+            times.append((time.perf_counter() - begin) * 1000)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--singles", type=int, default=1000)
@@ -271,17 +277,8 @@ def main() -> None:
     singles = time_calls(single, args.singles)
     singles_per_s = 1000 / (sum(singles) / len(singles))
 
-    bodies = [{"executions": [make_run(next(counter)) for _ in range(args.batch_size)]}
-              for _ in range(args.batches + 1)]
-    batch_times = []
-    for index, body in enumerate(bodies):
-        start = time.perf_counter()
-        response = bench.client.post("/api/automations/executions/batch", json=body,
-                                     headers=bench.headers)
-        elapsed = (time.perf_counter() - start) * 1000
-        assert response.status_code == 201, response.text
-        if index:  # the first batch warms up
-            batch_times.append(elapsed)
+    batch_times = _time_batches(bench, [[make_run(next(counter)) for _ in range(args.batch_size)]
+                                        for _ in range(args.batches + 1)])
     batch_per_s = args.batch_size * 1000 / (sum(batch_times) / len(batch_times))
 
     print(f"SQLite, in process; each run {size} bytes of JSON with 5 steps; RSS {rss_mb():.0f} MB")

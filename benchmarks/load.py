@@ -30,10 +30,9 @@ import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import peewee
 import requests
 
-from models import Execution, Workflow, database
+from models import Execution, Workflow
 from models.db import connection, iso, utcnow
 
 from .harness import ROOT, Bench, empty_postgres, p, print_table

@@ -23,7 +23,6 @@ import random
 import subprocess
 import sys
 import threading
-import time
 from datetime import timedelta
 
 import requests

@@ -31,7 +31,7 @@ from alerts.config import config_from
 from alerts.delivery import deliver_due
 from alerts.models import Attempt, Notice
 from alerts.rules import create_rule
-from alerts.scan import scan
+from alerts.scheduler import scan
 from alerts.schemas import RuleIn
 from models import database
 from models.ingest import store_executions

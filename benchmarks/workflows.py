@@ -26,7 +26,6 @@ Against a checkout from before error fingerprints, the fill leaves out their col
 """
 from __future__ import annotations
 
-import argparse
 import random
 import sqlite3
 import time
@@ -34,14 +33,14 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from alerts.config import config_from
-from alerts.scan import scan
+from alerts.scheduler import scan
 from history.rollups import rebuild_rollups
 from models import database
 from models.db import connection, to_micros, utcnow, write_transaction
 from workflows.models import DurationRollup, WorkflowSummary
 from workflows.summary import ensure_summaries
 
-from .harness import Bench, empty_postgres, p, print_table, time_calls
+from .harness import Bench, arguments, empty_postgres, p, print_table, time_calls
 
 try:
     from models.fingerprints import fingerprint
@@ -236,12 +235,7 @@ def settle(url: str, workflows: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1_000_000)
-    parser.add_argument("--workflows", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=100)
-    parser.add_argument("--postgres", metavar="URL",
-                        help="an empty PostgreSQL database to use instead of SQLite")
+    parser = arguments(__doc__, runs=1_000_000, workflows=10_000, repeat=100)
     parser.add_argument("--failures", action="store_true",
                         help="one workflow whose every run failed with the same long message")
     args = parser.parse_args()

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from models.db import unless_unavailable
-from models.ingest import register_write_hook
+from models.startup import unless_unavailable
+from models.hooks import register_write_hook
+from views.operations import register_operations
 
 from . import changes
 from .rollups import RunRollup, apply_changes, ensure_rollups
@@ -18,11 +19,12 @@ MODELS = [RunRollup, changes.HistoryChange]
 def init_app(app: Flask) -> None:
     """Keep the run counts and the change counter current at every write, count runs stored
     before them, add the pages."""
-    from views.history import bp
+    from .views import OPERATIONS, bp
 
-    register_write_hook(apply_changes)
-    register_write_hook(changes.bump)
+    register_write_hook(app, apply_changes)
+    register_write_hook(app, changes.bump)
     changes.cache.clear()
     unless_unavailable(changes.ensure_counter, "creating the change counter")
     unless_unavailable(ensure_rollups, "counting runs into the rollups")
     app.register_blueprint(bp)
+    register_operations(app, OPERATIONS)

@@ -14,7 +14,8 @@ from typing import Any, Callable, Hashable, TypeVar
 
 import peewee
 
-from models.db import BaseModel, connection, database
+from models.base import BaseModel
+from models.db import connection, database
 from models.ingest import Change
 
 T = TypeVar("T")

@@ -27,10 +27,12 @@ from datetime import datetime, timedelta
 
 import peewee
 
-from models.db import connection, is_sqlite, to_micros, utcnow, write_transaction
+from models.db import connection, is_sqlite, write_transaction
+from models.times import to_micros, utcnow
 from models.executions import (FINISHED_STATUSES, STATUSES, Execution, ExecutionPayload,
                                Step, StepPayload)
-from models.ingest import RunState, run_delete_hooks
+from models.hooks import run_delete_hooks
+from models.ingest import RunState
 
 from . import changes as change_counter
 from .rollups import remove_runs

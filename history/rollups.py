@@ -16,8 +16,10 @@ from zoneinfo import ZoneInfo
 
 import peewee
 
-from models.db import (BaseModel, chunks, connection, database, from_micros, is_sqlite,
-                       to_micros, upsert_rows, write_transaction)
+from models.base import BaseModel
+from models.bulk import chunks, upsert_rows
+from models.db import connection, database, is_sqlite, write_transaction
+from models.times import from_micros, to_micros
 from models.executions import STATUSES, Execution
 from models.ingest import Change, RunState
 
@@ -88,8 +90,7 @@ def _apply_deltas(deltas: dict[tuple, int]) -> None:
     table = RunRollup._meta.table_name
     upsert_rows(table, ("grain", "workflow_id", "bucket", "status", "n"),
                 ("grain", "workflow_id", "bucket", "status"),
-                f'"n" = "{table}"."n" + EXCLUDED."n"',
-                [(*key, n) for key, n in sorted(deltas.items()) if n])
+                [(*key, n) for key, n in sorted(deltas.items()) if n], add=("n",))
 
 
 def rebuild_rollups() -> int:

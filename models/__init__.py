@@ -2,7 +2,8 @@
 
 Features (history, alerts) keep tables of their own and list them in their `MODELS`.
 """
-from .db import create_schema, database, init_database
+from .db import database, init_database
+from .migrations import create_schema
 from .executions import Execution, ExecutionPayload, Step, StepPayload, Workflow
 from .users import ApiToken, User
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import peewee
 
-from .db import from_micros, to_micros
+from .times import from_micros, to_micros
 from .execution_detail import ExecutionDetail
 from .executions import Execution, ExecutionPayload, Step, StepPayload
 from .payloads import (MASK, VALUE_FIELDS, is_secret_key, mask, maskable, names_secret,

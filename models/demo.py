@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from .db import utcnow
+from .times import utcnow
 from .ingest import store_executions
 from .schemas import ExecutionIn
 

@@ -11,7 +11,8 @@ from datetime import datetime
 
 import peewee
 
-from .db import database, from_micros, iso, to_micros
+from .db import database
+from .times import from_micros, iso, to_micros
 from .executions import (FINISHED_STATUSES, Execution, ExecutionPayload, Step, StepPayload,
                          Workflow)
 from .payloads import mask, mask_text

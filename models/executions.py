@@ -6,7 +6,7 @@ import json
 import peewee
 from pydantic_core import PydanticSerializationError, to_json
 
-from .db import BaseModel, UTCMicros
+from .base import BaseModel, UTCMicros
 
 STATUSES = ("pending", "running", "success", "failure")
 FINISHED_STATUSES = ("success", "failure")

@@ -12,7 +12,9 @@ from flask import current_app, has_app_context
 from flask_login import UserMixin
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .db import BaseModel, UTCMicros, database, is_sqlite, utcnow, write_transaction
+from .base import BaseModel, UTCMicros
+from .db import database, is_sqlite, write_transaction
+from .times import utcnow
 
 TOKEN_PREFIX = "rw_"
 PASSWORD_METHOD = "scrypt"  # werkzeug's method for new password hashes

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from flask import Flask
 
+from views.operations import register_operations
+
 from .models import MODELS
 
 __all__ = ["MODELS", "init_app"]
@@ -14,6 +16,7 @@ __all__ = ["MODELS", "init_app"]
 
 def init_app(app: Flask) -> None:
     """Add `POST /v1/traces`."""
-    from views.otlp import bp
+    from .views import OPERATIONS, bp
 
     app.register_blueprint(bp)
+    register_operations(app, OPERATIONS)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import peewee
 
-from models.db import BaseModel, UTCMicros
+from models.base import BaseModel, UTCMicros
 
 
 class OtelTrace(BaseModel):

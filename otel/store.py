@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json, to_json
 
-from models.db import (chunks, database, insert_rows, is_sqlite, placeholders, to_micros, utcnow,
-                       write_transaction)
+from models.bulk import chunks, insert_rows, placeholders, upsert_rows
+from models.db import database, is_sqlite, write_transaction
+from models.times import to_micros, utcnow
 from models.ingest import payload_texts, store_executions
 from models.schemas import ExecutionIn, StepIn, input_error
 
@@ -149,11 +150,9 @@ def _trace_rows(trace_ids: list[str], now_us: int) -> dict[str, int]:
     """Row ids of these traces, created when new and touched (`touched_at`) when not; on
     PostgreSQL the upsert locks them, in trace id order so that two exports never wait for
     each other in a circle, until the transaction ends."""
-    return dict(insert_rows(
-        OtelTrace._meta.table_name, ("trace_id", "touched_at"),
-        [(trace, now_us) for trace in trace_ids],
-        ' ON CONFLICT ("trace_id") DO UPDATE SET "touched_at" = EXCLUDED."touched_at" '
-        'RETURNING "trace_id", "id"', returning=True))
+    return dict(upsert_rows(OtelTrace._meta.table_name, ("trace_id", "touched_at"), ("trace_id",),
+                            [(trace, now_us) for trace in trace_ids], replace=("touched_at",),
+                            returning=("trace_id", "id")))
 
 
 def _kept_spans(trace_ids: list[int]) -> dict[int, list[_Kept]]:

@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from alerts.config import ALLOW_PRIVATE
 from alerts.models import Notice
 from alerts.rules import create_rule
-from alerts.scan import scan
+from alerts.scheduler import scan
 from alerts.schemas import RuleIn, parse_rule
 from helpers import csrf_from, free_port
 from models.db import connection

@@ -5,7 +5,7 @@ import pytest
 
 from alert_servers import alert_config, report
 from alerts.models import AlertChannel, AlertRule, Notice
-from alerts.scan import scan
+from alerts.scheduler import scan
 from alerts.config import config_from
 
 ALERT_003 = pytest.mark.spec("API-AUTO-EXEC-ALERT-003")

@@ -10,7 +10,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from alert_servers import alert_config, make_rule, notices, report
 from alerts.delivery import claim, deliver_due, lease
 from alerts.models import Attempt, Notice
-from alerts.scan import scan
+from alerts.scheduler import scan
 from alerts.config import config_from
 from app import create_app
 from models import database

@@ -15,7 +15,7 @@ from alert_servers import (alert_config, make_rule, notices, payload, report,
                            scan_in_two_threads)
 from alerts.config import config_from
 from alerts.delivery import deliver_due
-from alerts.scan import scan
+from alerts.scheduler import scan
 from alerts.watchdog import health
 from models.db import connection, iso, utcnow
 from models.ingest import patch_execution

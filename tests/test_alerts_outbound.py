@@ -17,7 +17,7 @@ from alert_servers import (HttpReceiver, Trickler, alert_config, form_data, make
 from alerts.config import config_from
 from alerts.delivery import deliver_due, lease
 from alerts.models import AlertRule, Attempt, Notice
-from alerts.scan import scan
+from alerts.scheduler import scan
 from helpers import Elements
 from models.db import connection, utcnow
 

@@ -9,7 +9,7 @@ import pytest
 
 from alert_servers import alert_config, form_data, make_rule, report
 from alerts.models import AlertRule, Notice, ScanStatus
-from alerts.scan import scan
+from alerts.scheduler import scan
 from alerts.config import config_from
 from helpers import Elements, csrf_from
 from models.db import utcnow

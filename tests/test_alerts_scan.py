@@ -10,7 +10,7 @@ import pytest
 from alert_servers import make_rule, notices, payload, report, scan_in_two_threads
 from alerts.models import AlertDirty, AlertState
 from alerts.rules import update_rule
-from alerts.scan import scan
+from alerts.scheduler import scan
 from alerts.schemas import RulePatch
 from alerts.config import config_from
 from helpers import ROOT

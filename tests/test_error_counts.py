@@ -9,7 +9,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from alerts.config import config_from
-from alerts.scan import scan
+from alerts.scheduler import scan
 from history.retention import purge_expired
 from models import database
 from models.db import connection

@@ -44,7 +44,7 @@ def test_healthz_needs_no_credentials_and_shows_no_data(client):
 
 def test_healthz_counts_the_notices_waiting(client, app):
     from alerts.config import config_from
-    from alerts.scan import scan
+    from alerts.scheduler import scan
     with app.app_context(), connection():
         make_rule(1, [{"type": "webhook", "url": "https://hooks.example.com/x"}], "etl")
         report("etl", "F")

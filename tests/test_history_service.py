@@ -157,7 +157,7 @@ def test_a_valid_filter_fills_the_form_with_its_canonical_values():
 def test_api_times_are_written_exactly_as_iso_writes_them():
     import random
     from models.db import from_micros, iso
-    from views.history import iso_micros
+    from views.formatting import iso_micros
     rng = random.Random(5)
     samples = [0, 1, 999_999, 1_000_000, 1_764_000_000_000_000, 4_102_444_799_999_999]
     samples += [rng.randrange(0, 4_102_444_800_000_000) for _ in range(2000)]

@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-import models.db
-import models.ingest
+import models.bulk
+import models.run_rows
 from helpers import URL, detail
 
 
@@ -44,7 +44,7 @@ def _runs() -> list[dict]:
 @pytest.fixture(params=["reversed", "shuffled"])
 def returned_out_of_order(request, monkeypatch):
     """The database's freedom, taken: every RETURNING answer comes back out of order."""
-    real = models.db.insert_rows
+    real = models.bulk.insert_rows
     rng = random.Random(7)
 
     def insert_rows(*args, **kwargs):
@@ -55,7 +55,7 @@ def returned_out_of_order(request, monkeypatch):
         rng.shuffle(rows)
         return rows
 
-    monkeypatch.setattr(models.ingest, "insert_rows", insert_rows)
+    monkeypatch.setattr(models.run_rows, "insert_rows", insert_rows)
     return request.param
 
 

@@ -14,7 +14,7 @@ import pytest
 from alert_servers import alert_config, make_rule, notices, payload, report
 from alerts.config import config_from
 from alerts.delivery import deliver_due
-from alerts.scan import scan
+from alerts.scheduler import scan
 from helpers import form_fields
 from models.payloads import MASK, mask_text
 

@@ -10,7 +10,7 @@ import pytest
 from alert_servers import alert_config, make_rule
 from alerts.config import config_from
 from alerts.delivery import deliver_due
-from alerts.scan import scan
+from alerts.scheduler import scan
 from models.executions import ExecutionPayload
 from models.ingest import store_executions
 from models.schemas import ExecutionIn

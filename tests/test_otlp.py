@@ -703,7 +703,7 @@ def test_the_sdk_reports_failing_runs_and_the_alert_fires_after_n_of_them(
     from alert_servers import make_rule
     from alerts.config import config_from
     from alerts.delivery import deliver_due
-    from alerts.scan import scan
+    from alerts.scheduler import scan
 
     app.config["WEBHOOK_ALLOW_PRIVATE"] = True  # the receiver listens on 127.0.0.1
     with connection():

@@ -11,7 +11,7 @@ import pytest
 from alert_servers import make_rule, notices
 from alerts.config import config_from
 from alerts.models import AlertState
-from alerts.scan import scan
+from alerts.scheduler import scan
 from app import create_app
 from history.rollups import RunRollup, rebuild_rollups
 from history.retention import purge_expired
@@ -160,10 +160,10 @@ def test_the_scheduled_job_deletes_only_when_retention_is_set(app, api):
     now = utcnow()
     assert api.post(BATCH, json={"executions": _runs(now, 10, 4, "old")
                                  + _runs(now, 1, 2, "new")}).status_code == 201
-    job.function()(app)  # unset: every run kept
+    job.run(app)  # unset: every run kept
     assert _counts(api, **{"from": iso(now - timedelta(days=60))})["success"] == 6
     app.config["RETENTION_DAYS"] = 7
-    job.function()(app)
+    job.run(app)
     assert _counts(api, **{"from": iso(now - timedelta(days=60))})["success"] == 2
 
 

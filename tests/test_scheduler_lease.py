@@ -25,7 +25,7 @@ LEASE_SECONDS = 3  # renewed every second
 
 def test_the_jobs_are_a_list_the_lease_holder_runs():
     assert [job.name for job in scheduling.JOBS] == ["alerts", "retention"]
-    assert all(callable(job.function()) for job in scheduling.JOBS)
+    assert all(callable(job.run) for job in scheduling.JOBS)
 
 
 def test_one_holder_at_a_time_and_a_run_out_lease_is_taken_over(db):

@@ -34,7 +34,7 @@ from models.ingest import store_executions
 from models.schemas import ExecutionIn
 from alerts.delivery import deliver_due
 from alerts.rules import create_rule
-from alerts.scan import scan
+from alerts.scheduler import scan
 from alerts.schemas import RuleIn
 from {config_module} import {config_from} as config_from
 
@@ -261,7 +261,7 @@ def test_the_previous_releases_account_signs_in_and_sees_its_pages(kept, upgrade
 
 def test_work_goes_on_after_the_upgrade(kept, upgraded):
     from alerts.config import config_from
-    from alerts.scan import scan
+    from alerts.scheduler import scan
 
     client = upgraded.test_client()
     headers = {"Authorization": f"Bearer {kept['token']}"}
@@ -280,7 +280,8 @@ def test_work_goes_on_after_the_upgrade(kept, upgraded):
 
 
 def test_the_schema_is_brought_to_the_current_version(kept, upgraded):
-    from models.db import SCHEMA_VERSION, SchemaVersion, connection
+    from models.db import connection
+    from models.migrations import SCHEMA_VERSION, SchemaVersion
     with connection():
         assert [row.version for row in SchemaVersion.select()] == [SCHEMA_VERSION]
     # A second start finds the schema current and leaves it alone.

@@ -130,7 +130,7 @@ def test_the_start_page_says_which_workflows_need_attention(logged_in, seeded):
 
 def test_the_alerts_page_shows_late_workflows_at_a_glance(app, logged_in, api):
     from alerts.config import config_from
-    from alerts.scan import scan
+    from alerts.scheduler import scan
     from models.db import connection
 
     assert "No scheduled workflow is late." in logged_in.get("/alerts").text

@@ -11,7 +11,7 @@ from standardwebhooks import Webhook
 from alert_servers import alert_config, make_rule, notices, payload
 from alerts.config import config_from
 from alerts.delivery import deliver_due
-from alerts.scan import scan
+from alerts.scheduler import scan
 from models.db import connection, to_micros, utcnow
 from models.executions import Workflow
 from workflows import schedule as schedules

@@ -303,6 +303,19 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
+def account_from(form: FlaskForm, create) -> tuple[bool, object]:
+    """`create(email, password)` from a submitted account form: (True, what it returned),
+    or (False, None) when the form is not valid or the account is refused (the reason put
+    on the field it is about)."""
+    if not form.validate_on_submit():
+        return False, None
+    try:
+        return True, create(form.email.data, form.password.data)
+    except AccountError as exc:
+        form[exc.field].errors = [str(exc)]
+        return False, None
+
+
 @bp.route("/setup", methods=["GET", "POST"])
 def setup():
     """Create the first account; gone once any account exists."""
@@ -310,17 +323,13 @@ def setup():
         return redirect(url_for("auth.login"))
     form = SetupForm()
     status = 200
-    if form.validate_on_submit():
-        try:
-            user = create_first_user(form.email.data, form.password.data)
-        except AccountError as exc:
-            form[exc.field].errors = [str(exc)]
-        else:
-            if user is None:  # someone else was first
-                return redirect(url_for("auth.login"))
-            start_session(user)
-            flash("Welcome to Runwatch. Create an API token below to start reporting runs.")
-            return redirect(url_for("settings.index"))
+    created, user = account_from(form, create_first_user)
+    if created:
+        if user is None:  # someone else was first
+            return redirect(url_for("auth.login"))
+        start_session(user)
+        flash("Welcome to Runwatch. Create an API token below to start reporting runs.")
+        return redirect(url_for("settings.index"))
     if request.method == "POST":
         status = 400
     return render_template("auth/setup.html", form=form), status

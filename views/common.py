@@ -4,13 +4,11 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from typing import Callable
-
 import peewee
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from models.db import is_unavailable
+from models.availability import is_unavailable
 from models.schemas import InputError
 
 log = logging.getLogger(__name__)
@@ -66,12 +64,6 @@ def render_page(full: str, partial: str, status: int = 200, **context):
 def render_fragment(template: str, headers: dict | None = None, **context):
     """A partial that only htmx asks for (after a POST); it too varies on HX-Request."""
     return render_template(template, **context), 200, {"Vary": "HX-Request", **(headers or {})}
-
-
-def url_builder(endpoint: str, external: bool = False) -> Callable[..., str]:
-    """Links to one endpoint for many rows: the URL map is bound once, not once per row."""
-    build = current_app.create_url_adapter(request).build
-    return lambda **values: build(endpoint, values, force_external=external)
 
 
 def safe_next(target: str | None, default: str) -> str:

@@ -7,16 +7,17 @@ from typing import Callable
 from flask import Blueprint, Response, abort, request, url_for
 
 from models.compare import compare_with_last_success
-from models.db import utcnow
+from models.times import utcnow
 from models.inputs import MAX_ID, MAX_POSITION, whole_number
 from models.execution_detail import (ExecutionDetail, StepRow, api_document,
                                      execution_version, load_execution, load_step, step_error)
 from models.payloads import CUT_BYTES, mask_text, show_json, show_text
 
-from .common import api_error, render_page, url_builder, wants_partial
+from .common import api_error, render_page, wants_partial
 from .extensions import sees_secrets
 from .formatting import size_label
 from .ingest import execution_url
+from .links import link_builder
 from .trace import slice_start, trace_of
 
 bp = Blueprint("executions", __name__)
@@ -166,7 +167,7 @@ def _render(execution: ExecutionDetail, fragment: str, whole_part: str | None = 
 
 def step_urls(execution_id: int) -> Callable[[int], str]:
     """The link to each step of one execution."""
-    build = url_builder("executions.step")
+    build = link_builder("executions.step")
     return lambda position: build(execution_id=execution_id, position=position)
 
 

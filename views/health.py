@@ -6,7 +6,8 @@ from flask import Blueprint, current_app, jsonify
 
 import scheduling
 from alerts.watchdog import GRACE_SECONDS, health
-from models.db import connection, database, is_unavailable
+from models.availability import is_unavailable
+from models.db import connection, database
 
 from .common import RETRY_AFTER_SECONDS
 

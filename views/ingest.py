@@ -1,7 +1,7 @@
 """The ingestion API: automations report their runs and steps here."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request
 
 from models.execution_detail import execution_summary
 from models.ingest import add_steps, patch_execution, store_executions
@@ -9,13 +9,14 @@ from models.schemas import BatchIn, ExecutionIn, ExecutionPatch, StepBudget, Ste
 
 from .common import api_error
 from .extensions import sees_secrets
+from .links import absolute_url
 
 bp = Blueprint("ingest", __name__, url_prefix="/api/automations/executions")
 
 
 def execution_url(execution_id: int) -> str:
     """The absolute address of an execution's page."""
-    return url_for("executions.show", execution_id=execution_id, _external=True)
+    return absolute_url("executions.show", execution_id=execution_id)
 
 
 def _answer(execution_id: int, status: int):

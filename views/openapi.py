@@ -3,32 +3,26 @@
 Built from what already exists, so it cannot drift: the routes from Flask's URL map, each
 operation's summary from its view's docstring, request bodies from the pydantic schemas
 that validate them, query parameters from the parsers' own declarations, and answers
-from the response models. `OPERATIONS` says, per endpoint, which of those it uses; a
-route under a documented prefix without an entry there fails the tests.
+from the response models. `OPERATIONS` (the core's) and the operations each feature
+registers say, per endpoint, which of those it uses; a route under a documented prefix
+without an entry fails the tests.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 from pydantic.json_schema import models_json_schema
 from werkzeug.routing import AnyConverter, PathConverter, Rule, UUIDConverter
 from werkzeug.routing.converters import NumberConverter
 
-from alerts import notices
-from alerts.schemas import (NoticeAnswer, NoticeList, RuleAnswer, RuleIn, RuleList, RulePatch,
-                            SentNotices)
-from history import filters
-from workflows import schemas as workflow_schemas
-from workflows.schemas import WorkflowAnswer, WorkflowDetail, WorkflowList
-from otel import otlp
 from models.schemas import (BatchAnswer, BatchIn, ErrorDocument, ExecutionAnswer, ExecutionIn,
-                            ExecutionPatch, ExecutionSummary, HistoryPage, Ping, QueryParam,
-                            StepsIn)
+                            ExecutionPatch, ExecutionSummary, Ping, QueryParam, StepsIn)
+
+from .operations import Operation, operations_of
 
 bp = Blueprint("openapi", __name__)
 
@@ -39,29 +33,11 @@ SECURITY_SCHEME = "bearerToken"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-@dataclass(frozen=True)
-class Operation:
-    """What one endpoint takes and answers, besides what every operation shares.
-
-    Every operation may answer 401 and 403; 400 is added when it takes a body or query
-    parameters or changes something (a session's write without its CSRF header), 404 when
-    its path has parameters, 413 when it takes a body.
-    """
-
-    answers: dict[int, type[BaseModel] | dict | None]  # status → model, raw schema, or no body
-    body: type[BaseModel] | dict | None = None  # a JSON model, or raw content per media type
-    query: tuple[QueryParam, ...] = ()
-    errors: dict[int, str] = field(default_factory=dict)  # further error statuses → meaning
-    # Raw content per media type of every answer (`answers`) or error, instead of JSON
-    # bodies and the ErrorDocument (OTLP answers in the request's encoding).
-    answer_content: dict | None = None
-    error_content: dict | None = None
-
-
 STORED_START = ("`finished_at` is before the start of the run as stored (code `conflict`): "
                 "a run reported again, or changed, by its `external_id` or id.")
 
-# One entry per endpoint under DOCUMENTED_PREFIXES (OTLP's `POST /v1/traces` will be one line).
+# One entry per endpoint of the core under DOCUMENTED_PREFIXES; each feature registers its
+# own (views/operations.py).
 OPERATIONS: dict[str, Operation] = {
     "auth.ping": Operation({200: Ping}),
     "openapi.document": Operation({200: {"type": "object", "required": ["openapi", "paths"]}}),
@@ -71,28 +47,7 @@ OPERATIONS: dict[str, Operation] = {
     "ingest.update": Operation({200: ExecutionSummary}, ExecutionPatch,
                                errors={409: STORED_START}),
     "ingest.steps": Operation({200: ExecutionSummary}, StepsIn),
-    "history.api_list": Operation({200: HistoryPage}, query=filters.PARAMETERS),
     "executions.api_detail": Operation({200: ExecutionAnswer}),
-    "alerts.api_list": Operation({200: RuleList}),
-    "alerts.api_create": Operation({201: RuleAnswer}, RuleIn),
-    "alerts.api_show": Operation({200: RuleAnswer}),
-    "alerts.api_update": Operation({200: RuleAnswer}, RulePatch),
-    "alerts.api_delete": Operation({204: None}),
-    "alerts.api_test": Operation({200: SentNotices}),
-    "alerts.api_notices": Operation({200: NoticeList}, query=notices.PARAMETERS),
-    "alerts.api_notice": Operation({200: NoticeAnswer}),
-    "alerts.api_redeliver": Operation({200: NoticeAnswer},
-                                      errors={409: "The notice is not a failed one."}),
-    "workflows.api_list": Operation({200: WorkflowList}, query=workflow_schemas.LIST_PARAMETERS),
-    "workflows.api_show": Operation({200: WorkflowDetail},
-                                    query=workflow_schemas.DETAIL_PARAMETERS),
-    "workflows.api_update": Operation({200: WorkflowAnswer, 201: WorkflowAnswer},
-                                      workflow_schemas.SettingsIn),
-    "otlp.traces": Operation({200: None}, otlp.REQUEST_CONTENT,
-                             errors={415: "Neither protobuf nor JSON, or a Content-Encoding "
-                                          "other than gzip."},
-                             answer_content=otlp.RESPONSE_CONTENT,
-                             error_content=otlp.STATUS_CONTENT),
 }
 
 ERROR_MEANINGS = {
@@ -137,9 +92,11 @@ def openapi_path(rule: Rule) -> str:
 
 
 def build_document(app: Flask) -> dict:
-    """The OpenAPI 3.1 document of every documented route that has an `OPERATIONS` entry."""
-    found = [(rule, method, OPERATIONS[rule.endpoint]) for rule in documented_rules(app)
-             for method in methods_of(rule) if rule.endpoint in OPERATIONS]
+    """The OpenAPI 3.1 document of every documented route that has an entry in `OPERATIONS`
+    or among the features' (`operations_of(app)`)."""
+    operations = {**OPERATIONS, **operations_of(app)}
+    found = [(rule, method, operations[rule.endpoint]) for rule in documented_rules(app)
+             for method in methods_of(rule) if rule.endpoint in operations]
     refs, schemas = _model_schemas([op for _, _, op in found])
     paths: dict[str, dict] = {}
     for rule, method, operation in found:

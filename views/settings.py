@@ -12,7 +12,8 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from models.users import (SCOPES, AccountError, ApiToken, User,
                           change_password, create_token, create_user, revoke_token, set_enabled)
 
-from .auth import LoginAttempt, TextForm, new_password_field, repeat_field, start_session
+from .auth import (LoginAttempt, TextForm, account_from, new_password_field, repeat_field,
+                   start_session)
 from .extensions import retry_after_seconds
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -129,14 +130,10 @@ def _throttled(form: PasswordForm, reset_at: float):
 def add_account():
     """Add an account for a colleague."""
     form = AccountForm()
-    if form.validate_on_submit():
-        try:
-            user = create_user(form.email.data, form.password.data)
-        except AccountError as exc:
-            form[exc.field].errors = [str(exc)]
-        else:
-            flash(f"Added the account {user.email}.")
-            return redirect(url_for("settings.index"))
+    created, user = account_from(form, create_user)
+    if created:
+        flash(f"Added the account {user.email}.")
+        return redirect(url_for("settings.index"))
     return _page(400, account_form=form)
 
 

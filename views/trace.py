@@ -9,7 +9,7 @@ import bisect
 from dataclasses import dataclass
 from datetime import datetime
 
-from models.db import to_micros
+from models.times import to_micros
 from models.execution_detail import ExecutionDetail, StepRow
 
 STEP_SLICE = 500  # steps listed at once; the waterfall above the list shows them all

@@ -13,7 +13,8 @@ from collections import defaultdict
 
 import peewee
 
-from models.db import chunks, database, placeholders, upsert_rows
+from models.bulk import delete_emptied, placeholders, upsert_rows
+from models.db import database
 from models.executions import Execution
 from models.fingerprints import NO_ERROR, as_text
 from models.ingest import RunState
@@ -50,14 +51,8 @@ def count_errors(changes: list[tuple[RunState | None, RunState | None]]) -> None
         for key in _keys(after):
             deltas[key] += 1
     rows = [(*key, n) for key, n in sorted(deltas.items()) if n]
-    upsert_rows(_TABLE, (*_KEY, "n"), _KEY, f'"n" = "{_TABLE}"."n" + EXCLUDED."n"', rows)
-    emptied = [row[:4] for row in rows if row[4] < 0]
-    one = f"({placeholders(4)})"
-    for chunk in chunks(emptied, 5000):
-        database.execute_sql(
-            f'DELETE FROM "{_TABLE}" WHERE "n" <= 0 AND ("grain", "workflow_id", "bucket", '
-            f'"fingerprint") IN (VALUES {", ".join([one] * len(chunk))})',
-            [value for key in chunk for value in key])
+    upsert_rows(_TABLE, (*_KEY, "n"), _KEY, rows, add=("n",))
+    delete_emptied(_TABLE, _KEY, [row[:4] for row in rows if row[4] < 0])
 
 
 def rebuild_error_counts(db: peewee.Database) -> None:

@@ -6,7 +6,7 @@ import math
 
 import peewee
 
-from models.db import BaseModel, UTCMicros
+from models.base import BaseModel, UTCMicros
 from models.executions import Workflow
 
 STATES = ("late", "failing", "new", "ok")

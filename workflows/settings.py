@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from models.db import utcnow, write_transaction
+from models.db import write_transaction
+from models.times import utcnow
 from models.executions import Workflow
 from models.ingest import workflow_ids
 from models.schemas import InputError, input_error
@@ -74,7 +75,7 @@ DEMO_SETTINGS = {
 
 def apply_demo_settings(since) -> None:
     """Give the demo's workflows their settings, as if set at `since` (a datetime)."""
-    from models.db import to_micros
+    from models.times import to_micros
 
     for name, values in DEMO_SETTINGS.items():
         update(name, validate(values))

@@ -1,4 +1,4 @@
-"""Silence, found by the alert scan: runs that never end, and scheduled runs that never come.
+"""Silence, found by the alerts job: runs that never end, and scheduled runs that never come.
 
 Both read the summaries through an index on the moment something becomes due
 (`timeout_at`, `due_at`), so an idle scan is three index probes that find nothing, whatever
@@ -20,14 +20,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from models.db import from_micros, is_sqlite, iso, to_micros, write_transaction
+from models.db import is_sqlite, write_transaction
+from models.times import from_micros, iso, to_micros
 from models.executions import Execution, Workflow
-from models.ingest import TIMEOUT, patch_execution
+from models.ingest import RunState, patch_execution
 from models.schemas import ErrorIn, ExecutionPatch
 from alerts.config import AlertConfig
 from alerts.models import AlertChannel, AlertRule
 from alerts.notices import notice_body, queue_notices
-from alerts.scan import current_streak, rules_with_channels
+from alerts.rules import rules_with_channels
+from alerts.streaks import current_streak
 
 from .models import RANKS, WorkflowSummary
 from .summary import OPEN_STATUSES, recount, state_of
@@ -35,6 +37,18 @@ from .summary import OPEN_STATUSES, recount, state_of
 S = WorkflowSummary
 BATCH = 500          # workflows handled per scan and kind; the rest wait for the next scan
 RUNS_PER_WORKFLOW = 1000  # runs timed out per workflow and scan
+
+
+TIMEOUT = "Timeout"  # the error type of a run failed for exceeding its maximum duration
+
+
+def replaces_timeout(before: RunState, status: str, sent: set[str], stored_type) -> bool:
+    """Whether a report replaces a timeout (a write path's error rule): the run was failed
+    with a `Timeout` error and is now reported in another status without an error of its
+    own. Then the error goes (and the finish the timeout gave it, if the run is reported
+    open again)."""
+    return (before.status == "failure" and status != "failure" and "error" not in sent
+            and stored_type() == TIMEOUT)
 
 
 def _duration_words(seconds: int) -> str:
@@ -167,4 +181,4 @@ def missed_runs(config: AlertConfig, now: datetime) -> int:
     return decided
 
 
-__all__ = ["time_out_runs", "missed_runs", "timeout_error"]
+__all__ = ["time_out_runs", "missed_runs", "timeout_error", "replaces_timeout", "TIMEOUT"]

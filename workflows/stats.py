@@ -1,5 +1,6 @@
-"""Reading workflows: the overview's pages, the figures of each row, a workflow's days and
-its error groups. Everything is read from summaries, rollups and index ranges."""
+"""Reading workflows: the overview's pages, the figures of each row and a workflow's days
+(its error groups: workflows.errors). Everything is read from summaries, rollups and index
+ranges."""
 from __future__ import annotations
 
 import base64
@@ -12,7 +13,9 @@ from datetime import datetime, timedelta
 
 import peewee
 
-from models.db import database, placeholders, to_micros
+from models.bulk import placeholders
+from models.db import database
+from models.times import to_micros
 from models.executions import FINISHED_STATUSES, STATUSES, Execution, Workflow
 from models.inputs import whole_number
 from history.rollups import DAY, GRAINS, HOUR, RunRollup, _merged, _split, count_bars
@@ -243,7 +246,7 @@ def figures(rows: list, now: datetime) -> dict[int, Figures]:
 def day_edges(start: int, end: int, zone) -> list[int]:
     """Edges of the local days of `zone` from the day holding `start` to the one holding
     `end` (inclusive), as microseconds."""
-    from models.db import from_micros
+    from models.times import from_micros
 
     first = from_micros(start).astimezone(zone).date()
     last = from_micros(end).astimezone(zone).date()
@@ -282,13 +285,14 @@ def duration_bars(workflow_id: int, edges: list[int]) -> list[Counter]:
                 if bucket != current:  # rows come a bucket at a time, from the key's order
                     counter, current = bars[bar(bucket)], bucket
                 counter[index] += n
-    E = Execution
-    for a, b in _merged(ranges["raw"]):
-        for started, duration in (E.select(E.started_at, E.duration_ms)
-                                  .where(E.workflow == workflow_id, E.started_at >= a,
-                                         E.started_at < b, E.status.in_(FINISHED_STATUSES),
-                                         E.duration_ms.is_null(False)).tuples()):
-            bars[bar(to_micros(started))][duration_bin(duration)] += 1
+    runs = Execution._meta.table_name
+    for a, b in _merged(ranges["raw"]):  # under an hour at each edge of a bar
+        for started, duration in database.execute_sql(
+                f'SELECT "started_at", "duration_ms" FROM "{runs}" WHERE "workflow_id" = '
+                f'{param} AND "started_at" >= {param} AND "started_at" < {param} AND '
+                f'"status" IN ({placeholders(len(FINISHED_STATUSES))}) AND "duration_ms" IS '
+                'NOT NULL', (workflow_id, a, b, *FINISHED_STATUSES)):
+            bars[bar(started)][duration_bin(duration)] += 1
     return bars
 
 
@@ -299,7 +303,7 @@ def metrics(workflow_id: int, start: int, end: int, zone) -> dict:
     counts = count_bars([workflow_id], edges)
     durations = duration_bars(workflow_id, edges)
     days = []
-    from models.db import from_micros
+    from models.times import from_micros
     for k, bar in enumerate(counts):
         days.append({"date": from_micros(edges[k]).astimezone(zone).date().isoformat(),
                      **{status: bar[status] for status in STATUSES},

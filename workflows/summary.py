@@ -14,11 +14,13 @@ from datetime import timedelta
 
 import peewee
 
-from models.db import database, from_micros, is_sqlite, placeholders, to_micros, upsert_rows
+from models.bulk import placeholders, upsert_rows
+from models.db import database, is_sqlite
+from models.times import from_micros, to_micros
 from models.executions import FINISHED_STATUSES, Execution, Workflow
 from models.ingest import Change, RunState
 from alerts.models import mark_runs
-from alerts.scan import current_streak
+from alerts.streaks import current_streak
 from history.rollups import GRAINS
 
 from . import schedule as schedules
@@ -53,8 +55,7 @@ def _count_durations(changes: list[tuple[RunState | None, RunState | None]]) -> 
     rows = [(*key, n) for key, n in sorted(deltas.items()) if n]
     table = DurationRollup._meta.table_name
     upsert_rows(table, ("grain", "workflow_id", "bucket", "bin", "n"),
-                ("grain", "workflow_id", "bucket", "bin"), f'"n" = "{table}"."n" + EXCLUDED."n"',
-                rows)
+                ("grain", "workflow_id", "bucket", "bin"), rows, add=("n",))
 
 
 # --- summaries ----------------------------------------------------------------------------
@@ -267,8 +268,8 @@ def _write(values: list[dict]) -> None:
     names = list(values[0])
     columns = tuple("workflow_id" if name == "workflow" else name for name in names)
     upsert_rows(S._meta.table_name, columns, ("workflow_id",),
-            ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c != "workflow_id"),
-            [tuple(v[name] for name in names) for v in values])
+                [tuple(v[name] for name in names) for v in values],
+                replace=[c for c in columns if c != "workflow_id"])
 
 
 def apply_changes(changes: list[Change]) -> None:

@@ -12,7 +12,7 @@ import pytest
 from alert_servers import make_rule
 from alerts.config import config_from
 from alerts.delivery import deliver_due
-from alerts.scan import scan
+from alerts.scheduler import scan
 from helpers import EMAIL, PASSWORD
 from models.db import connection
 from models.demo import FAILING_WORKFLOW, fill_demo

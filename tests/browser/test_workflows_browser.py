@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from alerts.config import config_from
-from alerts.scan import scan
+from alerts.scheduler import scan
 from models.db import connection
 
 API = "/api/automations"

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, request, url_for)
 from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
 from history.filters import FilterError, HistoryFilter
-from models.db import from_micros, iso, utcnow
+from models.times import from_micros, iso, utcnow
 from models.executions import STATUSES
 from models.inputs import EARLIEST_QUERY_DATE, LATEST_QUERY_DATE
 from models.schemas import InputError, parse
@@ -17,17 +17,25 @@ from workflows import schedule as schedules
 from workflows import settings as workflow_settings
 from workflows.errors import error_groups
 from workflows.models import STATES
-from workflows.schemas import MAX_DESCRIPTION, MAX_DURATION, MAX_GRACE, SettingsIn
+from workflows.schemas import (DETAIL_PARAMETERS, LIST_PARAMETERS, MAX_DESCRIPTION, MAX_DURATION,
+                               MAX_GRACE, SettingsIn, WorkflowAnswer, WorkflowDetail,
+                               WorkflowList)
 from workflows.stats import (PAGE_LIMIT, Figures, OverviewQuery, WorkflowQueryError,
                              encode_cursor, figures, metrics, overview_page, state_counts,
                              summary_of)
 
-from .formatting import format_duration
-from .common import api_error, render_page, url_builder, wants_partial
-from .history import _ago, iso_micros
+from views.common import api_error, render_page, wants_partial
+from views.formatting import ago, format_duration, iso_micros
+from views.links import absolute_url, link_builder
+from views.operations import Operation
 
 bp = Blueprint("workflows", __name__)
-PATH_SAFE = "!$&'()*+,/:;=@"  # what werkzeug leaves unquoted in a path segment
+# What the API document says of each endpoint of the workflows API.
+OPERATIONS = {
+    "workflows.api_list": Operation({200: WorkflowList}, query=LIST_PARAMETERS),
+    "workflows.api_show": Operation({200: WorkflowDetail}, query=DETAIL_PARAMETERS),
+    "workflows.api_update": Operation({200: WorkflowAnswer, 201: WorkflowAnswer}, SettingsIn),
+}
 API = "/api/automations/workflows"
 DEFAULT_DAYS = 30
 MAX_DAYS = 400
@@ -37,12 +45,9 @@ QUICK_DAYS = (7, 30, 90)
 # --- building answers ------------------------------------------------------------------------
 
 def _links(external: bool = True):
-    """Builders of run and workflow links; a run's link is its id after one prefix (a page
-    of the overview links 2,000 runs)."""
-    prefix = url_builder("executions.show", external=external)(execution_id=0)[:-1]
-    workflows = url_builder("workflows.show", external=external)(name="x")[:-1]
-    return ((lambda execution_id: f"{prefix}{execution_id}"),
-            (lambda name: workflows + quote(name, safe=PATH_SAFE)))
+    """Builders of run and workflow links (absolute ones for the API)."""
+    return (link_builder("executions.show", external=external),
+            link_builder("workflows.show", external=external))
 
 
 def workflow_json(row, figure: Figures, execution_url, workflow_url) -> dict:
@@ -68,7 +73,7 @@ def workflow_json(row, figure: Figures, execution_url, workflow_url) -> dict:
         "next_expected_at": iso(row.expected_at) if settings.schedule else None,
         "late_since": iso(row.late_expected_at) if row.late else None,
         "description": settings.description,
-        "url": workflow_url(row.name),
+        "url": workflow_url(name=row.name),
     }
 
 
@@ -101,9 +106,8 @@ def _detail(row, period: HistoryFilter) -> dict:
     figure = figures([row], utcnow())[row.workflow_id]
     body = workflow_json(row, figure, execution_url, workflow_url)
     start, end = period.start.micros, period.end.micros
-    history = period.but(workflows=(row.name,))
+    history = period.but(workflows=(row.name,), path=absolute_url("history.index"))
     failures = history.but(statuses=("failure",))
-    root = request.host_url.rstrip("/")
     body["period"] = {"from": iso(from_micros(start)), "to": iso(from_micros(end)),
                       "tz": period.tz}
     body["metrics"] = metrics(row.workflow_id, start, end, period.zone)
@@ -112,9 +116,9 @@ def _detail(row, period: HistoryFilter) -> dict:
         "count": g["count"], "first_seen": iso_micros(g["first_seen"]),
         "last_seen": iso_micros(g["last_seen"]),
         "last_execution_url": execution_url(execution_id=g["last_execution_id"]),
-        "history_url": root + failures.url_with(),
+        "history_url": failures.url_with(),
     } for g in error_groups(row.workflow_id, start, end)]
-    body["history_url"] = root + history.url_with()
+    body["history_url"] = history.url_with()
     return body
 
 
@@ -207,8 +211,8 @@ def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
         figure = found[row.workflow_id]
         body = workflow_json(row, figure, execution_url, workflow_url)
         items.append({"row": row, "json": body, "strip": _strip(body["recent_runs"]),
-                      "last_ago": _ago(from_micros(figure.recent[0][2]), now,
-                                       from_micros(figure.recent[0][2]))
+                      "last_ago": ago(from_micros(figure.recent[0][2]), now,
+                                      from_micros(figure.recent[0][2]))
                       if figure.recent else None,
                       "expected_in": _relative(row.expected_at, now)
                       if row.schedule and row.expected_at else None})

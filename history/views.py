@@ -2,24 +2,29 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from time import gmtime as _gmtime, strftime as _strftime
 
 from flask import Blueprint, current_app, jsonify, redirect, request, url_for
 
 from models import Execution
-from models.db import to_micros, utcnow
+from models.times import to_micros, utcnow
 from models.executions import STATUSES
 from models.inputs import EARLIEST_QUERY_DATE, LATEST_QUERY_DATE
 from models.payloads import mask_text
-from history.filters import SORTS, FilterError, HistoryFilter, after_id
+from history.filters import PARAMETERS, SORTS, FilterError, HistoryFilter, after_id
 from history.rollups import DAY
+from history.schemas import HistoryPage
 from history.service import HistoryResult, query_history, workflow_names
 from workflows.stats import needing_attention
 
-from .common import render_page, url_builder, wants_partial
-from .extensions import sees_secrets
+from views.common import render_page, wants_partial
+from views.extensions import sees_secrets
+from views.formatting import ago, iso_micros
+from views.links import link_builder
+from views.operations import Operation
 
 bp = Blueprint("history", __name__)
+# What the API document says of the history API.
+OPERATIONS = {"history.api_list": Operation({200: HistoryPage}, query=PARAMETERS)}
 QUICK_RANGES = (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)),
                 ("7d", timedelta(days=7)), ("30d", timedelta(days=30)))
 FRESH_POLL_SECONDS = 20
@@ -38,7 +43,7 @@ def api_list():
     """Runs matching the filter, one keyset page, with counts per status."""
     f = parse_filter()
     found = query_history(f, utcnow(), with_bars=False)
-    execution_url = url_builder("executions.show", external=True)
+    execution_url = link_builder("executions.show", external=True)
     reveal = sees_secrets()
     return jsonify({
         "data": [{"id": r.id, "workflow": r.workflow_name, "status": r.status,
@@ -122,15 +127,6 @@ def _choices() -> dict:
             "sorts": SORTS}
 
 
-def iso_micros(micros: int | None) -> str | None:
-    """`iso(from_micros(micros))`, without building a datetime (a page has 100 of them)."""
-    if micros is None:
-        return None
-    seconds, fraction = divmod(micros, 1_000_000)
-    text = _strftime("%Y-%m-%dT%H:%M:%S", _gmtime(seconds))
-    return f"{text}.{fraction:06d}Z" if fraction else text + "Z"
-
-
 def _minute(f: HistoryFilter, moment: datetime) -> str:
     return moment.astimezone(f.zone).replace(tzinfo=None).isoformat(timespec="minutes")
 
@@ -180,7 +176,7 @@ def _is_midnight(moment: datetime) -> bool:
 
 def _rows(f: HistoryFilter, rows: list, now: datetime) -> list[dict]:
     by_workflow: dict[str, str] = {}
-    execution_url = url_builder("executions.show")
+    execution_url = link_builder("executions.show")
     out = []
     for run in rows:
         name = run.workflow_name
@@ -191,21 +187,8 @@ def _rows(f: HistoryFilter, rows: list, now: datetime) -> list[dict]:
             "id": run.id, "status": run.status, "workflow": name,
             "workflow_url": by_workflow[name], "started_iso": iso_micros(run.started_micros),
             "started_exact": local.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "started_ago": _ago(run.started_at, now, local), "duration_ms": run.duration_ms,
+            "started_ago": ago(run.started_at, now, local), "duration_ms": run.duration_ms,
             "step_count": run.step_count, "error_message": run.error_message,
             "url": execution_url(execution_id=run.id),
         })
     return out
-
-
-def _ago(moment: datetime, now: datetime, local: datetime) -> str:
-    seconds = (now - moment).total_seconds()
-    if seconds < 45:
-        return "just now" if seconds > -60 else local.strftime("%Y-%m-%d %H:%M")
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min ago"
-    if seconds < 86400:
-        return f"{round(seconds / 3600)} h ago"
-    if seconds < 30 * 86400:
-        return f"{round(seconds / 86400)} d ago"
-    return local.strftime("%Y-%m-%d")

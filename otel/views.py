@@ -11,13 +11,21 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from otel.mapping import Outcome, map_export
-from otel.otlp import ENCODINGS, Answer, BadRequest, encoding_of, export_answer, inflate, \
-    parse, status_answer
+from otel.otlp import (ENCODINGS, REQUEST_CONTENT, RESPONSE_CONTENT, STATUS_CONTENT, Answer,
+                       BadRequest, encoding_of, export_answer, inflate, parse, status_answer)
 from otel.store import Limits, ingest
 
-from .common import with_headers_of
+from views.common import with_headers_of
+from views.operations import Operation
 
 bp = Blueprint("otlp", __name__)
+# What the API document says of `POST /v1/traces`: OTLP's own content types and answers.
+OPERATIONS = {
+    "otlp.traces": Operation({200: None}, REQUEST_CONTENT,
+                             errors={415: "Neither protobuf nor JSON, or a Content-Encoding "
+                                          "other than gzip."},
+                             answer_content=RESPONSE_CONTENT, error_content=STATUS_CONTENT),
+}
 
 
 def limits() -> Limits:

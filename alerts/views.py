@@ -9,19 +9,35 @@ from alerts.config import config_from, validation_context
 from alerts.delivery import deliver_now, redeliver
 from alerts.forms import RuleForm
 from alerts.models import AlertRule, Notice
+from alerts import notices
 from alerts.notices import NoticeFilter, attempts_by_notice, notice_json, target_of
 from alerts.rules import (channel_json, channels_of, create_rule, delete_rule, list_rules,
                           rule_json, send_test, states_of, update_rule)
-from alerts.schemas import RuleIn, RulePatch, parse_rule
+from alerts.schemas import (NoticeAnswer, NoticeList, RuleAnswer, RuleIn, RuleList, RulePatch,
+                            SentNotices, parse_rule)
 from alerts.watchdog import health
 from models.executions import Workflow, load_json
 from models.schemas import InputError
 from workflows.stats import late_workflows
 
-from .common import api_error, render_fragment, render_page, wants_partial
-from .extensions import sees_secrets
+from views.common import api_error, render_fragment, render_page, wants_partial
+from views.extensions import sees_secrets
+from views.operations import Operation
 
 bp = Blueprint("alerts", __name__)
+# What the API document says of each endpoint of the alerts API.
+OPERATIONS = {
+    "alerts.api_list": Operation({200: RuleList}),
+    "alerts.api_create": Operation({201: RuleAnswer}, RuleIn),
+    "alerts.api_show": Operation({200: RuleAnswer}),
+    "alerts.api_update": Operation({200: RuleAnswer}, RulePatch),
+    "alerts.api_delete": Operation({204: None}),
+    "alerts.api_test": Operation({200: SentNotices}),
+    "alerts.api_notices": Operation({200: NoticeList}, query=notices.PARAMETERS),
+    "alerts.api_notice": Operation({200: NoticeAnswer}),
+    "alerts.api_redeliver": Operation({200: NoticeAnswer},
+                                      errors={409: "The notice is not a failed one."}),
+}
 API = "/api/automations/alerts"
 LOG_PAGE = 25
 
