@@ -217,6 +217,7 @@ def silent_server():
     server.close()
 
 
+@pytest.mark.long(6)
 @pytest.mark.parametrize("kind", ["closed port", "server that never answers"])
 def test_an_unreachable_runwatch_warns_once_and_the_command_runs_with_its_exit_code(
         runwatch_script, request, kind):
