@@ -66,3 +66,82 @@ class WebhookForm:
     def field_names(self) -> list[str]:
         """Every field of this part that can carry an error."""
         return [f"webhook_{part}_{i}" for i in range(len(self.rows)) for part in ("url", "secret")]
+
+
+class ServiceForm:
+    """One row per channel of a service (`alerts/services/`), its inputs named
+    `<kind>_<field>`, and a blank row to add one. A row counts once its first field is
+    filled in; the others may keep their defaults."""
+
+    kind: str
+    fields: tuple[str, ...]
+    labels: dict[str, str]
+    placeholders: dict[str, str] = {}
+    choices: dict[str, tuple[str, ...]] = {}
+    defaults: dict[str, str] = {}
+
+    def __init__(self, rows: list[dict[str, str]] | None = None):
+        self.rows = rows or [self.blank()]
+
+    @classmethod
+    def blank(cls) -> dict[str, str]:
+        """A row with nothing typed in."""
+        return {name: cls.defaults.get(name, "") for name in cls.fields}
+
+    @classmethod
+    def from_options(cls, options: list[dict]) -> "ServiceForm":
+        """The part for a rule's channels of this service."""
+        return cls([{name: str(o.get(name) or cls.defaults.get(name, "")) for name in cls.fields}
+                    for o in options] + [cls.blank()])
+
+    @classmethod
+    def from_formdata(cls, form) -> "ServiceForm":
+        """The part as submitted (a werkzeug MultiDict)."""
+        columns = {name: form.getlist(f"{cls.kind}_{name}") for name in cls.fields}
+        count = len(columns[cls.fields[0]])
+        return cls([{name: (column[index] if index < len(column)
+                            else cls.defaults.get(name, "")).strip()
+                     for name, column in columns.items()} for index in range(count)])
+
+    def channels(self) -> list[tuple[dict, Callable[[str | None], str]]]:
+        """A channel per filled-in row, with the field its errors belong to."""
+        def namer(index: int) -> Callable[[str | None], str]:
+            return lambda key: f"{self.kind}_{key if key in self.fields else self.fields[0]}_{index}"
+        return [({"type": self.kind, **{name: value for name, value in row.items() if value}},
+                 namer(index))
+                for index, row in enumerate(self.rows) if row[self.fields[0]]]
+
+    def field_names(self) -> list[str]:
+        """Every field of this part that can carry an error."""
+        return [f"{self.kind}_{name}_{i}" for i in range(len(self.rows)) for name in self.fields]
+
+    def filled(self) -> bool:
+        """Whether any row holds a channel (the part is shown open)."""
+        return any(row[self.fields[0]] for row in self.rows)
+
+
+def _url_form(kind: str, label: str, placeholder: str) -> type[ServiceForm]:
+    return type(f"{kind.title()}Form", (ServiceForm,), {
+        "kind": kind, "fields": ("url",), "labels": {"url": label},
+        "placeholders": {"url": placeholder}, "__doc__": f"A {label} per row."})
+
+
+SlackForm = _url_form("slack", "Slack incoming webhook URL",
+                      "https://hooks.slack.com/services/T…/B…/…")
+TeamsForm = _url_form("teams", "Teams workflow webhook URL",
+                      "https://….logic.azure.com/workflows/…")
+DiscordForm = _url_form("discord", "Discord webhook URL",
+                        "https://discord.com/api/webhooks/…/…")
+AppriseForm = _url_form("apprise", "Apprise URL", "tgram://bottoken/ChatID, ntfy://topic, …")
+
+
+class PagerDutyForm(ServiceForm):
+    """A routing key and a severity per row."""
+
+    kind = "pagerduty"
+    fields = ("routing_key", "severity")
+    labels = {"routing_key": "PagerDuty integration key (Events API v2)",
+              "severity": "Severity"}
+    placeholders = {"routing_key": "32 letters and digits"}
+    choices = {"severity": ("critical", "error", "warning", "info")}
+    defaults = {"severity": "error"}

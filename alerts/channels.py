@@ -29,9 +29,12 @@ from standardwebhooks import Webhook
 from models.inputs import CONTROL, CONTROL_CLASS, control_character
 from models.payloads import mask, mask_url
 
-from .channel_forms import EmailForm, WebhookForm
+from .channel_forms import (AppriseForm, DiscordForm, EmailForm, PagerDutyForm, SlackForm,
+                            TeamsForm, WebhookForm)
 from .config import ALLOW_PRIVATE, AlertConfig
 from .outbound import Deadline, TransportError, checked_url, post
+from .services import apprise, discord, pagerduty, slack, teams
+from .services.facts import Facts
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "alerts"
 _mail_templates = Environment(loader=FileSystemLoader(TEMPLATES),
@@ -56,12 +59,14 @@ SECRET_PREFIX = "whsec_"
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One notice about to be sent: its id, kind, webhook body and channel options."""
+    """One notice about to be sent: its id, kind, webhook body and channel options, and its
+    episode (PagerDuty keys an incident by it)."""
 
     notice_id: int
     kind: str
     payload: dict
     options: dict
+    episode: int | None = None
 
 
 def _address(value: str) -> str:
@@ -298,4 +303,58 @@ class WebhookChannel(Channel, kind="webhook", label="Webhook", noun="webhook",
         return answer.summary
 
 
-CHANNELS: dict[str, type[Channel]] = {"email": EmailChannel, "webhook": WebhookChannel}
+class ServiceChannel:
+    """A service of `alerts/services/` as a kind: its module builds the message, sends it and
+    reads the answer; its options model masks its secrets."""
+
+    service = None  # the module of alerts/services/
+
+    @classmethod
+    def masked(cls, options: dict) -> dict:
+        """The options as pages and `read` tokens see them."""
+        return cls.Options.masked(options)
+
+    @staticmethod
+    def target(options: dict) -> str:
+        """Where it goes, for people (from masked options: a URL by its scheme and host)."""
+        if "url" in options:
+            return options["url"]
+        return f"routing key {options['routing_key']}, severity {options.get('severity', 'error')}"
+
+    @classmethod
+    def send(cls, outgoing: Outgoing, config: AlertConfig) -> str:
+        """Send the notice's facts in the service's shape; its answer read by `answers`."""
+        facts = Facts.of(outgoing.kind, outgoing.payload, episode=outgoing.episode)
+        return cls.service.send(facts, outgoing.options, config)
+
+
+class SlackChannel(ServiceChannel, Channel, kind="slack", label="Slack", noun="Slack webhook",
+                   options=slack.SlackOptions, form=SlackForm):
+    service = slack
+
+
+class TeamsChannel(ServiceChannel, Channel, kind="teams", label="Microsoft Teams",
+                   noun="Teams webhook", options=teams.TeamsOptions, form=TeamsForm):
+    service = teams
+
+
+class DiscordChannel(ServiceChannel, Channel, kind="discord", label="Discord",
+                     noun="Discord webhook", options=discord.DiscordOptions, form=DiscordForm):
+    service = discord
+
+
+class PagerDutyChannel(ServiceChannel, Channel, kind="pagerduty", label="PagerDuty",
+                       noun="PagerDuty key", options=pagerduty.PagerDutyOptions,
+                       form=PagerDutyForm):
+    service = pagerduty
+
+
+class AppriseChannel(ServiceChannel, Channel, kind="apprise", label="Apprise",
+                     noun="Apprise URL", options=apprise.AppriseOptions, form=AppriseForm):
+    service = apprise
+
+
+CHANNELS: dict[str, type[Channel]] = {
+    "email": EmailChannel, "webhook": WebhookChannel, "slack": SlackChannel,
+    "teams": TeamsChannel, "discord": DiscordChannel, "pagerduty": PagerDutyChannel,
+    "apprise": AppriseChannel}

@@ -118,7 +118,7 @@ def _send(notice: Notice, config: AlertConfig) -> str:
     if kind is None:
         raise TransportError(f"unknown channel type {notice.channel_type!r}", permanent=True)
     outgoing = Outgoing(notice.id, notice.kind, load_json(notice.payload),
-                        load_json(notice.channel_options))
+                        load_json(notice.channel_options), notice.episode)
     try:
         return kind.send(outgoing, config)
     except TransportError:

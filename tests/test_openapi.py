@@ -17,8 +17,9 @@ from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
 
 from alerts import notices
 from alerts.schemas import RuleIn
-from helpers import URL, add_steps, report
+from helpers import URL, LiveServer, add_steps, report
 from history import filters
+from models import database
 from models.schemas import ExecutionIn
 from otel import otlp
 from views.openapi import OPERATIONS, REF, documented_rules, methods_of, openapi_path
@@ -114,7 +115,7 @@ def test_request_bodies_are_the_schemas_that_validate_them(document):
                                 if f.is_required()]
     assert rule["properties"]["threshold"]["maximum"] == 1000
     assert set(rule["properties"]["channels"]["items"]["discriminator"]["mapping"]) == {
-        "email", "webhook"}
+        "email", "webhook", "slack", "teams", "discord", "pagerduty", "apprise"}
 
 
 def _query(document: dict, path: str) -> dict:
@@ -295,6 +296,18 @@ def seed(api, hook_url: str) -> None:
 
 
 @pytest.fixture
+def live_server(app, database_url, tmp_path, receiver):
+    """The server process of conftest's `live_server`, its PagerDuty events sent to the
+    receiver too: nothing it sends may leave the machine."""
+    database.close() if not database.is_closed() else None
+    server = LiveServer(database_url, tmp_path, env={
+        "RUNWATCH_WEBHOOK_ALLOW_PRIVATE": "true",
+        "RUNWATCH_PAGERDUTY_EVENTS_URL": receiver.url}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def local_webhooks(receiver):
     """A `before_call` hook, while the test runs, that points every webhook the fuzzer made
     up at the receiver on 127.0.0.1: the server sends test notices to a rule's webhooks,
@@ -305,7 +318,8 @@ def local_webhooks(receiver):
                 and isinstance(body.get("channels"), list):
             for channel in body["channels"]:
                 if isinstance(channel, dict) and "url" in channel:
-                    channel["url"] = receiver.url
+                    channel["url"] = (receiver.url.replace("http://", "json://", 1)
+                                      if channel.get("type") == "apprise" else receiver.url)
 
     schemathesis.hook("before_call")(point_at_receiver)
     yield receiver

@@ -30,6 +30,7 @@ NOTIFY_TYPE = {"failing": apprise.NotifyType.FAILURE, "missed": apprise.NotifyTy
                "reminder": apprise.NotifyType.WARNING, "recovered": apprise.NotifyType.SUCCESS,
                "resumed": apprise.NotifyType.SUCCESS, "test": apprise.NotifyType.INFO}
 WIKI = "https://github.com/caronc/apprise/wiki"
+URL_SHAPE = r"^\s*[A-Za-z][A-Za-z0-9+.-]*://\S+\s*$"  # what the API document says of one
 
 
 def service_of(url: str):
@@ -65,7 +66,8 @@ class AppriseOptions(ServiceOptions):
 
     type: Literal["apprise"]
     url: Annotated[str, Field(min_length=1, max_length=2000, json_schema_extra={
-        **SECRET, "description": f"an Apprise URL ({WIKI})"}), AfterValidator(_apprise_url)]
+        **SECRET, "description": f"an Apprise URL ({WIKI})", "pattern": URL_SHAPE}),
+        AfterValidator(_apprise_url)]
 
     @classmethod
     def mask(cls, key: str, value: str) -> str:

@@ -30,3 +30,18 @@ def test_a_rule_made_in_the_form_sends_a_test_that_shows_in_the_delivery_log(pag
     assert page.url.endswith("/alerts#rule-1")  # htmx swapped in place: no navigation
     [request] = receiver.wait_for(1)
     assert request.json()["type"] == "test"
+
+
+@pytest.mark.browser
+def test_a_slack_channel_made_in_the_form_gets_the_slack_test_message(page, receiver):
+    page.goto("/alerts")
+    page.fill("input[name=workflow]", "invoice-sync")
+    page.click("summary:has-text('Slack')")  # each service's part is folded until used
+    page.fill("input[name=slack_url]", receiver.url)
+    page.click("button:has-text('Create rule')")
+    page.wait_for_selector("#rule-1")
+    assert "Slack http://127.0.0.1:" in page.inner_text("#rule-1")
+    page.click("#rule-1 button:has-text('Send test')")
+    page.wait_for_selector("#test-result-1 li:has-text('delivered')")
+    [request] = receiver.wait_for(1)
+    assert request.json()["blocks"][0]["text"]["text"] == "Test notice for invoice-sync (rule #1)"
