@@ -70,6 +70,7 @@ def update_rule(rule_id: int, patch: RulePatch) -> AlertRule | None:
         rule = AlertRule.get_or_none(AlertRule.id == rule_id)
         if rule is None:
             return None
+        enabled_again = "enabled" in sent and patch.enabled and not rule.enabled
         for field, column in (("workflow", "workflow_name"), ("threshold", "threshold"),
                               ("enabled", "enabled"), ("notify_recovery", "notify_recovery")):
             if field in sent:
@@ -78,6 +79,12 @@ def update_rule(rule_id: int, patch: RulePatch) -> AlertRule | None:
         rule.save()
         if "channels" in sent:
             _write_channels(rule.id, patch.channels)
+        if enabled_again:
+            # The rule sees the present, as a new rule does: the scan reads each streak as
+            # it is now (not the runs that came and went while it was off) and tells of a
+            # late episode it has not told of (alerts.scan._examine).
+            (AlertState.update(seen_started_at=None, seen_id=None)
+             .where(AlertState.rule == rule.id).execute())
         _mark_covered(rule)
     return rule
 
