@@ -51,16 +51,25 @@ def make_late(app, api, name: str) -> datetime:
     return moment
 
 
+def rule_on_page(logged_in, rule_id: int) -> str:
+    """The rule's part of the Alerts page."""
+    page = logged_in.get("/alerts").text
+    return page[page.index(f'<article id="rule-{rule_id}"'):].split("</article>")[0]
+
+
 def rule_row(api, rule_id: int, name: str) -> dict:
     return next(s for s in api.get(f"{ALERTS}/{rule_id}").json["states"]
                 if s["workflow"] == name)
 
 
 def test_a_rule_made_while_a_workflow_fails_at_its_threshold_tells_it_once(
-        app, api, receiver):
+        app, api, logged_in, receiver):
     with connection():
         report("billing", "SFFF")
-        make_rule(3, [{"type": "webhook", "url": receiver.url}], workflow="billing")
+        rule = make_rule(3, [{"type": "webhook", "url": receiver.url}], workflow="billing")
+    # Its row tells the truth before any scan ran.
+    assert rule_row(api, rule.id, "billing")["status"] == "failing"
+    assert "FAILING" in rule_on_page(logged_in, rule.id)
     with connection():
         run_once(config_from(app))
     [request] = receiver.wait_for(1)
@@ -82,10 +91,12 @@ def test_a_rule_made_below_the_threshold_waits_for_it(app, api, receiver):
     assert kinds() == ["failing"]
 
 
-def test_a_rule_made_while_a_workflow_is_late_tells_it_once(app, api, receiver):
+def test_a_rule_made_while_a_workflow_is_late_tells_it_once(app, api, logged_in, receiver):
     moment = make_late(app, api, "nightly")
     with connection():
-        make_rule(5, [{"type": "webhook", "url": receiver.url}], workflow=None)
+        rule = make_rule(5, [{"type": "webhook", "url": receiver.url}], workflow=None)
+    assert rule_row(api, rule.id, "nightly")["status"] == "late"
+    assert "LATE" in rule_on_page(logged_in, rule.id)
     scan_at(app, moment + timedelta(seconds=30))
     assert kinds() == ["missed"]
     with connection():
