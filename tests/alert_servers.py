@@ -1,4 +1,5 @@
-"""Real servers on 127.0.0.1 for alert tests: an SMTP sink (aiosmtpd) and an HTTP receiver."""
+"""Real servers on 127.0.0.1 for alert tests: an SMTP sink (aiosmtpd) and an HTTP receiver;
+and what alert tests share: settings, rules, reported runs, the rule form."""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ from alerts.models import Notice
 from alerts.rules import create_rule
 from alerts.scheduler import scan
 from alerts.schemas import RuleIn, parse_rule
-from helpers import free_port
+from helpers import csrf_from, free_port
 from models.db import connection
 from models.ingest import store_executions
 from models.schemas import ExecutionIn
@@ -266,6 +267,13 @@ def scan_in_two_threads(settings, now: datetime | None = None) -> list[Exception
     for thread in threads:
         thread.join(timeout=30)
     return errors
+
+
+def form_data(page_html: str, **fields) -> dict:
+    """The /alerts page's rule form as a browser posts it: defaults, then `fields`."""
+    return {"csrf_token": csrf_from(page_html), "workflow": "", "threshold": "3",
+            "email_to": "", "webhook_url": "", "webhook_secret": "", "enabled": "on",
+            "notify_recovery": "on", **fields}
 
 
 def notices(kind: str | None = None) -> list[Notice]:

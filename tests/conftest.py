@@ -15,13 +15,47 @@ import requests
 
 from app import create_app
 from helpers import (CHROMIUM, EMAIL, PASSWORD, ROOT, TEST_PASSWORD_METHOD, LiveServer,
-                     close_database, csrf_from, free_port, make_token, missing)
+                     close_admin_connections, close_database, csrf_from, free_port,
+                     make_token, missing, with_admin_cursor)
 from models import database
 from models.db import connection
 from models.users import create_user
 
 # The SMTP sink and the webhook receiver, as fixtures for every test module.
 pytest_plugins = ["alert_servers"]
+
+# --- URL rules compiled once per process ---------------------------------------------------
+# Nearly every test builds an app, and werkzeug compiles each URL rule's builder anew for each
+# app, by generating Python source and compiling it: more than half of the app's build time.
+# The code it generates depends only on the rule's parts, defaults and converters, so tests
+# keep each compiled builder for the next app with the same rule.
+
+def _cache_rule_builders() -> None:
+    from werkzeug.routing.rules import Rule
+
+    compile_builder = getattr(Rule, "_compile_builder", None)
+    if compile_builder is None or getattr(compile_builder, "cached", False):
+        return  # another werkzeug: every app compiles its own, as before
+    builders: dict = {}
+
+    def cached_builder(self, append_unknown: bool = True):
+        try:
+            key = (self.rule, tuple(self._trace), append_unknown,
+                   tuple(sorted((self.defaults or {}).items())),
+                   tuple((name, type(conv)) for name, conv in self._converters.items()))
+            hash(key)
+        except (AttributeError, TypeError):  # a default that cannot be a key
+            return compile_builder(self, append_unknown)
+        if key not in builders:
+            builders[key] = compile_builder(self, append_unknown)
+        return builders[key]
+
+    cached_builder.cached = True
+    Rule._compile_builder = cached_builder
+
+
+_cache_rule_builders()
+
 
 # --- PostgreSQL: one throwaway cluster per test session -------------------------------------
 
@@ -91,6 +125,7 @@ def postgres_url():
         conn.close()
         yield f"postgresql://runwatch@127.0.0.1:{port}/runwatch_test"
     finally:
+        close_admin_connections()
         subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
                        capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)
@@ -132,15 +167,25 @@ def sqlite_template(tmp_path_factory) -> Path:
     return path
 
 
+# A digest of the tables, columns, indexes and constraints: what a test that changes the
+# schema (an upgrade, a dropped column) leaves different. Read from the system catalogs,
+# which is many times faster than from information_schema's views.
 _PG_SCHEMA = """SELECT md5(
-    (SELECT coalesce(string_agg(concat_ws(':', table_name, column_name, data_type,
-                                          is_nullable, column_default),
-                                ',' ORDER BY table_name, column_name), '')
-       FROM information_schema.columns WHERE table_schema = 'public')
-    || (SELECT coalesce(string_agg(indexdef, ';' ORDER BY indexdef), '')
-          FROM pg_indexes WHERE schemaname = 'public')
+    (SELECT coalesce(string_agg(concat_ws(':', c.relname, a.attname,
+                                          format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                                          pg_get_expr(d.adbin, d.adrelid)),
+                                ',' ORDER BY c.relname, a.attname), '')
+       FROM pg_class c
+       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+       LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+      WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p'))
+    || (SELECT coalesce(string_agg(pg_get_indexdef(i.indexrelid), ';'
+                                   ORDER BY pg_get_indexdef(i.indexrelid)), '')
+          FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+         WHERE c.relnamespace = 'public'::regnamespace)
     || (SELECT coalesce(string_agg(conname || pg_get_constraintdef(oid), ';' ORDER BY conname), '')
-          FROM pg_constraint WHERE connamespace = 'public'::regnamespace))"""
+          FROM pg_constraint WHERE connamespace = 'public'::regnamespace)),
+    to_regclass('public.schema_version') IS NOT NULL"""
 
 
 # TRUNCATE … RESTART IDENTITY of every table, in one round trip, but cheaper: only the
@@ -175,23 +220,20 @@ def _pg_tables(cur) -> list[str]:
 
 def drop_postgres_tables(url: str) -> None:
     """Drop every table of a PostgreSQL database."""
-    import psycopg2
-
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
+    def drop(cur):
         tables = _pg_tables(cur)
         if tables:
             cur.execute("DROP TABLE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
-    conn.close()
+
+    with_admin_cursor(url, drop)
 
 
 def _pg_fingerprint(cur) -> str:
     """A digest of the tables, columns, indexes, constraints and schema version there."""
     cur.execute(_PG_SCHEMA)
-    schema = cur.fetchone()[0]
+    schema, versioned = cur.fetchone()
     version = None
-    if "schema_version" in _pg_tables(cur):
+    if versioned:
         cur.execute("SELECT coalesce(string_agg(version::text, ','), '') FROM schema_version")
         version = cur.fetchone()[0]
     return f"{schema}/{version}"
@@ -200,32 +242,23 @@ def _pg_fingerprint(cur) -> str:
 @pytest.fixture(scope="session")
 def postgres_schema(postgres_url) -> str:
     """The fingerprint of the schema the app builds on an empty PostgreSQL database."""
-    import psycopg2
-
     drop_postgres_tables(postgres_url)
     _built_schema(postgres_url)
-    conn = psycopg2.connect(postgres_url)
-    with conn.cursor() as cur:
-        fingerprint = _pg_fingerprint(cur)
-    conn.close()
-    return fingerprint
+    return with_admin_cursor(postgres_url, _pg_fingerprint)
 
 
 def _empty_postgres_schema(url: str, fingerprint: str) -> None:
     """Empty every table but the schema version's, when the schema there is the one the app
     builds; else (an earlier test changed or dropped it) drop every table, for the app to
     build again."""
-    import psycopg2
-
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
+    def empty(cur) -> bool:
         if _pg_fingerprint(cur) == fingerprint:
             cur.execute(_PG_EMPTY)
-            conn.close()
-            return
-    conn.close()
-    drop_postgres_tables(url)
+            return True
+        return False
+
+    if not with_admin_cursor(url, empty):
+        drop_postgres_tables(url)
 
 
 @pytest.fixture
@@ -360,10 +393,13 @@ def api(app, token) -> ApiClient:
 # --- A real server process ------------------------------------------------------------
 
 @pytest.fixture
-def live_server(app, database_url, tmp_path):
-    """A real server process on the test's database (the `app` fixture made the tables)."""
+def live_server(app, database_url, tmp_path, request):
+    """A real server process on the test's database (the `app` fixture made the tables): two
+    workers, so that requests meet in different processes; for a browser, which sends a
+    request or a few at a time, one (each worker's start costs a second of processor time)."""
     database.close() if not database.is_closed() else None
-    server = LiveServer(database_url, tmp_path,  # webhooks go to receivers on 127.0.0.1
+    workers = 1 if "browser" in request.fixturenames else 2
+    server = LiveServer(database_url, tmp_path, workers=workers,  # webhooks: to 127.0.0.1
                         env={"RUNWATCH_WEBHOOK_ALLOW_PRIVATE": "true"}).start()
     yield server
     server.stop()
@@ -544,6 +580,26 @@ def audit(axe_script, request) -> PageAudit:
         folder = Path(folder) / re.sub(r"[^\w.-]+", "_", request.node.name)
         folder.mkdir(parents=True, exist_ok=True)
     return PageAudit(axe_script, folder)
+
+
+# --- The longest tests first ---------------------------------------------------------------
+# pytest-xdist hands tests out one by one, in the order they were collected. A test that
+# takes a minute handed out last keeps one worker busy while the other has finished, so
+# long tests go first, longest first: those marked `long(seconds)` (about how long they
+# take), then those that start a server process or a browser. The rest keep their order.
+
+SERVER_FIXTURES = {"live_server": 3.0, "browser": 3.0}
+
+
+def expected_seconds(item) -> float:
+    marker = item.get_closest_marker("long")
+    if marker is not None:
+        return float(marker.args[0])
+    return max((SERVER_FIXTURES.get(name, 0.0) for name in item.fixturenames), default=0.0)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: -expected_seconds(item))
 
 
 # --- A run in which nothing ran is a failed run -------------------------------------------

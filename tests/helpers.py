@@ -97,6 +97,43 @@ def close_database() -> None:
         database.obj.close_all()
 
 
+# One connection per database for the resets between tests, kept for the session: a new
+# connection costs a PostgreSQL server process, more than the reset itself.
+_admin_connections: dict = {}
+
+
+def _admin_cursor(url: str):
+    import psycopg2
+
+    conn = _admin_connections.get(url)
+    if conn is None or conn.closed:
+        conn = _admin_connections[url] = psycopg2.connect(url)
+        conn.autocommit = True
+    return conn.cursor()
+
+
+def close_admin_connections() -> None:
+    """Close the kept connections (a database copied as a template must have no other)."""
+    while _admin_connections:
+        _admin_connections.popitem()[1].close()
+
+
+def with_admin_cursor(url: str, work):
+    """`work(cursor)` on the kept connection to `url`; once more on a new one if the kept one
+    was lost (a test restarted the server)."""
+    import psycopg2
+
+    try:
+        with _admin_cursor(url) as cur:
+            return work(cur)
+    except (psycopg2.OperationalError, psycopg2.InterfaceError):
+        lost = _admin_connections.pop(url, None)
+        if lost is not None:
+            lost.close()
+        with _admin_cursor(url) as cur:
+            return work(cur)
+
+
 def make_token(user, name: str = "tests") -> str:
     with connection():
         return create_token(user, name)[1]
@@ -124,7 +161,24 @@ class LiveServer:
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self.log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port(self.port)
+        self._wait_for_a_worker()
         return self
+
+    def _wait_for_a_worker(self, timeout: float = 90.0) -> None:
+        """Until a worker answers. gunicorn listens before its workers have loaded the app;
+        on a busy machine that takes seconds, which a test's first request would otherwise
+        spend inside its own deadline (the client's 3 s, say)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+                    sock.sendall(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                    if sock.recv(5) == b"HTTP/":
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"no worker answered within {timeout} s:\n{self.output()[-2000:]}")
 
     def crash(self) -> None:
         """kill -9 of the server and its workers at once (its own process group)."""
@@ -211,6 +265,37 @@ class Tree(HTMLParser):
 
     def handle_data(self, data):
         self.stack[-1].parts.append(data)
+
+
+class Elements(HTMLParser):
+    """Every element's attributes and text, by id (a flat view, where `Tree` keeps the
+    nesting)."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.by_id: dict[str, dict] = {}
+        self.text_by_id: dict[str, list[str]] = {}
+        self.open_ids: list[tuple[str, str]] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.by_id[attrs["id"]] = {"tag": tag, **attrs}
+            self.text_by_id[attrs["id"]] = []
+            if tag not in ("input", "img", "br"):
+                self.open_ids.append((tag, attrs["id"]))
+
+    def handle_endtag(self, tag):
+        if self.open_ids and self.open_ids[-1][0] == tag:
+            self.open_ids.pop()
+
+    def handle_data(self, data):
+        for _, ident in self.open_ids:
+            self.text_by_id[ident].append(data)
+
+    def text(self, ident: str) -> str:
+        return " ".join("".join(self.text_by_id[ident]).split())
 
 
 def parse(response) -> Element:

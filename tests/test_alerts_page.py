@@ -4,15 +4,14 @@ from __future__ import annotations
 import html
 import re
 from datetime import timedelta
-from html.parser import HTMLParser
 
 import pytest
 
-from alert_servers import alert_config, make_rule, report
+from alert_servers import alert_config, form_data, make_rule, report
 from alerts.models import AlertRule, Notice, ScanStatus
 from alerts.scheduler import scan
 from alerts.config import config_from
-from helpers import csrf_from
+from helpers import Elements, csrf_from
 from models.db import utcnow
 
 ALERT_003 = pytest.mark.spec("API-AUTO-EXEC-ALERT-003")
@@ -21,42 +20,6 @@ ALERT_003 = pytest.mark.spec("API-AUTO-EXEC-ALERT-003")
 @pytest.fixture
 def app_config(app_config, smtp_sink):
     return alert_config(app_config, smtp_sink)
-
-
-class Elements(HTMLParser):
-    """Every element's attributes and text, by id, and the rows of tables."""
-
-    def __init__(self, html: str):
-        super().__init__()
-        self.by_id: dict[str, dict] = {}
-        self.text_by_id: dict[str, list[str]] = {}
-        self.open_ids: list[tuple[str, str]] = []
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if "id" in attrs:
-            self.by_id[attrs["id"]] = {"tag": tag, **attrs}
-            self.text_by_id[attrs["id"]] = []
-            if tag not in ("input", "img", "br"):
-                self.open_ids.append((tag, attrs["id"]))
-
-    def handle_endtag(self, tag):
-        if self.open_ids and self.open_ids[-1][0] == tag:
-            self.open_ids.pop()
-
-    def handle_data(self, data):
-        for _, ident in self.open_ids:
-            self.text_by_id[ident].append(data)
-
-    def text(self, ident: str) -> str:
-        return " ".join("".join(self.text_by_id[ident]).split())
-
-
-def form_data(page_html: str, **fields) -> dict:
-    return {"csrf_token": csrf_from(page_html), "workflow": "", "threshold": "3",
-            "email_to": "", "webhook_url": "", "webhook_secret": "", "enabled": "on",
-            "notify_recovery": "on", **fields}
 
 
 @ALERT_003

@@ -199,6 +199,7 @@ def test_two_scans_at_once_in_two_threads_decide_one_notice(app, db):
     assert sorted(n.channel_type for n in notices()) == ["email", "webhook"]
 
 
+@pytest.mark.long(6)
 @ALERT_001
 def test_two_scan_commands_at_once_in_two_processes_send_one_notice(app, db, database_url,
                                                                      receiver):

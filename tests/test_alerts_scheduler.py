@@ -63,6 +63,7 @@ def test_two_apps_in_one_process_share_one_scheduler(app, database_url):
                                                                "jobs": ["alerts", "retention"]}
 
 
+@pytest.mark.long(8)
 @pytest.mark.spec("API-AUTO-EXEC-ALERT-001")
 def test_the_nth_failure_reported_to_a_running_server_reaches_the_webhook_within_seconds(
         app, database_url, tmp_path, token, receiver):

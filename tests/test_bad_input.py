@@ -349,6 +349,7 @@ def _send(case: Case, api, logged_in, seeded: dict):
     return getattr(client, case.method)(url, **kwargs)
 
 
+@pytest.mark.long(6)
 @pytest.mark.parametrize("group", CASES)
 def test_every_bad_input_is_a_4xx_that_changes_nothing(api, logged_in, seeded, subtests,
                                                        group):

@@ -217,6 +217,7 @@ def silent_server():
     server.close()
 
 
+@pytest.mark.long(6)
 @pytest.mark.parametrize("kind", ["closed port", "server that never answers"])
 def test_an_unreachable_runwatch_warns_once_and_the_command_runs_with_its_exit_code(
         runwatch_script, request, kind):
@@ -232,6 +233,25 @@ def test_an_unreachable_runwatch_warns_once_and_the_command_runs_with_its_exit_c
     assert seconds <= 10, f"runwatch added {seconds:.1f} s"
     if kind != "closed port":
         assert request.getfixturevalue("silent_server").accepted, "it was never tried"
+
+
+@pytest.mark.parametrize("missing", ["RUNWATCH_URL", "RUNWATCH_TOKEN"])
+def test_runwatch_exec_without_a_setting_names_it_first_and_still_runs_the_command(
+        runwatch_script, scripted, missing):
+    server = scripted([])
+    given = {"RUNWATCH_URL": ["--url", server.url], "RUNWATCH_TOKEN": ["--token", "t"]}
+    given.pop(missing)
+
+    done, seconds = runwatch(runwatch_script, "exec", *sum(given.values(), []), "--",
+                             "sh", "-c", "echo ran >&2; exit 4", env=client_env())
+
+    assert done.returncode == 4  # the job's own exit code, as when Runwatch is down
+    warning, ran = done.stderr.decode().splitlines()
+    assert warning == (f"runwatch: warning: {missing} is not set (nor --{missing[9:].lower()}, "
+                       f"nor {missing[9:].lower()}=): this run is not reported; the command "
+                       "runs all the same")
+    assert ran == "ran"  # the warning comes before the command's output
+    assert server.requests == [] and seconds < 5
 
 
 class ScriptedServer:

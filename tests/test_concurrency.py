@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from helpers import LiveServer
 from models import Execution
+
+pytestmark = pytest.mark.long(10)
 
 THREADS = 4
 POSTS_PER_THREAD = 250
@@ -54,7 +57,8 @@ def test_four_workers_starting_on_an_empty_database_all_come_up(database_url, tm
     server = LiveServer(database_url, tmp_path, workers=4, threads=1).start()
     try:
         for _ in range(12):
-            response = requests.get(f"{server.url}/login", allow_redirects=False, timeout=10)
+            # A deadline, not a measure: four workers boot at once on a busy machine.
+            response = requests.get(f"{server.url}/login", allow_redirects=False, timeout=60)
             assert response.status_code == 302  # no account yet: on to the set-up page
             assert response.headers["Location"].endswith("/setup")
         assert server.process.poll() is None, server.output()[-2000:]

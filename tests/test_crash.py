@@ -19,6 +19,8 @@ from helpers import LiveServer, make_token
 from models import Execution
 from models.db import connection
 
+pytestmark = pytest.mark.long(10)
+
 ROUNDS = int(os.environ.get("RUNWATCH_CRASH_ROUNDS", "1"))
 ALERT_003 = pytest.mark.spec("API-AUTO-EXEC-ALERT-003")
 BATCH = 1000

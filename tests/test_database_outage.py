@@ -22,6 +22,8 @@ import requests
 from conftest import _as_postgres_user, _pg_bin
 from helpers import EMAIL, PASSWORD, LiveServer, csrf_from, free_port, missing, routes
 
+pytestmark = pytest.mark.long(8)
+
 
 class Cluster:
     """A PostgreSQL cluster in a temporary folder, started and stopped on demand."""

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import requests
 
 from helpers import PASSWORD, csrf_from
 from models.db import connection
+
+pytestmark = pytest.mark.long(8)
 
 CONTENDERS = 6
 

@@ -252,6 +252,7 @@ def test_the_settings_forms_take_text_alone(logged_in, db, fields):
     assert (User.get().password_hash, ApiToken.select().count()) == before
 
 
+@pytest.mark.long(7)
 # --- Attempts at the same moment --------------------------------------------------------------
 
 def _at_once(url: str, sessions: list, data: dict) -> list[int]:

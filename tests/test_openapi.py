@@ -324,6 +324,7 @@ def contract_schema(url: str, token: str):
     schema.config.generation.update(max_examples=EXAMPLES)
     return schema
 
+@pytest.mark.long(60)
 
 def test_the_api_keeps_to_its_document(app, api, live_server, live_token, local_webhooks,
                                        backend):

@@ -737,6 +737,7 @@ def test_the_sdk_reports_failing_runs_and_the_alert_fires_after_n_of_them(
     assert body["type"] == "workflow.failing"
     assert body["data"]["workflow"] == "invoice-sync"
 
+@pytest.mark.long(6)
 
 def test_the_exporter_as_configured_by_its_environment_sends_each_span_alone_and_again(
         api, live_server, live_token, monkeypatch):

@@ -226,6 +226,7 @@ def test_a_run_re_sent_as_stored_keeps_its_steps_and_counts_as_reported(api, db)
     assert api.get(f"{URL}/{run_id}").json["steps"] == steps
     assert Execution.get_by_id(run_id).updated_at > reported
 
+@pytest.mark.long(8)
 
 def test_clients_re_sending_their_runs_at_once_all_get_answers(live_server, live_token, db):
     """Eight clients re-send stored batches at the same time (after an outage): every

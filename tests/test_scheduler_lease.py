@@ -10,12 +10,15 @@ import sys
 import time
 from datetime import timedelta
 
+import pytest
 
 import scheduling
 from helpers import ROOT, LiveServer
 from models import database
 from models.db import connection, utcnow
 from scheduling import Lease, SchedulerLease
+
+pytestmark = pytest.mark.long(8)
 
 LEASE_SECONDS = 3  # renewed every second
 

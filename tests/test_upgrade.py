@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from app import create_app
-from helpers import EMAIL, PASSWORD, ROOT, csrf_from, missing, parse
+from helpers import EMAIL, PASSWORD, ROOT, close_admin_connections, csrf_from, missing, parse
 from models import database
 
 # Releases that people run (the first, the one before accounts had scopes, and the last),
@@ -139,6 +139,7 @@ def _as_admin(url: str, *statements: str) -> None:
     """Run statements on the server's `postgres` database (copying whole databases)."""
     import psycopg2
 
+    close_admin_connections()  # the test's database is copied as a template
     parts = urlsplit(url)
     conn = psycopg2.connect(host=parts.hostname, port=parts.port, user=parts.username,
                             dbname="postgres")

@@ -77,10 +77,17 @@ def execute(command: List[str], workflow: Optional[str] = None,
             external_id: Optional[str] = None, url: Optional[str] = None,
             token: Optional[str] = None) -> int:
     """Run `command`, report it, and return the exit code a shell would give."""
-    report = RunReport(Transport(url, token),
+    transport = Transport(url, token)
+    report = RunReport(transport,
                        workflow or os.path.basename(command[0].rstrip("/")) or command[0],
                        external_id, input={"command": command, "host": socket.gethostname()},
                        on_problem=lambda problem: warn(f"could not report to Runwatch: {problem}"))
+    unset = transport.unset()
+    if unset:
+        # Said before the command's own output, once; the job itself still runs (cron
+        # mails the warning), as when Runwatch is down.
+        report.problem = unset
+        warn(f"{unset}: this run is not reported; the command runs all the same")
     with SignalForwarder() as forwarder:
         started_at = now()
         try:

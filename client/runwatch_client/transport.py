@@ -19,8 +19,8 @@ MAX_ANSWER = 1 << 20  # Runwatch's answers to reports are a few hundred bytes
 
 
 class Unreachable(Exception):
-    """Runwatch gave no usable answer before the deadline (refused, hung, 5xx, a redirect,
-    no URL)."""
+    """Runwatch gave no usable answer before the deadline (refused, hung, 5xx, a redirect),
+    or cannot be asked at all (no address or no token set)."""
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -66,11 +66,21 @@ class Transport:
     def __init__(self, url: Optional[str], token: Optional[str]):
         self.url, self.token = settings(url, token)
 
+    def unset(self) -> Optional[str]:
+        """Which settings are missing, by name (None when both are there): without an
+        address nothing can be sent, and without a token every request would get 401."""
+        missing = [f"{variable} is not set (nor --{option}, nor {option}=)"
+                   for variable, option, value in (("RUNWATCH_URL", "url", self.url),
+                                                   ("RUNWATCH_TOKEN", "token", self.token))
+                   if not value]
+        return " and ".join(missing) or None
+
     def send(self, method: str, path: str, body: Any, deadline: float) -> Reply:
         """One request, tried again on 5xx and connection errors until `deadline`
         (a `time.monotonic()` value); a 4xx is answered at once. Raises Unreachable."""
-        if not self.url:
-            raise Unreachable("no address: set RUNWATCH_URL (or pass --url, or url=)")
+        unset = self.unset()
+        if unset:
+            raise Unreachable(unset)
         data = None if body is None else json.dumps(body, allow_nan=False).encode()
         reason = "no time left to try"
         for attempt in range(ATTEMPTS):

@@ -253,3 +253,23 @@ def test_the_settings_page(page, audit):
     page.click("button:has-text('Add account')")
     page.wait_for_selector("#accounts .field-error")
     audit(page, "the settings page with an account form error (400)")
+
+
+def test_the_audit_finds_a_violation_and_inline_code_on_every_element_it_concerns(browser,
+                                                                                  audit):
+    """The audit reports violations only (axe-core's `resultTypes`, which keeps it fast on
+    long pages), each with every element it concerns."""
+    context = browser.new_context()
+    try:
+        tab = context.new_page()
+        tab.set_content('<!doctype html><html lang="en"><head><title>t</title></head><body>'
+                        '<main><h1>t</h1><img src="a.png" id="first"><img src="b.png" '
+                        'id="second"><a href="#" onclick="go()">go</a></main></body></html>')
+        with pytest.raises(AssertionError) as failed:
+            audit(tab, "a page with two images without text")
+    finally:
+        context.close()
+    message = str(failed.value)
+    assert "image-alt (critical)" in message
+    assert "#first" in message and "#second" in message
+    assert "<a> onclick" in message
