@@ -15,6 +15,7 @@ from .models import AlertChannel, AlertRule, AlertState, Notice, by_parent, mark
 from .notices import notice_body, queue_notices
 from .schemas import RuleIn, RulePatch
 from .config import AlertConfig
+from workflows.models import WorkflowSummary
 
 MASKED_VALUE = (f"holds {MASK}, the mask of a hidden value; send the whole value (answers "
                 "to admin tokens and the rule's edit page show it)")
@@ -70,6 +71,7 @@ def update_rule(rule_id: int, patch: RulePatch) -> AlertRule | None:
         rule = AlertRule.get_or_none(AlertRule.id == rule_id)
         if rule is None:
             return None
+        enabled_again = "enabled" in sent and patch.enabled and not rule.enabled
         for field, column in (("workflow", "workflow_name"), ("threshold", "threshold"),
                               ("enabled", "enabled"), ("notify_recovery", "notify_recovery")):
             if field in sent:
@@ -78,6 +80,12 @@ def update_rule(rule_id: int, patch: RulePatch) -> AlertRule | None:
         rule.save()
         if "channels" in sent:
             _write_channels(rule.id, patch.channels)
+        if enabled_again:
+            # The rule sees the present, as a new rule does: the scan reads each streak as
+            # it is now (not the runs that came and went while it was off) and tells of a
+            # late episode it has not told of (alerts.scan._examine).
+            (AlertState.update(seen_started_at=None, seen_id=None)
+             .where(AlertState.rule == rule.id).execute())
         _mark_covered(rule)
     return rule
 
@@ -94,15 +102,45 @@ def channels_of(rule_ids: list[int]) -> dict[int, list[AlertChannel]]:
                      .order_by(AlertChannel.rule, AlertChannel.position), "rule_id")
 
 
+def _covered(rules: list[AlertRule]) -> list[WorkflowSummary]:
+    """The summaries of the workflows some of `rules` cover (one query)."""
+    S = WorkflowSummary
+    query = S.select(S.workflow, S.name, S.state, S.streak)
+    if all(rule.workflow_name is not None for rule in rules):
+        query = query.where(S.name.in_(sorted({rule.workflow_name for rule in rules})))
+    return list(query)
+
+
 def states_of(rule_ids: list[int]) -> dict[int, list[tuple[AlertState, str]]]:
-    """Each rule's workflows with their state (and name), failing first."""
+    """Each rule's covered workflows with their state (and name), late and failing first.
+
+    A state's `status` is the workflow's as it is now, read from its summary: `late`, else
+    `failing` (alerted, or a streak at the threshold that the next scan will tell of), else
+    `ok`; a workflow the scan has not looked at under the rule yet (the rule is new) gets a
+    state made of its summary, so the row tells the truth from the moment the rule exists.
+    """
     found: dict[int, list[tuple[AlertState, str]]] = {rid: [] for rid in rule_ids}
-    if rule_ids:
-        query = (AlertState.select(AlertState, Workflow.name.alias("workflow_name"))
-                 .join(Workflow).where(AlertState.rule.in_(rule_ids))
-                 .order_by(AlertState.alerted.desc(), AlertState.streak.desc(), Workflow.name))
-        for state in query.objects():
-            found[state.rule_id].append((state, state.workflow_name))
+    rules = list(AlertRule.select().where(AlertRule.id.in_(rule_ids))) if rule_ids else []
+    if not rules:
+        return found
+    stored = {(state.rule_id, state.workflow_id): state for state in
+              AlertState.select().where(AlertState.rule.in_(rule_ids))}
+    by_name: dict[str | None, list[AlertRule]] = {}
+    for rule in rules:
+        by_name.setdefault(rule.workflow_name, []).append(rule)
+    for summary in _covered(rules):
+        for rule in by_name.get(summary.name, []) + by_name.get(None, []):
+            state = stored.get((rule.id, summary.workflow_id))
+            if state is None:
+                state = AlertState(rule=rule.id, workflow=summary.workflow_id,
+                                   streak=summary.streak, alerted=False)
+            failing = state.alerted or summary.streak >= rule.threshold
+            state.status = ("late" if summary.state == "late"
+                            else "failing" if failing else "ok")
+            found[rule.id].append((state, summary.name))
+    order = {"late": 0, "failing": 1, "ok": 2}
+    for rows in found.values():
+        rows.sort(key=lambda row: (order[row[0].status], -row[0].streak, row[1]))
     return found
 
 
@@ -126,7 +164,7 @@ def state_json(state: AlertState, name: str, rule: AlertRule,
     last_error = state.last_error
     if last_error and not reveal_secrets:
         last_error = mask_text(last_error)
-    return {"workflow": name, "status": "failing" if state.alerted else "ok",
+    return {"workflow": name, "status": state.status,
             "failure_count": state.streak, "threshold": rule.threshold,
             "failing_since": iso(state.first_failure_at) if state.streak else None,
             "last_failure_at": iso(state.last_failure_at), "last_error": last_error,

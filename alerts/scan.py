@@ -32,6 +32,7 @@ from .models import AlertChannel, AlertDirty, AlertRule, AlertState, Notice, Sca
 from .notices import notice_body, queue_notices
 from .rules import rules_with_channels
 from .config import AlertConfig
+from workflows.silence import present_late
 from .streaks import (ORIGIN, Position, Streak, as_micros, closed_streak, closing_success,
                       current_streak, finished_after)
 
@@ -194,7 +195,15 @@ def _examine(workflow_id: int, name: str, created: int,
     done = True
     for position, deciders in groups.items():
         done = _replay(workflow_id, position, deciders) and done
-    return sum(d.decided for group in groups.values() for d in group), done
+    decided = sum(d.decided for group in groups.values() for d in group)
+    # Rules that had not looked at this workflow (just made, or enabled again: see
+    # alerts.rules.update_rule) see the present: a late episode already open is told now.
+    # Their failing streaks were read from the streak as it is now, above.
+    fresh = [(rule, channels) for rule, channels in rules
+             if rule.id not in states or states[rule.id].seen_id is None]
+    if fresh:
+        decided += present_late(workflow_id, fresh, config, clock())
+    return decided, done
 
 
 def _applies(rule: AlertRule, name: str) -> bool:

@@ -81,7 +81,7 @@ class RuleState(Answer):
     """One workflow's streak under a rule."""
 
     workflow: str
-    status: Literal["failing", "ok"]
+    status: Literal["late", "failing", "ok"]
     failure_count: int
     threshold: int
     failing_since: datetime | None

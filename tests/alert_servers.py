@@ -248,15 +248,16 @@ def make_rule(threshold: int, channels: list[dict], workflow: str | None = None,
                                   {ALLOW_PRIVATE: True}))
 
 
-def scan_in_two_threads(settings) -> list[Exception]:
-    """Run two scans at once, in two threads with a connection each; what they raised."""
+def scan_in_two_threads(settings, now: datetime | None = None) -> list[Exception]:
+    """Run two scans at once (at `now`, default the clock's), in two threads with a
+    connection each; what they raised."""
     start, errors = threading.Barrier(2), []
 
     def run():
         try:
             with connection():
                 start.wait(timeout=10)
-                scan(settings)
+                scan(settings, now)
         except Exception as exc:  # returned to the test, which asserts there is none
             errors.append(exc)
 

@@ -26,7 +26,7 @@ from models.executions import Execution, Workflow
 from models.ingest import RunState, patch_execution
 from models.schemas import ErrorIn, ExecutionPatch
 from alerts.config import AlertConfig
-from alerts.models import AlertChannel, AlertRule
+from alerts.models import AlertChannel, AlertRule, Notice
 from alerts.notices import notice_body, queue_notices
 from alerts.rules import rules_with_channels
 from alerts.streaks import current_streak
@@ -108,8 +108,11 @@ def _last_run(workflow_id: int) -> tuple[int, int] | None:
 
 
 def _queue(kind: str, row: WorkflowSummary, settings: Workflow, expected_at: int | None,
-           config: AlertConfig, now: datetime) -> int:
-    rules = _covering_rules(row.name, recovery=(kind == "resumed"))
+           config: AlertConfig, now: datetime,
+           rules: list[tuple[AlertRule, list[AlertChannel]]] | None = None) -> int:
+    """Queue a notice of a late episode to `rules` (default: every rule covering it)."""
+    if rules is None:
+        rules = _covering_rules(row.name, recovery=(kind == "resumed"))
     if not rules:
         return 0
     streak = current_streak(row.workflow_id)
@@ -181,4 +184,27 @@ def missed_runs(config: AlertConfig, now: datetime) -> int:
     return decided
 
 
-__all__ = ["time_out_runs", "missed_runs", "timeout_error", "replaces_timeout", "TIMEOUT"]
+def present_late(workflow_id: int, rules: list[tuple[AlertRule, list[AlertChannel]]],
+                 config: AlertConfig, now: datetime) -> int:
+    """Rules that see a workflow for the first time (just made or enabled) while it is late:
+    a missed notice of the open episode to each that has not told of it. Returns how many
+    were queued.
+
+    The caller decides this in the transaction that holds the workflow's mark for the scan,
+    so one scan does it; a rule told of the episode before (enabled, disabled and enabled
+    again, with other channels since) is found in the outbox by the episode's key.
+    """
+    row = (S.select(S, Workflow.id, Workflow.grace_seconds, Workflow.schedule)
+           .join(Workflow, on=(S.workflow == Workflow.id))
+           .where(S.workflow == workflow_id, S.late == True).first())  # noqa: E712
+    if row is None or not rules:
+        return 0
+    told = {rule_id for (rule_id,) in Notice.select(Notice.rule).where(
+        Notice.rule.in_([rule.id for rule, _ in rules]), Notice.workflow == workflow_id,
+        Notice.kind == "missed", Notice.episode == row.late_episode).distinct().tuples()}
+    untold = [(rule, channels) for rule, channels in rules if rule.id not in told]
+    expected = to_micros(row.late_expected_at) if row.late_expected_at else None
+    return _queue("missed", row, row.workflow, expected, config, now, untold)
+
+
+__all__ = ["time_out_runs", "missed_runs", "present_late", "timeout_error", "replaces_timeout", "TIMEOUT"]
