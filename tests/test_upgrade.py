@@ -79,30 +79,24 @@ PRIVATE_RULE = ("(lambda text: __import__('alerts.schemas').schemas.parse_rule("
 # Each pytest-xdist worker would build every release again: one worker runs them all.
 pytestmark = pytest.mark.xdist_group("upgrade")
 
+def _release(commit: str, config_module: str = "alerts.config",
+             config_from: str = "config_from", rule_from: str = PRIVATE_RULE):
+    """A release's commit and its build script, named by the commit's first seven digits."""
+    script = BUILD.format(config_module=config_module, config_from=config_from,
+                          rule_from=rule_from)
+    return pytest.param((commit, script), id=commit[:7])
+
+
 RELEASES = [
-    pytest.param(("721c6862c9f92d8b0add57a98cfc1a037de12596",
-                  BUILD.format(config_module="alerts.settings", config_from="settings_from",
-                               rule_from=OPEN_RULE)),
-                 id="721c686"),
-    pytest.param(("738fe6d464ad0672eac99b54974d5b75c37a6dfd",
-                  BUILD.format(config_module="alerts.config", config_from="config_from",
-                               rule_from=PRIVATE_RULE)),
-                 id="738fe6d"),
+    _release("721c6862c9f92d8b0add57a98cfc1a037de12596", "alerts.settings", "settings_from",
+             OPEN_RULE),
+    _release("738fe6d464ad0672eac99b54974d5b75c37a6dfd"),
     # The release before workflows (schema version 3: accounts, scopes, alert positions).
-    pytest.param(("9828e86e52cb776dbd2cd51151af0d8e4db2163c",
-                  BUILD.format(config_module="alerts.config", config_from="config_from",
-                               rule_from=PRIVATE_RULE)),
-                 id="9828e86"),
+    _release("9828e86e52cb776dbd2cd51151af0d8e4db2163c"),
     # The release before error fingerprints (schema version 4: workflows, error types).
-    pytest.param(("8f266a26087883aef57402ce3195e6307cd3bd45",
-                  BUILD.format(config_module="alerts.config", config_from="config_from",
-                               rule_from=PRIVATE_RULE)),
-                 id="8f266a2"),
+    _release("8f266a26087883aef57402ce3195e6307cd3bd45"),
     # The release before error counts (schema version 5: error fingerprints).
-    pytest.param(("1af43d5f484315f7c571d949fd6837156d3e5bde",
-                  BUILD.format(config_module="alerts.config", config_from="config_from",
-                               rule_from=PRIVATE_RULE)),
-                 id="1af43d5"),
+    _release("1af43d5f484315f7c571d949fd6837156d3e5bde"),
 ]
 
 
