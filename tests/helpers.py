@@ -399,6 +399,17 @@ def form_fields(html: str, action: str) -> dict[str, str | list[str]]:
 
 _KEPT: dict[tuple[str, str], list[str]] = {}  # (name, backend) -> the tables kept, in order
 _KEPT_FILES: dict[tuple[str, str], Path] = {}  # (name, "sqlite") -> the copy of the file
+# (name, "postgresql") -> the rows of each kept table: a database made anew from a copy of
+# another (an upgrade test's) holds that one's kept tables, which may differ.
+_KEPT_COUNTS: dict[tuple[str, str], list[int]] = {}
+
+
+def _kept_counts(cur, schema: str, tables: list[str]) -> list[int]:
+    counts = []
+    for table in tables:
+        cur.execute(f'SELECT COUNT(*) FROM "{schema}"."{table}"')
+        counts.append(cur.fetchone()[0])
+    return counts
 
 # Each kept table's columns that take their values from a sequence.
 _PG_SERIALS = """SELECT attname, seq FROM (
@@ -461,16 +472,27 @@ def _parents_first(cur, tables: set[str]) -> list[str]:
 class KeptRows:
     """`before(url)` when the test's app has started and before it writes the data;
     `keep(url)` after; a later test calls `restore(url)` on its emptied database, before
-    its app starts, when `kept` says so."""
+    its app starts, when `available(url)` says so."""
 
     def __init__(self, name: str, backend: str):
         self.key = (name, backend)
         self.name = name
         self._before: set[str] = set()
 
-    @property
-    def kept(self) -> bool:
-        return self.key in _KEPT
+    def available(self, url: str) -> bool:
+        """Kept by a test before, and still there (an upgrade test makes its database anew
+        from another, without the kept tables)."""
+        if self.key not in _KEPT:
+            return False
+        if url.startswith("sqlite"):
+            return _KEPT_FILES[self.key].is_file()
+
+        def as_kept(cur) -> bool:
+            cur.execute("SELECT to_regnamespace(%s) IS NOT NULL", (f'"kept_{self.name}"',))
+            return cur.fetchone()[0] and _kept_counts(cur, f"kept_{self.name}",
+                                                       _KEPT[self.key]) == _KEPT_COUNTS[self.key]
+
+        return with_admin_cursor(url, as_kept)
 
     def before(self, url: str) -> None:
         self._before = _tables_with_rows(url)
@@ -498,6 +520,7 @@ class KeptRows:
             ordered = _parents_first(cur, tables)
             for table in ordered:
                 cur.execute(f'CREATE TABLE "{schema}"."{table}" AS TABLE public."{table}"')
+            _KEPT_COUNTS[self.key] = _kept_counts(cur, schema, ordered)
             return ordered
 
         _KEPT[self.key] = with_admin_cursor(url, copy)
@@ -512,7 +535,10 @@ class KeptRows:
                 conn.execute("ATTACH DATABASE ? AS kept", (str(_KEPT_FILES[self.key]),))
                 conn.execute("BEGIN")
                 for table in tables:
-                    conn.execute(f'INSERT INTO main."{table}" SELECT * FROM kept."{table}"')
+                    columns = ", ".join(f'"{c}"' for (_, c, *_) in conn.execute(
+                        f'PRAGMA kept.table_info("{table}")'))
+                    conn.execute(f'INSERT INTO main."{table}" ({columns})'
+                                 f' SELECT {columns} FROM kept."{table}"')
                 conn.execute("COMMIT")
                 conn.execute("DETACH DATABASE kept")
             finally:
@@ -522,7 +548,15 @@ class KeptRows:
 
         def copy(cur) -> None:
             for table in tables:
-                cur.execute(f'INSERT INTO public."{table}" SELECT * FROM "{schema}"."{table}"')
+                # By name: an upgraded database's tables may have their columns in another
+                # order than a new one's (the schema check compares them by name).
+                cur.execute("SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)"
+                            "  FROM pg_attribute WHERE attrelid = %s::regclass"
+                            "   AND attnum > 0 AND NOT attisdropped",
+                            (f'"{schema}"."{table}"',))
+                columns = cur.fetchone()[0]
+                cur.execute(f'INSERT INTO public."{table}" ({columns})'
+                            f' SELECT {columns} FROM "{schema}"."{table}"')
                 cur.execute(_PG_SERIALS, (table,))
                 for column, sequence in cur.fetchall():  # on past the copied rows' ids
                     cur.execute(f'SELECT setval(%s, max("{column}")) FROM public."{table}"',
@@ -531,12 +565,21 @@ class KeptRows:
         with_admin_cursor(url, copy)
 
 
+_COPIED: set[tuple[str, str]] = set()  # (test, fixture name): rows copied in for it
+
+
 def kept_rows_copied_in(app_config: dict, backend: str, request, name: str) -> dict:
     """`app_config` after copying the rows that the fixture `name` keeps into the test's
     database, when the test uses that fixture and a test before it kept them (for a module's
     own `app_config` fixture)."""
     if name in request.fixturenames:
         kept = KeptRows(name, backend)
-        if kept.kept:
+        if kept.available(app_config["DATABASE_URL"]):
             kept.restore(app_config["DATABASE_URL"])
+            _COPIED.add((request.node.nodeid, name))
     return app_config
+
+
+def kept_rows_were_copied(request, name: str) -> bool:
+    """Whether `kept_rows_copied_in` copied the rows of fixture `name` in for this test."""
+    return (request.node.nodeid, name) in _COPIED
