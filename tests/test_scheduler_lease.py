@@ -63,6 +63,12 @@ def _scans() -> int:
         return row.scans if row else 0
 
 
+def _said(log, text: str) -> bool:
+    """Whether a process's output (its log file) holds `text` yet."""
+    log.seek(0)
+    return text in log.read()
+
+
 def _wait(predicate, timeout: float, step: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -98,14 +104,16 @@ def test_a_standby_scheduler_takes_over_when_the_holder_is_killed(app, database_
     try:
         holder = _wait(_holder, 30)
         assert holder, [p.poll() for p in processes]
+        # Each says so once its runner tries for the lease: both take part from then on.
+        assert _wait(lambda: all(_said(log, "Scheduler ") for log in logs), 30), \
+            [p.poll() for p in processes]
         pids = {p.pid: p for p in processes}
         victim = pids[int(holder.split(":")[1])]
         [survivor] = [p for p in processes if p is not victim]
-        beats = _scans()
-        assert _wait(lambda: _scans() >= beats + 2, 10)  # the holder scans once a second
         # The standby scans nothing while the holder lives: one scan a second, not two.
         before, started = _scans(), time.monotonic()
-        time.sleep(3)
+        assert _wait(lambda: _scans() >= before + 2, 10)  # the holder scans once a second
+        time.sleep(max(0.0, 3 - (time.monotonic() - started)))
         assert _scans() - before <= (time.monotonic() - started) + 1.5
         assert _holder() == holder
 
