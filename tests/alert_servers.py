@@ -287,15 +287,15 @@ def wait_until(condition, timeout: float, step: float = 0.05):
 
 def scans() -> int:
     """How many alert passes have recorded their scan (the job's beat), in any process."""
-    row = ScanStatus.get_or_none(ScanStatus.id == 1)
-    return row.scans if row else 0
+    with connection():
+        row = ScanStatus.get_or_none(ScanStatus.id == 1)
+        return row.scans if row else 0
 
 
 def wait_for_a_whole_pass(timeout: float = 30) -> bool:
     """Wait until a whole alert pass (scan, then delivery) has run after this moment, in
     whichever process runs them: two more scans recorded, as passes never overlap."""
-    with connection():
-        seen = scans()
+    seen = scans()
     return bool(wait_until(lambda: scans() >= seen + 2, timeout))
 
 
