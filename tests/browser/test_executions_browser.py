@@ -51,7 +51,7 @@ def test_a_developer_opens_a_failed_run_reads_the_failing_step_and_compares(page
         "error": {"message": "HTTP 502 from billing", "type": "HTTPError",
                   "stack": "Traceback (most recent call last):\nHTTPError: 502"}})
 
-    page.reload()
+    page.goto("/executions")
     page.click(f"#results a[href='/executions/{failed}']")
     page.wait_for_url(f"**/executions/{failed}")
     error = page.locator(".error-panel").first
