@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,8 +104,9 @@ class ForkedProcess:
 
     def wait(self, timeout: float | None = None, raising: bool = True) -> int | None:
         if self.returncode is None:
-            ended, _, _ = select.select([self._pidfd], [], [], timeout)
-            if not ended:
+            waiting = select.poll()
+            waiting.register(self._pidfd, select.POLLIN)  # readable once the server ended
+            if not waiting.poll(None if timeout is None else timeout * 1000):
                 if raising:
                     raise subprocess.TimeoutExpired(self.args, timeout)
                 return None
@@ -160,6 +162,7 @@ def _become_server(request: dict) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        time.tzset()  # TZ as a new process would read it
         argv = request["start"]
         if argv[1:3] != ["-m", "gunicorn"]:
             raise ValueError(f"the spawner starts `python -m gunicorn …` only, not {argv}")
