@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from models import database
-from spawner import ForkedProcess
 from models.db import connection
 from models.users import create_token
+from spawner import ForkedProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 

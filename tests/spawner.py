@@ -208,20 +208,27 @@ def _serve() -> None:
         pending += chunk
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
-            request = json.loads(line)
-            _reap(statuses)
-            if "start" in request:
-                pid = os.fork()
-                if pid == 0:
-                    _become_server(request)
-                send({"pid": pid})
-            elif "exited" in request:
-                pid = request["exited"]
-                if pid not in statuses:
-                    statuses[pid] = os.waitpid(pid, 0)[1]
-                send({"returncode": os.waitstatus_to_exitcode(statuses.pop(pid))})
-            else:
-                send({"error": f"unknown request {request}"})
+            try:
+                send(_answer(json.loads(line), statuses))
+            except Exception as error:  # told to the test process, which raises it
+                send({"error": f"{type(error).__name__}: {error}"})
+
+
+def _answer(request: dict, statuses: dict[int, int]) -> dict:
+    """Fork a server (its pid), or reap one that has ended (its exit status, as Popen's
+    returncode: negative for a signal)."""
+    _reap(statuses)
+    if "start" in request:
+        pid = os.fork()
+        if pid == 0:
+            _become_server(request)
+        return {"pid": pid}
+    if "exited" in request:
+        pid = request["exited"]
+        if pid not in statuses:
+            statuses[pid] = os.waitpid(pid, 0)[1]
+        return {"returncode": os.waitstatus_to_exitcode(statuses.pop(pid))}
+    raise ValueError(f"unknown request {request}")
 
 
 def _reap(statuses: dict[int, int]) -> None:
