@@ -26,6 +26,9 @@ DEFAULTS = {
     "ALERT_SCAN_SECONDS": 30,
     "DELIVERY_RETRY_SECONDS": 60,
     "DELIVERY_MAX_ATTEMPTS": 6,
+    "DELIVERY_LEASE_SECONDS": 10,
+    "WEBHOOK_TIMEOUT_SECONDS": 10,
+    "SMTP_TIMEOUT_SECONDS": 30,
     "SMTP_HOST": None,
     "SMTP_PORT": 25,
     "SMTP_USERNAME": None,
@@ -44,15 +47,17 @@ DEFAULTS = {
     "RETENTION_DAYS": None,  # unset: keep every run
     "OTLP_PENDING_SPANS": 100_000,  # spans kept to join the later spans of their trace
     "OTLP_PENDING_SECONDS": 3600,  # ...for this long after their trace's last new span
+    "RUN_REFRESH_SECONDS": 2,  # how often a live run's page asks for what changed
 }
 # Features, in the order they are wired: each has its `MODELS` (and `MIGRATIONS`, if its
 # tables changed) and an `init_app(app)` that registers its write hooks, start-up checks and
 # blueprints. Background jobs are listed in scheduling.JOBS.
 FEATURES = (history, alerts, workflows, otel)
 INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
+                    "DELIVERY_LEASE_SECONDS", "WEBHOOK_TIMEOUT_SECONDS", "SMTP_TIMEOUT_SECONDS",
                     "SMTP_PORT", "MAX_PAYLOAD_BYTES", "MAX_STEPS_PER_REQUEST",
                     "MAX_STEPS_PER_RUN", "SCHEDULER_LEASE_SECONDS", "OTLP_PENDING_SPANS",
-                    "OTLP_PENDING_SECONDS")
+                    "OTLP_PENDING_SECONDS", "RUN_REFRESH_SECONDS")
 
 
 def create_app(config: dict | None = None) -> Flask:

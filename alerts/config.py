@@ -63,6 +63,7 @@ def config_from(app: Flask) -> AlertConfig:
         alerts_url=link_builder("alerts.index", external=True, app=app)(),
         webhook_allow_private=bool(config["WEBHOOK_ALLOW_PRIVATE"]),
         pagerduty_events_url=config["PAGERDUTY_EVENTS_URL"],
-        # Not a documented setting: tests shorten the deadline to see it cut a send off.
-        webhook_timeout=float(config.get("WEBHOOK_TIMEOUT", AlertConfig.webhook_timeout)),
+        webhook_timeout=float(config["WEBHOOK_TIMEOUT_SECONDS"]),
+        smtp_timeout=float(config["SMTP_TIMEOUT_SECONDS"]),
+        lease_seconds=float(config["DELIVERY_LEASE_SECONDS"]),
     )

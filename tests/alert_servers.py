@@ -16,7 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from alerts.config import ALLOW_PRIVATE
-from alerts.models import Notice
+from alerts.models import Notice, ScanStatus
 from alerts.rules import create_rule
 from alerts.scheduler import scan
 from alerts.schemas import RuleIn, parse_rule
@@ -71,9 +71,10 @@ class Received:
 
 class HttpReceiver:
     """An HTTP server on 127.0.0.1 recording every POST as it arrives; `status` (and
-    `headers`, `answer`) set its answer, `delay` makes it wait that long before answering, `trickle`
-    makes it answer one byte every `trickle` seconds (for at most a minute). With an SSL
-    context `tls` it speaks https and records the host names clients ask for (SNI)."""
+    `headers`, `answer`) set its answer, `delay` makes it wait that long before answering,
+    `trickle` makes it answer one byte every `trickle` seconds (for at most a minute;
+    `trickled` counts them). With an SSL context `tls` it speaks https and records the host
+    names clients ask for (SNI)."""
 
     def __init__(self, tls: ssl.SSLContext | None = None):
         self.port = free_port()
@@ -86,6 +87,7 @@ class HttpReceiver:
         self.answer = b"ok"
         self.delay = 0.0
         self.trickle = 0.0
+        self.trickled = 0
         self.server: ThreadingHTTPServer | None = None
         self.stopping = threading.Event()
 
@@ -119,6 +121,7 @@ class HttpReceiver:
                     if receiver.stopping.is_set() or time.monotonic() > deadline:
                         break
                     self.wfile.write(answer[index:index + 1])
+                    receiver.trickled += 1
                     receiver.stopping.wait(receiver.trickle)
                 self.close_connection = True
 
@@ -136,7 +139,8 @@ class HttpReceiver:
         if self.tls is not None:
             self.tls.sni_callback = lambda sock, name, context: self.server_names.append(name)
             self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # Polled often, so that `stop` (which waits for the loop to notice) is quick.
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -267,6 +271,32 @@ def scan_in_two_threads(settings, now: datetime | None = None) -> list[Exception
     for thread in threads:
         thread.join(timeout=30)
     return errors
+
+
+def wait_until(condition, timeout: float, step: float = 0.05):
+    """Ask `condition()` (on a connection of its own) every `step` seconds until it gives a
+    true value, which is returned; None after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with connection():
+            value = condition()
+        if value or time.monotonic() >= deadline:
+            return value or None
+        time.sleep(step)
+
+
+def scans() -> int:
+    """How many alert passes have recorded their scan (the job's beat), in any process."""
+    with connection():
+        row = ScanStatus.get_or_none(ScanStatus.id == 1)
+        return row.scans if row else 0
+
+
+def wait_for_a_whole_pass(timeout: float = 30) -> bool:
+    """Wait until a whole alert pass (scan, then delivery) has run after this moment, in
+    whichever process runs them: two more scans recorded, as passes never overlap."""
+    seen = scans()
+    return bool(wait_until(lambda: scans() >= seen + 2, timeout))
 
 
 def form_data(page_html: str, **fields) -> dict:

@@ -18,6 +18,7 @@ import pytest
 from models import database
 from models.db import connection
 from models.users import create_token
+from spawner import ForkedProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +29,9 @@ CHROMIUM = "/usr/bin/chromium"
 # Test apps hash new passwords with one round of PBKDF2 (scrypt costs a tenth of a second
 # per account); an app that is not TESTING always uses scrypt (see test_auth.py).
 TEST_PASSWORD_METHOD = "pbkdf2:sha256:1"
+# Servers are forked from a process that has imported the app (tests/spawner.py); "false"
+# starts each as a new Python, as a deployment does.
+FORK_SERVER = os.environ.get("RUNWATCH_TEST_FORK_SERVER", "true").lower() != "false"
 
 
 def missing(reason: str):
@@ -151,15 +155,22 @@ class LiveServer:
         self.env = {**os.environ, "RUNWATCH_DATABASE_URL": database_url,
                     "RUNWATCH_SECRET_KEY": "live-secret", "RUNWATCH_SCHEDULER": "false",
                     "RUNWATCH_BASE_URL": self.url, **(env or {})}
-        self.log = open(tmp_path / f"server-{self.port}.log", "w+")
+        self.log_path = tmp_path / f"server-{self.port}.log"
+        self.log = open(self.log_path, "w+")
         self.args = [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads",
                      str(threads), "-b", f"127.0.0.1:{self.port}", "--timeout", "60",
                      "app:create_app()"]
         self.process = None
 
     def start(self) -> "LiveServer":
-        self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        """Fork the server from this test process's spawner (tests/spawner.py: gunicorn and
+        the app already imported), or with RUNWATCH_TEST_FORK_SERVER=false start a new
+        Python. Either way in a session of its own, for `crash()` to kill it whole."""
+        if FORK_SERVER:
+            self.process = ForkedProcess(self.args, self.env, ROOT, self.log_path)
+        else:
+            self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self.log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port(self.port)
         self._wait_for_a_worker()
         return self

@@ -217,22 +217,37 @@ def silent_server():
     server.close()
 
 
-@pytest.mark.long(6)
 @pytest.mark.parametrize("kind", ["closed port", "server that never answers"])
 def test_an_unreachable_runwatch_warns_once_and_the_command_runs_with_its_exit_code(
         runwatch_script, request, kind):
     url = (f"http://127.0.0.1:{free_port()}" if kind == "closed port"
            else request.getfixturevalue("silent_server").url)
 
+    # Waiting at most 1 s for Runwatch (8 s unless RUNWATCH_TIMEOUT says).
     done, seconds = runwatch(runwatch_script, "exec", "--url", url, "--token", "t", "--",
-                             "sh", "-c", "echo ran; exit 5", env=client_env())
+                             "sh", "-c", "echo ran; exit 5",
+                             env={**client_env(), "RUNWATCH_TIMEOUT": "1"})
 
     assert done.returncode == 5
     assert done.stdout == b"ran\n"
     assert len(warnings_in(done.stderr)) == 1, done.stderr
-    assert seconds <= 10, f"runwatch added {seconds:.1f} s"
+    assert seconds <= 1 + 3, f"runwatch added {seconds:.1f} s"
     if kind != "closed port":
         assert request.getfixturevalue("silent_server").accepted, "it was never tried"
+
+
+def test_a_timeout_setting_that_is_not_a_number_of_seconds_is_named_and_8_s_hold(
+        runwatch_script, scripted):
+    server = scripted([])
+
+    done, _ = runwatch(runwatch_script, "exec", "--workflow", "timed", "--", "sh", "-c",
+                       "exit 3", env={**client_env(server.url, "t"), "RUNWATCH_TIMEOUT": "0"})
+
+    assert done.returncode == 3
+    assert warnings_in(done.stderr) == [
+        "runwatch: warning: RUNWATCH_TIMEOUT must be a number of seconds above 0, not '0'; "
+        "waiting up to 8 s"]
+    assert [method for method, _, _ in server.requests] == ["POST", "PATCH"]  # reported
 
 
 @pytest.mark.parametrize("missing", ["RUNWATCH_URL", "RUNWATCH_TOKEN"])
@@ -294,7 +309,9 @@ class ScriptedServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # Polled often, so that `close` (which waits for the loop to notice) is quick.
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
+                                       daemon=True)
         self.thread.start()
 
     def close(self) -> None:
@@ -487,7 +504,9 @@ def test_the_workflow_decorator_reports_each_call_of_a_function_or_coroutine(
     assert run["steps"][0]["finished_at"] < run["finished_at"]
 
 
-def test_the_python_api_warns_when_runwatch_is_unreachable_and_never_raises_its_own_error():
+def test_the_python_api_warns_when_runwatch_is_unreachable_and_never_raises_its_own_error(
+        monkeypatch):
+    monkeypatch.setenv("RUNWATCH_TIMEOUT", "1")  # the Python API heeds it too
     began = time.monotonic()
     with pytest.warns(runwatch_client.RunwatchWarning, match="cannot reach"):
         with pytest.raises(KeyError, match="the user's own"):

@@ -13,7 +13,8 @@ import time
 import pytest
 import requests
 
-from alert_servers import HttpReceiver, make_rule, notices, report
+from alert_servers import (HttpReceiver, make_rule, notices, report, wait_for_a_whole_pass,
+                           wait_until)
 from alerts.models import Attempt
 from helpers import LiveServer, make_token
 from models import Execution
@@ -24,17 +25,20 @@ pytestmark = pytest.mark.long(10)
 ROUNDS = int(os.environ.get("RUNWATCH_CRASH_ROUNDS", "1"))
 ALERT_003 = pytest.mark.spec("API-AUTO-EXEC-ALERT-003")
 BATCH = 1000
+LEASE_SECONDS = 2  # a notice's lease: how long a send cut off by kill -9 holds it
 
 
 @pytest.fixture
 def start(app, database_url, tmp_path):
-    """Start a server (one worker) running the alert jobs every second on the test database."""
+    """Start a server (one worker) running the alert jobs every second on the test database,
+    with a short delivery lease."""
     servers: list[LiveServer] = []
 
     def started() -> LiveServer:
         server = LiveServer(database_url, tmp_path, workers=1, threads=4, env={
             "RUNWATCH_SCHEDULER": "true", "RUNWATCH_ALERT_SCAN_SECONDS": "1",
-            "RUNWATCH_DELIVERY_RETRY_SECONDS": "1", "RUNWATCH_WEBHOOK_ALLOW_PRIVATE": "true"})
+            "RUNWATCH_DELIVERY_RETRY_SECONDS": "1", "RUNWATCH_WEBHOOK_ALLOW_PRIVATE": "true",
+            "RUNWATCH_DELIVERY_LEASE_SECONDS": str(LEASE_SECONDS)})
         servers.append(server.start())
         return server
 
@@ -48,17 +52,6 @@ def holding_receiver():
     server = HttpReceiver().start()
     yield server
     server.stop()
-
-
-def _wait(condition, timeout: float, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with connection():
-            value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    return None
 
 
 def test_kill_9_in_the_middle_of_a_batch_leaves_all_or_none_of_it(start, db, user):
@@ -102,15 +95,16 @@ def test_killed_between_deciding_and_delivering_the_restarted_app_delivers_once(
     for round_ in range(ROUNDS):
         server = start()
         report(f"decided-{round_}", "FF")
-        assert _wait(lambda: [n for n in notices() if n.attempts >= 1
-                              and n.status == "pending"], timeout=15), server.output()[-2000:]
+        assert wait_until(lambda: [n for n in notices() if n.attempts >= 1
+                                   and n.status == "pending"], timeout=15), \
+            server.output()[-2000:]
         server.crash()
         receiver.requests.clear()
         receiver.start()
         restarted = start()
-        assert _wait(lambda: all(n.status == "delivered" for n in notices()), timeout=15), \
-            restarted.output()[-2000:]
-        time.sleep(2.5)  # two more scans and delivery passes
+        assert wait_until(lambda: all(n.status == "delivered" for n in notices()),
+                          timeout=15), restarted.output()[-2000:]
+        assert wait_for_a_whole_pass(), restarted.output()[-2000:]  # which sends nothing more
         assert len(receiver.requests) == 1
         restarted.crash()
         receiver.stop()
@@ -135,11 +129,11 @@ def test_killed_mid_send_the_restarted_app_sends_again_soon_with_the_same_id_and
         arrived = receiver.wait_for(2, timeout=30)
         assert len(arrived) == 2, restarted.output()[-2000:]
         second = arrived[1]
-        resent_after = second.at - crashed
+        resent_after = second.at - crashed  # the restart, the rest of the lease, a pass
         assert resent_after < 15, resent_after
         assert second.headers["webhook-id"] == first.headers["webhook-id"]
         assert second.body == first.body
-        time.sleep(1.5)
+        assert wait_for_a_whole_pass(), restarted.output()[-2000:]  # which sends nothing more
         assert len(receiver.requests) == 2
         [notice] = [n for n in notices() if f"mid-send-{round_}" in n.payload]
         attempts = list(Attempt.select().where(Attempt.notice == notice.id).order_by(Attempt.id))

@@ -118,6 +118,15 @@ def test_request_bodies_are_the_schemas_that_validate_them(document):
         "email", "webhook", "slack", "teams", "discord", "pagerduty", "apprise"}
 
 
+def test_the_document_refuses_a_nul_in_texts_as_validation_does(document):
+    """Free texts (error messages, logs) hold anything but NUL, at any length allowed."""
+    error = _validator(document, "ErrorIn")
+    assert error.is_valid({"message": "line 1\nline 2", "stack": "é\t", "type": "E"})
+    for bad in ({"message": "a\x00b"}, {"message": "m", "stack": "\x00"}):
+        assert not error.is_valid(bad), bad
+    assert not error.is_valid({"message": "m" * 100_001})
+
+
 def _query(document: dict, path: str) -> dict:
     return {p["name"]: p for p in document["paths"][path]["get"]["parameters"]
             if p["in"] == "query"}

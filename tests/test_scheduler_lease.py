@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 
 import scheduling
+from alert_servers import scans, wait_until
 from helpers import ROOT, LiveServer
 from models import database
 from models.db import connection, utcnow
@@ -56,21 +57,10 @@ def _holder() -> str | None:
         return row.holder if row else None
 
 
-def _scans() -> int:
-    from alerts.models import ScanStatus
-    with connection():
-        row = ScanStatus.get_or_none(ScanStatus.id == 1)
-        return row.scans if row else 0
-
-
-def _wait(predicate, timeout: float, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return None
+def _said(log, text: str) -> bool:
+    """Whether a process's output (its log file) holds `text` yet."""
+    log.seek(0)
+    return text in log.read()
 
 
 def test_a_restart_on_the_same_machine_takes_over_from_its_dead_predecessor_at_once(db):
@@ -96,25 +86,27 @@ def test_a_standby_scheduler_takes_over_when_the_holder_is_killed(app, database_
     logs = [open(tmp_path / f"scheduler-{n}.log", "w+") for n in (1, 2)]
     processes = [_scheduler_process(database_url, log) for log in logs]
     try:
-        holder = _wait(_holder, 30)
+        holder = wait_until(_holder, 30)
         assert holder, [p.poll() for p in processes]
+        # Each says so once its runner tries for the lease: both take part from then on.
+        assert wait_until(lambda: all(_said(log, "Scheduler ") for log in logs), 30), \
+            [p.poll() for p in processes]
         pids = {p.pid: p for p in processes}
         victim = pids[int(holder.split(":")[1])]
         [survivor] = [p for p in processes if p is not victim]
-        beats = _scans()
-        assert _wait(lambda: _scans() >= beats + 2, 10)  # the holder scans once a second
         # The standby scans nothing while the holder lives: one scan a second, not two.
-        before, started = _scans(), time.monotonic()
-        time.sleep(3)
-        assert _scans() - before <= (time.monotonic() - started) + 1.5
+        before, started = scans(), time.monotonic()
+        assert wait_until(lambda: scans() >= before + 2, 10)  # the holder scans once a second
+        time.sleep(max(0.0, 3 - (time.monotonic() - started)))
+        assert scans() - before <= (time.monotonic() - started) + 1.5
         assert _holder() == holder
 
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
-        killed_at, beats = time.monotonic(), _scans()
-        new = _wait(lambda: (h := _holder()) != holder and h, 3 * LEASE_SECONDS + 5)
+        killed_at, beats = time.monotonic(), scans()
+        new = wait_until(lambda: (h := _holder()) != holder and h, 3 * LEASE_SECONDS + 5)
         assert new and new.split(":")[1] == str(survivor.pid)
-        assert _wait(lambda: _scans() > beats, 5)
+        assert wait_until(lambda: scans() > beats, 5)
         takeover = time.monotonic() - killed_at
         print(f"takeover after kill -9: {takeover:.2f} s (lease {LEASE_SECONDS} s)")
         # Bounded: the rest of the lease, plus one renewal period, plus slack.
@@ -133,8 +125,8 @@ def test_the_standalone_scheduler_stops_cleanly_on_sigterm(app, database_url, tm
     with open(tmp_path / "scheduler.log", "w+") as log:
         process = _scheduler_process(database_url, log)
         try:
-            assert _wait(_holder, 30)
-            assert _wait(lambda: _scans() >= 1, 10)
+            assert wait_until(_holder, 30)
+            assert wait_until(lambda: scans() >= 1, 10)
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=30)
@@ -152,7 +144,7 @@ def test_gunicorn_workers_share_one_lease(app, database_url, tmp_path):
         "RUNWATCH_SCHEDULER_LEASE_SECONDS": str(LEASE_SECONDS)}).start()
     try:
         import requests
-        holder = _wait(_holder, 30)
+        holder = wait_until(_holder, 30)
         assert holder
         seen = set()
         deadline = time.monotonic() + 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from flask import Blueprint, Response, abort, request, url_for
+from flask import Blueprint, Response, abort, current_app, request, url_for
 
 from models.compare import compare_with_last_success
 from models.times import utcnow
@@ -23,7 +23,6 @@ from .trace import slice_start, trace_of
 bp = Blueprint("executions", __name__)
 
 PAGE = "executions/show.html"
-POLL_SECONDS = 2
 TEXT_PARTS = ("logs", "stack")
 
 
@@ -135,7 +134,7 @@ def present_execution(execution: ExecutionDetail, steps_from: int = 0,
         "output_block": payload_block(execution.id, None, "output", execution.output,
                                       whole_part == "output"),
         "error": error_view(error), "error_step": error_step, "stack_block": stack,
-        "failed_row": failed_row, "poll_seconds": POLL_SECONDS,
+        "failed_row": failed_row, "poll_seconds": current_app.config["RUN_REFRESH_SECONDS"],
         **present_trace(execution, steps_from),
     }
 

@@ -143,6 +143,8 @@ class Run:
             self.steps.append(step)
 
     def __enter__(self) -> "Run":
+        if self._report.transport.wait_problem:
+            _warn(self._report.transport.wait_problem)
         self._report.start()
         self._context_token = _current.set(self)
         return self

@@ -88,6 +88,8 @@ def execute(command: List[str], workflow: Optional[str] = None,
         # mails the warning), as when Runwatch is down.
         report.problem = unset
         warn(f"{unset}: this run is not reported; the command runs all the same")
+    if transport.wait_problem:
+        warn(transport.wait_problem)
     with SignalForwarder() as forwarder:
         started_at = now()
         try:

@@ -12,8 +12,6 @@ from typing import Any, Callable, Optional
 from .transport import Reply, Transport, Unreachable
 
 PATH = "/api/automations/executions"
-START_BUDGET = 4.0  # the start report gives up this long after it began (it runs alongside)
-FINISH_BUDGET = 8.0  # the longest the end of a run waits on Runwatch, start report included
 STEP_CHUNK = 1000  # steps per request, well under Runwatch's default limits
 MAX_NAME = 200
 MAX_MESSAGE = 100_000
@@ -83,8 +81,9 @@ class RunReport:
     """Reports one run to Runwatch, and never raises.
 
     `start()` posts the run as `running` in a background thread, so the work is not kept
-    waiting; `finish()` waits for that report (within its budget), then changes the run
-    with a PATCH, or posts it whole under the same external_id when the start never got
+    waiting (it gives up after half the transport's `wait`); `finish()` waits for that
+    report (the transport's `wait` in all, the start report included), then changes the
+    run with a PATCH, or posts it whole under the same external_id when the start never got
     through, when steps go with it, or when the run is gone. Problems go to `on_problem`,
     once per run (`problem` keeps it).
     """
@@ -125,7 +124,7 @@ class RunReport:
         """Report the run as running, in the background."""
         self.started_at = started_at or now()
         body = self._body(status="running")
-        deadline = time.monotonic() + START_BUDGET
+        deadline = time.monotonic() + self.transport.wait / 2  # it runs alongside the work
 
         def post() -> None:
             reply = self._send("POST", PATH, body, deadline)
@@ -137,10 +136,10 @@ class RunReport:
 
     def finish(self, status: str, output: Any = None, error: Optional[dict] = None,
                steps: Optional[list] = None, finished_at: Optional[str] = None) -> None:
-        """Report how the run ended, waiting at most FINISH_BUDGET seconds in all."""
+        """Report how the run ended, waiting at most the transport's `wait` in all."""
         finished_at = finished_at or now()
         self.started_at = self.started_at or finished_at
-        deadline = time.monotonic() + FINISH_BUDGET
+        deadline = time.monotonic() + self.transport.wait
         if self._starting is not None:
             self._starting.join(max(0.0, deadline - time.monotonic()))
         started = self.id if self._starting is not None and not self._starting.is_alive() \

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Any, Optional
 from . import __version__
 
 CALL_TIMEOUT = 3.0  # one HTTP call, from connecting to the last byte of the answer
+WAIT = 8.0  # the most the end of a run waits for Runwatch in all, unless RUNWATCH_TIMEOUT says
 ATTEMPTS = 3  # per report; only 5xx answers and connection errors are tried again
 BACKOFF = (0.25, 0.75)  # the waits between attempts
 MAX_ANSWER = 1 << 20  # Runwatch's answers to reports are a few hundred bytes
@@ -60,11 +62,29 @@ def settings(url: Optional[str], token: Optional[str]) -> "tuple[Optional[str], 
     return (url.rstrip("/") if url else None), token
 
 
+def wait_setting() -> "tuple[float, Optional[str]]":
+    """The most the end of a run waits for Runwatch, in seconds (RUNWATCH_TIMEOUT, default
+    WAIT), and what is wrong with the setting when it cannot be used (WAIT holds then)."""
+    given = os.environ.get("RUNWATCH_TIMEOUT", "").strip()
+    if not given:
+        return WAIT, None
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        shown = "".join(c if c.isprintable() else "?" for c in given)[:100]
+        return WAIT, (f"RUNWATCH_TIMEOUT must be a number of seconds above 0, not {shown!r}; "
+                      f"waiting up to {WAIT:g} s")
+    return seconds, None
+
+
 class Transport:
     """Sends JSON to one Runwatch with one token."""
 
     def __init__(self, url: Optional[str], token: Optional[str]):
         self.url, self.token = settings(url, token)
+        self.wait, self.wait_problem = wait_setting()
 
     def unset(self) -> Optional[str]:
         """Which settings are missing, by name (None when both are there): without an

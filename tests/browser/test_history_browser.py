@@ -34,7 +34,7 @@ def _rows(page) -> list[tuple[str, str, str]]:
 def test_filtering_pushes_the_url_and_back_and_bookmarks_restore_the_view(page, live_server,
                                                                           live_token):
     _seed(live_server, live_token)
-    page.reload()
+    page.goto("/executions")
     everything = _rows(page)
     assert {status for _, status, _ in everything} == {"success", "failure", "pending"}
 

@@ -32,7 +32,8 @@ def test_no_template_or_script_of_ours_holds_inline_code():
 
 
 @pytest.mark.browser
-def test_htmx_swaps_a_400_in_place_and_keeps_its_defaults_for_every_other_code(page):
+def test_htmx_swaps_a_400_in_place_and_keeps_its_defaults_for_every_other_code(form_page):
+    page = form_page  # signed in through the form, on the history page it leads to
     assert page.evaluate("() => htmx.config.responseHandling") == [
         {"code": "204", "swap": False},
         {"code": "400", "swap": True, "error": False},
