@@ -400,3 +400,197 @@ def form_fields(html: str, action: str) -> dict[str, str | list[str]]:
     fields = _FormFields(html, action).fields
     assert fields, f"the page has no form posting to {action}"
     return {name: values[0] if len(values) == 1 else values for name, values in fields.items()}
+
+
+# --- Rows built once per process and copied into each test's database ------------------
+# A module whose tests only read the same large set of runs builds it once per backend
+# through the app, keeps a copy of the rows it wrote, and copies them into each later
+# test's emptied database before that test's app starts (as a restart finds them). The
+# tables the app's start fills itself, and the accounts, are not copied.
+
+_KEPT: dict[tuple[str, str], list[str]] = {}  # (name, backend) -> the tables kept, in order
+_KEPT_FILES: dict[tuple[str, str], Path] = {}  # (name, "sqlite") -> the copy of the file
+# (name, "postgresql") -> the rows of each kept table: a database made anew from a copy of
+# another (an upgrade test's) holds that one's kept tables, which may differ.
+_KEPT_COUNTS: dict[tuple[str, str], list[int]] = {}
+
+
+def _kept_counts(cur, schema: str, tables: list[str]) -> list[int]:
+    counts = []
+    for table in tables:
+        cur.execute(f'SELECT COUNT(*) FROM "{schema}"."{table}"')
+        counts.append(cur.fetchone()[0])
+    return counts
+
+# Each kept table's columns that take their values from a sequence.
+_PG_SERIALS = """SELECT attname, seq FROM (
+    SELECT a.attname, pg_get_serial_sequence(format('public.%%I', c.relname), a.attname) AS seq
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = %s
+       AND a.attnum > 0 AND NOT a.attisdropped) AS found WHERE seq IS NOT NULL"""
+
+
+def _sqlite_path(url: str) -> str:
+    return url.removeprefix("sqlite:///")
+
+
+def _tables_with_rows(url: str) -> set[str]:
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(_sqlite_path(url))
+        try:
+            names = [n for (n,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")]
+            return {n for n in names if conn.execute(f'SELECT 1 FROM "{n}" LIMIT 1').fetchone()}
+        finally:
+            conn.close()
+
+    def full(cur) -> set[str]:
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        names = [row[0] for row in cur.fetchall()]
+        found = set()
+        for name in names:
+            cur.execute(f'SELECT 1 FROM public."{name}" LIMIT 1')
+            if cur.fetchone():
+                found.add(name)
+        return found
+
+    return with_admin_cursor(url, full)
+
+
+def _parents_first(cur, tables: set[str]) -> list[str]:
+    """`tables` ordered so that each comes after those its foreign keys name."""
+    cur.execute("""SELECT c.conrelid::regclass::text, c.confrelid::regclass::text
+                     FROM pg_constraint c
+                    WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace""")
+    parents: dict[str, set[str]] = {t: set() for t in tables}
+    for child, parent in cur.fetchall():
+        child, parent = child.strip('"'), parent.strip('"')
+        if child in tables and parent in tables and child != parent:
+            parents[child].add(parent)
+    ordered: list[str] = []
+    while parents:
+        ready = sorted(t for t, p in parents.items() if not p - set(ordered))
+        assert ready, f"foreign keys in a cycle among {sorted(parents)}"
+        ordered += ready
+        for t in ready:
+            del parents[t]
+    return ordered
+
+
+class KeptRows:
+    """`before(url)` when the test's app has started and before it writes the data;
+    `keep(url)` after; a later test calls `restore(url)` on its emptied database, before
+    its app starts, when `available(url)` says so."""
+
+    def __init__(self, name: str, backend: str):
+        self.key = (name, backend)
+        self.name = name
+        self._before: set[str] = set()
+
+    def available(self, url: str) -> bool:
+        """Kept by a test before, and still there (an upgrade test makes its database anew
+        from another, without the kept tables)."""
+        if self.key not in _KEPT:
+            return False
+        if url.startswith("sqlite"):
+            return _KEPT_FILES[self.key].is_file()
+
+        def as_kept(cur) -> bool:
+            cur.execute("SELECT to_regnamespace(%s) IS NOT NULL", (f'"kept_{self.name}"',))
+            return cur.fetchone()[0] and _kept_counts(cur, f"kept_{self.name}",
+                                                       _KEPT[self.key]) == _KEPT_COUNTS[self.key]
+
+        return with_admin_cursor(url, as_kept)
+
+    def before(self, url: str) -> None:
+        self._before = _tables_with_rows(url)
+
+    def keep(self, url: str) -> None:
+        tables = _tables_with_rows(url) - self._before
+        if url.startswith("sqlite"):
+            import sqlite3
+
+            copy = Path(_sqlite_path(url)).with_name(f"kept-{self.name}.db")
+            copy.unlink(missing_ok=True)
+            conn = sqlite3.connect(_sqlite_path(url))
+            try:
+                conn.execute("VACUUM INTO ?", (str(copy),))
+            finally:
+                conn.close()
+            _KEPT_FILES[self.key] = copy
+            _KEPT[self.key] = sorted(tables)
+            return
+        schema = f"kept_{self.name}"
+
+        def copy(cur) -> list[str]:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            cur.execute(f'CREATE SCHEMA "{schema}"')
+            ordered = _parents_first(cur, tables)
+            for table in ordered:
+                cur.execute(f'CREATE TABLE "{schema}"."{table}" AS TABLE public."{table}"')
+            _KEPT_COUNTS[self.key] = _kept_counts(cur, schema, ordered)
+            return ordered
+
+        _KEPT[self.key] = with_admin_cursor(url, copy)
+
+    def restore(self, url: str) -> None:
+        tables = _KEPT[self.key]
+        if url.startswith("sqlite"):
+            import sqlite3
+
+            conn = sqlite3.connect(_sqlite_path(url), isolation_level=None)
+            try:
+                conn.execute("ATTACH DATABASE ? AS kept", (str(_KEPT_FILES[self.key]),))
+                conn.execute("BEGIN")
+                for table in tables:
+                    columns = ", ".join(f'"{c}"' for (_, c, *_) in conn.execute(
+                        f'PRAGMA kept.table_info("{table}")'))
+                    conn.execute(f'INSERT INTO main."{table}" ({columns})'
+                                 f' SELECT {columns} FROM kept."{table}"')
+                conn.execute("COMMIT")
+                conn.execute("DETACH DATABASE kept")
+            finally:
+                conn.close()
+            return
+        schema = f"kept_{self.name}"
+
+        def copy(cur) -> None:
+            for table in tables:
+                # By name: an upgraded database's tables may have their columns in another
+                # order than a new one's (the schema check compares them by name).
+                cur.execute("SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)"
+                            "  FROM pg_attribute WHERE attrelid = %s::regclass"
+                            "   AND attnum > 0 AND NOT attisdropped",
+                            (f'"{schema}"."{table}"',))
+                columns = cur.fetchone()[0]
+                cur.execute(f'INSERT INTO public."{table}" ({columns})'
+                            f' SELECT {columns} FROM "{schema}"."{table}"')
+                cur.execute(_PG_SERIALS, (table,))
+                for column, sequence in cur.fetchall():  # on past the copied rows' ids
+                    cur.execute(f'SELECT setval(%s, max("{column}")) FROM public."{table}"',
+                                (sequence,))
+
+        with_admin_cursor(url, copy)
+
+
+_COPIED: set[tuple[str, str]] = set()  # (test, fixture name): rows copied in for it
+
+
+def kept_rows_copied_in(app_config: dict, backend: str, request, name: str) -> dict:
+    """`app_config` after copying the rows that the fixture `name` keeps into the test's
+    database, when the test uses that fixture and a test before it kept them (for a module's
+    own `app_config` fixture)."""
+    if name in request.fixturenames:
+        kept = KeptRows(name, backend)
+        if kept.available(app_config["DATABASE_URL"]):
+            kept.restore(app_config["DATABASE_URL"])
+            _COPIED.add((request.node.nodeid, name))
+    return app_config
+
+
+def kept_rows_were_copied(request, name: str) -> bool:
+    """Whether `kept_rows_copied_in` copied the rows of fixture `name` in for this test."""
+    return (request.node.nodeid, name) in _COPIED

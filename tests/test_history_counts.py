@@ -10,6 +10,7 @@ import peewee
 import pytest
 
 from app import create_app
+from helpers import KeptRows, kept_rows_copied_in, kept_rows_were_copied
 from models import Execution, Workflow, database
 from models.db import connection, to_micros
 from models.executions import STATUSES
@@ -30,10 +31,23 @@ def _run(rng: random.Random, index: int) -> dict:
 
 
 @pytest.fixture
-def history(api) -> list[dict]:
-    """600 runs over five days, then re-posts and patches that move runs between buckets."""
+def app_config(app_config, backend, request) -> dict:
+    """Once the history is kept, a test that wants it finds it copied into its database when
+    its app starts."""
+    return kept_rows_copied_in(app_config, backend, request, "history")
+
+
+@pytest.fixture
+def history(api, app_config, backend, request) -> list[dict]:
+    """600 runs over five days, then re-posts and patches that move runs between buckets:
+    reported through the API by the first test of each backend (in each process, and again
+    if its copy is gone), copied into the others' databases (see `app_config`)."""
     rng = random.Random(3)
     runs = [_run(rng, i) for i in range(600)]
+    if kept_rows_were_copied(request, "history"):
+        return runs
+    kept = KeptRows("history", backend)
+    kept.before(app_config["DATABASE_URL"])
     assert api.post(BATCH, json={"executions": runs}).status_code == 201
     moved = []
     for index in rng.sample(range(600), 80):  # re-post: new status and a new start time
@@ -42,6 +56,7 @@ def history(api) -> list[dict]:
     for run_id in rng.sample(range(1, 601), 40):  # patch: new status only
         response = api.patch(f"{URL}/{run_id}", json={"status": rng.choice(STATUSES)})
         assert response.status_code == 200
+    kept.keep(app_config["DATABASE_URL"])
     return runs
 
 

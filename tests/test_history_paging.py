@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from helpers import KeptRows, kept_rows_copied_in, kept_rows_were_copied
 from history.filters import HistoryFilter, list_query
 from models import database
 
@@ -71,8 +72,23 @@ def walk(api, query: str, on_page=None) -> list[dict]:
 
 
 @pytest.fixture
-def thousand(api) -> None:
+def app_config(app_config, backend, request) -> dict:
+    """Once the thousand runs are kept, a test that wants them finds them copied into its
+    database when its app starts."""
+    return kept_rows_copied_in(app_config, backend, request, "thousand")
+
+
+@pytest.fixture
+def thousand(api, app_config, backend, request) -> None:
+    """A thousand runs, 300 of them at one instant: reported through the API by the first
+    test of each backend (in each process, and again if its copy is gone), copied into the
+    others' databases (see `app_config`)."""
+    if kept_rows_were_copied(request, "thousand"):
+        return
+    kept = KeptRows("thousand", backend)
+    kept.before(app_config["DATABASE_URL"])
     _report(api, _runs(1000, random.Random(7), crowded=300))
+    kept.keep(app_config["DATABASE_URL"])
 
 
 @pytest.mark.parametrize("sort", ["-started_at", "started_at", "-duration", "duration"])
