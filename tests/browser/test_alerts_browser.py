@@ -4,6 +4,16 @@ from __future__ import annotations
 import pytest
 
 
+def create_rule_and_send_test(page) -> str:
+    """Create the rule the form holds, send its test, and wait until it is delivered: the
+    rule's row as it read once created."""
+    page.click("button:has-text('Create rule')")
+    page.wait_for_selector("#rule-1")
+    row = page.inner_text("#rule-1")
+    page.click("#rule-1 button:has-text('Send test')")
+    page.wait_for_selector("#test-result-1 li:has-text('delivered')")
+    return row
+
 
 @pytest.mark.browser
 @pytest.mark.spec("API-AUTO-EXEC-ALERT-003")
@@ -18,12 +28,7 @@ def test_a_rule_made_in_the_form_sends_a_test_that_shows_in_the_delivery_log(pag
     page.locator("input[name=threshold]").blur()
     page.wait_for_selector("#error-threshold:empty", state="attached")
     page.fill("input[name=webhook_url]", receiver.url)
-    page.click("button:has-text('Create rule')")
-    page.wait_for_selector("#rule-1")
-    assert "invoice-sync — 3 failures in a row" in page.inner_text("#rule-1")
-
-    page.click("#rule-1 button:has-text('Send test')")
-    page.wait_for_selector("#test-result-1 li:has-text('delivered')")
+    assert "invoice-sync — 3 failures in a row" in create_rule_and_send_test(page)
     page.wait_for_selector("#log #notice-1")
     row = page.inner_text("#notice-1")
     assert "test" in row and "invoice-sync" in row and "delivered" in row
@@ -38,10 +43,6 @@ def test_a_slack_channel_made_in_the_form_gets_the_slack_test_message(page, rece
     page.fill("input[name=workflow]", "invoice-sync")
     page.click("summary:has-text('Slack')")  # each service's part is folded until used
     page.fill("input[name=slack_url]", receiver.url)
-    page.click("button:has-text('Create rule')")
-    page.wait_for_selector("#rule-1")
-    assert "Slack http://127.0.0.1:" in page.inner_text("#rule-1")
-    page.click("#rule-1 button:has-text('Send test')")
-    page.wait_for_selector("#test-result-1 li:has-text('delivered')")
+    assert "Slack http://127.0.0.1:" in create_rule_and_send_test(page)
     [request] = receiver.wait_for(1)
     assert request.json()["blocks"][0]["text"]["text"] == "Test notice for invoice-sync (rule #1)"
