@@ -22,4 +22,15 @@ def alerts_v3(db: peewee.Database) -> None:
               if not nullable.get(name, True)))
 
 
-MIGRATIONS = {3: alerts_v3}
+def alerts_v7(db: peewee.Database) -> None:
+    """Version 7: rules may remind (`remind_every_minutes`, none for the rules there); a
+    notice has a number (a reminder's; 0 for the notices there), part of its unique key,
+    whose index is made anew after this. Reminders, acknowledgements and maintenance windows
+    are new tables."""
+    add_columns(db, "alert_rule", {"remind_every_minutes": peewee.IntegerField(null=True)})
+    add_columns(db, "notice", {
+        "number": peewee.IntegerField(constraints=[peewee.SQL("DEFAULT 0")])})
+    db.execute_sql('DROP INDEX IF EXISTS "notice_rule_id_channel_id_workflow_id_episode_kind"')
+
+
+MIGRATIONS = {3: alerts_v3, 7: alerts_v7}

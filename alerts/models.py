@@ -10,9 +10,12 @@ from models.executions import FINISHED_STATUSES, Workflow, load_json
 from models.ingest import Change
 
 # Notice kinds and delivery states, as the API and the log speak them: a streak failing and
-# recovering, a scheduled run missed and runs resumed after it, and a test.
-KINDS = ("failing", "recovered", "missed", "resumed", "test")
-NOTICE_STATES = ("pending", "sending", "delivered", "failed")
+# recovering, a scheduled run missed and runs resumed after it, a reminder of an episode
+# still going on, and a test. A notice decided while its workflow is quiet (muted, or in a
+# maintenance window) is `held` until the quiet ends, then sent (`pending`) when its episode
+# is still going on, else `dropped`.
+KINDS = ("failing", "recovered", "missed", "resumed", "reminder", "test")
+NOTICE_STATES = ("held", "pending", "sending", "delivered", "failed", "dropped")
 
 
 class AlertRule(BaseModel):
@@ -22,6 +25,9 @@ class AlertRule(BaseModel):
     threshold = peewee.IntegerField()
     enabled = peewee.BooleanField(default=True)
     notify_recovery = peewee.BooleanField(default=True)
+    # While an alerted failing or late episode goes on unacknowledged: a reminder every
+    # this many minutes (1–10080); NULL: none.
+    remind_every_minutes = peewee.IntegerField(null=True)
     created_at = UTCMicros()
     updated_at = UTCMicros()
 
@@ -90,6 +96,7 @@ class Notice(BaseModel):
     workflow = peewee.ForeignKeyField(Workflow, null=True, on_delete="CASCADE")
     kind = peewee.CharField(max_length=10)
     episode = peewee.IntegerField(null=True)
+    number = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])  # a reminder's
     channel_type = peewee.CharField(max_length=20)
     channel_options = peewee.TextField(column_name="channel_config")  # a snapshot: deleting the rule strands no notice
     payload = peewee.TextField()  # the webhook body, fixed when decided so retries are identical
@@ -104,9 +111,9 @@ class Notice(BaseModel):
     class Meta:
         indexes = (
             # One failing and one recovered notice per channel, streak and rule (one missed
-            # and one resumed per late episode): a database guarantee, whichever process
-            # decides it.
-            (("rule", "channel_id", "workflow", "episode", "kind"), True),
+            # and one resumed per late episode, one reminder of each number): a database
+            # guarantee, whichever process decides it.
+            (("rule", "channel_id", "workflow", "episode", "kind", "number"), True),
             (("status", "next_attempt_at"), False),
         )
 
@@ -147,7 +154,61 @@ class ScanStatus(BaseModel):
     scans = peewee.BigIntegerField(default=1)
 
 
-MODELS = [AlertRule, AlertChannel, AlertState, AlertDirty, Notice, Attempt, ScanStatus]
+class Reminder(BaseModel):
+    """The next reminder of an alerted episode under a rule that reminds: one row per rule
+    and workflow while the episode goes on; the scan finds the due ones by `due_at`.
+
+    `kind` is the episode's: "failing" (`episode` as AlertState's) or "missed" (`episode` as
+    the summary's `late_episode`); `number` is the last reminder sent (0: none yet).
+    """
+
+    rule = peewee.ForeignKeyField(AlertRule, on_delete="CASCADE")
+    workflow = peewee.ForeignKeyField(Workflow, on_delete="CASCADE")
+    kind = peewee.CharField(max_length=10)
+    episode = peewee.IntegerField()
+    number = peewee.IntegerField(default=0)
+    due_at = UTCMicros()
+
+    class Meta:
+        indexes = ((("rule", "workflow"), True), (("due_at",), False))
+
+
+class Acknowledgement(BaseModel):
+    """Someone has seen a workflow's current failing or late episode: its reminders stop.
+
+    It holds while the episode does: `kind` "failing" with `episode` the summary's
+    `failing_episode`, or "late" with the summary's `late_episode`.
+    """
+
+    workflow = peewee.ForeignKeyField(Workflow, primary_key=True, on_delete="CASCADE")
+    kind = peewee.CharField(max_length=10)
+    episode = peewee.IntegerField()
+    user_id = peewee.BigIntegerField(null=True)
+    by = peewee.CharField(max_length=254)  # the account's e-mail address when it acknowledged
+    at = UTCMicros()
+    note = peewee.TextField(null=True)
+
+
+class MaintenanceWindow(BaseModel):
+    """A planned quiet: one-off (`starts_at`–`ends_at`) or recurring (`schedule`, a 5-field
+    cron expression read in `timezone`, each time lasting `duration_minutes`), for one
+    workflow (`workflow_name`) or every workflow (NULL)."""
+
+    workflow_name = peewee.CharField(max_length=200, null=True)
+    starts_at = UTCMicros(null=True)
+    ends_at = UTCMicros(null=True)
+    schedule = peewee.CharField(max_length=200, null=True)
+    timezone = peewee.CharField(max_length=64, default="UTC")
+    duration_minutes = peewee.IntegerField(null=True)
+    reason = peewee.TextField(null=True)
+    created_at = UTCMicros()
+
+    class Meta:
+        indexes = ((("workflow_name",), False), (("ends_at",), False))
+
+
+MODELS = [AlertRule, AlertChannel, AlertState, AlertDirty, Notice, Attempt, ScanStatus,
+          Reminder, Acknowledgement, MaintenanceWindow]
 
 
 def by_parent(parent_ids: list[int], query, parent_field: str) -> dict[int, list]:

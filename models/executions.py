@@ -30,6 +30,8 @@ class Workflow(BaseModel):
     max_duration_seconds = peewee.IntegerField(null=True)
     description = peewee.TextField(null=True)
     schedule_set_at = UTCMicros(null=True)  # when the schedule was last set or changed
+    # No failing, missed or reminder notice is sent for it before then (NULL: not muted).
+    muted_until = UTCMicros(null=True)
 
 
 class Execution(BaseModel):
@@ -50,6 +52,9 @@ class Execution(BaseModel):
     error_type = peewee.CharField(max_length=ERROR_TYPE_CHARS, null=True)
     # The error's group (models.fingerprints), set with the two columns above.
     error_fingerprint = peewee.BigIntegerField(null=True)
+    # Started inside a maintenance window of its workflow: shown marked, and it neither
+    # extends nor breaks a streak.
+    maintenance = peewee.BooleanField(default=False, constraints=[peewee.SQL("DEFAULT false")])
     created_at = UTCMicros()
     updated_at = UTCMicros()
 

@@ -11,7 +11,7 @@ from .base import BaseModel
 from .bulk import update_rows
 from .db import connection, database, write_transaction
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
 
 
@@ -125,6 +125,15 @@ def _backfill_fingerprints(db: peewee.Database, batch: int = 5000) -> None:
                     [pair for pair in values if pair[1] is not None])
 
 
+def _quiet_v7(db: peewee.Database) -> None:
+    """Version 7: a workflow can be muted until a time; a run's row says whether it started
+    inside a maintenance window. Workflows there are not muted; runs there are not marked
+    (no window existed)."""
+    add_columns(db, "workflow", {"muted_until": peewee.BigIntegerField(null=True)})
+    add_columns(db, "execution", {
+        "maintenance": peewee.BooleanField(constraints=[peewee.SQL("DEFAULT false")])})
+
+
 # Migrations from version N-1 to N, as functions taking the database.
 # Tables that are new are created ("if not exists") before they run, and
 # indexes that are new after them (an index may cover a column a migration adds);
@@ -133,7 +142,7 @@ def _backfill_fingerprints(db: peewee.Database, batch: int = 5000) -> None:
 # (`check_columns` stops the start when one was forgotten). Features keep their tables'
 # migrations in their own `MIGRATIONS`, given to `create_schema`.
 MIGRATIONS: dict[int, Callable[[peewee.Database], None]] = {
-    2: _accounts_v2, 4: _workflows_v4, 5: _fingerprints_v5}
+    2: _accounts_v2, 4: _workflows_v4, 5: _fingerprints_v5, 7: _quiet_v7}
 
 
 def schema_is_current(models: list[type[peewee.Model]]) -> bool:

@@ -97,6 +97,8 @@ RELEASES = [
     _release("8f266a26087883aef57402ce3195e6307cd3bd45"),
     # The release before error counts (schema version 5: error fingerprints).
     _release("1af43d5f484315f7c571d949fd6837156d3e5bde"),
+    # The release before quiet (schema version 6: error counts, the new channel kinds).
+    _release("4efbba02264f3f81d4855ed86fe5076596dfd613"),
 ]
 
 

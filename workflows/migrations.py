@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import peewee
 
+from models.migrations import add_columns
+
 from .errors import rebuild_error_counts
 
 
@@ -14,4 +16,11 @@ def error_counts_v6(db: peewee.Database) -> None:
     rebuild_error_counts(db)
 
 
-MIGRATIONS = {6: error_counts_v6}
+def failing_episodes_v7(db: peewee.Database) -> None:
+    """Version 7: a summary counts its workflow's failing episodes (an acknowledgement's
+    key); the summaries there start from 0."""
+    add_columns(db, "workflow_summary", {
+        "failing_episode": peewee.IntegerField(constraints=[peewee.SQL("DEFAULT 0")])})
+
+
+MIGRATIONS = {6: error_counts_v6, 7: failing_episodes_v7}

@@ -37,6 +37,8 @@ class WorkflowSummary(BaseModel):
     late = peewee.BooleanField(default=False)  # a late episode is open (set by the scan)
     late_expected_at = UTCMicros(null=True)  # the expected time the open episode missed
     late_episode = peewee.IntegerField(default=0)  # late episodes so far (a notice key)
+    # Failing episodes so far: counted up when a streak begins (an acknowledgement's key).
+    failing_episode = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
     # The last RECENT runs by (started_at, id), newest first, as "started:id:s;…" (s: the
     # status's first letter): the overview's strip of marks, read with the row.
     recent = peewee.TextField(default="")
