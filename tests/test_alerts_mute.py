@@ -13,7 +13,7 @@ from alerts.config import config_from
 from alerts.delivery import deliver_due
 from alerts.models import AlertChannel
 from alerts.notices import queue_notices
-from helpers import csrf_from
+from helpers import csrf_from, parse
 from models.db import connection
 from models.executions import Workflow
 from models.times import utcnow
@@ -77,7 +77,7 @@ def test_muted_until_is_set_shown_on_each_workflow_and_null_once_passed(app, api
 
 
 def test_a_muted_workflow_failing_past_its_threshold_sends_nothing_until_the_mute_ends(
-        app, api, receiver):
+        app, api, logged_in, receiver):
     with connection():
         make_rule(3, [{"type": "webhook", "url": receiver.url}], workflow="billing")
         report("billing", "S")
@@ -92,6 +92,9 @@ def test_a_muted_workflow_failing_past_its_threshold_sends_nothing_until_the_mut
         assert held.next_attempt_at == T0 + timedelta(hours=1)
     listed = api.get(NOTICES, query_string={"status": "held"}).json["data"]
     assert [n["next_attempt_at"] for n in listed] == [iso(T0 + timedelta(hours=1))]
+    log = parse(logged_in.get("/alerts/log", query_string={"status": "held"}))
+    [row] = log.find("tr", class_="notice-held")
+    assert "held while the workflow is quiet" in row.text
 
     # The mute ends with the streak still going (one more failure meanwhile): one notice.
     with connection():
