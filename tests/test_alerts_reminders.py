@@ -229,6 +229,15 @@ def test_a_disabled_rule_skips_its_reminders_and_one_that_stops_reminding_ends_t
     assert Reminder.select().count() == 0
 
 
+def test_a_rule_that_no_longer_covers_the_workflow_stops_reminding_of_it(app, db, api, receiver):
+    rule = failing_rule(receiver)
+    decide(app, T)
+    api.patch(f"{ALERTS}/{rule.id}", json={"workflow": "crm"})
+    decide(app, T + 10 * MIN)
+    assert reminders() == []
+    assert Reminder.select().count() == 0
+
+
 # --- The rule field ----------------------------------------------------------------------
 
 def test_the_rule_api_takes_shows_and_clears_remind_every_minutes(api, db):
