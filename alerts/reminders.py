@@ -129,7 +129,8 @@ def _remind(reminder_id: int, config: AlertConfig, now: datetime) -> int:
                    .where(S.workflow == workflow_id, S.late == True,  # noqa: E712
                           S.late_episode == row.episode).first())
         goes_on = summary is not None
-    if not goes_on or not rule.remind_every_minutes:
+    covers = rule.workflow_name in (None, name)
+    if not goes_on or not covers or not rule.remind_every_minutes:
         row.delete_instance()
         return 0
     interval = rule.remind_every_minutes * 60_000_000

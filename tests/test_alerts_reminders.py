@@ -178,6 +178,28 @@ def test_a_late_episode_is_reminded_of_until_a_run_starts(app, db, api, receiver
         "workflow.missed", "workflow.reminder", "workflow.recovered"]
 
 
+def test_a_failing_workflow_that_also_goes_late_is_reminded_of_its_streak_throughout(
+        app, db, api, receiver):
+    failing_rule(receiver)
+    assert api.patch(f"{WORKFLOWS}/billing", json={"schedule": "0 3 * * *",
+                                                   "grace_seconds": 0}).status_code == 200
+    expected = datetime.fromisoformat(
+        api.get(f"{WORKFLOWS}/billing").json["next_expected_at"].replace("Z", "+00:00"))
+    late = expected + timedelta(seconds=30)
+    decide(app, late - 60 * MIN)
+    decide(app, late)
+    decide(app, late + 10 * MIN)
+    api.post("/api/automations/executions", json={
+        "workflow": "billing", "status": "running",
+        "started_at": (late + 11 * MIN).isoformat()})
+    decide(app, late + 12 * MIN)
+    decide(app, late + 20 * MIN)
+    assert [n.kind for n in notices()] == ["failing", "missed", "reminder", "reminder",
+                                           "resumed", "reminder"]
+    assert {"expected_at" in payload(n)["data"] for n in notices("reminder")} == {False}
+    assert [number for number, _, _ in reminders()] == [1, 2, 3]
+
+
 def test_a_rule_that_begins_to_remind_mid_episode_reminds_from_then(app, db, api, receiver):
     report("billing", "FF")
     rule = make_rule(2, [{"type": "webhook", "url": receiver.url}], workflow="billing")
@@ -204,6 +226,15 @@ def test_a_disabled_rule_skips_its_reminders_and_one_that_stops_reminding_ends_t
     api.patch(f"{ALERTS}/{rule.id}", json={"remind_every_minutes": None})
     decide(app, T + 30 * MIN)
     assert reminders() == [(1, 2, 1)]
+    assert Reminder.select().count() == 0
+
+
+def test_a_rule_that_no_longer_covers_the_workflow_stops_reminding_of_it(app, db, api, receiver):
+    rule = failing_rule(receiver)
+    decide(app, T)
+    api.patch(f"{ALERTS}/{rule.id}", json={"workflow": "crm"})
+    decide(app, T + 10 * MIN)
+    assert reminders() == []
     assert Reminder.select().count() == 0
 
 
