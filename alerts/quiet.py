@@ -10,8 +10,9 @@ Streaks and episodes go on being tracked meanwhile.
 an idle scan probes it once) and decides each once, in a transaction that holds its row
 (SQLite: the write lock; PostgreSQL: `FOR UPDATE`): still quiet (the mute was extended, a
 window follows) → held until the new end; its episode still going on → `pending`, sent now
-with the release time as its timestamp; else → `dropped`. A recovery whose failing or
-missed notice was never sent is not sent either (see `queue_notices`).
+with the release time as its timestamp, its reminders counted from then; else → `dropped`.
+A recovery whose failing or missed notice was never sent is not sent either (see
+`queue_notices`).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from models.executions import Workflow
 from models.times import from_micros, iso, to_micros
 
 from .maintenance import Windows
-from .models import AlertState, Notice
+from .models import AlertRule, AlertState, Notice
 from .streaks import as_micros
 
 BATCH = 500  # held notices decided per scan; the rest wait for the next one
@@ -110,6 +111,11 @@ def _release(notice_id: int, now: datetime) -> str | None:
     (Notice.update(status="pending", next_attempt_at=to_micros(now),
                    payload=json.dumps(body, ensure_ascii=False, separators=(",", ":")))
      .where(Notice.id == notice_id).execute())
+    # The episode is told now: its reminders (under a rule that reminds) count from here.
+    from .reminders import remind_later  # reminders queue through notices, which ask here
+    rule = AlertRule.get_or_none(AlertRule.id == notice.rule_id)
+    if rule is not None:
+        remind_later(rule, notice.workflow_id, notice.kind, notice.episode, now)
     return "pending"
 
 

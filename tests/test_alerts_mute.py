@@ -233,3 +233,20 @@ def test_the_settings_form_mutes_for_an_hour_and_unmutes(app, logged_in):
     answer = logged_in.post("/workflows/billing", data={
         "csrf_token": csrf_from(page.text), "muted_until": "next week"})
     assert answer.status_code == 400 and 'id="muted_until-error"' in answer.text
+
+
+def test_reminders_wait_through_the_mute_and_count_from_the_notice_sent_at_its_end(
+        app, api, receiver):
+    held_failure(app, api, [{"type": "webhook", "url": receiver.url}],
+                 remind_every_minutes=10)
+    for minutes in (25, 40, 55):  # reminders fall due while muted: none is written
+        scan_and_deliver(app, T0 + timedelta(minutes=minutes))
+    with connection():
+        assert [n.kind for n in notices()] == ["failing"]
+    scan_and_deliver(app, T0 + timedelta(hours=1, minutes=1))
+    scan_and_deliver(app, T0 + timedelta(hours=1, minutes=6))
+    assert statuses() == ["delivered"]  # no reminder on the heels of the notice
+    scan_and_deliver(app, T0 + timedelta(hours=1, minutes=11))
+    assert [r.json()["type"] for r in receiver.wait_for(2)] == ["workflow.failing",
+                                                               "workflow.reminder"]
+    assert receiver.requests[1].json()["data"]["reminder_number"] == 1

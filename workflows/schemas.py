@@ -86,6 +86,14 @@ class RecentRun(Answer):
     url: str
 
 
+class Acknowledged(Answer):
+    """Who acknowledged the workflow's current failing or late episode, when, and why."""
+
+    by: str
+    at: datetime
+    note: str | None
+
+
 class WorkflowAnswer(Answer):
     """A workflow: its state, latest figures and settings."""
 
@@ -107,6 +115,7 @@ class WorkflowAnswer(Answer):
     late_since: datetime | None
     description: str | None
     muted_until: datetime | None
+    acknowledged: Acknowledged | None
     url: str
 
 
