@@ -10,12 +10,16 @@ import shutil
 import subprocess
 import sys
 import unicodedata
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
 import pytest
 import requests
 
+from alerts.channels import CHANNELS, Outgoing
+from alerts.config import AlertConfig
+from alerts.notices import notice_body
 from app import DEFAULTS
 from helpers import EMAIL, ROOT, console_script, missing
 
@@ -37,7 +41,12 @@ def backend() -> str:
 
 def blocks(path: Path, language: str) -> list[str]:
     """The fenced code blocks of `path` in `language`, in order."""
-    return [body for lang, body in FENCE.findall(path.read_text()) if lang == language]
+    return blocks_of(path.read_text(), language)
+
+
+def blocks_of(text: str, language: str) -> list[str]:
+    """The fenced code blocks of a Markdown `text` in `language`, in order."""
+    return [body for lang, body in FENCE.findall(text) if lang == language]
 
 
 def section(path: Path, heading: str) -> str:
@@ -105,6 +114,51 @@ def test_every_relative_link_leads_to_a_file_and_a_heading_that_exist(path):
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             broken.append(f"{target}: no such heading in {linked.name}")
     assert not broken, broken
+
+
+def _documented_failing_notice() -> dict:
+    """The webhook body of the failing notice docs/alerts.md shows every channel receiving."""
+    at = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    return notice_body("failing", at.replace(second=31, microsecond=120000),
+                       workflow="invoice-sync", failure_count=3, threshold=3,
+                       first_failure_at=at.replace(minute=0) - timedelta(minutes=20),
+                       last_failure_at=at, last_error="HTTP 502 from billing",
+                       execution_url="https://runwatch.example.com/executions/8812", rule_id=1)
+
+
+def test_what_alerts_md_shows_each_channel_receiving_is_what_it_receives(receiver, smtp_sink):
+    payload = _documented_failing_notice()
+    config = AlertConfig(execution_url=str, smtp_host="127.0.0.1", smtp_port=smtp_sink.port,
+                         mail_from="runwatch@example.com", webhook_allow_private=True,
+                         alerts_url="https://runwatch.example.com/alerts",
+                         pagerduty_events_url=receiver.url)
+    apprise_url = receiver.url.replace("http://", "json://")
+    options = {"webhook": {"url": receiver.url, "secret": None},
+               "slack": {"url": receiver.url}, "teams": {"url": receiver.url},
+               "discord": {"url": receiver.url},
+               "pagerduty": {"routing_key": "R0123456789abcdef0123456789ABCDE",
+                             "severity": "error"},
+               "apprise": {"url": apprise_url}}
+    for kind, channel_options in options.items():
+        CHANNELS[kind].send(Outgoing(notice_id=42, kind="failing", payload=payload,
+                                     options=channel_options, episode=4), config)
+    arrived = [request.json() for request in receiver.wait_for(len(options))]
+    CHANNELS["email"].send(Outgoing(notice_id=42, kind="failing", payload=payload,
+                                    options={"to": ["ops@example.com"]}), config)
+    (mail,) = smtp_sink.wait_for(1)
+
+    shown = section(ROOT / "docs" / "alerts.md", "What a notice holds")
+    examples = [json.loads(body) for body in blocks_of(shown, "json")]
+    (request,) = blocks_of(shown, "http")
+    (message,) = blocks_of(shown, "text")
+    headers, _, text = message.partition("\n\n")
+    assert [json.loads(request.partition("\n\n")[2]), *examples[:4], examples[5]] == arrived
+    assert examples[4]["event_action"] == "resolve" and examples[4]["dedup_key"] == arrived[4][
+        "dedup_key"]
+    assert mail.get_body(("plain",)).get_content().splitlines() == text.splitlines()
+    for line in headers.splitlines():
+        name, _, value = line.partition(": ")
+        assert mail[name].split(";")[0] == value, name
 
 
 def test_the_readme_first_report_changes_the_run_it_reported(live_server, user):

@@ -15,22 +15,27 @@ the size of the history or the number of scheduled workflows.
   `due_at` moves to the next expected time: an open episode whose `due_at` lies ahead (or
   whose schedule was removed) is closed, and when a run started after the missed time it
   queues a **resumed** notice (`workflow.recovered`) to rules that notify recovery.
+  A run expected inside a maintenance window of the workflow is not missed: its `due_at`
+  moves on to the first expected time after the window.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from models.db import is_sqlite, write_transaction
-from models.times import from_micros, iso, to_micros
+from models.times import from_micros, to_micros
 from models.executions import Execution, Workflow
 from models.ingest import RunState, patch_execution
 from models.schemas import ErrorIn, ExecutionPatch
 from alerts.config import AlertConfig
+from alerts.maintenance import Windows
 from alerts.models import AlertChannel, AlertRule, Notice
-from alerts.notices import notice_body, queue_notices
+from alerts.bodies import LateNotice
+from alerts.notices import queue_notices
+from alerts.reminders import remind_later, stop_reminders
 from alerts.rules import rules_with_channels
-from alerts.streaks import current_streak
 
+from . import schedule as schedules
 from .models import RANKS, WorkflowSummary
 from .summary import OPEN_STATUSES, recount, state_of
 
@@ -100,45 +105,49 @@ def _covering_rules(name: str, recovery: bool) -> list[tuple[AlertRule, list[Ale
             if rule.workflow_name in (None, name) and (rule.notify_recovery or not recovery)]
 
 
-def _last_run(workflow_id: int) -> tuple[int, int] | None:
-    row = (Execution.select(Execution.id, Execution.started_at)
-           .where(Execution.workflow == workflow_id)
-           .order_by(Execution.started_at.desc(), Execution.id.desc()).limit(1).tuples().first())
-    return (row[0], to_micros(row[1])) if row else None
-
-
 def _queue(kind: str, row: WorkflowSummary, settings: Workflow, expected_at: int | None,
            config: AlertConfig, now: datetime,
            rules: list[tuple[AlertRule, list[AlertChannel]]] | None = None) -> int:
-    """Queue a notice of a late episode to `rules` (default: every rule covering it)."""
+    """Queue a notice of a late episode to `rules` (default: every rule covering it); a
+    missed notice starts the reminders of rules that remind."""
     if rules is None:
         rules = _covering_rules(row.name, recovery=(kind == "resumed"))
     if not rules:
         return 0
-    streak = current_streak(row.workflow_id)
-    last = _last_run(row.workflow_id)
-    if last is not None:
-        link = config.execution_url(last[0])
-    elif config.workflow_url is not None:
-        link = config.workflow_url(row.name)
-    else:
-        link = None
+    told = LateNotice(row.workflow_id, row.name, settings.grace_seconds, expected_at, config)
     decided = 0
     for rule, channels in rules:
-        body = notice_body(kind, now, workflow=row.name, failure_count=streak.count,
-                           threshold=rule.threshold, first_failure_at=streak.first_failure_at,
-                           last_failure_at=streak.last_failure_at, last_error=streak.last_error,
-                           execution_url=link, rule_id=rule.id,
-                           expected_at=iso(from_micros(expected_at)) if expected_at else None,
-                           grace_seconds=settings.grace_seconds,
-                           last_run_at=iso(from_micros(last[1])) if last else None)
-        decided += queue_notices(channels, kind, body, now, workflow_id=row.workflow_id,
-                                 episode=row.late_episode)
+        decided += queue_notices(channels, kind, told.body(kind, rule, now), now,
+                                 workflow_id=row.workflow_id, episode=row.late_episode)
+        if kind == "missed":
+            remind_later(rule, row.workflow_id, "missed", row.late_episode, now)
     return decided
 
 
+def _after_windows(row: WorkflowSummary, expected: int) -> int | None:
+    """When an expected run falls inside a maintenance window of the workflow, the first
+    expected time after the windows (that is not inside one either); else None."""
+    windows = Windows.of([row.name])
+    moment, moved = from_micros(expected), False
+    for _ in range(100):
+        found = windows.window_at(row.name, moment)
+        if found is None:
+            break
+        try:
+            moment = schedules.next_expected(row.workflow.schedule,
+                                             row.workflow.timezone or "UTC",
+                                             found[1] - timedelta(microseconds=1))
+        except (ValueError, KeyError, OverflowError):  # a zone this system no longer knows
+            moment = None
+        if moment is None:
+            return None
+        moved = True
+    return to_micros(moment) if moved else None
+
+
 def _hold(workflow_id: int):
-    query = (S.select(S, Workflow.id, Workflow.grace_seconds, Workflow.schedule)
+    query = (S.select(S, Workflow.id, Workflow.grace_seconds, Workflow.schedule,
+                      Workflow.timezone)
              .join(Workflow, on=(S.workflow == Workflow.id)).where(S.workflow == workflow_id))
     if not is_sqlite():
         query = query.for_update(of=S)
@@ -159,6 +168,12 @@ def missed_runs(config: AlertConfig, now: datetime) -> int:
             if row is None or row.late or row.due_at is None or to_micros(row.due_at) > now_us:
                 continue  # another scan opened it, or a run came meanwhile
             expected = to_micros(row.expected_at) if row.expected_at else None
+            later = _after_windows(row, expected) if expected and row.workflow.schedule else None
+            if later is not None:  # expected inside a maintenance window: not missed
+                S.update(expected_at=later,
+                         due_at=later + row.workflow.grace_seconds * 1_000_000).where(
+                    S.workflow == workflow_id).execute()
+                continue
             (S.update(late=True, late_episode=S.late_episode + 1, late_expected_at=expected,
                       state="late", rank=RANKS["late"])
              .where(S.workflow == workflow_id).execute())
@@ -176,6 +191,7 @@ def missed_runs(config: AlertConfig, now: datetime) -> int:
             state = state_of(False, row.finished_status)
             S.update(late=False, state=state, rank=RANKS[state]).where(
                 S.workflow == workflow_id).execute()
+            stop_reminders(workflow_id, "missed")
             missed_at = to_micros(row.late_expected_at) if row.late_expected_at else None
             came = row.last_started_at is not None and (
                 missed_at is None or to_micros(row.last_started_at) > missed_at)
