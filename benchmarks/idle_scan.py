@@ -19,9 +19,9 @@ It then times, in process and on one connection, the alerts job's scan
 (`alerts.scheduler.scan`: timeouts, streaks, missed runs and every other step of the job
 but delivery) and a delivery pass (`alerts.delivery.deliver_due`), next to the floor: a
 trivial query (`SELECT 1`) on the same connection, and a one-row write with its commit
-(which the scan's heartbeat needs; on SQLite it costs the most). The target is an idle scan under 10 ms;
-the two steps show whether its cost grows with the number of workflows. `--queries` prints
-the statements one idle scan runs.
+(the scan's heartbeat needs one). The target is an idle scan under 10 ms; the two steps
+show whether its cost grows with the number of workflows. `--queries` prints the
+statements one idle scan runs.
 """
 from __future__ import annotations
 
