@@ -34,7 +34,7 @@ from .channel_forms import (AppriseForm, DiscordForm, EmailForm, PagerDutyForm, 
 from .config import ALLOW_PRIVATE, AlertConfig
 from .outbound import Deadline, TransportError, checked_url, post
 from .services import apprise, discord, pagerduty, slack, teams
-from .services.facts import Facts
+from .services.facts import Facts, headline
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "alerts"
 _mail_templates = Environment(loader=FileSystemLoader(TEMPLATES),
@@ -146,6 +146,8 @@ def subject_of(outgoing: Outgoing) -> str:
                 f"none started within {data.get('grace_seconds')} s")
     if outgoing.kind == "resumed":
         return f"[Runwatch] {workflow} runs again after a missed run"
+    if outgoing.kind == "reminder":
+        return f"[Runwatch] {headline(Facts.of(outgoing.kind, outgoing.payload))}"
     return f"[Runwatch] Test notice for {workflow} (rule #{data['rule_id']})"
 
 

@@ -14,7 +14,9 @@ from models.inputs import whole_number
 from .channels import CHANNELS
 from .models import AlertChannel, AlertRule
 from .rules import MASKED_VALUE, masked_values
-from .schemas import RuleIn, field_of
+from .schemas import MAX_REMIND_MINUTES, RuleIn, field_of
+
+REMIND_ERROR = f"Enter a whole number of minutes from 1 to {MAX_REMIND_MINUTES}, or leave it empty."
 
 
 def _blank_parts() -> dict:
@@ -30,6 +32,7 @@ class RuleForm:
     channels: dict = field(default_factory=_blank_parts)  # kind -> its part of the form
     enabled: bool = True
     notify_recovery: bool = True
+    remind_every_minutes: str = ""  # empty: never
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -39,7 +42,8 @@ class RuleForm:
                                                    if ch.type == kind])
                  for kind, channel in CHANNELS.items()}
         return cls(workflow=rule.workflow_name or "", threshold=str(rule.threshold),
-                   channels=parts, enabled=rule.enabled, notify_recovery=rule.notify_recovery)
+                   channels=parts, enabled=rule.enabled, notify_recovery=rule.notify_recovery,
+                   remind_every_minutes=str(rule.remind_every_minutes or ""))
 
     @classmethod
     def from_formdata(cls, form) -> "RuleForm":
@@ -49,11 +53,12 @@ class RuleForm:
                    channels={kind: channel.Form.from_formdata(form)
                              for kind, channel in CHANNELS.items()},
                    enabled=form.get("enabled") == "on",
-                   notify_recovery=form.get("notify_recovery") == "on")
+                   notify_recovery=form.get("notify_recovery") == "on",
+                   remind_every_minutes=form.get("remind_every_minutes", "").strip())
 
     def field_names(self) -> list[str]:
         """Every field that can carry an error, so each one can be cleared or set."""
-        names = ["workflow", "threshold", "channels"]
+        names = ["workflow", "threshold", "remind_every_minutes", "channels"]
         for part in self.channels.values():
             names += part.field_names()
         return names
@@ -73,6 +78,11 @@ class RuleForm:
                 self.errors["threshold"] = "Enter a whole number from 1 to 1000."
             threshold = 1
         data["threshold"] = threshold
+        if self.remind_every_minutes:
+            minutes = whole_number(self.remind_every_minutes, 1, MAX_REMIND_MINUTES)
+            if minutes is None:
+                self.errors["remind_every_minutes"] = REMIND_ERROR
+            data["remind_every_minutes"] = minutes
         for options, namer in typed:  # pasted from a masked page or answer
             for key in masked_values(options):
                 self.errors.setdefault(namer(key), _sentence(MASKED_VALUE))

@@ -220,6 +220,12 @@ def by_parent(parent_ids: list[int], query, parent_field: str) -> dict[int, list
     return found
 
 
+def channels_of(rule_ids: list[int]) -> dict[int, list[AlertChannel]]:
+    """The channels of several rules, in order, in one query."""
+    return by_parent(rule_ids, AlertChannel.select().where(AlertChannel.rule.in_(rule_ids))
+                     .order_by(AlertChannel.rule, AlertChannel.position), "rule_id")
+
+
 def mark_workflows(workflow_ids: set[int] | list[int]) -> None:
     """Ask the next scan to look at these workflows again."""
     if not workflow_ids:

@@ -24,7 +24,8 @@ DEFAULT_LOG_LIMIT = 50
 MAX_LOG_LIMIT = 500
 MAX_ID = 2**62
 EVENT_TYPES = {"failing": "workflow.failing", "recovered": "workflow.recovered",
-               "missed": "workflow.missed", "resumed": "workflow.recovered", "test": "test"}
+               "missed": "workflow.missed", "resumed": "workflow.recovered",
+               "reminder": "workflow.reminder", "test": "test"}
 # The delivery log's query parameters, as the API document describes them; `from_args`
 # reads the same names with the same bounds.
 PARAMETERS = (
@@ -58,13 +59,16 @@ def notice_body(kind: str, now: datetime, *, workflow: str, failure_count: int, 
 
 
 def queue_notices(channels: list[AlertChannel], kind: str, body: dict, now: datetime, *,
-                  workflow_id: int | None = None, episode: int | None = None) -> int:
-    """Write one outbox row per channel; a row decided before is left alone. Returns new rows."""
+                  workflow_id: int | None = None, episode: int | None = None,
+                  number: int = 0) -> int:
+    """Write one outbox row per channel; a row decided before is left alone. Returns new rows.
+    `number` tells an episode's reminders apart."""
     if not channels:
         return 0
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     rows = [{"rule": ch.rule_id, "channel_id": ch.id, "workflow": workflow_id, "kind": kind,
-             "episode": episode, "channel_type": ch.type, "channel_options": ch.options_json,
+             "episode": episode, "number": number, "channel_type": ch.type,
+             "channel_options": ch.options_json,
              "payload": payload, "status": "pending", "attempts": 0,
              "next_attempt_at": to_micros(now), "created_at": to_micros(now)}
             for ch in channels]

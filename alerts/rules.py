@@ -11,8 +11,10 @@ from models.schemas import InputError
 
 from .channels import CHANNELS, Channel
 from .delivery import deliver_now
-from .models import AlertChannel, AlertRule, AlertState, Notice, by_parent, mark_workflows
+from .models import (AlertChannel, AlertRule, AlertState, Notice, channels_of,
+                     mark_workflows)
 from .notices import notice_body, queue_notices
+from .reminders import remind_ongoing
 from .schemas import RuleIn, RulePatch
 from .config import AlertConfig
 from workflows.models import WorkflowSummary
@@ -57,6 +59,7 @@ def create_rule(data: RuleIn) -> AlertRule:
     with write_transaction():
         rule = AlertRule.create(workflow_name=data.workflow, threshold=data.threshold,
                                 enabled=data.enabled, notify_recovery=data.notify_recovery,
+                                remind_every_minutes=data.remind_every_minutes,
                                 created_at=now, updated_at=now)
         _write_channels(rule.id, data.channels)
         _mark_covered(rule)
@@ -72,8 +75,11 @@ def update_rule(rule_id: int, patch: RulePatch) -> AlertRule | None:
         if rule is None:
             return None
         enabled_again = "enabled" in sent and patch.enabled and not rule.enabled
+        reminds_anew = ("remind_every_minutes" in sent and patch.remind_every_minutes
+                        and patch.remind_every_minutes != rule.remind_every_minutes)
         for field, column in (("workflow", "workflow_name"), ("threshold", "threshold"),
-                              ("enabled", "enabled"), ("notify_recovery", "notify_recovery")):
+                              ("enabled", "enabled"), ("notify_recovery", "notify_recovery"),
+                              ("remind_every_minutes", "remind_every_minutes")):
             if field in sent:
                 setattr(rule, column, getattr(patch, field))
         rule.updated_at = utcnow()
@@ -86,6 +92,8 @@ def update_rule(rule_id: int, patch: RulePatch) -> AlertRule | None:
             # late episode it has not told of (alerts.scan._examine).
             (AlertState.update(seen_started_at=None, seen_id=None)
              .where(AlertState.rule == rule.id).execute())
+        if reminds_anew:  # episodes it told of and that go on are reminded of from now
+            remind_ongoing(rule, rule.updated_at)
         _mark_covered(rule)
     return rule
 
@@ -94,12 +102,6 @@ def delete_rule(rule_id: int) -> bool:
     """Delete a rule, its channels and states; its notices stay in the log."""
     with write_transaction():
         return AlertRule.delete().where(AlertRule.id == rule_id).execute() == 1
-
-
-def channels_of(rule_ids: list[int]) -> dict[int, list[AlertChannel]]:
-    """The channels of several rules, in order, in one query."""
-    return by_parent(rule_ids, AlertChannel.select().where(AlertChannel.rule.in_(rule_ids))
-                     .order_by(AlertChannel.rule, AlertChannel.position), "rule_id")
 
 
 def _covered(rules: list[AlertRule]) -> list[WorkflowSummary]:
@@ -180,7 +182,8 @@ def rule_json(rule: AlertRule, channels: list[AlertChannel],
     return {"id": rule.id, "workflow": rule.workflow_name, "threshold": rule.threshold,
             "channels": [channel_json(ch, reveal_secrets) for ch in channels],
             "enabled": rule.enabled,
-            "notify_recovery": rule.notify_recovery, "created_at": iso(rule.created_at),
+            "notify_recovery": rule.notify_recovery,
+            "remind_every_minutes": rule.remind_every_minutes, "created_at": iso(rule.created_at),
             "updated_at": iso(rule.updated_at),
             "states": [state_json(s, name, rule, config, reveal_secrets) for s, name in states]}
 

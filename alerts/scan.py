@@ -29,7 +29,9 @@ from models.times import from_micros, iso, to_micros
 from models.executions import Execution, Workflow, load_json
 
 from .models import AlertChannel, AlertDirty, AlertRule, AlertState, Notice, ScanStatus
-from .notices import notice_body, queue_notices
+from .bodies import known_streak, streak_body
+from .notices import queue_notices
+from .reminders import remind_later, stop_reminders
 from .rules import rules_with_channels
 from .config import AlertConfig
 from workflows.silence import present_late
@@ -48,21 +50,6 @@ class ScanResult:
     examined: int
     decided: int
     duration_ms: float
-
-
-def _body(kind: str, name: str, rule: AlertRule, facts: Streak, config: AlertConfig,
-          at: datetime, **extra) -> dict:
-    return notice_body(kind, at, workflow=name, failure_count=facts.count,
-                       threshold=rule.threshold, first_failure_at=facts.first_failure_at,
-                       last_failure_at=facts.last_failure_at, last_error=facts.last_error,
-                       execution_url=config.execution_url(facts.last_failure_id), rule_id=rule.id,
-                       **extra)
-
-
-def _known(state: AlertState) -> Streak:
-    """The facts a state holds of the streak the last scan saw."""
-    return Streak(state.streak, as_micros(state.first_failure_at), as_micros(state.last_failure_at),
-                  state.last_failure_id, state.last_error)
 
 
 def _ended(before: AlertState | None, streak: Streak) -> bool:
@@ -89,9 +76,9 @@ class _Decider:
 
     def _queue(self, kind: str, facts: Streak) -> None:
         at = self.clock()
-        self.decided += queue_notices(self.channels, kind,
-                                      _body(kind, self.name, self.rule, facts, self.config, at),
-                                      at, workflow_id=self.workflow_id, episode=self.episode)
+        body = streak_body(kind, self.name, self.rule, facts, self.config, at)
+        self.decided += queue_notices(self.channels, kind, body, at,
+                                      workflow_id=self.workflow_id, episode=self.episode)
 
     def start(self, facts: Streak) -> None:
         """The streak as it stands at the position (after runs that finished late)."""
@@ -99,8 +86,9 @@ class _Decider:
             # A success ended the alerted streak (a new one may have begun since): the
             # recovery tells of the streak that ended, as the last scan saw it.
             self.alerted = False
+            stop_reminders(self.workflow_id, "failing", self.rule.id)
             if self.rule.notify_recovery:
-                self._queue("recovered", _known(self.state))
+                self._queue("recovered", known_streak(self.state))
         self.failure(facts)
 
     def failure(self, facts: Streak) -> None:
@@ -112,6 +100,7 @@ class _Decider:
         self.finish(facts)
         if self.alerted:
             self.alerted = False
+            stop_reminders(self.workflow_id, "failing", self.rule.id)
             if self.rule.notify_recovery:
                 self._queue("recovered", facts)
 
@@ -120,6 +109,7 @@ class _Decider:
         if self.owed:
             self.owed = False
             self._queue("failing", facts)
+            remind_later(self.rule, self.workflow_id, "failing", self.episode, self.clock())
 
     def save(self, facts: Streak, position: Position | None) -> None:
         values = {"streak": facts.count, "first_failure_at": facts.first_failure_at,
@@ -280,9 +270,9 @@ def _late_run(run_id: int, rules: list[tuple[AlertRule, list[AlertChannel]]],
             if kind == "recovered" and not rule.notify_recovery:
                 continue
             at = clock()
-            decided += queue_notices(channels, kind,
-                                     _body(kind, name, rule, facts, config, at, **extra), at,
-                                     workflow_id=workflow_id, episode=-end[1])
+            body = streak_body(kind, name, rule, facts, config, at, **extra)
+            decided += queue_notices(channels, kind, body, at, workflow_id=workflow_id,
+                                     episode=-end[1])
     return decided
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models.inputs import whole
+from models.inputs import Text, whole
 from models.schemas import Answer, InputError, Name, left_out
 
 from .channels import CHANNELS
@@ -14,6 +14,10 @@ from .models import KINDS, NOTICE_STATES
 
 MAX_CHANNELS = 20
 Threshold = whole(1, 1000)
+MAX_REMIND_MINUTES = 10_080  # a week
+RemindEvery = Annotated[whole(1, MAX_REMIND_MINUTES) | None, Field(description=(
+    "While an alerted failing or late episode goes on unacknowledged, a reminder every this "
+    "many minutes; null: none."))]
 ChannelIn = Annotated[Union[tuple(kind.Options for kind in CHANNELS.values())],
                       Field(discriminator="type")]
 Channels = Annotated[list[ChannelIn], Field(min_length=1, max_length=MAX_CHANNELS)]
@@ -31,6 +35,7 @@ class RuleIn(_Strict):
     channels: Channels
     enabled: bool = True
     notify_recovery: bool = True
+    remind_every_minutes: RemindEvery = None
 
 
 class RulePatch(_Strict):
@@ -41,6 +46,17 @@ class RulePatch(_Strict):
     channels: Channels = left_out()
     enabled: bool = left_out()
     notify_recovery: bool = left_out()
+    remind_every_minutes: RemindEvery = None
+
+
+MAX_NOTE = 2000
+
+
+class AcknowledgeIn(_Strict):
+    """An acknowledgement of a workflow's current failing or late episode; the body may be
+    left out."""
+
+    note: Annotated[Text, Field(max_length=MAX_NOTE)] | None = None
 
 
 def field_of(loc: tuple) -> str | None:
@@ -100,6 +116,7 @@ class RuleAnswer(Answer):
     channels: list[ChannelIn]
     enabled: bool
     notify_recovery: bool
+    remind_every_minutes: int | None
     created_at: datetime
     updated_at: datetime
     states: list[RuleState]
@@ -109,6 +126,16 @@ class RuleList(Answer):
     """Every rule, oldest first."""
 
     data: list[RuleAnswer]
+
+
+class AcknowledgeAnswer(Answer):
+    """The acknowledgement just recorded: the episode's kind, who, when and why."""
+
+    workflow: str
+    kind: Literal["failing", "late"]
+    by: str
+    at: datetime
+    note: str | None
 
 
 class NoticeChannel(Answer):
@@ -135,7 +162,8 @@ class AttemptAnswer(Answer):
 class NoticeData(BaseModel):
     """The facts of a notice (kinds of notice may add more). A failing notice of a streak
     that runs reported late completed after a success had ended it adds
-    `already_recovered` (true) and `recovered_at` (the start of that success)."""
+    `already_recovered` (true) and `recovered_at` (the start of that success); a reminder
+    adds `reminder_number` (1 for the first reminder of its episode)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -149,6 +177,7 @@ class NoticeData(BaseModel):
     rule_id: int
     already_recovered: bool | None = None
     recovered_at: datetime | None = None
+    reminder_number: int | None = None
 
 
 class WebhookBody(Answer):

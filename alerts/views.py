@@ -1,8 +1,11 @@
-"""Failure alerts: the `/alerts` page and the `/api/automations/alerts` API."""
+"""Failure alerts: the `/alerts` page and the `/api/automations/alerts` API; acknowledging
+a workflow's episode (its API route and the pages' button)."""
 from __future__ import annotations
 
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
                    request, url_for)
+from flask_login import current_user
+from pydantic import ValidationError
 
 from alerts.channels import CHANNELS
 from alerts.config import config_from, validation_context
@@ -13,14 +16,17 @@ from alerts import notices
 from alerts.notices import NoticeFilter, attempts_by_notice, notice_json, target_of
 from alerts.rules import (channel_json, channels_of, create_rule, delete_rule, list_rules,
                           rule_json, send_test, states_of, update_rule)
-from alerts.schemas import (NoticeAnswer, NoticeList, RuleAnswer, RuleIn, RuleList, RulePatch,
-                            SentNotices, parse_rule)
+from alerts.acknowledge import NothingToAcknowledge, acknowledge
+from alerts.schemas import (MAX_NOTE, AcknowledgeAnswer, AcknowledgeIn, NoticeAnswer,
+                            NoticeList, RuleAnswer, RuleIn, RuleList, RulePatch, SentNotices,
+                            parse_rule)
 from alerts.watchdog import health
 from models.executions import Workflow, load_json
-from models.schemas import InputError
+from models.schemas import InputError, parse
+from models.times import iso
 from workflows.stats import late_workflows
 
-from views.common import api_error, render_fragment, render_page, wants_partial
+from views.common import api_error, render_fragment, render_page, safe_next, wants_partial
 from views.extensions import sees_secrets
 from views.operations import Operation
 
@@ -37,6 +43,9 @@ OPERATIONS = {
     "alerts.api_notice": Operation({200: NoticeAnswer}),
     "alerts.api_redeliver": Operation({200: NoticeAnswer},
                                       errors={409: "The notice is not a failed one."}),
+    "alerts.api_acknowledge": Operation(
+        {201: AcknowledgeAnswer}, AcknowledgeIn, body_required=False,
+        errors={409: "The workflow is neither late nor failing: nothing to acknowledge."}),
 }
 API = "/api/automations/alerts"
 LOG_PAGE = 25
@@ -288,3 +297,39 @@ def redeliver_notice(notice_id: int):
         return render_fragment("alerts/_log.html", message=message, **_log_context())
     flash(message)
     return redirect(url_for("alerts.index", _anchor="log"), 303)
+
+
+# --- Acknowledging a workflow's episode (the workflows' API and pages) --------------------
+
+@bp.post("/api/automations/workflows/<path:name>/acknowledge")
+def api_acknowledge(name: str):
+    """Acknowledge the workflow's current failing or late episode: its reminders stop."""
+    data = parse(AcknowledgeIn, request.get_data() or b"{}")
+    try:
+        ack = acknowledge(name, current_user, data.note)
+    except NothingToAcknowledge as exc:
+        return api_error(409, "conflict", str(exc))
+    if ack is None:
+        return api_error(404, "not_found", f"There is no workflow named {name!r}.")
+    return jsonify({"workflow": name, "kind": ack.kind, "by": ack.by, "at": iso(ack.at),
+                    "note": ack.note}), 201
+
+
+@bp.post("/workflows/<path:name>/acknowledge")
+def acknowledge_form(name: str):
+    """The acknowledge button of the pages: back to `next` (a page of this site) or the
+    workflow's page."""
+    note = request.form.get("note", "").strip() or None
+    try:
+        data = AcknowledgeIn.model_validate({"note": note})
+        ack = acknowledge(name, current_user, data.note)
+    except ValidationError:
+        abort(400, f"A note has at most {MAX_NOTE} characters and no NUL character.")
+    except NothingToAcknowledge as exc:
+        flash(str(exc))
+    else:
+        if ack is None:
+            abort(404, f"There is no workflow named {name!r}.")
+        flash(f"{name}: the {ack.kind} episode is acknowledged; its reminders stop.")
+    return redirect(safe_next(request.form.get("next"), url_for("workflows.show", name=name)),
+                    303)

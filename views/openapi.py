@@ -161,7 +161,7 @@ def _operation(app: Flask, rule: Rule, method: str, op: Operation, refs: dict) -
     if op.body is not None:
         content = op.body if isinstance(op.body, dict) else {
             "application/json": {"schema": refs[(op.body, "validation")]}}
-        out["requestBody"] = {"required": True, "content": content}
+        out["requestBody"] = {"required": op.body_required, "content": content}
     responses: dict[str, dict] = {}
     for status, answer in op.answers.items():
         responses[str(status)] = _answer(ANSWER_MEANINGS.get(status, "OK"), answer, refs)

@@ -32,6 +32,7 @@ class Operation:
     # bodies and the ErrorDocument (OTLP answers in the request's encoding).
     answer_content: dict | None = None
     error_content: dict | None = None
+    body_required: bool = True  # False: the body may be left out
 
 
 def register_operations(app: Flask, operations: dict[str, Operation]) -> None:

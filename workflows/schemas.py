@@ -82,6 +82,14 @@ class RecentRun(Answer):
     url: str
 
 
+class Acknowledged(Answer):
+    """Who acknowledged the workflow's current failing or late episode, when, and why."""
+
+    by: str
+    at: datetime
+    note: str | None
+
+
 class WorkflowAnswer(Answer):
     """A workflow: its state, latest figures and settings."""
 
@@ -102,6 +110,7 @@ class WorkflowAnswer(Answer):
     next_expected_at: datetime | None
     late_since: datetime | None
     description: str | None
+    acknowledged: Acknowledged | None
     url: str
 
 

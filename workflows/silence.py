@@ -21,15 +21,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from models.db import is_sqlite, write_transaction
-from models.times import from_micros, iso, to_micros
+from models.times import from_micros, to_micros
 from models.executions import Execution, Workflow
 from models.ingest import RunState, patch_execution
 from models.schemas import ErrorIn, ExecutionPatch
 from alerts.config import AlertConfig
 from alerts.models import AlertChannel, AlertRule, Notice
-from alerts.notices import notice_body, queue_notices
+from alerts.bodies import LateNotice
+from alerts.notices import queue_notices
+from alerts.reminders import remind_later, stop_reminders
 from alerts.rules import rules_with_channels
-from alerts.streaks import current_streak
 
 from .models import RANKS, WorkflowSummary
 from .summary import OPEN_STATUSES, recount, state_of
@@ -100,40 +101,22 @@ def _covering_rules(name: str, recovery: bool) -> list[tuple[AlertRule, list[Ale
             if rule.workflow_name in (None, name) and (rule.notify_recovery or not recovery)]
 
 
-def _last_run(workflow_id: int) -> tuple[int, int] | None:
-    row = (Execution.select(Execution.id, Execution.started_at)
-           .where(Execution.workflow == workflow_id)
-           .order_by(Execution.started_at.desc(), Execution.id.desc()).limit(1).tuples().first())
-    return (row[0], to_micros(row[1])) if row else None
-
-
 def _queue(kind: str, row: WorkflowSummary, settings: Workflow, expected_at: int | None,
            config: AlertConfig, now: datetime,
            rules: list[tuple[AlertRule, list[AlertChannel]]] | None = None) -> int:
-    """Queue a notice of a late episode to `rules` (default: every rule covering it)."""
+    """Queue a notice of a late episode to `rules` (default: every rule covering it); a
+    missed notice starts the reminders of rules that remind."""
     if rules is None:
         rules = _covering_rules(row.name, recovery=(kind == "resumed"))
     if not rules:
         return 0
-    streak = current_streak(row.workflow_id)
-    last = _last_run(row.workflow_id)
-    if last is not None:
-        link = config.execution_url(last[0])
-    elif config.workflow_url is not None:
-        link = config.workflow_url(row.name)
-    else:
-        link = None
+    told = LateNotice(row.workflow_id, row.name, settings.grace_seconds, expected_at, config)
     decided = 0
     for rule, channels in rules:
-        body = notice_body(kind, now, workflow=row.name, failure_count=streak.count,
-                           threshold=rule.threshold, first_failure_at=streak.first_failure_at,
-                           last_failure_at=streak.last_failure_at, last_error=streak.last_error,
-                           execution_url=link, rule_id=rule.id,
-                           expected_at=iso(from_micros(expected_at)) if expected_at else None,
-                           grace_seconds=settings.grace_seconds,
-                           last_run_at=iso(from_micros(last[1])) if last else None)
-        decided += queue_notices(channels, kind, body, now, workflow_id=row.workflow_id,
-                                 episode=row.late_episode)
+        decided += queue_notices(channels, kind, told.body(kind, rule, now), now,
+                                 workflow_id=row.workflow_id, episode=row.late_episode)
+        if kind == "missed":
+            remind_later(rule, row.workflow_id, "missed", row.late_episode, now)
     return decided
 
 
@@ -176,6 +159,7 @@ def missed_runs(config: AlertConfig, now: datetime) -> int:
             state = state_of(False, row.finished_status)
             S.update(late=False, state=state, rank=RANKS[state]).where(
                 S.workflow == workflow_id).execute()
+            stop_reminders(workflow_id, "missed")
             missed_at = to_micros(row.late_expected_at) if row.late_expected_at else None
             came = row.last_started_at is not None and (
                 missed_at is None or to_micros(row.last_started_at) > missed_at)

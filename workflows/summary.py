@@ -78,7 +78,7 @@ def ensure_rows(workflow_ids: list[int]) -> None:
 
 _ROW = ("workflow_id", "name", "streak", "finished_started_at", "finished_id",
         "finished_status", "last_started_at", "open_started_at", "expected_at", "due_at", "late",
-        "late_expected_at", "late_episode", "recent")
+        "late_expected_at", "late_episode", "failing_episode", "recent")
 _SETTING_COLUMNS = ("schedule", "timezone", "grace_seconds", "max_duration_seconds",
                     "schedule_set_at")
 
@@ -116,6 +116,7 @@ class _Facts:
 
     def __init__(self, row: WorkflowSummary):
         self.streak = row.streak
+        self.failing_episode = row.failing_episode
         self.finished = ((_micros(row.finished_started_at), row.finished_id)
                          if row.finished_id is not None else None)
         self.finished_status = row.finished_status
@@ -178,6 +179,8 @@ class _Facts:
         """Apply what was seen: count on from the appended runs, or recount."""
         if self.recount_finished:
             facts = current_streak(workflow_id)
+            if facts.count and not self.streak:
+                self.failing_episode += 1
             self.streak = facts.count
             self.finished = facts.newest()
             if self.finished is None:
@@ -188,6 +191,8 @@ class _Facts:
                 self.finished_status = "failure" if failure == self.finished else "success"
         else:
             for position, status in sorted(self.appended):
+                if status == "failure" and not self.streak:
+                    self.failing_episode += 1  # a streak begins: a new episode
                 self.streak = self.streak + 1 if status == "failure" else 0
                 self.finished, self.finished_status = position, status
         if self.recount_last:
@@ -258,6 +263,7 @@ def _values(row: WorkflowSummary, settings: Workflow, facts: _Facts) -> dict:
                        if facts.open_started is not None and limit else None),
         "expected_at": expected, "due_at": due, "late": row.late,
         "late_expected_at": _micros(row.late_expected_at), "late_episode": row.late_episode,
+        "failing_episode": facts.failing_episode,
         "recent": format_recent(facts.recent),
     }
 

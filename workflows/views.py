@@ -8,6 +8,8 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, requ
 from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
+from alerts.acknowledge import acknowledgement_json, current_acknowledgements
+from alerts.models import Acknowledgement
 from history.filters import FilterError, HistoryFilter
 from models.times import from_micros, iso, utcnow
 from models.executions import STATUSES
@@ -50,8 +52,9 @@ def _links(external: bool = True):
             link_builder("workflows.show", external=external))
 
 
-def workflow_json(row, figure: Figures, execution_url, workflow_url) -> dict:
-    """A workflow as the API answers it."""
+def workflow_json(row, figure: Figures, execution_url, workflow_url,
+                  acknowledged: Acknowledgement | None = None) -> dict:
+    """A workflow as the API answers it; `acknowledged`: its acknowledgement that holds."""
     settings = row
     recent = figure.recent or []
     last = recent[0] if recent else None
@@ -73,6 +76,7 @@ def workflow_json(row, figure: Figures, execution_url, workflow_url) -> dict:
         "next_expected_at": iso(row.expected_at) if settings.schedule else None,
         "late_since": iso(row.late_expected_at) if row.late else None,
         "description": settings.description,
+        "acknowledged": acknowledgement_json(acknowledged),
         "url": workflow_url(name=row.name),
     }
 
@@ -104,7 +108,8 @@ def _period(args) -> HistoryFilter:
 def _detail(row, period: HistoryFilter) -> dict:
     execution_url, workflow_url = _links()
     figure = figures([row], utcnow())[row.workflow_id]
-    body = workflow_json(row, figure, execution_url, workflow_url)
+    body = workflow_json(row, figure, execution_url, workflow_url,
+                         current_acknowledgements([row.workflow_id]).get(row.workflow_id))
     start, end = period.start.micros, period.end.micros
     history = period.but(workflows=(row.name,), path=absolute_url("history.index"))
     failures = history.but(statuses=("failure",))
@@ -137,8 +142,10 @@ def api_list():
         return api_error(400, "invalid", str(exc), exc.field)
     rows, next_cursor = overview_page(query)
     found = figures(rows, utcnow())
+    acks = current_acknowledgements([r.workflow_id for r in rows])
     execution_url, workflow_url = _links()
-    return jsonify({"data": [workflow_json(r, found[r.workflow_id], execution_url, workflow_url)
+    return jsonify({"data": [workflow_json(r, found[r.workflow_id], execution_url, workflow_url,
+                                           acks.get(r.workflow_id))
                              for r in rows],
                     "next_cursor": encode_cursor(next_cursor) if next_cursor else None})
 
@@ -164,7 +171,8 @@ def api_update(name: str):
     row = summary_of(name)
     execution_url, workflow_url = _links()
     figure = figures([row], utcnow())[row.workflow_id]
-    response = jsonify(workflow_json(row, figure, execution_url, workflow_url))
+    ack = current_acknowledgements([row.workflow_id]).get(row.workflow_id)
+    response = jsonify(workflow_json(row, figure, execution_url, workflow_url, ack))
     if created:
         response.headers["Location"] = url_for("workflows.api_show", name=name)
     return response, 201 if created else 200
@@ -205,11 +213,12 @@ def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
     now = utcnow()
     rows, next_cursor = ([], None) if errors else overview_page(query)
     found = figures(rows, now)
+    acks = current_acknowledgements([r.workflow_id for r in rows])
     execution_url, workflow_url = _links(external=False)
     items = []
     for row in rows:
         figure = found[row.workflow_id]
-        body = workflow_json(row, figure, execution_url, workflow_url)
+        body = workflow_json(row, figure, execution_url, workflow_url, acks.get(row.workflow_id))
         items.append({"row": row, "json": body, "strip": _strip(body["recent_runs"]),
                       "last_ago": ago(from_micros(figure.recent[0][2]), now,
                                       from_micros(figure.recent[0][2]))
