@@ -19,6 +19,7 @@ from models.schemas import InputError, QueryParam
 
 from .channels import CHANNELS
 from .models import KINDS, NOTICE_STATES, AlertChannel, Attempt, Notice, by_parent
+from .quiet import QUIETED, quiet_until
 
 DEFAULT_LOG_LIMIT = 50
 MAX_LOG_LIMIT = 500
@@ -62,17 +63,51 @@ def queue_notices(channels: list[AlertChannel], kind: str, body: dict, now: date
                   workflow_id: int | None = None, episode: int | None = None,
                   number: int = 0) -> int:
     """Write one outbox row per channel; a row decided before is left alone. Returns new rows.
-    `number` tells an episode's reminders apart."""
+    `number` tells an episode's reminders apart.
+
+    While the workflow is quiet (alerts/quiet.py) a failing or missed notice is written
+    `held` until the quiet ends, and a reminder not at all; a recovery whose failing or
+    missed notice was held and never sent is written `dropped`, and that one dropped too.
+    """
     if not channels:
         return 0
+    status, due, silent = "pending", now, set()
+    if workflow_id is not None and kind in QUIETED:
+        until = quiet_until(workflow_id, body["data"]["workflow"], now)
+        if until is not None:
+            if kind == "reminder":
+                return 0
+            status, due = "held", until
+    elif workflow_id is not None and kind in OPENED_BY:
+        silent = unsent_openers(channels, OPENED_BY[kind], workflow_id, episode)
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     rows = [{"rule": ch.rule_id, "channel_id": ch.id, "workflow": workflow_id, "kind": kind,
              "episode": episode, "number": number, "channel_type": ch.type,
              "channel_options": ch.options_json,
-             "payload": payload, "status": "pending", "attempts": 0,
-             "next_attempt_at": to_micros(now), "created_at": to_micros(now)}
+             "payload": payload, "status": "dropped" if ch.id in silent else status,
+             "attempts": 0, "next_attempt_at": to_micros(due), "created_at": to_micros(now)}
             for ch in channels]
     return Notice.insert_many(rows).on_conflict_ignore().as_rowcount().execute()
+
+
+# The notice that opens the episode a recovery closes, by the recovery's kind.
+OPENED_BY = {"recovered": "failing", "resumed": "missed"}
+
+
+def unsent_openers(channels: list[AlertChannel], kind: str, workflow_id: int,
+                   episode: int | None) -> set[int]:
+    """The channels whose notice of kind `kind` opening this episode was held and never
+    sent (held or dropped); those still held are dropped now."""
+    ids = [ch.id for ch in channels]
+    rules = sorted({ch.rule_id for ch in channels})  # the unique key's index: rule, channel
+    found = {channel_id for (channel_id,) in Notice.select(Notice.channel_id).where(
+        Notice.rule.in_(rules), Notice.workflow == workflow_id, Notice.episode == episode, Notice.kind == kind,
+        Notice.channel_id.in_(ids), Notice.status.in_(("held", "dropped"))).tuples()}
+    if found:
+        Notice.update(status="dropped").where(
+            Notice.rule.in_(rules), Notice.workflow == workflow_id, Notice.episode == episode, Notice.kind == kind,
+            Notice.channel_id.in_(list(found)), Notice.status == "held").execute()
+    return found
 
 
 def attempts_by_notice(notice_ids: list[int]) -> dict[int, list[Attempt]]:
@@ -99,7 +134,8 @@ def notice_json(notice: Notice, attempts: list[Attempt]) -> dict:
                     "target": target_of(notice)},
         "status": notice.status, "attempt_count": notice.attempts,
         "created_at": iso(notice.created_at), "delivered_at": iso(notice.delivered_at),
-        "next_attempt_at": iso(notice.next_attempt_at) if notice.status == "pending" else None,
+        "next_attempt_at": (iso(notice.next_attempt_at)
+                            if notice.status in ("pending", "held") else None),
         "last_error": notice.last_error,
         "attempts": [{"at": iso(a.attempted_at), "outcome": a.outcome, "ok": a.ok,
                       "response": a.response, "latency_ms": a.latency_ms, "error": a.error}

@@ -1,6 +1,7 @@
-"""The alerts job, in its order of work: time out runs, scan streaks, queue missed notices
-and due reminders, deliver (run by the lease holder, see scheduling.py, every
-RUNWATCH_ALERT_SCAN_SECONDS; and by `flask alerts scan`, for cron)."""
+"""The alerts job, in its order of work: time out runs, scan streaks, queue missed notices,
+release held notices whose quiet has ended, queue due reminders, deliver (run by the lease
+holder, see scheduling.py, every RUNWATCH_ALERT_SCAN_SECONDS; and by `flask alerts scan`,
+for cron)."""
 from __future__ import annotations
 
 import time
@@ -14,6 +15,7 @@ from workflows.silence import missed_runs, time_out_runs
 
 from .config import AlertConfig, config_from
 from .delivery import DeliveryResult, deliver_due
+from .quiet import release_held
 from .reminders import send_reminders
 from .scan import ScanResult, record_scan, scan_streaks
 
@@ -33,6 +35,10 @@ def run_once(config: AlertConfig, now: datetime | None = None, *,
         time_out_runs(config, clock())
         examined, decided = scan_streaks(config, clock)
         decided += missed_runs(config, clock())
+        # Held notices after the decisions: an episode that this pass saw end (a success
+        # scanned, a run that came) drops its held notice rather than sending it; before
+        # delivery, so that one released now goes out in this pass.
+        decided += release_held(config, clock())
         decided += send_reminders(config, clock())
         scanned = record_scan(clock(), (time.perf_counter() - started) * 1000, examined,
                               decided)

@@ -1,5 +1,9 @@
 """Reading a workflow's streak: the failures in a row at the end of its finished runs (by
-`started_at`), up to any position, and the runs after a position, from the indexes."""
+`started_at`), up to any position, and the runs after a position, from the indexes.
+
+Runs that started inside a maintenance window are not read: they neither extend nor break a
+streak. The (workflow, status, started_at, id) index still leads each query; the flag is
+checked on the rows it finds (a maintenance run costs a row read; a streak, none more)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,17 +52,17 @@ def current_streak(workflow_id: int, upto: Position | None = None) -> Streak:
     generation of these queries costs more than the database's work on them.
     """
     param, table = database.param, Execution._meta.table_name
-    where = f'"workflow_id" = {param} AND "status" = {param}'
+    where = f'"workflow_id" = {param} AND "status" = {param} AND "maintenance" = {param}'
     if upto is not None:
         where += f' AND ("started_at", "id") <= ({param}, {param})'
     bound = list(upto) if upto is not None else []
     newest = f'WHERE {where} ORDER BY "started_at" DESC, "id" DESC LIMIT 1'
     last_success = database.execute_sql(
         f'SELECT "started_at", "id" FROM "{table}" {newest}',
-        [workflow_id, "success", *bound]).fetchone()
+        [workflow_id, "success", False, *bound]).fetchone()
     last_failure = database.execute_sql(
         f'SELECT "id", "started_at", "error_message" FROM "{table}" {newest}',
-        [workflow_id, "failure", *bound]).fetchone()
+        [workflow_id, "failure", False, *bound]).fetchone()
     anchor = (as_micros(last_success[0]), last_success[1]) if last_success else None
     if last_failure is None:
         return Streak(0, None, None, None, None, anchor)
@@ -66,7 +70,7 @@ def current_streak(workflow_id: int, upto: Position | None = None) -> Streak:
     if anchor is not None and (failure_at, failure_id) < anchor:
         return Streak(0, None, failure_at, failure_id, error, anchor)
     sql = f'SELECT COUNT("id"), MIN("started_at") FROM "{table}" WHERE {where}'
-    params = [workflow_id, "failure", *bound]
+    params = [workflow_id, "failure", False, *bound]
     if anchor is not None:
         sql += f' AND ("started_at", "id") > ({param}, {param})'
         params.extend(anchor)
@@ -79,8 +83,9 @@ def closing_success(workflow_id: int, at: Position) -> Position | None:
     param, table = database.param, Execution._meta.table_name
     row = database.execute_sql(
         f'SELECT "started_at", "id" FROM "{table}" WHERE "workflow_id" = {param} AND '
-        f'"status" = {param} AND ("started_at", "id") >= ({param}, {param}) '
-        f'ORDER BY "started_at", "id" LIMIT 1', [workflow_id, "success", *at]).fetchone()
+        f'"status" = {param} AND "maintenance" = {param} AND ("started_at", "id") >= '
+        f'({param}, {param}) ORDER BY "started_at", "id" LIMIT 1',
+        [workflow_id, "success", False, *at]).fetchone()
     return (as_micros(row[0]), row[1]) if row else None
 
 
@@ -95,5 +100,6 @@ def finished_after(workflow_id: int, after: Position, limit: int) -> list[tuple]
     return [(as_micros(started), run_id, status, error) for started, run_id, status, error in
             E.select(E.started_at, E.id, E.status, E.error_message)
             .where(E.workflow == workflow_id, E.status.in_(FINISHED_STATUSES),
+                   E.maintenance == False,  # noqa: E712 (SQL)
                    peewee.Tuple(E.started_at, E.id) > peewee.Tuple(*after))
             .order_by(E.started_at, E.id).limit(limit).tuples()]

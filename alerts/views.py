@@ -17,13 +17,15 @@ from alerts.notices import NoticeFilter, attempts_by_notice, notice_json, target
 from alerts.rules import (channel_json, channels_of, create_rule, delete_rule, list_rules,
                           rule_json, send_test, states_of, update_rule)
 from alerts.acknowledge import NothingToAcknowledge, acknowledge
+from alerts.maintenance import (MAX_WINDOWS, WindowAnswer, WindowIn, WindowList, create_window,
+                                delete_window, list_windows, parse_window, window_json)
 from alerts.schemas import (MAX_NOTE, AcknowledgeAnswer, AcknowledgeIn, NoticeAnswer,
                             NoticeList, RuleAnswer, RuleIn, RuleList, RulePatch, SentNotices,
                             parse_rule)
 from alerts.watchdog import health
 from models.executions import Workflow, load_json
 from models.schemas import InputError, parse
-from models.times import iso
+from models.times import iso, utcnow
 from workflows.stats import late_workflows
 
 from views.common import api_error, render_fragment, render_page, safe_next, wants_partial
@@ -46,6 +48,11 @@ OPERATIONS = {
     "alerts.api_acknowledge": Operation(
         {201: AcknowledgeAnswer}, AcknowledgeIn, body_required=False,
         errors={409: "The workflow is neither late nor failing: nothing to acknowledge."}),
+    "alerts.api_windows": Operation({200: WindowList}),
+    "alerts.api_create_window": Operation(
+        {201: WindowAnswer}, WindowIn,
+        errors={409: f"There are {MAX_WINDOWS} maintenance windows already."}),
+    "alerts.api_delete_window": Operation({204: None}),
 }
 API = "/api/automations/alerts"
 LOG_PAGE = 25
@@ -159,6 +166,32 @@ def api_redeliver(notice_id: int):
                          "failed notice can be redelivered.")
     deliver_now([notice_id], config_from(current_app))
     return api_notice(notice_id)
+
+
+MAINTENANCE = "/api/automations/maintenance"
+
+
+@bp.get(MAINTENANCE)
+def api_windows():
+    """Every maintenance window, by id, with whether it is active and its next stretch."""
+    now = utcnow()
+    return jsonify({"data": [window_json(w, now) for w in list_windows()]})
+
+
+@bp.post(MAINTENANCE)
+def api_create_window():
+    """Create a maintenance window (one-off or recurring)."""
+    created = create_window(parse_window(request.get_data()))
+    response = jsonify(window_json(created, utcnow()))
+    response.headers["Location"] = url_for("alerts.api_windows")
+    return response, 201
+
+
+@bp.delete(f"{MAINTENANCE}/<int:window_id>")
+def api_delete_window(window_id: int):
+    """Delete a maintenance window; notices it held are looked at by the next scan."""
+    return ("", 204) if delete_window(window_id) else _not_found("maintenance window",
+                                                                  window_id)
 
 
 # --- The page ----------------------------------------------------------------------------

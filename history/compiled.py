@@ -34,6 +34,7 @@ class Row(NamedTuple):
     duration_ms: int | None
     step_count: int
     error_message: str | None
+    maintenance: bool  # started inside a maintenance window (0/1 on SQLite)
     workflow_name: str
 
     @property
@@ -55,7 +56,8 @@ def list_query() -> peewee.ModelSelect:
     """The narrow columns a history row shows, with the workflow's name; never payloads."""
     return (Execution.select(Execution.id, Execution.status, Execution.started_at,
                              Execution.finished_at, Execution.duration_ms, Execution.step_count,
-                             Execution.error_message, Workflow.name.alias("workflow_name"))
+                             Execution.error_message, Execution.maintenance,
+                             Workflow.name.alias("workflow_name"))
             .join(Workflow).objects())
 
 

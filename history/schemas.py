@@ -18,6 +18,7 @@ class HistoryRow(Answer):
     duration_ms: int | None
     step_count: int
     error_message: str | None
+    maintenance: bool  # started inside a maintenance window: not counted in streaks
     url: str
 
 

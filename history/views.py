@@ -52,6 +52,7 @@ def api_list():
                   "duration_ms": r.duration_ms, "step_count": r.step_count,
                   "error_message": (r.error_message if reveal or not r.error_message
                                     else mask_text(r.error_message)),
+                  "maintenance": bool(r.maintenance),
                   "url": execution_url(execution_id=r.id)}
                  for r in found.rows],
         "next_cursor": f.encode_cursor(found.next_cursor) if found.next_cursor else None,
@@ -189,6 +190,6 @@ def _rows(f: HistoryFilter, rows: list, now: datetime) -> list[dict]:
             "started_exact": local.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "started_ago": ago(run.started_at, now, local), "duration_ms": run.duration_ms,
             "step_count": run.step_count, "error_message": run.error_message,
-            "url": execution_url(execution_id=run.id),
+            "maintenance": bool(run.maintenance), "url": execution_url(execution_id=run.id),
         })
     return out

@@ -167,6 +167,7 @@ def execution_summary(execution_id: int, masked: bool = False) -> dict | None:
         "step_count": row.step_count, "failed_step": row.failed_step,
         "error_message": (mask_text(row.error_message) if masked and row.error_message
                           else row.error_message),
+        "maintenance": bool(row.maintenance),
     }
 
 

@@ -29,6 +29,10 @@ class Hooks:
     # timeout): rule(before, status, fields sent, stored error type as a call) -> bool.
     replaces_error: list[Callable[[RunState, str, set, Callable], bool]] = field(
         default_factory=list)
+    # Rules that say which runs start inside a maintenance window, as they are stored:
+    # rule([(workflow name, started_at in microseconds), …]) -> [bool, …].
+    maintenance: list[Callable[[list[tuple[str, int]]], list[bool]]] = field(
+        default_factory=list)
 
 
 _bound = Hooks()  # the hooks of the app that opened the database last
@@ -73,6 +77,24 @@ def register_error_rule(app: Flask, rule: Callable[[RunState, str, set, Callable
         rules.append(rule)
 
 
+def register_maintenance_rule(app: Flask,
+                              rule: Callable[[list[tuple[str, int]]], list[bool]]) -> None:
+    """Let `rule` say, in `app`'s writes, which runs start inside a maintenance window (see
+    `Hooks.maintenance`)."""
+    rules = hooks_of(app).maintenance
+    if rule not in rules:
+        rules.append(rule)
+
+
+def in_maintenance(runs: list[tuple[str, int]]) -> list[bool]:
+    """Whether each (workflow name, started_at) starts inside a maintenance window."""
+    marks = [False] * len(runs)
+    if runs:
+        for rule in current_hooks().maintenance:
+            marks = [a or b for a, b in zip(marks, rule(runs), strict=True)]
+    return marks
+
+
 def run_write_hooks(changes: list[Change]) -> None:
     """Tell the write hooks about runs created or changed in this transaction."""
     if changes:
@@ -88,4 +110,5 @@ def run_delete_hooks(states: list[RunState]) -> None:
 
 
 __all__ = ["Hooks", "init_app", "hooks_of", "current_hooks", "register_write_hook",
-           "register_delete_hook", "register_error_rule", "run_write_hooks", "run_delete_hooks"]
+           "register_delete_hook", "register_error_rule", "register_maintenance_rule",
+           "in_maintenance", "run_write_hooks", "run_delete_hooks"]

@@ -12,7 +12,7 @@ import peewee
 
 from .db import write_transaction
 from .executions import FINISHED_STATUSES, Execution, ExecutionPayload, Step, dump_json
-from .hooks import run_write_hooks
+from .hooks import in_maintenance, run_write_hooks
 from .reposts import (existing_by_key, locked, replaces_error, stored_error_type,
                       stored_start_conflict, update_existing)
 from .run_rows import (EXECUTION_FIELDS, NEW_FINGERPRINT, NO_RUN_TEXT, PAYLOAD_FIELDS,
@@ -99,6 +99,9 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
                          len(steps), failed, now_us, now_us))
         new_items.append((item, steps))
         new_index.append(index)
+    marks = in_maintenance([(item.workflow, row[3])
+                            for row, (item, _) in zip(new_rows, new_items, strict=True)])
+    new_rows = [(*row, mark) for row, mark in zip(new_rows, marks, strict=True)]
 
     changes: list[Change] = list(zip([before for before, _ in reposts],
                                      update_existing(reposts, now, texts), strict=True))
@@ -110,7 +113,7 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
         results[index] = (execution_id, True)
         workflow_id, _, status, started, finished, duration = row[:6]
         changes.append((None, RunState(execution_id, workflow_id, status, started, finished,
-                                       duration, row[NEW_FINGERPRINT])))
+                                       duration, row[NEW_FINGERPRINT], row[-1])))
         run_texts = texts[id(item)]
         if run_texts != NO_RUN_TEXT:
             payload_rows.append((execution_id, *run_texts))
@@ -175,7 +178,7 @@ def patch_execution(execution_id: int, patch: ExecutionPatch, *,
         _upsert_payload(execution_id, payload)
         after = RunState(before.id, before.workflow_id, status, before.started_at, finished,
                          duration_between(before.started_at, finished),
-                         values.get("error_fingerprint", before.fingerprint))
+                         values.get("error_fingerprint", before.fingerprint), before.maintenance)
         run_write_hooks([(before, after)])
     return True
 

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Any
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 UTC = timezone.utc
@@ -130,6 +130,19 @@ def whole(low: int, high: int) -> Any:
 
 # A reported time: aware, in UTC, from 1970-01-01 to 24 hours after the time of receipt.
 Timestamp = Annotated[datetime, Field(description=TIME_RANGE), AfterValidator(_accepted_time)]
+def _before_2100(value: datetime) -> datetime:
+    value = value.astimezone(UTC)
+    if value >= LATEST_SETTING_TIME:
+        raise PydanticCustomError("time_range", "must be before 2100-01-01T00:00:00Z")
+    return value
+
+
+# A time a user sets (a mute's end, a maintenance window's): with its offset, in UTC,
+# before 2100-01-01.
+LATEST_SETTING_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+SettingTime = Annotated[AwareDatetime, Field(description=(
+    "A time with its offset (e.g. 2026-12-07T22:00:00Z or …+01:00), before 2100-01-01.")),
+    AfterValidator(_before_2100)]
 # Any JSON value with finite numbers only, so what is stored is served back as valid JSON.
 Payload = Annotated[Any, AfterValidator(_finite)]
 
@@ -175,7 +188,8 @@ def query_date_in_range(day: date) -> bool:
     return EARLIEST_QUERY_DATE <= day <= LATEST_QUERY_DATE
 
 
-__all__ = ["CONTROL_CLASS", "whole", "Name", "Text", "Timestamp", "Payload", "TimeZone", "zone_names",
+__all__ = ["CONTROL_CLASS", "whole", "Name", "Text", "Timestamp", "SettingTime", "Payload",
+           "TimeZone", "zone_names", "LATEST_SETTING_TIME",
            "control_character", "non_finite", "whole_number", "query_date_in_range",
            "latest_accepted_time", "MAX_ID", "MAX_POSITION", "MAX_NAME", "EARLIEST_TIME",
            "EARLIEST_QUERY_DATE", "LATEST_QUERY_DATE"]

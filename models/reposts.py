@@ -10,7 +10,7 @@ from .bulk import (BOUND_VALUES, chunks, delete_where_in, placeholders, update_w
                    upsert_rows)
 from .db import database, is_sqlite
 from .executions import FINISHED_STATUSES, Execution, ExecutionPayload, Step, StepPayload
-from .hooks import current_hooks
+from .hooks import current_hooks, in_maintenance
 from .run_rows import (PAYLOAD_FIELDS, STATE_FIELDS, STEP_FIELDS, RunState, Texts,
                        duration_between, error_columns, insert_step_rows, positioned,
                        rows_of_steps)
@@ -48,7 +48,7 @@ def existing_by_key(keys: list[tuple[int, str]]) -> dict[tuple[int, str], RunSta
                f'ORDER BY "t1"."id"{lock}')
         params = [value for pair in chunk for value in pair]
         for *state, external_id in database.execute_sql(sql, params).fetchall():
-            found[(state[1], external_id)] = RunState(*state)  # stored values: micros
+            found[(state[1], external_id)] = RunState(*state[:-1], bool(state[-1]))  # micros
     return found
 
 
@@ -82,13 +82,19 @@ def update_existing(reposts: list[tuple[RunState, ExecutionIn]], now,
     stored = _stored_runs(ids)
     stored_steps = _stored_steps([before.id for before, item in reposts if item.steps])
     now_us = to_micros(now)
+    # A run whose start moves is marked anew: inside a maintenance window or not.
+    moved = [(before, item) for before, item in reposts
+             if _started(before, item) != before.started_at]
+    marks = dict(zip([before.id for before, _ in moved],
+                     in_maintenance([(item.workflow, _started(before, item))
+                                     for before, item in moved]), strict=True))
     plans, afters, touched = [], [], []
     doomed_steps: list[int] = []
     step_rows: list[tuple] = []
     step_payloads: list[tuple] = []
     for before, item in reposts:
         row, payload_row = stored[before.id]
-        plan = _plan_repost(before, item, row, texts)
+        plan = _plan_repost(before, item, row, texts, marks.get(before.id))
         afters.append(plan.after)
         changed = (any(row[_COLUMN[name]] != value for name, value in plan.values.items())
                    or any(payload_row[name] != text for name, text in plan.payload.items()))
@@ -139,11 +145,19 @@ def _step_changes(execution_id: int, steps: list[StepIn], known: dict[int, tuple
     return counts, rows, payloads, replaced
 
 
-def _plan_repost(before: RunState, item: ExecutionIn, row: dict, texts: Texts) -> _Repost:
-    """The fields a re-post sets, worked out from the stored row `row` (by column)."""
+def _started(before: RunState, item: ExecutionIn) -> int:
+    """The start of a run reported again: the one sent, else the one stored."""
     sent = item.model_fields_set
-    started = to_micros(item.started_at) if "started_at" in sent and item.started_at \
-        else before.started_at
+    return (to_micros(item.started_at) if "started_at" in sent and item.started_at
+            else before.started_at)
+
+
+def _plan_repost(before: RunState, item: ExecutionIn, row: dict, texts: Texts,
+                 maintenance: bool | None) -> _Repost:
+    """The fields a re-post sets, worked out from the stored row `row` (by column);
+    `maintenance`: the run's mark when its start moves (None: it keeps its own)."""
+    sent = item.model_fields_set
+    started = _started(before, item)
     finished = before.finished_at
     if "finished_at" in sent:
         finished = to_micros(item.finished_at) if item.finished_at else None
@@ -154,13 +168,16 @@ def _plan_repost(before: RunState, item: ExecutionIn, row: dict, texts: Texts) -
         finished = None
     values = {"status": item.status, "started_at": started, "finished_at": finished,
               "duration_ms": duration_between(started, finished)}
+    if maintenance is not None:
+        values["maintenance"] = maintenance
     if "error" in sent or replaced:
         values.update(error_columns(item.error))
     payload = {name: text
                for name, text in zip(PAYLOAD_FIELDS, texts[id(item)], strict=True)
                if name in sent or (replaced and name == "error")}
     after = RunState(before.id, before.workflow_id, item.status, started, finished,
-                     values["duration_ms"], values.get("error_fingerprint", before.fingerprint))
+                     values["duration_ms"], values.get("error_fingerprint", before.fingerprint),
+                     before.maintenance if maintenance is None else maintenance)
     return _Repost(before, after, values, payload)
 
 

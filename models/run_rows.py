@@ -23,16 +23,20 @@ class RunState:
     finished_at: int | None
     duration_ms: int | None
     fingerprint: int | None  # the error's group (models.fingerprints); None without an error
+    maintenance: bool = False  # started inside a maintenance window: not in streaks
 
 
 Change = tuple[RunState | None, RunState]
 STATE_FIELDS = (Execution.id, Execution.workflow, Execution.status, Execution.started_at,
-                Execution.finished_at, Execution.duration_ms, Execution.error_fingerprint)
+                Execution.finished_at, Execution.duration_ms, Execution.error_fingerprint,
+                Execution.maintenance)
 
 
-def state_of_row(id_, workflow_id, status, started, finished, duration, fingerprint) -> RunState:
+def state_of_row(id_, workflow_id, status, started, finished, duration, fingerprint,
+                 maintenance) -> RunState:
     return RunState(id_, workflow_id, status, to_micros(started),
-                    to_micros(finished) if finished else None, duration, fingerprint)
+                    to_micros(finished) if finished else None, duration, fingerprint,
+                    bool(maintenance))
 
 
 def duration_between(started: int | None, finished: int | None) -> int | None:
@@ -74,7 +78,7 @@ def insert_returning_ids(model, names: tuple[str, ...], rows: list[tuple],
 
 EXECUTION_FIELDS = ("workflow", "external_id", "status", "started_at", "finished_at",
                     "duration_ms", "error_message", "error_type", "error_fingerprint",
-                    "step_count", "failed_step", "created_at", "updated_at")
+                    "step_count", "failed_step", "created_at", "updated_at", "maintenance")
 STEP_FIELDS = ("execution", "position", "name", "action", "status", "started_at",
                "finished_at", "duration_ms", "error_message")
 PAYLOAD_FIELDS = ("input", "output", "error")

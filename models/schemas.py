@@ -250,6 +250,9 @@ class ExecutionSummary(Answer):
     step_count: int
     failed_step: int | None
     error_message: str | None
+    # Started inside a maintenance window of its workflow (marked when stored): it neither
+    # extends nor breaks a streak.
+    maintenance: bool
     url: str
 
 

@@ -316,3 +316,25 @@ def notices(kind: str | None = None) -> list[Notice]:
 
 def payload(notice: Notice) -> dict:
     return json.loads(notice.payload)
+
+
+def iso(moment: datetime) -> str:
+    """A time as the API writes it (UTC, a Z)."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def scan_and_deliver(app, moment: datetime) -> None:
+    """One pass of the alerts job on a clock of its own: decide, then deliver."""
+    from alerts.config import config_from
+    from alerts.delivery import deliver_due
+
+    with connection():
+        config = config_from(app)
+        scan(config, moment)
+        deliver_due(config, moment)
+
+
+def statuses(kind: str | None = None) -> list[str]:
+    """The delivery states of the outbox's notices, oldest first (of one kind)."""
+    with connection():
+        return [n.status for n in notices(kind)]

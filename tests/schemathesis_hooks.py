@@ -2,8 +2,8 @@
 
 Some rules depend on the server or on several values, not on one value's shape, and the
 document says them in words: a reported time lies from 1970 to 24 hours after its receipt
-and a run does not finish before it starts; a `from`/`to` date lies from 1970 to 2100 and a
-workflow's period spans at most 400 days; a schedule is a cron expression that fires; a
+and a run does not finish before it starts; a maintenance window ends after it begins; a
+`from`/`to` date lies from 1970 to 2100 and a workflow's period spans at most 400 days; a schedule is a cron expression that fires; a
 `cursor` is a token the server signed. Made-up values that break them are bad input, which the server refuses;
 examples meant to be good keep to them.
 """
@@ -65,6 +65,21 @@ def _in_order(value, first: str, then: str) -> None:
             _in_order(item, first, then)
 
 
+def _window_in_order(body) -> None:
+    """A maintenance window's `ends_at` after its `starts_at` (swapped, or a minute on)."""
+    if not isinstance(body, dict):
+        return
+    _in_order(body, "starts_at", "ends_at")
+    start, end = body.get("starts_at"), body.get("ends_at")
+    if isinstance(start, str) and isinstance(end, str):
+        try:
+            if _instant(end) <= _instant(start):
+                body["ends_at"] = _written((_instant(start) + timedelta(minutes=1))
+                                           .astimezone(timezone.utc).replace(tzinfo=None), 0)
+        except ValueError:
+            pass
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs) -> None:
     """Examples meant to be accepted keep to the rules the document says in words: runs
@@ -75,6 +90,7 @@ def before_call(context, case, kwargs) -> None:
     if meta is None or not meta.generation.mode.is_positive:
         return
     _in_order(case.body, "started_at", "finished_at")
+    _window_in_order(case.body)
     query = case.query
     if isinstance(query, dict):
         query.pop("cursor", None)

@@ -127,7 +127,7 @@ def test_rows_carry_every_field_of_the_answer_format(api, sample):
     assert row == {"id": sample["a2"], "workflow": "alpha", "status": "failure",
                    "started_at": "2026-11-24T00:00:00Z", "finished_at": "2026-11-24T00:00:01Z",
                    "duration_ms": 1000, "step_count": 0, "error_message": "boom",
-                   "url": f"http://localhost/executions/{sample['a2']}"}
+                   "maintenance": False, "url": f"http://localhost/executions/{sample['a2']}"}
 
 
 @pytest.mark.spec("API-AUTO-EXEC-FILTER-001")

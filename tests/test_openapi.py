@@ -158,7 +158,8 @@ def test_a_patch_documents_which_fields_may_be_null(document):
                 for name in ("ExecutionPatch", "RulePatch", "SettingsIn")}
     assert nullable == {"ExecutionPatch": {"finished_at", "error", "output"},
                         "RulePatch": {"workflow", "remind_every_minutes"},
-                        "SettingsIn": {"schedule", "max_duration_seconds", "description"}}
+                        "SettingsIn": {"schedule", "max_duration_seconds", "description",
+                                       "muted_until"}}
     for name in ("ExecutionPatch", "RulePatch"):
         for prop, schema in schemas[name]["properties"].items():
             assert prop in nullable[name] or "default" not in schema, (name, prop)

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
 from models.executions import STATUSES
-from models.inputs import Text, TimeZone, whole
+from models.inputs import SettingTime, Text, TimeZone, whole
 from models.schemas import Answer, QueryParam, Strict
 
 from . import schedule as schedules
@@ -21,14 +21,16 @@ MAX_DURATION = 2_592_000  # 30 days
 MAX_DESCRIPTION = 2000
 
 
-def _schedule(value: str | None) -> str | None:
+def checked_schedule(value: str | None) -> str | None:
+    """A schedule's validator: the expression normalised, or pydantic's error saying why."""
     try:
         return None if value is None else schedules.check(value)
     except schedules.ScheduleError as exc:
         raise PydanticCustomError("schedule", str(exc)) from None
 
 
-def _zone(value: str) -> str:
+def checked_zone(value: str) -> str:
+    """A zone's validator: an IANA name this system knows."""
     try:
         schedules.zone(value)
     except schedules.ScheduleError as exc:
@@ -42,11 +44,13 @@ class SettingsIn(Strict):
     schedule: Annotated[str | None, Field(description=(
         "A 5-field cron expression (minute hour day-of-month month day-of-week) that fires at "
         "least once in any five years, e.g. `*/5 * * * *`; null for none."),
-        json_schema_extra={"format": "cron"}), AfterValidator(_schedule)] = None
-    timezone: Annotated[TimeZone, AfterValidator(_zone)] = "UTC"
+        json_schema_extra={"format": "cron"}), AfterValidator(checked_schedule)] = None
+    timezone: Annotated[TimeZone, AfterValidator(checked_zone)] = "UTC"
     grace_seconds: whole(0, MAX_GRACE) = 300
     max_duration_seconds: whole(1, MAX_DURATION) | None = None
     description: Annotated[Text, Field(max_length=MAX_DESCRIPTION)] | None = None
+    # No failing, missed or reminder notice before then; null: not muted.
+    muted_until: SettingTime | None = None
 
 
 LIST_PARAMETERS = (
@@ -110,6 +114,7 @@ class WorkflowAnswer(Answer):
     next_expected_at: datetime | None
     late_since: datetime | None
     description: str | None
+    muted_until: datetime | None
     acknowledged: Acknowledged | None
     url: str
 

@@ -8,6 +8,7 @@ from models.times import utcnow
 from models.executions import Workflow
 from models.ingest import workflow_ids
 from models.schemas import InputError, input_error
+from alerts.quiet import quiet_ended
 
 from . import summary
 from .schemas import SettingsIn
@@ -55,6 +56,10 @@ def update(name: str, changes: dict) -> tuple[Workflow, bool]:
             values["schedule_set_at"] = utcnow()
         if values:
             Workflow.update(values).where(Workflow.id == workflow_id).execute()
+        if "muted_until" in values:
+            # Notices the mute held are looked at again by the next scan: released if it
+            # has ended, held until its new end if not.
+            quiet_ended(utcnow(), workflow_id=workflow_id)
         summary.settings_changed(workflow_id)
     return Workflow.get_by_id(workflow_id), not existed
 

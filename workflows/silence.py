@@ -15,10 +15,12 @@ the size of the history or the number of scheduled workflows.
   `due_at` moves to the next expected time: an open episode whose `due_at` lies ahead (or
   whose schedule was removed) is closed, and when a run started after the missed time it
   queues a **resumed** notice (`workflow.recovered`) to rules that notify recovery.
+  A run expected inside a maintenance window of the workflow is not missed: its `due_at`
+  moves on to the first expected time after the window.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from models.db import is_sqlite, write_transaction
 from models.times import from_micros, to_micros
@@ -26,12 +28,14 @@ from models.executions import Execution, Workflow
 from models.ingest import RunState, patch_execution
 from models.schemas import ErrorIn, ExecutionPatch
 from alerts.config import AlertConfig
+from alerts.maintenance import Windows
 from alerts.models import AlertChannel, AlertRule, Notice
 from alerts.bodies import LateNotice
 from alerts.notices import queue_notices
 from alerts.reminders import remind_later, stop_reminders
 from alerts.rules import rules_with_channels
 
+from . import schedule as schedules
 from .models import RANKS, WorkflowSummary
 from .summary import OPEN_STATUSES, recount, state_of
 
@@ -120,8 +124,30 @@ def _queue(kind: str, row: WorkflowSummary, settings: Workflow, expected_at: int
     return decided
 
 
+def _after_windows(row: WorkflowSummary, expected: int) -> int | None:
+    """When an expected run falls inside a maintenance window of the workflow, the first
+    expected time after the windows (that is not inside one either); else None."""
+    windows = Windows.of([row.name])
+    moment, moved = from_micros(expected), False
+    for _ in range(100):
+        found = windows.window_at(row.name, moment)
+        if found is None:
+            break
+        try:
+            moment = schedules.next_expected(row.workflow.schedule,
+                                             row.workflow.timezone or "UTC",
+                                             found[1] - timedelta(microseconds=1))
+        except (ValueError, KeyError, OverflowError):  # a zone this system no longer knows
+            moment = None
+        if moment is None:
+            return None
+        moved = True
+    return to_micros(moment) if moved else None
+
+
 def _hold(workflow_id: int):
-    query = (S.select(S, Workflow.id, Workflow.grace_seconds, Workflow.schedule)
+    query = (S.select(S, Workflow.id, Workflow.grace_seconds, Workflow.schedule,
+                      Workflow.timezone)
              .join(Workflow, on=(S.workflow == Workflow.id)).where(S.workflow == workflow_id))
     if not is_sqlite():
         query = query.for_update(of=S)
@@ -142,6 +168,12 @@ def missed_runs(config: AlertConfig, now: datetime) -> int:
             if row is None or row.late or row.due_at is None or to_micros(row.due_at) > now_us:
                 continue  # another scan opened it, or a run came meanwhile
             expected = to_micros(row.expected_at) if row.expected_at else None
+            later = _after_windows(row, expected) if expected and row.workflow.schedule else None
+            if later is not None:  # expected inside a maintenance window: not missed
+                S.update(expected_at=later,
+                         due_at=later + row.workflow.grace_seconds * 1_000_000).where(
+                    S.workflow == workflow_id).execute()
+                continue
             (S.update(late=True, late_episode=S.late_episode + 1, late_expected_at=expected,
                       state="late", rank=RANKS["late"])
              .where(S.workflow == workflow_id).execute())

@@ -114,7 +114,7 @@ def _summaries():
     return (S.select(S.workflow.alias("workflow_id"), S.name, S.state, S.rank, S.streak,
                      S.expected_at, S.late, S.late_expected_at, S.recent, Workflow.schedule,
                      Workflow.timezone, Workflow.grace_seconds, Workflow.max_duration_seconds,
-                     Workflow.description)
+                     Workflow.description, Workflow.muted_until)
             .join(Workflow, on=(S.workflow == Workflow.id)).namedtuples())
 
 

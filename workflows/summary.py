@@ -160,8 +160,11 @@ class _Facts:
         if (before is not None and before.status in OPEN_STATUSES
                 and (after.status not in OPEN_STATUSES or after.started_at > before.started_at)):
             self.recount_open = True  # it may have been the oldest open run
-        was = before is not None and before.status in FINISHED_STATUSES
-        now_finished = after.status in FINISHED_STATUSES
+        # A run inside a maintenance window neither extends nor breaks a streak: to the
+        # streak and the last finished run, it has not finished.
+        was = (before is not None and before.status in FINISHED_STATUSES
+               and not before.maintenance)
+        now_finished = after.status in FINISHED_STATUSES and not after.maintenance
         if was:
             if (not now_finished or before.status != after.status
                     or before.started_at != after.started_at):

@@ -76,9 +76,18 @@ def workflow_json(row, figure: Figures, execution_url, workflow_url,
         "next_expected_at": iso(row.expected_at) if settings.schedule else None,
         "late_since": iso(row.late_expected_at) if row.late else None,
         "description": settings.description,
+        "muted_until": muted_until(row.muted_until, utcnow()),
         "acknowledged": acknowledgement_json(acknowledged),
         "url": workflow_url(name=row.name),
     }
+
+
+def muted_until(value, now: datetime) -> str | None:
+    """A workflow's mute as the API shows it: its end while it lasts, else null."""
+    if value is None:
+        return None
+    until = value if isinstance(value, datetime) else from_micros(value)
+    return iso(until) if until > now else None
 
 
 def _period(args) -> HistoryFilter:
@@ -289,20 +298,32 @@ def save_settings(name: str):
     return redirect(url_for("workflows.show", name=name), code=303)
 
 
+# The form's quick choices of a mute (`mute=1h`): how long from now; "off" unmutes.
+MUTE_CHOICES = {"1h": timedelta(hours=1), "8h": timedelta(hours=8), "24h": timedelta(hours=24),
+                "off": None}
+
+
 def _form_settings(form) -> dict:
     values: dict = {}
     for key in ("schedule", "timezone", "grace_seconds", "max_duration_seconds",
-                "description"):
+                "description", "muted_until"):
         raw = form.get(key)
         if raw is None:
             continue
         raw = raw.strip() if key != "description" else raw
-        if key in ("schedule", "max_duration_seconds", "description") and raw.strip() == "":
+        if (key in ("schedule", "max_duration_seconds", "description", "muted_until")
+                and raw.strip() == ""):
             values[key] = None
         elif key == "timezone" and raw == "":
             values[key] = "UTC"
         else:
             values[key] = raw
+    if form.get("mute") is not None:
+        if form["mute"] not in MUTE_CHOICES:
+            values["muted_until"] = form["mute"]  # refused, beside the field, as any bad time
+        else:
+            length = MUTE_CHOICES[form["mute"]]
+            values["muted_until"] = None if length is None else iso(utcnow() + length)
     return values
 
 
@@ -312,7 +333,8 @@ def _settings_form(row, values: dict | None) -> dict:
         values = {"schedule": settings.schedule, "timezone": settings.timezone,
                   "grace_seconds": settings.grace_seconds,
                   "max_duration_seconds": settings.max_duration_seconds,
-                  "description": settings.description}
+                  "description": settings.description,
+                  "muted_until": muted_until(settings.muted_until, utcnow())}
     return {key: "" if value is None else value for key, value in values.items()}
 
 
