@@ -7,10 +7,12 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_login import current_user
 from pydantic import ValidationError
 
+from alerts.badges import badges_of
 from alerts.channels import CHANNELS
 from alerts.config import config_from, validation_context
 from alerts.delivery import deliver_now, redeliver
 from alerts.forms import RuleForm
+from alerts.maintenance_form import MaintenanceForm
 from alerts.models import AlertRule, Notice
 from alerts import notices
 from alerts.notices import NoticeFilter, attempts_by_notice, notice_json, target_of
@@ -24,6 +26,7 @@ from alerts.schemas import (MAX_NOTE, AcknowledgeAnswer, AcknowledgeIn, NoticeAn
                             parse_rule)
 from alerts.watchdog import health
 from models.executions import Workflow, load_json
+from models.inputs import zone_names
 from models.schemas import InputError, parse
 from models.times import iso, utcnow
 from workflows.stats import late_workflows
@@ -56,6 +59,7 @@ OPERATIONS = {
 }
 API = "/api/automations/alerts"
 LOG_PAGE = 25
+STATE_ROWS = 50  # workflows listed under a rule on the page; the API lists them all
 
 
 def _not_found(what: str, ident: int):
@@ -204,15 +208,22 @@ def _log_context(log_filter: NoticeFilter | None = None) -> dict:
             "log_page_size": LOG_PAGE, "next_id": next_id}
 
 
-def _page_context(form: RuleForm | None = None) -> dict:
+def _page_context(form: RuleForm | None = None,
+                  maintenance_form: MaintenanceForm | None = None) -> dict:
     rules = list_rules()
     ids = [r.id for r in rules]
-    return {"rules": rules, "channels": channels_of(ids), "states": states_of(ids),
+    states, now, late = states_of(ids), utcnow(), late_workflows()
+    shown = [name for rule_id in ids for _, name in states[rule_id][:STATE_ROWS]]
+    return {"rules": rules, "channels": channels_of(ids), "states": states,
+            "state_rows": STATE_ROWS, "badges": badges_of(shown + [w.name for w in late], now),
+            "windows": [window_json(window, now) for window in list_windows()],
+            "maintenance_form": maintenance_form or MaintenanceForm(),
+            "zones": sorted(zone_names()),
             "form": form or RuleForm(), "health": health(current_app.config["ALERT_SCAN_SECONDS"]),
             **_log_context(),
             "workflows": [name for (name,) in Workflow.select(Workflow.name)
                           .order_by(Workflow.name).limit(500).tuples()],
-            "config": config_from(current_app), "late": late_workflows()}
+            "config": config_from(current_app), "late": late}
 
 
 @bp.get("/alerts")
@@ -366,3 +377,29 @@ def acknowledge_form(name: str):
         flash(f"{name}: the {ack.kind} episode is acknowledged; its reminders stop.")
     return redirect(safe_next(request.form.get("next"), url_for("workflows.show", name=name)),
                     303)
+
+
+@bp.post("/alerts/maintenance")
+def create_maintenance():
+    """Create a maintenance window from the form (the API's rules, errors beside fields)."""
+    form = MaintenanceForm.from_formdata(request.form)
+    window = form.validate()
+    if window is None:
+        return render_template("alerts/index.html", **_page_context(maintenance_form=form)), 400
+    try:
+        created = create_window(window)
+    except InputError as exc:  # the most windows Runwatch keeps
+        form.errors["workflow"] = exc.message
+        return render_template("alerts/index.html", **_page_context(maintenance_form=form)), 400
+    scope = created.workflow or "every workflow"
+    flash(f"Maintenance window #{created.id} for {scope} is saved.")
+    return redirect(url_for("alerts.index", _anchor=f"window-{created.id}"), 303)
+
+
+@bp.post("/alerts/maintenance/<int:window_id>/delete")
+def delete_maintenance(window_id: int):
+    """Delete a maintenance window; notices it held are looked at by the next scan."""
+    if not delete_window(window_id):
+        abort(404, f"There is no maintenance window {window_id}.")
+    flash(f"Maintenance window #{window_id} is deleted.")
+    return redirect(url_for("alerts.index", _anchor="maintenance"), 303)

@@ -67,6 +67,7 @@ class ExecutionDetail:
     previous_id: int | None = None
     next_id: int | None = None
     workflow_id: int = 0
+    maintenance: bool = False  # started inside a maintenance window of its workflow
 
     @property
     def live(self) -> bool:
@@ -77,7 +78,8 @@ class ExecutionDetail:
 _DETAIL_FIELDS = (Execution.id, Workflow.name, Execution.external_id, Execution.status,
                   Execution.started_at, Execution.finished_at, Execution.duration_ms,
                   Execution.step_count, Execution.failed_step, Execution.error_message,
-                  Execution.updated_at.cast("BIGINT"), Execution.workflow)
+                  Execution.updated_at.cast("BIGINT"), Execution.maintenance,
+                  Execution.workflow)
 
 
 def load_execution(execution_id: int, with_steps: bool = True) -> ExecutionDetail | None:
@@ -86,8 +88,8 @@ def load_execution(execution_id: int, with_steps: bool = True) -> ExecutionDetai
            .where(Execution.id == execution_id).tuples().first())
     if row is None:
         return None
-    *fields, workflow_id = row
-    execution = ExecutionDetail(*fields, workflow_id=workflow_id)
+    *fields, maintenance, workflow_id = row
+    execution = ExecutionDetail(*fields, workflow_id=workflow_id, maintenance=bool(maintenance))
     payload = (ExecutionPayload.select(ExecutionPayload.input, ExecutionPayload.output,
                                        ExecutionPayload.error)
                .where(ExecutionPayload.execution == execution_id).tuples().first())

@@ -9,6 +9,7 @@ from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
 from alerts.acknowledge import acknowledgement_json, current_acknowledgements
+from alerts.badges import badges_of
 from alerts.models import Acknowledgement
 from history.filters import FilterError, HistoryFilter
 from models.times import from_micros, iso, utcnow
@@ -235,6 +236,7 @@ def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
                       "expected_in": _relative(row.expected_at, now)
                       if row.schedule and row.expected_at else None})
     return {"query": query, "errors": errors, "items": items, "states": STATES,
+            "badges": badges_of([row.name for row in rows], now),
             "counts": state_counts(), "form": {"q": args.get("q", ""),
                                                "state": args.getlist("state")},
             "next_url": _overview_url(query.to_args(cursor=next_cursor)) if next_cursor
@@ -391,6 +393,8 @@ def _show_page(row, period: HistoryFilter, errors: dict, status: int = 200):
         "row": row, "detail": detail, "period": period, "errors": errors,
         "period_form": {"from": period.start.text, "to": period.end.text, "tz": period.tz},
         "charts": _charts(detail["metrics"]["days"]), "quick": quick, "statuses": STATUSES,
+        "badges": badges_of([row.name], now).get(row.name),
+        "mute_choices": [choice for choice, length in MUTE_CHOICES.items() if length],
         **_settings_context(row, _settings_form(row, None), {}),
     }
     return render_page("workflows/show.html", "workflows/show.html", status=status, **context)

@@ -46,3 +46,34 @@ def test_a_slack_channel_made_in_the_form_gets_the_slack_test_message(page, rece
     assert "Slack http://127.0.0.1:" in create_rule_and_send_test(page)
     [request] = receiver.wait_for(1)
     assert request.json()["blocks"][0]["text"]["text"] == "Test notice for invoice-sync (rule #1)"
+
+
+@pytest.mark.browser
+def test_a_slack_channel_and_a_maintenance_window_made_on_the_page_are_both_listed(page,
+                                                                                   audit):
+    page.goto("/alerts")
+    page.fill("input[name=workflow]", "invoice-sync")
+    page.click("summary:has-text('Slack')")
+    page.fill("input[name=slack_url]", "https://hooks.slack.com/services/T0/B0/XXXX")
+    page.click("button:has-text('Create rule')")
+    page.wait_for_selector("#rule-1")
+    assert "Slack https://hooks.slack.com/••••••" in page.inner_text("#rule-1 .channels")
+
+    page.fill("#mw-workflow", "invoice-sync")
+    page.check("input[name=shape][value=recurring]")
+    page.fill("#mw-schedule", "0 3 * * 0")
+    page.fill("#mw-duration_minutes", "0")
+    page.fill("#mw-timezone", "Europe/Berlin")
+    page.click("button:has-text('Create window')")
+    page.wait_for_selector("#mw-duration_minutes-error")  # refused, beside its field
+    audit(page, "the alerts page with a maintenance window refused")
+    page.fill("#mw-duration_minutes", "90")
+    page.fill("#mw-reason", "weekly database upkeep")
+    page.click("button:has-text('Create window')")
+
+    page.wait_for_selector("#window-1")
+    row = page.inner_text("#window-1")
+    assert "invoice-sync" in row and "0 3 * * 0 in Europe/Berlin" in row
+    assert "weekly database upkeep" in row
+    assert "Slack https://hooks.slack.com/••••••" in page.inner_text("#rule-1 .channels")
+    audit(page, "the alerts page with a Slack rule and a maintenance window")

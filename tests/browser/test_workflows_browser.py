@@ -85,3 +85,15 @@ def test_a_developer_finds_the_late_workflow_and_sets_a_schedule(app, page, live
     assert chart and chart["height"] > 2, "the runs chart draws its bars"
     assert page.locator("table.error-groups tbody tr").count() == 1
     audit(page, "a failing workflow's page")
+
+    page.click("form.mute button:has-text('8 h')")  # quiet for a working day
+    page.wait_for_selector(".quiet-muted")
+    page.fill("form.acknowledge input[name=note]", "billing API down, on it")
+    page.click("form.acknowledge button")
+    page.wait_for_selector(".quiet-acknowledged")
+    assert page.locator("form.mute button").all_inner_texts() == ["Unmute"]
+    audit(page, "a failing workflow's page, muted and acknowledged")
+    page.goto("/workflows")
+    badges = page.locator("tr.workflow").nth(1).locator(".quiet-badge").all_inner_texts()
+    assert [text.split(" ")[0] for text in badges] == ["muted", "acknowledged"]
+    audit(page, "the workflows overview with a muted and acknowledged workflow")
