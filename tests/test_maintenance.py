@@ -382,13 +382,3 @@ def test_a_recurring_window_across_a_daylight_saving_change_keeps_its_run_from_b
     assert windows.window_at("backup", datetime(2026, 10, 25, 1, 29, tzinfo=UTC))  # CET
     assert windows.window_at("backup", datetime(2026, 10, 25, 1, 30, tzinfo=UTC)) is None
     assert windows.window_at("backup", datetime(2026, 10, 26, 1, 0, tzinfo=UTC)) is None
-
-
-def test_a_trace_whose_root_starts_inside_a_window_is_a_marked_run(app, api):
-    from test_otlp import TRACE, export, run_of, send, span
-
-    window(api, workflow="nightly", starts_at="2025-05-31T23:00:00Z",
-           ends_at="2025-06-01T01:00:00Z")
-    assert send(api, export(span(TRACE, "00f067aa0ba902b7", "nightly", 0, 1000))) \
-        .status_code == 200
-    assert run_of(api, TRACE)["maintenance"] is True

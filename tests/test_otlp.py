@@ -861,3 +861,13 @@ def test_a_trace_kept_by_another_export_while_this_one_was_put_together_is_done_
     accepted(send(api, export(*spans[2:])))
     assert [s["name"] for s in run_of(api, TRACE)["steps"]] == [
         "Fetch invoices", "Parse invoices", "Post to billing"]
+
+
+def test_a_trace_whose_root_starts_inside_a_maintenance_window_is_a_marked_run(app, api):
+    answer = api.post("/api/automations/maintenance", json={
+        "workflow": "nightly", "starts_at": "2025-05-31T23:00:00Z",
+        "ends_at": "2025-06-01T01:00:00Z"})
+    assert answer.status_code == 201, answer.json
+    assert send(api, export(span(TRACE, "00f067aa0ba902b7", "nightly", 0, 1000))) \
+        .status_code == 200
+    assert run_of(api, TRACE)["maintenance"] is True
