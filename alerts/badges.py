@@ -47,7 +47,8 @@ def badges_of(names: Iterable[str], now: datetime) -> dict[str, Badges]:
     windows = Windows.of(names)
     # Most workflows are in no window: only those covered by one under way now are followed
     # through the windows that succeed it.
-    under_way = [window for window in windows.windows if window.interval_at(now) is not None]
+    under_way = [window for window in windows.windows
+                 if windows.interval(window, now) is not None]
     found = {}
     for workflow_id, name, muted in rows:
         muted = from_micros(muted) if isinstance(muted, int) else muted

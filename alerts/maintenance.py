@@ -141,10 +141,20 @@ class Window:
 
 
 class Windows:
-    """The windows of some workflows, read once (one query), asked about many times."""
+    """The windows of some workflows, read once (one query), asked about many times; each
+    window's stretch at a moment is worked out once (a recurring one's is a cron search),
+    however many workflows it covers."""
 
     def __init__(self, windows: Iterable[Window]):
         self.windows = list(windows)
+        self._intervals: dict[tuple[int, datetime], tuple[datetime, datetime] | None] = {}
+
+    def interval(self, window: Window, when: datetime) -> tuple[datetime, datetime] | None:
+        """`window.interval_at(when)`, remembered."""
+        key = (window.id, when)
+        if key not in self._intervals:
+            self._intervals[key] = window.interval_at(when)
+        return self._intervals[key]
 
     @classmethod
     def of(cls, names: Iterable[str] | None = None) -> "Windows":
@@ -162,7 +172,7 @@ class Windows:
         best = None
         for window in self.windows:
             if window.covers(name):
-                interval = window.interval_at(when)
+                interval = self.interval(window, when)
                 if interval is not None and (best is None or interval[1] > best[1]):
                     best = (window, interval[1])
         return best

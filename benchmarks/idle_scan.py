@@ -25,6 +25,7 @@ statements one idle scan runs.
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -38,7 +39,7 @@ from alerts.scheduler import scan
 from models import database
 from models.db import connection, is_sqlite, write_transaction
 from models.executions import Execution, Workflow
-from models.times import to_micros, utcnow
+from models.times import from_micros, iso, to_micros, utcnow
 from workflows.models import RANKS, WorkflowSummary
 
 from .harness import Bench, arguments, empty_postgres, p, print_table, time_calls
@@ -132,7 +133,9 @@ def fill(first: int, last: int, now: datetime, rng: random.Random) -> None:
     insert(Notice, [{
         "rule": rule_id, "channel_id": channel_id, "workflow": workflow_id[n], "kind": "failing",
         "episode": 1, "channel_type": kind, "channel_options": options,
-        "payload": '{"type":"workflow.failing","data":{}}',
+        "payload": json.dumps({"type": "workflow.failing", "timestamp": iso(from_micros(started[n])),
+                               "data": {"workflow": f"workflow-{n:05d}", "failure_count": 5,
+                                        "threshold": 3, "rule_id": rule_id}}),
         "status": "held" if n in muted else "delivered", "attempts": 0 if n in muted else 1,
         "next_attempt_at": now_us + 24 * hour if n in muted else started[n],
         "created_at": started[n], "delivered_at": None if n in muted else started[n]}
@@ -142,15 +145,16 @@ def fill(first: int, last: int, now: datetime, rng: random.Random) -> None:
     for n in range(first, last + 1, 100):
         name = f"workflow-{n:05d}" if n % 300 != 1 else None  # every third for every workflow
         shape = (n // 100) % 4
-        if shape == 3:
-            windows.append({"workflow_name": name, "schedule": f"{n % 60} 3 * * {n % 7}",
-                            "timezone": ZONES[n % len(ZONES)], "duration_minutes": 90,
-                            "reason": "weekly database upkeep", "created_at": now_us})
-        else:  # one past, one under way now, one to come
-            start = now_us + (shape - 1) * 6 * hour - hour
-            windows.append({"workflow_name": name, "starts_at": start,
-                            "ends_at": start + 2 * hour, "reason": "planned migration",
-                            "created_at": now_us})
+        start = now_us + (shape - 1) * 6 * hour - hour  # one past, one under way, one to come
+        recurring = shape == 3
+        windows.append({  # every row names every column: insert_many takes the first's
+            "workflow_name": name, "created_at": now_us,
+            "starts_at": None if recurring else start,
+            "ends_at": None if recurring else start + 2 * hour,
+            "schedule": f"{n % 60} 3 * * {n % 7}" if recurring else None,
+            "timezone": ZONES[n % len(ZONES)] if recurring else "UTC",
+            "duration_minutes": 90 if recurring else None,
+            "reason": "weekly database upkeep" if recurring else "planned migration"})
     insert(MaintenanceWindow, windows)
     if not is_sqlite():
         database.execute_sql("ANALYZE")
