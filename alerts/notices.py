@@ -19,7 +19,7 @@ from models.schemas import InputError, QueryParam
 
 from .channels import CHANNELS
 from .models import KINDS, NOTICE_STATES, AlertChannel, Attempt, Notice, by_parent
-from .quiet import QUIETED, quiet_until
+from .quiet import QUIETED, quiet_until, window_end
 
 DEFAULT_LOG_LIMIT = 50
 MAX_LOG_LIMIT = 500
@@ -68,6 +68,8 @@ def queue_notices(channels: list[AlertChannel], kind: str, body: dict, now: date
     While the workflow is quiet (alerts/quiet.py) a failing or missed notice is written
     `held` until the quiet ends, and a reminder not at all; a recovery whose failing or
     missed notice was held and never sent is written `dropped`, and that one dropped too.
+    Any other recovery decided inside a maintenance window is `held` until the window ends
+    (no notice is queued during one; a mute keeps only its own kinds back).
     """
     if not channels:
         return 0
@@ -80,6 +82,9 @@ def queue_notices(channels: list[AlertChannel], kind: str, body: dict, now: date
             status, due = "held", until
     elif workflow_id is not None and kind in OPENED_BY:
         silent = unsent_openers(channels, OPENED_BY[kind], workflow_id, episode)
+        until = window_end(body["data"]["workflow"], now)
+        if until is not None:
+            status, due = "held", until
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     rows = [{"rule": ch.rule_id, "channel_id": ch.id, "workflow": workflow_id, "kind": kind,
              "episode": episode, "number": number, "channel_type": ch.type,

@@ -11,6 +11,8 @@ an idle scan probes it once) and decides each once, in a transaction that holds 
 (SQLite: the write lock; PostgreSQL: `FOR UPDATE`): still quiet (the mute was extended, a
 window follows) → held until the new end; its episode still going on → `pending`, sent now
 with the release time as its timestamp, its reminders counted from then; else → `dropped`.
+A recovery decided inside a maintenance window (its failing or missed notice was sent
+before) is held until the window ends, then sent.
 A recovery whose failing or missed notice was never sent is not sent either (see
 `queue_notices`).
 """
@@ -51,6 +53,11 @@ def quiet_until(workflow_id: int, name: str, now: datetime,
             break
         end = moment = later
     return end
+
+
+def window_end(name: str, now: datetime) -> datetime | None:
+    """When the maintenance windows covering a workflow at `now` end (None: none does)."""
+    return Windows.of([name]).quiet_end(name, now)
 
 
 def quiet_ended(now: datetime, *, workflow_id: int | None = None,
@@ -100,17 +107,23 @@ def _release(notice_id: int, now: datetime) -> str | None:
         return None
     body = json.loads(notice.payload)
     name = body["data"]["workflow"]
-    until = quiet_until(notice.workflow_id, name, now) if notice.workflow_id else None
+    recovery = notice.kind not in QUIETED  # held by a window: told once it is over
+    if recovery:
+        until = window_end(name, now)
+    else:
+        until = quiet_until(notice.workflow_id, name, now) if notice.workflow_id else None
     if until is not None:
         Notice.update(next_attempt_at=to_micros(until)).where(Notice.id == notice_id).execute()
         return "held"
-    if not _goes_on(notice):
+    if not recovery and not _goes_on(notice):
         Notice.update(status="dropped").where(Notice.id == notice_id).execute()
         return "dropped"
     body["timestamp"] = iso(now)
     (Notice.update(status="pending", next_attempt_at=to_micros(now),
                    payload=json.dumps(body, ensure_ascii=False, separators=(",", ":")))
      .where(Notice.id == notice_id).execute())
+    if recovery:
+        return "pending"
     # The episode is told now: its reminders (under a rule that reminds) count from here.
     from .reminders import remind_later  # reminders queue through notices, which ask here
     rule = AlertRule.get_or_none(AlertRule.id == notice.rule_id)
@@ -131,4 +144,4 @@ def release_held(config, now: datetime) -> int:
     return released
 
 
-__all__ = ["quiet_until", "quiet_ended", "release_held", "QUIETED"]
+__all__ = ["quiet_until", "quiet_ended", "release_held", "window_end", "QUIETED"]

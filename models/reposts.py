@@ -161,11 +161,11 @@ def _plan_repost(before: RunState, item: ExecutionIn, row: dict, texts: Texts,
     finished = before.finished_at
     if "finished_at" in sent:
         finished = to_micros(item.finished_at) if item.finished_at else None
+    elif item.status not in FINISHED_STATUSES:
+        finished = None  # reported open again (a job run once more): it has no end yet
     if finished is not None and finished < started:
         raise stored_start_conflict()
     replaced = replaces_error(before, item.status, sent, lambda: row[_COLUMN["error_type"]])
-    if replaced and item.status not in FINISHED_STATUSES and "finished_at" not in sent:
-        finished = None
     values = {"status": item.status, "started_at": started, "finished_at": finished,
               "duration_ms": duration_between(started, finished)}
     if maintenance is not None:

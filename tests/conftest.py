@@ -1,6 +1,7 @@
 """Shared fixtures: an app on a fresh SQLite file or PostgreSQL database, clients, servers."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -212,28 +213,35 @@ _PG_SCHEMA = """SELECT md5(
     to_regclass('public.schema_version') IS NOT NULL"""
 
 
-# TRUNCATE … RESTART IDENTITY of every table, in one round trip, but cheaper: only the
-# tables with rows are truncated (truncating makes new files for a table and its indexes),
-# and every sequence but the schema version's goes back to its start.
+# Every table emptied and every sequence but the schema version's back at its start, in one
+# round trip. Only the tables with rows are emptied, with DELETE and foreign keys unchecked
+# for it (the replication role): for the few rows a test leaves, many times cheaper than
+# TRUNCATE, which makes new files for each table and index it empties. A server where the
+# test's user may not take that role (RUNWATCH_TEST_POSTGRES_URL) truncates them instead.
 _PG_EMPTY = """DO $$
 DECLARE
     name text;
     found boolean;
     full_tables text[] := '{}';
 BEGIN
+    IF %(delete)s THEN
+        SET LOCAL session_replication_role = replica;
+    END IF;
     FOR name IN SELECT tablename FROM pg_tables
                  WHERE schemaname = 'public' AND tablename <> 'schema_version' LOOP
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I)', name) INTO found;
-        IF found THEN
-            full_tables := full_tables || format('%I', name);
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %%I)', name) INTO found;
+        IF found AND %(delete)s THEN
+            EXECUTE format('DELETE FROM %%I', name);
+        ELSIF found THEN
+            full_tables := full_tables || format('%%I', name);
         END IF;
     END LOOP;
     IF cardinality(full_tables) > 0 THEN
         EXECUTE 'TRUNCATE ' || array_to_string(full_tables, ', ') || ' CASCADE';
     END IF;
-    PERFORM setval(format('%I.%I', schemaname, sequencename), start_value, false)
+    PERFORM setval(format('%%I.%%I', schemaname, sequencename), start_value, false)
        FROM pg_sequences
-      WHERE schemaname = 'public' AND sequencename NOT LIKE 'schema\\_version\\_%';
+      WHERE schemaname = 'public' AND sequencename NOT LIKE 'schema\\_version\\_%%';
 END $$"""
 
 
@@ -277,7 +285,8 @@ def _empty_postgres_schema(url: str, fingerprint: str) -> None:
     build again."""
     def empty(cur) -> bool:
         if _pg_fingerprint(cur) == fingerprint:
-            cur.execute(_PG_EMPTY)
+            cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            cur.execute(_PG_EMPTY, {"delete": bool(cur.fetchone()[0])})
             return True
         return False
 
@@ -569,6 +578,43 @@ def describe_violations(violations: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# The page as axe-core sees it: its markup and the window's size, without what changes from
+# one test's server to the next's: the session's CSRF token, and numbers (times, durations,
+# ports, ids), each run of digits read as one. axe-core's rules read the page's structure,
+# names, roles and colours, not which digits a text holds.
+_AXE_KEY = """() => {
+    let html = document.documentElement.outerHTML;
+    const token = document.querySelector('meta[name="csrf-token"]')?.content;
+    if (token) {
+        html = html.split(token).join("CSRF-TOKEN");
+    }
+    return `${innerWidth}x${innerHeight} ${html.replace(/[0-9]+/g, "0")}`;
+}"""
+
+
+class _AxeVerdicts:
+    """axe-core's findings by the page they were made on, kept for the run.
+
+    A browser test runs once on each database, and most of its states show the same page
+    on both: the same markup with the same style sheets. axe-core's findings depend on
+    nothing else, and take up to seconds of processor time on a long page, so a page
+    audited once is not audited again (the browser tests of both databases run on one
+    pytest-xdist worker, one after the other: see `pytest_collection_modifyitems`).
+    """
+
+    def __init__(self):
+        self.found: dict[str, list[dict]] = {}
+
+    def __call__(self, tab, audit) -> list[dict]:
+        key = hashlib.sha256(tab.evaluate(_AXE_KEY).encode()).hexdigest()
+        if key not in self.found:
+            self.found[key] = audit(tab)
+        return self.found[key]
+
+
+_AXE_VERDICTS = _AxeVerdicts()
+
+
 class PageAudit:
     """Checks the page as a browser shows it now: axe-core (WCAG 2.1 A/AA and best
     practices) and no inline code. Call it after every state a person can reach.
@@ -581,6 +627,9 @@ class PageAudit:
         self.taken = 0
 
     def violations(self, tab) -> list[dict]:
+        return _AXE_VERDICTS(tab, self._run_axe)
+
+    def _run_axe(self, tab) -> list[dict]:
         if not tab.evaluate("() => typeof window.axe === 'object'"):
             # Evaluated by the browser's debugger, which the page's CSP does not govern
             # (a <script> tag added to the page would be refused, as it should be).
@@ -623,6 +672,16 @@ def audit(axe_script, request) -> PageAudit:
     return PageAudit(axe_script, folder)
 
 
+# --- Two test processes per core --------------------------------------------------------
+# A test often waits: for a server process to start, a browser to draw, a lease to lapse,
+# PostgreSQL to answer. With one process per core those waits leave the core idle; with two
+# (at most four in all: `--maxprocesses` in pyproject.toml) another test runs meanwhile.
+# On two cores the suite took 11 minutes with four processes where two took 14.
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    return 2 * (os.cpu_count() or 1)
+
+
 # --- The longest tests first ---------------------------------------------------------------
 # pytest-xdist hands tests out one by one, in the order they were collected. A test that
 # takes a minute handed out last keeps one worker busy while the other has finished, so
@@ -639,8 +698,13 @@ def expected_seconds(item) -> float:
     return max((SERVER_FIXTURES.get(name, 0.0) for name in item.fixturenames), default=0.0)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: -expected_seconds(item))
+    for item in items:
+        if "audit" in item.fixturenames and "backend" in item.fixturenames:
+            # Both databases' runs of a browser test on one worker: see _AxeVerdicts.
+            item.add_marker(pytest.mark.xdist_group(f"audit-{item.originalname}"))
 
 
 # --- A run in which nothing ran is a failed run -------------------------------------------

@@ -83,6 +83,21 @@ def test_a_repost_keeps_the_original_start_when_it_sends_none(api):
     assert again["duration_ms"] == 2000
 
 
+def test_a_finished_run_reported_running_again_later_has_no_end_until_it_finishes(api):
+    """A job run once more under the same external id: it starts after the first end."""
+    first = api.post(URL, json={"workflow": "w", "external_id": "a", "status": "success",
+                                "started_at": "2026-01-01T00:00:00Z",
+                                "finished_at": "2026-01-01T00:00:01Z"}).json
+    again = api.post(URL, json={"workflow": "w", "external_id": "a", "status": "running",
+                                "started_at": "2026-01-01T00:00:05Z"})
+    assert again.status_code == 200, again.text
+    assert again.json["id"] == first["id"]
+    assert again.json["finished_at"] is None and again.json["duration_ms"] is None
+    done = api.patch(f"{URL}/{first['id']}", json={"status": "success",
+                                                    "finished_at": "2026-01-01T00:00:07Z"})
+    assert done.status_code == 200 and done.json["duration_ms"] == 2000
+
+
 def test_a_batch_is_stored_whole(api, db):
     runs = [{**RUN, "external_id": f"run-{i}"} for i in range(50)]
     response = api.post(f"{URL}/batch", json={"executions": runs})

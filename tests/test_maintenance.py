@@ -303,6 +303,25 @@ def test_a_failure_held_by_a_window_that_recovered_meanwhile_sends_nothing(app, 
     assert statuses() == ["dropped", "dropped"] and receiver.requests == []
 
 
+def test_a_recovery_decided_during_a_window_is_sent_when_the_window_ends(app, api, receiver):
+    with connection():
+        make_rule(2, [{"type": "webhook", "url": receiver.url}], workflow="etl")
+        report("etl", "FF")
+    scan_and_deliver(app, T0 + timedelta(minutes=4))
+    assert [r.json()["type"] for r in receiver.wait_for(1)] == ["workflow.failing"]
+    window(api, workflow="etl", starts_at=iso(T0 + timedelta(minutes=5)),
+           ends_at=iso(T0 + timedelta(hours=1)))
+    with connection():
+        report("etl", "S", first_minute=3)  # started before the window: it counts
+    scan_and_deliver(app, T0 + timedelta(minutes=10))
+    scan_and_deliver(app, T0 + timedelta(minutes=59))
+    assert len(receiver.requests) == 1 and statuses() == ["delivered", "held"]
+    scan_and_deliver(app, T0 + timedelta(hours=1))
+    assert [r.json()["type"] for r in receiver.wait_for(2)] == ["workflow.failing",
+                                                                "workflow.recovered"]
+    assert statuses() == ["delivered", "delivered"]
+
+
 def test_deleting_a_window_sends_what_it_held_on_the_next_scan(app, api, receiver):
     with connection():
         make_rule(2, [{"type": "webhook", "url": receiver.url}], workflow="etl")
