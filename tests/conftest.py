@@ -158,10 +158,24 @@ def postgres_url():
 
 # --- The app on either backend ------------------------------------------------------------
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
 def backend(request) -> str:
     """Which database the test runs on."""
     return request.param
+
+
+@pytest.hookimpl(tryfirst=True)  # before the fixture's own parameters
+def pytest_generate_tests(metafunc):
+    """Browser tests run on SQLite alone: they hold the pages to what a browser does with
+    them (scripts, focus, axe-core), and the database under a page changes none of that;
+    every page's queries run on both databases in the page tests of the test client.
+    RUNWATCH_TEST_BROWSER_POSTGRES=true runs them on PostgreSQL too."""
+    if ("browser" in metafunc.fixturenames and "backend" in metafunc.fixturenames
+            and os.environ.get("RUNWATCH_TEST_BROWSER_POSTGRES", "").lower() != "true"):
+        metafunc.parametrize("backend", ["sqlite"])
 
 
 # Building the schema takes far longer than most tests. It is built once per session and
@@ -595,11 +609,11 @@ _AXE_KEY = """() => {
 class _AxeVerdicts:
     """axe-core's findings by the page they were made on, kept for the run.
 
-    A browser test runs once on each database, and most of its states show the same page
-    on both: the same markup with the same style sheets. axe-core's findings depend on
-    nothing else, and take up to seconds of processor time on a long page, so a page
-    audited once is not audited again (the browser tests of both databases run on one
-    pytest-xdist worker, one after the other: see `pytest_collection_modifyitems`).
+    Tests show the same page more than once (after a step that changes nothing it checks,
+    or on both databases with RUNWATCH_TEST_BROWSER_POSTGRES), the same markup with the
+    same style sheets. axe-core's findings depend on nothing else, and take up to seconds
+    of processor time on a long page, so a page audited once in a test process is not
+    audited again.
     """
 
     def __init__(self):
@@ -698,13 +712,8 @@ def expected_seconds(item) -> float:
     return max((SERVER_FIXTURES.get(name, 0.0) for name in item.fixturenames), default=0.0)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: -expected_seconds(item))
-    for item in items:
-        if "audit" in item.fixturenames and "backend" in item.fixturenames:
-            # Both databases' runs of a browser test on one worker: see _AxeVerdicts.
-            item.add_marker(pytest.mark.xdist_group(f"audit-{item.originalname}"))
 
 
 # --- A run in which nothing ran is a failed run -------------------------------------------
