@@ -11,7 +11,7 @@ from .base import BaseModel
 from .bulk import update_rows
 from .db import connection, database, write_transaction
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
 
 
@@ -134,6 +134,15 @@ def _quiet_v7(db: peewee.Database) -> None:
         "maintenance": peewee.BooleanField(constraints=[peewee.SQL("DEFAULT false")])})
 
 
+def _accounts_v8(db: peewee.Database) -> None:
+    """Version 8: each account has a theme and a time zone for its pages. Accounts there
+    follow the system's colour scheme and see times in UTC, as before."""
+    add_columns(db, "user", {
+        "theme": peewee.CharField(max_length=8, constraints=[peewee.SQL("DEFAULT 'system'")]),
+        "time_zone": peewee.CharField(max_length=64, constraints=[peewee.SQL("DEFAULT 'UTC'")]),
+    })
+
+
 # Migrations from version N-1 to N, as functions taking the database.
 # Tables that are new are created ("if not exists") before they run, and
 # indexes that are new after them (an index may cover a column a migration adds);
@@ -142,7 +151,8 @@ def _quiet_v7(db: peewee.Database) -> None:
 # (`check_columns` stops the start when one was forgotten). Features keep their tables'
 # migrations in their own `MIGRATIONS`, given to `create_schema`.
 MIGRATIONS: dict[int, Callable[[peewee.Database], None]] = {
-    2: _accounts_v2, 4: _workflows_v4, 5: _fingerprints_v5, 7: _quiet_v7}
+    2: _accounts_v2, 4: _workflows_v4, 5: _fingerprints_v5, 7: _quiet_v7,
+    8: _accounts_v8}
 
 
 def schema_is_current(models: list[type[peewee.Model]]) -> bool:

@@ -23,6 +23,7 @@ MIN_PASSWORD_LENGTH = 8
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 # What a token may do, in the order they are listed: report runs, read, everything.
 SCOPES = ("ingest", "read", "admin")
+THEMES = ("system", "light", "dark")
 ALL_SCOPES = frozenset(SCOPES)
 # Taken for the length of a transaction that must see the accounts alone (PostgreSQL);
 # SQLite's write transactions are serial already.
@@ -38,6 +39,12 @@ class User(UserMixin, BaseModel):
     disabled_at = UTCMicros(null=True)
     # Part of every session and remember-me cookie: bumping it ends them all at once.
     session_generation = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+    # How the pages look to this account: "system" follows the browser's colour scheme.
+    theme = peewee.CharField(max_length=8, default="system",
+                             constraints=[peewee.SQL("DEFAULT 'system'")])
+    # The IANA zone every time on the pages is shown in (`tz` overrides it where it exists).
+    time_zone = peewee.CharField(max_length=64, default="UTC",
+                                 constraints=[peewee.SQL("DEFAULT 'UTC'")])
 
     # The random part of the sign-in this object was loaded for (see `get_id`).
     login_nonce: str | None = None

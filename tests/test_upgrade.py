@@ -99,6 +99,8 @@ RELEASES = [
     _release("1af43d5f484315f7c571d949fd6837156d3e5bde"),
     # The release before quiet (schema version 6: error counts, the new channel kinds).
     _release("4efbba02264f3f81d4855ed86fe5076596dfd613"),
+    # The release before accounts' themes and zones (schema version 7: quiet alerts).
+    _release("e42a8b55b9b68c919aec67035585b07d94dedf89"),
 ]
 
 
@@ -253,6 +255,11 @@ def test_the_previous_releases_account_signs_in_and_sees_its_pages(kept, upgrade
     for url in ("/executions", f"/executions/{kept['ids'][0]}", "/alerts", "/settings"):
         assert client.get(url).status_code == 200, url
     assert "kept" in client.get("/settings").text
+    with upgraded.app_context():  # accounts made before themes and zones keep the old look
+        from models.db import connection
+        from models.users import User
+        with connection():
+            assert [(u.theme, u.time_zone) for u in User.select()] == [("system", "UTC")]
 
 
 def test_work_goes_on_after_the_upgrade(kept, upgraded):
