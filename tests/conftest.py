@@ -22,6 +22,7 @@ from helpers import (CHROMIUM, EMAIL, PASSWORD, ROOT, TEST_PASSWORD_METHOD, Live
                      make_token, missing, with_admin_cursor)
 from models import database
 from models.db import connection
+from models.startup import restart
 from models.users import create_user
 
 # The SMTP sink and the webhook receiver, as fixtures for every test module.
@@ -334,12 +335,50 @@ def app_config(database_url, tmp_path) -> dict:
             "SERVER_NAME": None, "PASSWORD_HASH_METHOD": TEST_PASSWORD_METHOD}
 
 
+# Building an app (its routes, its extensions, its features) costs more than most tests.
+# An app is built once per worker and settings, and given each test's fresh database:
+# `restart` points the database handle at it and redoes the start's work there (the
+# database from `database_url` already has the current schema). Its settings are put back
+# after each test, and so are the login limit's counts. A test that changes the app itself
+# (adds a route) asks for an app of its own with `@pytest.mark.own_app`; so does, without
+# asking, a test that takes the app only as it runs (its database has no tables yet).
+
+_KEPT_APPS: dict[str, tuple[Flask, dict]] = {}
+KEPT_APPS_MAX = 8
+
+
+def _kept_app(app_config: dict) -> Flask:
+    key = repr(sorted((name, value) for name, value in app_config.items()
+                      if name != "DATABASE_URL"))
+    kept = _KEPT_APPS.get(key)
+    if kept is None:
+        application = create_app(app_config)
+        if len(_KEPT_APPS) >= KEPT_APPS_MAX:
+            _KEPT_APPS.pop(next(iter(_KEPT_APPS)))
+        _KEPT_APPS[key] = (application, dict(application.config))
+        return application
+    application, settings = kept
+    application.config.clear()
+    application.config.update(settings, DATABASE_URL=app_config["DATABASE_URL"])
+    restart(application)
+    return application
+
+
 @pytest.fixture
-def app(app_config):
+def app(app_config, request):
     """A Runwatch app on a fresh database."""
-    application = create_app(app_config)
+    # A test that asks for the app only as it runs got a database without tables from
+    # `database_url`: the app's start builds them.
+    if request.node.get_closest_marker("own_app") or "app" not in request.fixturenames:
+        application = create_app(app_config)
+    else:
+        application = _kept_app(app_config)
     yield application
     close_database()
+    limiter = application.extensions.get("limiter")
+    for each in (limiter if isinstance(limiter, (set, list, tuple)) else [limiter]):
+        if each is not None:
+            each.reset()
 
 
 @pytest.fixture
