@@ -482,11 +482,14 @@ def api(app, token) -> ApiClient:
 def live_server(app, database_url, tmp_path, request):
     """A real server process on the test's database (the `app` fixture made the tables): two
     workers, so that requests meet in different processes; for a browser, which sends a
-    request or a few at a time, one (each worker's start costs a second of processor time)."""
+    request or a few at a time, one (each worker's start costs a second of processor time).
+    `@pytest.mark.server_env(RUNWATCH_…="…")` gives it settings of the test's own."""
     database.close() if not database.is_closed() else None
     workers = 1 if "browser" in request.fixturenames else 2
-    server = LiveServer(database_url, tmp_path, workers=workers,  # webhooks: to 127.0.0.1
-                        env={"RUNWATCH_WEBHOOK_ALLOW_PRIVATE": "true"}).start()
+    env = {"RUNWATCH_WEBHOOK_ALLOW_PRIVATE": "true"}  # webhooks: to 127.0.0.1
+    marker = request.node.get_closest_marker("server_env")
+    env.update(marker.kwargs if marker else {})
+    server = LiveServer(database_url, tmp_path, workers=workers, env=env).start()
     yield server
     server.stop()
 
