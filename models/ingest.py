@@ -15,8 +15,9 @@ from .executions import FINISHED_STATUSES, Execution, ExecutionPayload, Step, du
 from .hooks import in_maintenance, run_write_hooks
 from .reposts import (existing_by_key, locked, replaces_error, stored_error_type,
                       stored_start_conflict, update_existing)
-from .run_rows import (EXECUTION_FIELDS, NEW_FINGERPRINT, NEW_MAINTENANCE, NO_RUN_TEXT, PAYLOAD_FIELDS,
-                       STATE_FIELDS, Change, RunState, Texts, bulk_insert, duration_between,
+from .run_rows import (EXECUTION_FIELDS, NEW_FINGERPRINT, NEW_MAINTENANCE, NO_RUN_TEXT,
+                       PAYLOAD_FIELDS, STATE_FIELDS, Change, RunState, Texts, bulk_insert,
+                       duration_between,
                        error_columns, error_json, error_values, insert_returning_ids,
                        insert_step_rows, payload_texts, positioned, rows_of_steps,
                        state_of_row, step_status, workflow_ids)

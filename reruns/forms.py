@@ -63,5 +63,10 @@ class HookForm:
         secret = texts["rerun_secret"].strip()
         if secret:
             value["secret"] = hook.secret if hook and hook.secret and secret == MASK else secret
+        shown = (("url", value["url"]), ("headers", " ".join(value["headers"].values())),
+                 ("secret", value.get("secret", "")))
+        for name, text in shown:
+            if MASK in text:  # a mask with no stored value behind it
+                read.errors[f"rerun.{name}"] = f"holds {MASK}: type the whole value"
         read.value = value
         return read

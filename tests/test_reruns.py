@@ -125,6 +125,8 @@ def test_the_settings_form_keeps_masked_values_and_says_what_is_wrong(api, logge
     assert bad.status_code == 400
     errors = {e.attrs["id"]: e.text for e in parse(bad).find("small", class_="field-error")}
     assert set(errors) == {"rerun.body-error", "rerun.headers-error"}
+    masked = logged_in.post("/workflows/deploy", data={**post, "rerun_headers": f"X-New: {MASK}"})
+    assert masked.status_code == 400 and "rerun.headers-error" in masked.text
     saved = logged_in.post("/workflows/deploy", data={**post, "rerun_body": '{"a": "$input"}'})
     assert saved.status_code == 303
     kept = api.get("/api/automations/workflows/deploy").json["rerun"]
