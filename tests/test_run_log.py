@@ -17,7 +17,7 @@ def exec_run(api, status: str = "failure", **output) -> int:
     """A run reported in the shape `runwatch exec` gives it."""
     body = {"exit_code": 3, "stdout_tail": "saving\n", "stderr_tail": "disk full\n", **output}
     return report(api, {"workflow": "backup", "status": status, "output": body,
-                        **({"error": {"type": "ExitCode", "message": "disk full"}}
+                        **({"error": {"type": "ExitCode", "message": f"{ESC}[31mdisk full{ESC}[0m"}}
                            if status == "failure" else {})})
 
 
@@ -28,6 +28,7 @@ def test_a_failed_command_shows_its_output_as_a_log_open_with_the_exit_code(api,
     page = parse(response)
 
     assert page.by_id("exit-code").text == "3"
+    assert page.find("p", class_="error-message")[0].text == "disk full", "no colour codes"
     log = page.find("section", class_="command-log")[0]
     assert "open" in log.find("details")[0].attrs
     stdout, stderr = page.by_id("run-stdout-text"), page.by_id("run-stderr-text")

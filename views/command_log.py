@@ -86,6 +86,11 @@ def to_html(text: str) -> Markup:
     return Markup(converter.convert(masked, full=False, ensure_trailing_newline=False))
 
 
+def plain_text(text: str) -> str:
+    """Terminal text without its escape sequences (an error message read as a sentence)."""
+    return _ESCAPE.sub("", text) if "\x1b" in text else text
+
+
 def _pieces(text: str) -> list[tuple[bool, str]]:
     """The text as (is a colour code, piece) pairs; other escape sequences left out."""
     pieces, done = [], 0

@@ -13,7 +13,7 @@ from models.execution_detail import (ExecutionDetail, StepRow, api_document,
                                      execution_version, load_execution, load_step, step_error)
 from models.payloads import CUT_BYTES, mask_text, show_json, show_text
 
-from .command_log import command_log
+from .command_log import command_log, plain_text
 from .common import api_error, render_page, wants_partial
 from .extensions import sees_secrets
 from .formatting import size_label
@@ -190,10 +190,12 @@ def step_view(execution_id: int, row: StepRow, texts: dict,
 
 
 def error_view(error: dict | None) -> dict | None:
-    """An error's message and type as the page shows them (secrets in the message masked)."""
+    """An error's message and type as the page shows them (secrets in the message masked,
+    a terminal's colour codes left out)."""
     if error is None:
         return None
-    return {"message": mask_text(error.get("message") or ""), "type": error.get("type")}
+    return {"message": mask_text(plain_text(error.get("message") or "")),
+            "type": error.get("type")}
 
 
 def _stack(error: dict | None) -> str | None:
