@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
+from helpers import client_env, console_script
+
 RUNS = "/api/automations/executions"
 
 
@@ -163,8 +165,6 @@ LOGGED_COMMAND = ("printf '\\033[32mok\\033[0m <b>saved</b> %s\\n' \"$RUN\"; "
 
 @pytest.mark.browser
 def test_a_command_run_by_runwatch_exec_reads_as_a_log(page, live_server, live_token, audit):
-    from helpers import console_script
-    from test_client import client_env
     runwatch = console_script("runwatch", "pip install -e ./client")
     for number, code in ((1, 0), (2, 3)):  # a success, then a failure that compares with it
         env = {**client_env(live_server.url, live_token), "RUN": str(number), "CODE": str(code)}
