@@ -47,13 +47,17 @@ class HistoryFilter:
     cursor: Cursor | None = None
     secret: str = field(default="", repr=False, compare=False)
     path: str = field(default="", repr=False, compare=False)  # where url_with links lead
+    # The zone when `tz` is not given: the reader's own on pages (Settings), UTC in the API.
+    default_tz: str = field(default="UTC", repr=False, compare=False)
 
     # --- parsing ----------------------------------------------------------------------------
 
     @classmethod
-    def from_args(cls, args: Any, *, secret: str, path: str = "") -> "HistoryFilter":
+    def from_args(cls, args: Any, *, secret: str, path: str = "",
+                  default_tz: str = "UTC") -> "HistoryFilter":
         """Validate query arguments (a MultiDict, dict or pairs, plain or as `filter=<JSON>`);
-        raises FilterError naming fields. `path` is where `url_with` links lead."""
+        raises FilterError naming fields. `path` is where `url_with` links lead; `default_tz`
+        is the zone without `tz`."""
         values = non_empty(args)
         if "filter" in values:
             values = from_json(values)
@@ -65,7 +69,7 @@ class HistoryFilter:
 
         workflows = parse_workflows(values.getlist("workflow"), errors)
         statuses = parse_statuses(values.getlist("status"), errors)
-        zone, tz = parse_zone(one.get("tz", "UTC"), errors)
+        zone, tz = parse_zone(one.get("tz", default_tz), errors)
         start = parse_bound(one.get("from"), zone, False, "from", errors)
         end = parse_bound(one.get("to"), zone, True, "to", errors)
         if start and end and start.micros > end.micros:
@@ -78,7 +82,8 @@ class HistoryFilter:
         cursor = decode_cursor(one.get("cursor"), sort, secret, errors)
         if errors:
             raise FilterError(errors, submitted(values))
-        return cls(workflows, statuses, start, end, tz, sort, limit, cursor, secret, path)
+        return cls(workflows, statuses, start, end, tz, sort, limit, cursor, secret, path,
+                   default_tz)
 
     # --- rendering --------------------------------------------------------------------------
 
@@ -90,7 +95,7 @@ class HistoryFilter:
             args.append(("from", self.start.text))
         if self.end:
             args.append(("to", self.end.text))
-        if self.tz != "UTC":
+        if self.tz != self.default_tz:
             args.append(("tz", self.tz))
         if self.sort != DEFAULT_SORT:
             args.append(("sort", self.sort))

@@ -18,7 +18,7 @@ from workflows.stats import needing_attention
 
 from views.common import render_page, wants_partial
 from views.extensions import sees_secrets
-from views.formatting import ago, iso_micros
+from views.formatting import ago, iso_micros, viewer_zone
 from views.links import link_builder
 from views.operations import Operation
 
@@ -32,16 +32,18 @@ MAX_FRESH = 100
 WORKFLOW_SUGGESTIONS = 1000
 
 
-def parse_filter() -> HistoryFilter:
-    """The history filter of this request (raises FilterError on bad parameters)."""
+def parse_filter(page: bool = True) -> HistoryFilter:
+    """The history filter of this request (raises FilterError on bad parameters). Without
+    `tz`, a page reads and shows times in the account's zone, the API in UTC."""
     return HistoryFilter.from_args(request.args, secret=current_app.secret_key,
-                                   path=url_for("history.index"))
+                                   path=url_for("history.index"),
+                                   default_tz=viewer_zone().key if page else "UTC")
 
 
 @bp.get("/api/automations/executions")
 def api_list():
     """Runs matching the filter, one keyset page, with counts per status."""
-    f = parse_filter()
+    f = parse_filter(page=False)
     found = query_history(f, utcnow(), with_bars=False)
     execution_url = link_builder("executions.show", external=True)
     reveal = sees_secrets()
