@@ -352,8 +352,23 @@ def _preview(expression: str | None, zone_name: str | None) -> dict:
         return {"error": str(exc)}
     times = schedules.upcoming(expression, zone_name, utcnow())
     return {"description": schedules.describe(expression),
-            "times": [t.astimezone(where).strftime("%Y-%m-%d %H:%M %Z") for t in times],
-            "zone": zone_name}
+            "times": [_zone_time(t, where) for t in times], "zone": zone_name}
+
+
+def _zone_time(moment: datetime, where) -> str:
+    """An expected time as the schedule reads it: in the workflow's zone, to the minute."""
+    return moment.astimezone(where).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _next_expected(row) -> dict | None:
+    """The workflow's next expected run, in its own zone (as the preview shows times)."""
+    if not row.schedule or row.expected_at is None:
+        return None
+    try:
+        where = schedules.zone(row.timezone or "UTC")
+    except schedules.ScheduleError:  # a zone this machine no longer knows
+        where = schedules.zone("UTC")
+    return {"iso": iso(row.expected_at), "text": _zone_time(row.expected_at, where)}
 
 
 def _settings_answer(row, values, errors, status: int = 200, saved: bool = False):
@@ -364,6 +379,7 @@ def _settings_answer(row, values, errors, status: int = 200, saved: bool = False
 
 def _settings_context(row, form, errors, saved=False) -> dict:
     return {"row": row, "settings_form": form, "settings_errors": errors, "saved": saved,
+            "next_expected": _next_expected(row),
             "preview": _preview(form.get("schedule"), form.get("timezone")),
             "zones": sorted(schedules.zone_names()), "max_grace": MAX_GRACE,
             "max_duration": MAX_DURATION, "max_description": MAX_DESCRIPTION}
