@@ -60,6 +60,7 @@ def pages(app, receiver) -> list[tuple[str, str]]:
             (f"/executions?workflow={FAILING_WORKFLOW}&status=failure", "a filtered history"),
             (f"/executions/{failed}", "a failed run"),
             (f"/executions/{failed}/compare", "a run's comparison"),
+            (f"/executions/{failed}/steps/1", "a step at its own address"),
             (f"/executions/{command}", "a command's run, its output as a log"),
             ("/workflows", "the workflows"),
             (f"/workflows/{FAILING_WORKFLOW}", "a workflow"),
