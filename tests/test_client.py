@@ -524,3 +524,10 @@ def test_the_python_api_warns_when_runwatch_is_unreachable_and_never_raises_its_
                     step.output = {"done": True}
                 raise KeyError("the user's own")
     assert time.monotonic() - began < 10
+
+
+def test_the_error_message_is_the_last_stderr_line_without_its_colour_codes():
+    from runwatch_client.process import last_line
+    assert last_line("saving\n\x1b[1;31merror:\x1b[0m disk \x1b]0;title\x07full\n\n") == \
+        "error: disk full"
+    assert last_line("\x1b[0m\n  \n") is None
