@@ -52,13 +52,17 @@ class HistoryFilter:
     cursor: Cursor | None = None
     secret: str = field(default="", repr=False, compare=False)
     path: str = field(default="", repr=False, compare=False)  # where url_with links lead
+    # The zone when `tz` is not given: the reader's own on pages (Settings), UTC in the API.
+    default_tz: str = field(default="UTC", repr=False, compare=False)
 
     # --- parsing ----------------------------------------------------------------------------
 
     @classmethod
-    def from_args(cls, args: Any, *, secret: str, path: str = "") -> "HistoryFilter":
+    def from_args(cls, args: Any, *, secret: str, path: str = "",
+                  default_tz: str = "UTC") -> "HistoryFilter":
         """Validate query arguments (a MultiDict, dict or pairs, plain or as `filter=<JSON>`);
-        raises FilterError naming fields. `path` is where `url_with` links lead."""
+        raises FilterError naming fields. `path` is where `url_with` links lead; `default_tz`
+        is the zone without `tz`."""
         values = non_empty(args)
         if "filter" in values:
             values = from_json(values)
@@ -72,7 +76,7 @@ class HistoryFilter:
         statuses = parse_statuses(values.getlist("status"), errors)
         external_ids = parse_external_ids(values.getlist("external_id"), errors)
         q = parse_query(one.get("q"), errors)
-        zone, tz = parse_zone(one.get("tz", "UTC"), errors)
+        zone, tz = parse_zone(one.get("tz", default_tz), errors)
         start = parse_bound(one.get("from"), zone, False, "from", errors)
         end = parse_bound(one.get("to"), zone, True, "to", errors)
         if start and end and start.micros > end.micros:
@@ -86,7 +90,7 @@ class HistoryFilter:
         if errors:
             raise FilterError(errors, submitted(values))
         return cls(workflows, statuses, external_ids, q, start, end, tz, sort, limit, cursor,
-                   secret, path)
+                   secret, path, default_tz)
 
     # --- rendering --------------------------------------------------------------------------
 
@@ -101,7 +105,7 @@ class HistoryFilter:
             args.append(("from", self.start.text))
         if self.end:
             args.append(("to", self.end.text))
-        if self.tz != "UTC":
+        if self.tz != self.default_tz:
             args.append(("tz", self.tz))
         if self.sort != DEFAULT_SORT:
             args.append(("sort", self.sort))
@@ -153,8 +157,10 @@ class HistoryFilter:
 
     def export_url(self, path: str, fmt: str) -> str:
         """The export of this filter's runs in `fmt`: its filter alone (the export has no
-        order or page), then the format."""
-        args = self.but(sort=DEFAULT_SORT, limit=DEFAULT_LIMIT).to_args()
+        order or page) and its zone, then the format."""
+        # The export reads a filter without `tz` in UTC, as the API does, not in the zone
+        # of the account whose page this is: the zone goes along whenever it is not UTC.
+        args = self.but(sort=DEFAULT_SORT, limit=DEFAULT_LIMIT, default_tz="UTC").to_args()
         return path + "?" + urlencode([*args, ("format", fmt)])
 
     @cached_property

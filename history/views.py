@@ -28,7 +28,7 @@ from workflows.stats import needing_attention
 
 from views.common import render_page, wants_partial
 from views.extensions import sees_secrets
-from views.formatting import ago, iso_micros
+from views.formatting import ago, iso_micros, viewer_zone
 from views.links import link_builder
 from views.operations import Operation
 
@@ -55,10 +55,12 @@ WORKFLOW_SUGGESTIONS = 1000
 RUN_ID_MARK = 987654321987654321  # stands for a run's id in the export's address template
 
 
-def parse_filter() -> HistoryFilter:
-    """The history filter of this request (raises FilterError on bad parameters)."""
+def parse_filter(page: bool = True) -> HistoryFilter:
+    """The history filter of this request (raises FilterError on bad parameters). Without
+    `tz`, a page reads and shows times in the account's zone, the API in UTC."""
     return HistoryFilter.from_args(request.args, secret=current_app.secret_key,
-                                   path=url_for("history.index"))
+                                   path=url_for("history.index"),
+                                   default_tz=viewer_zone().key if page else "UTC")
 
 
 def refuse_unknown(known: tuple[str, ...], advice: str = "") -> None:
@@ -74,7 +76,7 @@ def refuse_unknown(known: tuple[str, ...], advice: str = "") -> None:
 def api_list():
     """Runs matching the filter, one keyset page, with counts per status."""
     refuse_unknown(KNOWN)
-    f = parse_filter()
+    f = parse_filter(page=False)
     found = query_history(f, utcnow(), with_bars=False)
     execution_url = link_builder("executions.show", external=True)
     reveal = sees_secrets()
@@ -143,7 +145,8 @@ def index():
         kept = [(k, v) for k, v in request.args.items(multi=True) if k in KNOWN]
         try:
             return redirect(HistoryFilter.from_args(
-                kept, secret=current_app.secret_key, path=url_for("history.index")).url_with())
+                kept, secret=current_app.secret_key, path=url_for("history.index"),
+                default_tz=viewer_zone().key).url_with())
         except FilterError:
             return redirect(url_for("history.index") + ("?" + urlencode(kept) if kept else ""))
     try:

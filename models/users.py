@@ -14,6 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .base import BaseModel, UTCMicros
 from .db import database, is_sqlite, write_transaction
+from .inputs import zone_names
 from .times import utcnow
 
 TOKEN_PREFIX = "rw_"
@@ -228,6 +229,18 @@ def set_enabled(user: User, enabled: bool) -> bool:
             end_sessions(user)
     user.disabled_at = User.get_by_id(user.id).disabled_at
     return True
+
+
+def set_preferences(user: User, theme: str, time_zone: str) -> None:
+    """Set how the pages look to this account: its theme and the zone its times are shown in.
+    Raises AccountError naming the field for a theme or zone that does not exist."""
+    if theme not in THEMES:
+        raise AccountError(f"Pick one of {', '.join(THEMES)}.", field="theme")
+    if time_zone not in zone_names():
+        raise AccountError("Unknown time zone; use an IANA name like Europe/Berlin or UTC.",
+                           field="time_zone")
+    User.update(theme=theme, time_zone=time_zone).where(User.id == user.id).execute()
+    user.theme, user.time_zone = theme, time_zone
 
 
 def has_users() -> bool:

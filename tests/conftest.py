@@ -607,7 +607,8 @@ _AXE_KEY = """() => {
     if (token) {
         html = html.split(token).join("CSRF-TOKEN");
     }
-    return `${innerWidth}x${innerHeight} ${html.replace(/[0-9]+/g, "0")}`;
+    const dark = matchMedia("(prefers-color-scheme: dark)").matches;  // the theme's colours
+    return `${innerWidth}x${innerHeight} ${dark} ${html.replace(/[0-9]+/g, "0")}`;
 }"""
 
 

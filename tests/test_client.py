@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -17,9 +16,8 @@ import pytest
 import requests
 
 import runwatch_client
-from helpers import ROOT, console_script, free_port
+from helpers import client_env, console_script, free_port
 
-CLIENT = ROOT / "client"
 EXECUTIONS = "/api/automations/executions"
 PYTHON = sys.executable
 TAIL = 32 * 1024
@@ -34,17 +32,6 @@ def backend() -> str:
 @pytest.fixture(scope="module")
 def runwatch_script() -> str:
     return console_script("runwatch", "pip install -e ./client")
-
-
-def client_env(url: str | None = None, token: str | None = None) -> dict:
-    """The environment of a `runwatch` process: this checkout's client, this Runwatch."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CLIENT), env.get("PYTHONPATH")]))
-    if url:
-        env["RUNWATCH_URL"] = url
-    if token:
-        env["RUNWATCH_TOKEN"] = token
-    return env
 
 
 def runwatch(script: str, *args: str, env: dict, timeout: float = 60):

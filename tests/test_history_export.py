@@ -132,3 +132,15 @@ def test_the_history_page_links_its_filter_to_the_export(logged_in, reported):
     assert response.status_code == 200
     assert [r["id"] for r in csv.DictReader(io.StringIO(response.get_data(as_text=True)))] == [
         str(reported[3])]
+
+
+def test_the_download_link_carries_the_zone_the_page_reads_its_dates_in(logged_in, reported):
+    from helpers import parse
+
+    page = parse(logged_in.get("/executions?from=2026-11-25&tz=Asia%2FTokyo"))
+    [link] = [a for a in page.find("a") if a.text == "Download CSV"]
+    assert link.attrs["href"] == f"{URL}?from=2026-11-25&tz=Asia%2FTokyo&format=csv"
+    rows = list(csv.DictReader(io.StringIO(logged_in.get(link.attrs["href"]).get_data(
+        as_text=True))))
+    # 2026-11-25 in Tokyo began at 15:00 UTC the day before.
+    assert [r["id"] for r in rows] == [str(reported[4])]

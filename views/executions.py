@@ -6,13 +6,14 @@ from typing import Callable
 
 from flask import Blueprint, Response, abort, current_app, request, url_for
 
-from models.compare import compare_with_last_success
+from models.compare import CompareOptions, compare_with_last_success, last_success
 from models.times import utcnow
 from models.inputs import MAX_ID, MAX_POSITION, whole_number
 from models.execution_detail import (ExecutionDetail, StepRow, api_document,
                                      execution_version, load_execution, load_step, step_error)
 from models.payloads import CUT_BYTES, mask_text, show_json, show_text
 
+from .command_log import command_log, plain_text
 from .common import api_error, render_page, wants_partial
 from .extensions import sees_secrets
 from .formatting import size_label
@@ -78,9 +79,13 @@ def step_payload(execution_id: int, position: int, part: str):
 
 @bp.get("/executions/<int:execution_id>/compare")
 def compare(execution_id: int):
-    """What differs from the most recent successful execution of the same workflow."""
+    """What differs from the most recent successful execution of the same workflow;
+    `unchanged=1` lists the same values too, `hide_ids=1` leaves out changed ids and times."""
     execution = _execution_or_404(execution_id)
-    return _render(execution, "compare", comparison=compare_with_last_success(execution))
+    options = CompareOptions(unchanged=request.args.get("unchanged") == "1",
+                             hide_volatile=request.args.get("hide_ids") == "1")
+    return _render(execution, "compare",
+                   comparison=compare_with_last_success(execution, options))
 
 
 @bp.get("/api/automations/executions/<int:execution_id>")
@@ -135,6 +140,9 @@ def present_execution(execution: ExecutionDetail, steps_from: int = 0,
                                       whole_part == "output"),
         "error": error_view(error), "error_step": error_step, "stack_block": stack,
         "failed_row": failed_row, "poll_seconds": current_app.config["RUN_REFRESH_SECONDS"],
+        "log": command_log(execution.output),
+        # The comparison is offered only when there is a success to compare with.
+        "can_compare": last_success(execution) is not None,
         **present_trace(execution, steps_from),
     }
 
@@ -182,10 +190,12 @@ def step_view(execution_id: int, row: StepRow, texts: dict,
 
 
 def error_view(error: dict | None) -> dict | None:
-    """An error's message and type as the page shows them (secrets in the message masked)."""
+    """An error's message and type as the page shows them (secrets in the message masked,
+    a terminal's colour codes left out)."""
     if error is None:
         return None
-    return {"message": mask_text(error.get("message") or ""), "type": error.get("type")}
+    return {"message": mask_text(plain_text(error.get("message") or "")),
+            "type": error.get("type")}
 
 
 def _stack(error: dict | None) -> str | None:

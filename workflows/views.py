@@ -28,7 +28,7 @@ from workflows.stats import (PAGE_LIMIT, Figures, OverviewQuery, WorkflowQueryEr
                              summary_of)
 
 from views.common import api_error, render_page, wants_partial
-from views.formatting import ago, format_duration, iso_micros
+from views.formatting import ago, format_duration, iso_micros, local, viewer_zone
 from views.links import absolute_url, link_builder
 from views.operations import Operation
 
@@ -91,13 +91,13 @@ def muted_until(value, now: datetime) -> str | None:
     return iso(until) if until > now else None
 
 
-def _period(args) -> HistoryFilter:
+def _period(args, default_tz: str = "UTC") -> HistoryFilter:
     """The period of a workflow's figures: `from`/`to`/`tz` as the history reads them,
-    the last 30 days by default."""
+    the last 30 days by default; without `tz`, in `default_tz`."""
     chosen = MultiDict([(key, value) for key in ("from", "to", "tz")
                         for value in args.getlist(key)])
     f = HistoryFilter.from_args(chosen, secret=current_app.secret_key,
-                                path=url_for("history.index"))
+                                path=url_for("history.index"), default_tz=default_tz)
     today = utcnow().astimezone(f.zone).date()
     if f.start is None:
         end_day = today if f.end is None else from_micros(f.end.micros).astimezone(f.zone).date()
@@ -231,7 +231,7 @@ def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
         body = workflow_json(row, figure, execution_url, workflow_url, acks.get(row.workflow_id))
         items.append({"row": row, "json": body, "strip": _strip(body["recent_runs"]),
                       "last_ago": ago(from_micros(figure.recent[0][2]), now,
-                                      from_micros(figure.recent[0][2]))
+                                      local(from_micros(figure.recent[0][2])))
                       if figure.recent else None,
                       "expected_in": _relative(row.expected_at, now)
                       if row.schedule and row.expected_at else None})
@@ -276,9 +276,9 @@ def show(name: str):
     if row is None:
         abort(404, f"There is no workflow named {name!r}.")
     try:
-        period = _period(request.args)
+        period = _period(request.args, viewer_zone().key)
     except FilterError as exc:
-        period = _period(MultiDict())
+        period = _period(MultiDict(), viewer_zone().key)
         return _show_page(row, period, exc.errors, status=400)
     return _show_page(row, period, {})
 
@@ -386,7 +386,7 @@ def _show_page(row, period: HistoryFilter, errors: dict, status: int = 200):
     for days in QUICK_DAYS:
         args = [("from", (today - timedelta(days=days - 1)).isoformat()),
                 ("to", today.isoformat())]
-        if period.tz != "UTC":
+        if period.tz != period.default_tz:
             args.append(("tz", period.tz))
         quick.append((f"{days}d", here + "?" + urlencode(args)))
     context = {
