@@ -171,6 +171,10 @@ def _plan_repost(before: RunState, item: ExecutionIn, row: dict, texts: Texts,
               "duration_ms": duration_between(started, finished)}
     if maintenance is not None:
         values["maintenance"] = maintenance
+    if "rerun_of" in sent:
+        if item.rerun_of == before.id:
+            raise InputError("rerun_of: a run cannot be a re-run of itself", "rerun_of")
+        values["rerun_of"] = item.rerun_of
     if "error" in sent or replaced:
         values.update(error_columns(item.error))
     payload = {name: text

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import secrets
 from datetime import timedelta
 from typing import Iterable
@@ -101,12 +102,29 @@ class AccountError(ValueError):
 
 
 def normalise_email(email: str) -> str:
-    """Trim and lower-case an address, and check its shape."""
+    """Trim and lower-case an address, and check its shape loosely (it also finds the
+    accounts older releases made; a new account's address must pass `new_email` too)."""
     email = (email or "").strip().lower()
     local, _, domain = email.partition("@")
     if (not local or "." not in domain or " " in email or len(email) > 254
             or any(ord(c) < 32 or ord(c) == 127 for c in email)):
         raise AccountError("Enter a valid e-mail address.")
+    return email
+
+
+# An address as mail is sent to: a dot-atom local part (letters of any script, digits and
+# !#$%&'*+/=?^_`{|}~-, dots between), an @, and a domain of two or more labels (letters and
+# digits, hyphens inside), the last one not a number.
+_ATOM = r"[\w!#$%&'*+/=?^`{|}~-]+"
+_LABEL = r"[^\W_](?:(?:[^\W_]|-)*[^\W_])?"
+_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+(?!\d+\Z){_LABEL}\Z")
+
+
+def new_email(email: str) -> str:
+    """The address of a new account, normalised; AccountError unless it is one."""
+    email = normalise_email(email)
+    if not _ADDRESS.match(email) or len(email.partition("@")[0]) > 64:
+        raise AccountError("Enter a valid e-mail address, such as you@example.com.")
     return email
 
 
@@ -136,7 +154,7 @@ def lock_accounts() -> None:
 
 def create_user(email: str, password: str) -> User:
     """Create an account; raises AccountError on a bad address, short password or duplicate."""
-    email = normalise_email(email)
+    email = new_email(email)
     password_hash = _password_hash(password)
     try:
         with database.atomic():
@@ -150,7 +168,7 @@ def create_first_user(email: str, password: str) -> User | None:
 
     The slow password hash comes first; the check and the insert then run under a lock.
     """
-    email = normalise_email(email)
+    email = new_email(email)
     password_hash = _password_hash(password)
     with write_transaction():
         lock_accounts()

@@ -2,9 +2,13 @@
 time in the zone, where the history's `tz` still shows its runs in another."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from helpers import csrf_from, parse, report
+from views.formatting import format_time, iso_clock, precise_time
 
 RUN = {"workflow": "invoice-sync", "status": "failure",
        "started_at": "2026-11-24T23:30:00Z", "finished_at": "2026-11-24T23:30:04.250Z",
@@ -101,3 +105,14 @@ def test_a_workflows_figures_are_counted_by_the_days_of_the_accounts_zone(api, l
         "the account's own zone is not named"
     utc = logged_in.get("/workflows/invoice-sync?from=2026-11-25&to=2026-11-25&tz=UTC")
     assert "From 2026-11-25 to 2026-11-25 (UTC)</h2>" in utc.get_data(as_text=True)
+
+
+def test_a_time_is_shown_in_the_zone_and_at_the_ends_of_the_calendar_in_utc():
+    berlin, kiritimati = ZoneInfo("Europe/Berlin"), ZoneInfo("Pacific/Kiritimati")
+    moment = datetime(2026, 7, 1, 22, 30, 4, 250_000, tzinfo=timezone.utc)
+    assert format_time(moment, berlin) == "2026-07-02 00:30:04 CEST"
+    assert precise_time(moment, berlin) == "2026-07-02 00:30:04.250 CEST"
+    assert iso_clock("2026-07-01T22:30:04Z", berlin) == "2026-07-02 00:30 CEST"
+    # Older releases stored runs in year 9999: +14 h would pass the calendar's end.
+    end = datetime(9999, 12, 31, 23, 0, tzinfo=timezone.utc)
+    assert format_time(end, kiritimati) == "9999-12-31 23:00:00 UTC"

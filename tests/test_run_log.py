@@ -132,3 +132,10 @@ def test_compare_is_offered_only_when_an_earlier_success_of_the_workflow_exists(
     assert not compare_links(logged_in, success), "a success is no earlier than itself"
     [link] = compare_links(logged_in, later)
     assert link.attrs["href"] == f"/executions/{later}/compare"
+
+
+def test_a_log_with_more_colour_codes_than_drawn_shows_its_text_without_them(monkeypatch):
+    import views.command_log
+    monkeypatch.setattr(views.command_log, "MAX_COLOUR_CODES", 4)
+    assert str(to_html(f"{ESC}[31ma{ESC}[0m" * 2)) == '<span class="ansi31">a</span>' * 2
+    assert str(to_html(f"{ESC}[31m<a>{ESC}[0m" * 3)) == "&lt;a&gt;" * 3

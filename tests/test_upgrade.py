@@ -280,6 +280,17 @@ def test_work_goes_on_after_the_upgrade(kept, upgraded):
         database.close()
     log = client.get("/api/automations/alerts/notices?type=recovered", headers=headers).json
     assert len(log["data"]) == 2  # the streak the previous release alerted has recovered
+    # Its runs can be re-run: a hook set, a run reported as a re-run of one kept.
+    origin = kept["ids"][0]
+    hook = client.patch("/api/automations/workflows/billing", headers=headers,
+                        json={"rerun": {"url": "https://ci.example.com/hooks/rerun"}})
+    assert hook.status_code == 200 and hook.json["rerun"]["url"].startswith("https://ci.")
+    again = client.post("/api/automations/executions", headers=headers, json={
+        "workflow": "billing", "status": "success", "rerun_of": origin})
+    assert again.status_code == 201 and again.json["rerun_of"] == origin
+    shown = client.get(f"/api/automations/executions/{origin}", headers=headers).json
+    assert [r["id"] for r in shown["rerun_runs"]] == [again.json["id"]]
+    assert shown["rerun_of"] is None and shown["reruns"] == []
 
 
 def test_the_schema_is_brought_to_the_current_version(kept, upgraded):

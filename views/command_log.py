@@ -13,21 +13,21 @@ import re
 from dataclasses import dataclass
 
 from ansi2html import Ansi2HTMLConverter
-from markupsafe import Markup
+from markupsafe import Markup, escape as escape_html
 
 from models.payloads import CUT_BYTES, MASK, merged_spans, secret_spans
 
 from .formatting import size_label
 
 STREAMS = ("stdout", "stderr")
+# Colour codes drawn per stream. Each costs ansi2html some 50 µs; a stream with more (a
+# log coloured every few characters) is shown with its colours removed.
+MAX_COLOUR_CODES = 2000
 # Any escape sequence: CSI (colours, cursor moves, erasing), OSC (titles, hyperlinks) up to
 # its terminator, or a lone ESC with its one following character.
 _ESCAPE = re.compile(r"\x1b\[[0-?]*+[ -/]*+[@-~]|\x1b\][^\x07\x1b]*+(?:\x07|\x1b\\)?"
                      r"|\x1b[@-_]?")
 _COLOUR = re.compile(r"\x1b\[[0-9;:]*m")
-# What a terminal shows of a line rewritten with carriage returns (a progress bar): its
-# last version.
-_OVERWRITTEN = re.compile(r"[^\n]*\r(?!\n)")
 
 
 @dataclass
@@ -70,10 +70,19 @@ def _stream(name: str, text, limit: int) -> Stream:
     if cut:  # a tail: its end matters, from the first whole line
         text = text[-limit:]
         text = text[text.find("\n") + 1:]
-    text = _OVERWRITTEN.sub("", text.replace("\r\n", "\n"))
+    text = _last_versions(text)
     if not text:
         return Stream(name, None)
     return Stream(name, to_html(text), text.count("\n") + (not text.endswith("\n")), cut)
+
+
+def _last_versions(text: str) -> str:
+    """What a terminal shows of lines rewritten with carriage returns (a progress bar):
+    the last version of each."""
+    if "\r" not in text:
+        return text
+    return "\n".join(line.rpartition("\r")[2]
+                     for line in text.replace("\r\n", "\n").split("\n"))
 
 
 def to_html(text: str) -> Markup:
@@ -81,7 +90,12 @@ def to_html(text: str) -> Markup:
     escape sequences dropped."""
     pieces = _pieces(text)
     plain = "".join(piece for escape, piece in pieces if not escape)
+    colours = sum(escape for escape, _ in pieces)
+    if colours > MAX_COLOUR_CODES:
+        pieces = [(False, plain)]
     masked = _mask_between_colours(pieces, merged_spans(secret_spans(plain)))
+    if not colours or colours > MAX_COLOUR_CODES:
+        return escape_html(masked)
     converter = Ansi2HTMLConverter(inline=False, escaped=True, linkify=False)
     return Markup(converter.convert(masked, full=False, ensure_trailing_newline=False))
 

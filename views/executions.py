@@ -19,6 +19,7 @@ from .extensions import sees_secrets
 from .formatting import size_label
 from .ingest import execution_url
 from .links import link_builder
+from .run_parts import run_parts_of
 from .trace import slice_start, trace_of
 
 bp = Blueprint("executions", __name__)
@@ -92,7 +93,10 @@ def compare(execution_id: int):
 def api_detail(execution_id: int):
     """The execution with its input, output, error and every step, whole; masked as the
     pages mask it for callers who may not see secrets (tokens without `admin`)."""
-    body = api_document(execution_id, execution_url(execution_id), masked=not sees_secrets())
+    masked = not sees_secrets()
+    extra = {key: value for part in run_parts_of(current_app)
+             for key, value in part.read(execution_id, masked).items()}
+    body = api_document(execution_id, execution_url(execution_id), masked, extra)
     if body is None:
         return api_error(404, "not_found", f"There is no execution {execution_id}.")
     return Response(body, mimetype="application/json")
@@ -143,6 +147,8 @@ def present_execution(execution: ExecutionDetail, steps_from: int = 0,
         "log": command_log(execution.output),
         # The comparison is offered only when there is a success to compare with.
         "can_compare": last_success(execution) is not None,
+        "run_parts": [(part.template, part.page(execution) if part.page
+                       else part.read(execution.id, True)) for part in run_parts_of(current_app)],
         **present_trace(execution, steps_from),
     }
 
