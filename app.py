@@ -10,6 +10,7 @@ import alerts
 import cli
 import history
 import otel
+import reruns
 import scheduling
 import workflows
 from models import MODELS, database, hooks, init_database
@@ -50,11 +51,12 @@ DEFAULTS = {
     "OTLP_PENDING_SECONDS": 3600,  # ...for this long after their trace's last new span
     "RUN_REFRESH_SECONDS": 2,  # how often a live run's page asks for what changed
     "RUN_STEPS_PER_PAGE": STEP_SLICE,  # steps a run's page lists at once
+    "RERUN_TIMEOUT_SECONDS": 10,  # a whole re-run request, from look-up to answer
 }
 # Features, in the order they are wired: each has its `MODELS` (and `MIGRATIONS`, if its
 # tables changed) and an `init_app(app)` that registers its write hooks, start-up checks and
 # blueprints. Background jobs are listed in scheduling.JOBS.
-FEATURES = (history, alerts, workflows, otel)
+FEATURES = (history, alerts, workflows, otel, reruns)
 INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
                     "DELIVERY_LEASE_SECONDS", "WEBHOOK_TIMEOUT_SECONDS", "SMTP_TIMEOUT_SECONDS",
                     "SMTP_PORT", "MAX_PAYLOAD_BYTES", "MAX_STEPS_PER_REQUEST",

@@ -87,6 +87,21 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+def checked_secret(value: str) -> str:
+    """A Standard Webhooks signing secret as typed (stripped): `whsec_` and base64 of 16 to
+    64 bytes. ValueError saying what is wrong."""
+    value = value.strip()
+    if not value.startswith(SECRET_PREFIX):
+        raise ValueError(f"must start with {SECRET_PREFIX}")
+    try:
+        key = base64.b64decode(value[len(SECRET_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"must be {SECRET_PREFIX} followed by base64") from None
+    if not 16 <= len(key) <= 64:
+        raise ValueError("must encode 16 to 64 bytes")
+    return value
+
+
 class _ChannelOptions(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -112,16 +127,7 @@ class WebhookOptions(_ChannelOptions):
     def _valid_secret(cls, value: str | None) -> str:
         if not value or not value.strip():
             return new_secret()  # the user left it empty: sign anyway, with a new secret
-        value = value.strip()
-        if not value.startswith(SECRET_PREFIX):
-            raise ValueError(f"must start with {SECRET_PREFIX}")
-        try:
-            key = base64.b64decode(value[len(SECRET_PREFIX):], validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError(f"must be {SECRET_PREFIX} followed by base64") from None
-        if not 16 <= len(key) <= 64:
-            raise ValueError("must encode 16 to 64 bytes")
-        return value
+        return checked_secret(value)
 
 
 def subject_of(outgoing: Outgoing) -> str:

@@ -12,8 +12,8 @@ from pydantic import Field
 from werkzeug.datastructures import MultiDict
 
 from models.times import from_micros, iso, to_micros
-from models.executions import load_json
-from models.inputs import whole_number
+from models.executions import Workflow, load_json
+from models.inputs import control_character, whole_number
 from models.payloads import mask_text
 from models.schemas import InputError, QueryParam
 
@@ -31,6 +31,8 @@ EVENT_TYPES = {"failing": "workflow.failing", "recovered": "workflow.recovered",
 # reads the same names with the same bounds.
 PARAMETERS = (
     QueryParam("rule", Annotated[int, Field(ge=1, le=MAX_ID)], "Only notices of this rule."),
+    QueryParam("workflow", Annotated[str, Field(min_length=1, max_length=200)],
+               "Only notices about the workflow of this name."),
     QueryParam("status", Literal[NOTICE_STATES], "Only notices in this delivery state."),
     QueryParam("type", Literal[KINDS], "Only notices of this kind."),
     QueryParam("limit", Annotated[int, Field(ge=1, le=MAX_LOG_LIMIT)],
@@ -151,13 +153,14 @@ def notice_json(notice: Notice, attempts: list[Attempt]) -> dict:
 
 @dataclass(frozen=True)
 class NoticeFilter:
-    """A validated query of the delivery log: rule, state, type, page size and cursor.
+    """A validated query of the delivery log: rule, workflow, state, type, page size and cursor.
 
     The page and the API read their query string with `from_args` alone, and every link
     to another page of the log comes from `url_with`.
     """
 
     rule_id: int | None = None
+    workflow: str | None = None  # a workflow's name
     status: str | None = None
     kind: str | None = None
     limit: int = DEFAULT_LOG_LIMIT
@@ -167,6 +170,7 @@ class NoticeFilter:
     def from_args(cls, args: MultiDict, default_limit: int = DEFAULT_LOG_LIMIT) -> "NoticeFilter":
         """Validate query arguments; raises InputError naming the first bad one."""
         return cls(rule_id=_whole(args, "rule", 1, MAX_ID),
+                   workflow=_name(args, "workflow"),
                    status=_choice(args, "status", NOTICE_STATES),
                    kind=_choice(args, "type", KINDS),
                    limit=_whole(args, "limit", 1, MAX_LOG_LIMIT) or default_limit,
@@ -174,7 +178,8 @@ class NoticeFilter:
 
     def to_args(self, default_limit: int = DEFAULT_LOG_LIMIT) -> list[tuple[str, str]]:
         """The canonical query arguments, defaults left out."""
-        pairs = [("rule", self.rule_id), ("status", self.status), ("type", self.kind),
+        pairs = [("rule", self.rule_id), ("workflow", self.workflow), ("status", self.status),
+                 ("type", self.kind),
                  ("limit", None if self.limit == default_limit else self.limit),
                  ("cursor", self.cursor)]
         return [(name, str(value)) for name, value in pairs if value is not None]
@@ -188,6 +193,9 @@ class NoticeFilter:
         conditions = [term for term in (
             Notice.id < self.cursor if self.cursor is not None else None,
             Notice.rule == self.rule_id if self.rule_id is not None else None,
+            Notice.workflow.in_(Workflow.select(Workflow.id)
+                                .where(Workflow.name == self.workflow))
+            if self.workflow is not None else None,
             Notice.status == self.status if self.status is not None else None,
             Notice.kind == self.kind if self.kind is not None else None) if term is not None]
         query = Notice.select().order_by(Notice.id.desc()).limit(self.limit + 1)
@@ -207,6 +215,14 @@ def _whole(args: MultiDict, name: str, low: int, high: int) -> int | None:
     if value is None:
         raise InputError(f"{name}: must be a whole number from {low} to {high}", name)
     return value
+
+
+def _name(args: MultiDict, name: str) -> str | None:
+    raw = args.get(name) or None
+    if raw is not None and (len(raw) > 200 or control_character(raw)):
+        raise InputError(f"{name}: a workflow name has 1 to 200 characters and no control "
+                         "characters", name)
+    return raw
 
 
 def _choice(args: MultiDict, name: str, choices: tuple[str, ...]) -> str | None:

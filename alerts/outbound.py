@@ -324,9 +324,10 @@ class Answer:
 
 
 def post(url: str, body: bytes, headers: dict[str, str], *, allow_private: bool,
-         timeout: float) -> Answer:
+         timeout: float, keep_body: bool = False) -> Answer:
     """POST `body` to `url` and return the answer, whatever its status (a redirect is not
-    followed). No answer in full within `timeout` seconds from the start (look-up,
+    followed), with the start of its body when it is not 2xx or `keep_body` asks for it.
+    No answer in full within `timeout` seconds from the start (look-up,
     connection, request and answer together) is a TransportError. Unless `allow_private`,
     a host with any address that is not public is refused without connecting: at once and
     for good when the host is written as one (or is `localhost`), else in the same words
@@ -359,7 +360,7 @@ def post(url: str, body: bytes, headers: dict[str, str], *, allow_private: bool,
                 response = connection.getresponse()
                 answer = Answer(response.status, response.reason,
                                 {name.lower(): value for name, value in response.getheaders()})
-                if not 200 <= answer.status < 300:
+                if keep_body or not 200 <= answer.status < 300:
                     answer = Answer(answer.status, answer.reason, answer.headers,
                                     _start_of(response))
             finally:

@@ -13,7 +13,7 @@ from alerts.config import config_from, validation_context
 from alerts.delivery import deliver_now, redeliver
 from alerts.forms import RuleForm
 from alerts.maintenance_form import MaintenanceForm
-from alerts.models import AlertRule, Notice
+from alerts.models import NOTICE_STATES, AlertRule, Notice
 from alerts import notices
 from alerts.notices import NoticeFilter, attempts_by_notice, notice_json, target_of
 from alerts.rules import (channel_json, channels_of, create_rule, delete_rule, list_rules,
@@ -144,7 +144,7 @@ def api_test(rule_id: int):
 
 @bp.get(f"{API}/notices")
 def api_notices():
-    """The delivery log, newest first: `rule`, `status`, `type`, `limit`, `cursor`."""
+    """The delivery log, newest first: `rule`, `workflow`, `status`, `type`, `limit`, `cursor`."""
     notices, next_id = NoticeFilter.from_args(request.args).page()
     return jsonify({"data": [notice_json(n, a) for n, a in _notices_with_attempts(notices)],
                     "next_cursor": str(next_id) if next_id else None})
@@ -200,12 +200,17 @@ def api_delete_window(window_id: int):
 
 # --- The page ----------------------------------------------------------------------------
 
-def _log_context(log_filter: NoticeFilter | None = None) -> dict:
-    """One page of the delivery log and what its links need."""
+def _log_context(log_filter: NoticeFilter | None = None, standalone: bool = False) -> dict:
+    """One page of the delivery log and what its filter form and links need; `standalone`:
+    the log is the page (its heading is the page's)."""
     log_filter = log_filter or NoticeFilter(limit=LOG_PAGE)
     notices, next_id = log_filter.page()
     return {"log": _notices_with_attempts(notices), "log_filter": log_filter,
-            "log_page_size": LOG_PAGE, "next_id": next_id}
+            "log_page_size": LOG_PAGE, "next_id": next_id, "standalone": standalone,
+            "log_rules": [(rule.id, rule.workflow_name) for rule in list_rules()],
+            "log_states": NOTICE_STATES,
+            "workflows": [name for (name,) in Workflow.select(Workflow.name)
+                          .order_by(Workflow.name).limit(500).tuples()]}
 
 
 def _page_context(form: RuleForm | None = None,
@@ -221,8 +226,6 @@ def _page_context(form: RuleForm | None = None,
             "zones": sorted(zone_names()),
             "form": form or RuleForm(), "health": health(current_app.config["ALERT_SCAN_SECONDS"]),
             **_log_context(),
-            "workflows": [name for (name,) in Workflow.select(Workflow.name)
-                          .order_by(Workflow.name).limit(500).tuples()],
             "config": config_from(current_app), "late": late}
 
 
@@ -237,19 +240,21 @@ def health_panel():
     """The watchdog panel (polled by the page)."""
     return render_page("alerts/section.html", "alerts/_health.html",
                        section_template="alerts/_health.html", section_title="Alert scan",
+                       standalone=not wants_partial(),
                        health=health(current_app.config["ALERT_SCAN_SECONDS"]))
 
 
 @bp.get("/alerts/log")
 def log():
-    """The delivery log, newest first: the API's `rule`, `status`, `type`, `limit`, `cursor`."""
+    """The delivery log, newest first: the API's `rule`, `workflow`, `status`, `type`,
+    `limit`, `cursor`."""
     try:
         log_filter = NoticeFilter.from_args(request.args, default_limit=LOG_PAGE)
     except InputError as exc:
         abort(400, exc.message)
     return render_page("alerts/section.html", "alerts/_log.html",
                        section_template="alerts/_log.html", section_title="Delivery log",
-                       **_log_context(log_filter))
+                       **_log_context(log_filter, standalone=not wants_partial()))
 
 
 @bp.post("/alerts/rules/check")

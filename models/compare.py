@@ -24,12 +24,20 @@ DIFF_LIMIT = 200  # differences listed per payload; the rest are counted
 
 @dataclass
 class Difference:
-    """One path whose value differs; values are shown masked and shortened."""
+    """One path whose value differs (or, when asked for, is the same); values masked."""
 
     path: str
-    kind: str  # "added", "removed" or "changed"
+    kind: str  # "added", "removed", "changed" or "same"
     before: str | None
     after: str | None
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """What a comparison lists besides the differences that matter."""
+
+    unchanged: bool = False  # list the paths whose value is the same in both runs too
+    hide_volatile: bool = False  # leave out changed ids and times, which differ in any two runs
 
 
 @dataclass
@@ -37,12 +45,14 @@ class Differences:
     """The differences between two payloads: the first DIFF_LIMIT of them and how many in all."""
 
     items: list[Difference] = field(default_factory=list)
-    total: int = 0
+    total: int = 0  # differences, hidden ones left out
+    listed: int = 0  # what would be listed without the limit (the same paths too, if asked)
+    hidden: int = 0  # changed ids and times left out
 
     @property
     def more(self) -> int:
         """How many differences are not listed."""
-        return self.total - len(self.items)
+        return self.listed - len(self.items)
 
 
 @dataclass
@@ -66,6 +76,8 @@ class Comparison:
     input: Differences = field(default_factory=Differences)
     steps: list[StepComparison] = field(default_factory=list)
     same_steps: int = 0
+    options: CompareOptions = CompareOptions()
+    hidden: int = 0  # changed ids and times left out, in the input and every step's output
 
 
 def last_success(execution: ExecutionDetail) -> tuple[int, datetime] | None:
@@ -78,23 +90,27 @@ def last_success(execution: ExecutionDetail) -> tuple[int, datetime] | None:
     return (row[0], from_micros(row[1])) if row else None
 
 
-def compare_with_last_success(execution: ExecutionDetail) -> Comparison:
+def compare_with_last_success(execution: ExecutionDetail,
+                              options: CompareOptions = CompareOptions()) -> Comparison:
     """Differences in trigger payload and in each step's output against the last success."""
-    result = Comparison(execution.id)
+    result = Comparison(execution.id, options=options)
     baseline = last_success(execution)
     if baseline is None:
         return result
     result.baseline_id, result.baseline_started_at = baseline
     before_input = (ExecutionPayload.select(ExecutionPayload.input)
                     .where(ExecutionPayload.execution == result.baseline_id).scalar())
-    result.input = diff(_parsed(before_input), _parsed(execution.input))
+    result.input = diff(_parsed(before_input), _parsed(execution.input), options=options)
+    result.hidden = result.input.hidden
     before, after = _step_outputs(result.baseline_id), _step_outputs(execution.id)
     for position in sorted(before.keys() | after.keys()):
         old, new = before.get(position), after.get(position)
         # A step that ran in one run only differs by that alone; its output is not compared.
-        outputs = diff(_parsed(old[2]), _parsed(new[2])) if old and new else Differences()
+        outputs = (diff(_parsed(old[2]), _parsed(new[2]), options=options) if old and new
+                   else Differences())
+        result.hidden += outputs.hidden
         same_status = old is not None and new is not None and old[1] == new[1]
-        if outputs.total == 0 and same_status:
+        if outputs.total == 0 and same_status and not outputs.items:
             result.same_steps += 1
             continue
         result.steps.append(StepComparison(position, (new or old)[0], old and old[1],
@@ -116,23 +132,27 @@ def _step_outputs(execution_id: int) -> dict[int, tuple[str, str, str | None]]:
 ABSENT = object()  # a key, item or whole payload that one side does not have
 
 
-def diff(before: Any, after: Any, limit: int = DIFF_LIMIT) -> Differences:
-    """Paths at which two JSON values differ (types count: 1 is not 1.0 nor true)."""
+def diff(before: Any, after: Any, limit: int = DIFF_LIMIT,
+         options: CompareOptions = CompareOptions()) -> Differences:
+    """Paths at which two JSON values differ (types count: 1 is not 1.0 nor true); with
+    `options`, also those that are the same, and without changed ids and times."""
     found = Differences()
-    _walk(before, after, "$", False, found, limit)
+    _walk(before, after, "$", False, found, limit, options=options)
     return found
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _walk(before: Any, after: Any, path: str, secret: bool, found: Differences,
-          limit: int, in_list: bool = False) -> None:
+          limit: int, in_list: bool = False, options: CompareOptions = CompareOptions(),
+          key: str = "") -> None:
     if isinstance(before, dict) and isinstance(after, dict):
         named = names_secret(before) or names_secret(after)  # {"name": "password", "value": …}
-        for key in [*after, *(k for k in before if k not in after)]:
-            child = f"{path}.{key}" if _IDENTIFIER.match(key) else f"{path}[{json.dumps(key)}]"
-            _walk(before.get(key, ABSENT), after.get(key, ABSENT), child,
-                  secret or is_secret_key(key) or (named and key in VALUE_FIELDS), found, limit)
+        for name in [*after, *(k for k in before if k not in after)]:
+            child = f"{path}.{name}" if _IDENTIFIER.match(name) else f"{path}[{json.dumps(name)}]"
+            _walk(before.get(name, ABSENT), after.get(name, ABSENT), child,
+                  secret or is_secret_key(name) or (named and name in VALUE_FIELDS), found,
+                  limit, options=options, key=name)
         return
     if isinstance(before, list) and isinstance(after, list):
         # [["Authorization", "Bearer …"], …]: the second of a secret pair is hidden
@@ -140,15 +160,42 @@ def _walk(before: Any, after: Any, path: str, secret: bool, found: Differences,
         for index in range(max(len(before), len(after))):
             _walk(before[index] if index < len(before) else ABSENT,
                   after[index] if index < len(after) else ABSENT,
-                  f"{path}[{index}]", secret or (pair and index == 1), found, limit, True)
+                  f"{path}[{index}]", secret or (pair and index == 1), found, limit, True,
+                  options, key)
         return
     if _same(before, after):
-        return
-    found.total += 1
-    if len(found.items) < limit:
+        if not options.unchanged:
+            return
+        kind = "same"
+    else:
         kind = ("added" if before is ABSENT else "removed" if after is ABSENT
                 else "changed")
+        if kind == "changed" and options.hide_volatile and volatile(key, before, after):
+            found.hidden += 1
+            return
+        found.total += 1
+    found.listed += 1
+    if len(found.items) < limit:
         found.items.append(Difference(path, kind, _cell(before, secret), _cell(after, secret)))
+
+
+# Names of values that differ from one run to the next by nature: ids and times.
+_VOLATILE_WORDS = frozenset({"id", "ids", "uuid", "guid", "timestamp", "ts", "time", "date",
+                             "datetime", "at", "created", "updated", "modified", "started",
+                             "finished", "nonce", "etag"})
+_NAME_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_VOLATILE_TEXT = re.compile(
+    r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?"  # a time
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)  # a UUID
+
+
+def volatile(key: str, before: Any, after: Any) -> bool:
+    """Whether a changed value is an id or a time (by its name's last word, or by both
+    values' look), the kind that differs between any two runs."""
+    words = _NAME_WORD.findall(key)
+    if words and words[-1].lower() in _VOLATILE_WORDS:
+        return True
+    return all(isinstance(v, str) and _VOLATILE_TEXT.fullmatch(v) for v in (before, after))
 
 
 def _same(before: Any, after: Any) -> bool:

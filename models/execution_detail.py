@@ -68,6 +68,7 @@ class ExecutionDetail:
     next_id: int | None = None
     workflow_id: int = 0
     maintenance: bool = False  # started inside a maintenance window of its workflow
+    rerun_of: int | None = None  # the run this one re-runs, as reported
 
     @property
     def live(self) -> bool:
@@ -79,7 +80,7 @@ _DETAIL_FIELDS = (Execution.id, Workflow.name, Execution.external_id, Execution.
                   Execution.started_at, Execution.finished_at, Execution.duration_ms,
                   Execution.step_count, Execution.failed_step, Execution.error_message,
                   Execution.updated_at.cast("BIGINT"), Execution.maintenance,
-                  Execution.workflow)
+                  Execution.workflow, Execution.rerun_of)
 
 
 def load_execution(execution_id: int, with_steps: bool = True) -> ExecutionDetail | None:
@@ -88,8 +89,9 @@ def load_execution(execution_id: int, with_steps: bool = True) -> ExecutionDetai
            .where(Execution.id == execution_id).tuples().first())
     if row is None:
         return None
-    *fields, maintenance, workflow_id = row
-    execution = ExecutionDetail(*fields, workflow_id=workflow_id, maintenance=bool(maintenance))
+    *fields, maintenance, workflow_id, rerun_of = row
+    execution = ExecutionDetail(*fields, workflow_id=workflow_id, maintenance=bool(maintenance),
+                                rerun_of=rerun_of)
     payload = (ExecutionPayload.select(ExecutionPayload.input, ExecutionPayload.output,
                                        ExecutionPayload.error)
                .where(ExecutionPayload.execution == execution_id).tuples().first())
@@ -169,19 +171,20 @@ def execution_summary(execution_id: int, masked: bool = False) -> dict | None:
         "step_count": row.step_count, "failed_step": row.failed_step,
         "error_message": (mask_text(row.error_message) if masked and row.error_message
                           else row.error_message),
-        "maintenance": bool(row.maintenance),
+        "maintenance": bool(row.maintenance), "rerun_of": row.rerun_of,
     }
 
 
 # --- The API answer ------------------------------------------------------------------------
 
-def api_document(execution_id: int, url: str, masked: bool = False) -> str | None:
+def api_document(execution_id: int, url: str, masked: bool = False,
+                 extra: dict | None = None) -> str | None:
     """The execution as API JSON, payloads whole; None if there is none.
 
     Stored payloads are already JSON text, so they are spliced in as they are:
     nothing is parsed and re-encoded, and big numbers and key order survive.
     `masked` is for callers who may not see secrets: every payload, error and log is
-    then masked as the pages mask it.
+    then masked as the pages mask it. `extra`: keys the features add, after the steps.
     """
     summary = execution_summary(execution_id, masked)
     if summary is None:
@@ -196,6 +199,7 @@ def api_document(execution_id: int, url: str, masked: bool = False) -> str | Non
                for part, text in zip(EXECUTION_PARTS, payload or (None,) * 3, strict=True)]
     fields.append(("steps", "[" + ",".join(_step_json(row, raw)
                                            for row in _steps_whole(execution_id)) + "]"))
+    fields += [(key, json.dumps(value, ensure_ascii=False)) for key, value in (extra or {}).items()]
     return _object(fields)
 
 

@@ -57,6 +57,9 @@ class Execution(BaseModel):
     maintenance = peewee.BooleanField(default=False, constraints=[peewee.SQL("DEFAULT false")])
     created_at = UTCMicros()
     updated_at = UTCMicros()
+    # The run this one re-runs, as its report said (`rerun_of`): no foreign key, so that
+    # deleting the origin (retention) leaves this run; its delete hook clears the link.
+    rerun_of = peewee.BigIntegerField(null=True, index=True)
 
     class Meta:
         indexes = (

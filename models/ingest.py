@@ -13,14 +13,15 @@ import peewee
 from .db import write_transaction
 from .executions import FINISHED_STATUSES, Execution, ExecutionPayload, Step, dump_json
 from .hooks import in_maintenance, run_write_hooks
-from .reposts import (existing_by_key, locked, replaces_error, stored_error_type,
-                      stored_start_conflict, update_existing)
-from .run_rows import (EXECUTION_FIELDS, NEW_FINGERPRINT, NO_RUN_TEXT, PAYLOAD_FIELDS,
-                       STATE_FIELDS, Change, RunState, Texts, bulk_insert, duration_between,
+from .reposts import (clears_error, existing_by_key, locked, replaces_error,
+                      stored_error_type, stored_start_conflict, update_existing)
+from .run_rows import (EXECUTION_FIELDS, NEW_FINGERPRINT, NEW_MAINTENANCE, NO_RUN_TEXT,
+                       PAYLOAD_FIELDS, STATE_FIELDS, Change, RunState, Texts, bulk_insert,
+                       duration_between,
                        error_columns, error_json, error_values, insert_returning_ids,
                        insert_step_rows, payload_texts, positioned, rows_of_steps,
                        state_of_row, step_status, workflow_ids)
-from .schemas import ExecutionIn, ExecutionPatch, StepIn
+from .schemas import ExecutionIn, ExecutionPatch, InputError, StepIn
 from .times import to_micros, utcnow
 
 
@@ -51,20 +52,35 @@ def _upsert_payload(execution_id: int, values: dict) -> None:
         conflict_target=[ExecutionPayload.execution], update=values).execute()
 
 
-def store_executions(items: list[ExecutionIn],
-                     texts: Texts | None = None) -> list[tuple[int, bool]]:
+def store_executions(items: list[ExecutionIn], texts: Texts | None = None, *,
+                     in_batch: bool = False) -> list[tuple[int, bool]]:
     """Store runs all-or-nothing; returns (id, created) per item, in order. `texts`: what
-    `payload_texts` made of the same items, when the caller holds the write lock already."""
+    `payload_texts` made of the same items, when the caller holds the write lock already.
+    `in_batch`: the items are a batch's, so an error names the item by its index."""
     texts = payload_texts(items) if texts is None else texts
     for attempt in range(3):
         try:
             with write_transaction():
+                _check_origins(items, in_batch)
                 return _store(items, texts)
         except peewee.IntegrityError:
             # Another writer created the same external id first: look again.
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def _check_origins(items: list[ExecutionIn], in_batch: bool) -> None:
+    """Refuse a `rerun_of` that names no stored run (InputError naming the item's field)."""
+    wanted = {item.rerun_of for item in items if item.rerun_of is not None}
+    if not wanted:
+        return
+    found = {id_ for (id_,) in Execution.select(Execution.id)
+             .where(Execution.id.in_(sorted(wanted))).tuples()}
+    for index, item in enumerate(items):
+        if item.rerun_of is not None and item.rerun_of not in found:
+            field = f"executions.{index}.rerun_of" if in_batch else "rerun_of"
+            raise InputError(f"{field}: there is no execution {item.rerun_of}", field)
 
 
 def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
@@ -101,7 +117,8 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
         new_index.append(index)
     marks = in_maintenance([(item.workflow, row[3])
                             for row, (item, _) in zip(new_rows, new_items, strict=True)])
-    new_rows = [(*row, mark) for row, mark in zip(new_rows, marks, strict=True)]
+    new_rows = [(*row, mark, item.rerun_of)
+                for row, mark, (item, _) in zip(new_rows, marks, new_items, strict=True)]
 
     changes: list[Change] = list(zip([before for before, _ in reposts],
                                      update_existing(reposts, now, texts), strict=True))
@@ -113,7 +130,8 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
         results[index] = (execution_id, True)
         workflow_id, _, status, started, finished, duration = row[:6]
         changes.append((None, RunState(execution_id, workflow_id, status, started, finished,
-                                       duration, row[NEW_FINGERPRINT], row[-1])))
+                                       duration, row[NEW_FINGERPRINT],
+                                       row[NEW_MAINTENANCE])))
         run_texts = texts[id(item)]
         if run_texts != NO_RUN_TEXT:
             payload_rows.append((execution_id, *run_texts))
@@ -167,6 +185,7 @@ def patch_execution(execution_id: int, patch: ExecutionPatch, *,
         replaced = replaces_error(before, status, sent, stored_error_type(execution_id))
         if replaced and status not in FINISHED_STATUSES and "finished_at" not in sent:
             finished = values["finished_at"] = values["duration_ms"] = None
+        replaced = replaced or clears_error(status, sent)
         if "error" in sent or replaced:
             values.update(error_columns(patch.error))
         Execution.update(values).where(Execution.id == execution_id).execute()

@@ -161,14 +161,20 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 def mask_text(text: str, cut: bool = False) -> str:
     """Hide credentials inside free text. `cut`: the text is the head of a longer one, so a
     secret that runs into its end (a URL password without its `@`) is hidden too."""
+    spans = secret_spans(text, cut)
+    return _replaced(text, spans) if spans else text
+
+
+def secret_spans(text: str, cut: bool = False) -> list[tuple[int, int]]:
+    """Where `mask_text` hides something in `text`: (start, end) pairs, perhaps overlapping."""
     if ":" not in text and "=" not in text and (
             "-" not in text or (" " not in text and "\t" not in text)):
-        return text  # every pattern needs a `:` or `=`, or a `-flag` and a space
+        return []  # every pattern needs a `:` or `=`, or a `-flag` and a space
     low = text.lower()
     if len(low) != len(text):  # a few letters grow when lower-cased; keep positions
         low = text.translate(_ASCII_LOWER)
     if len(low) < 1000 and not _ANYTHING.search(low):
-        return text  # most strings of a payload: one look
+        return []  # most strings of a payload: one look
     spans = _url_passwords(low, cut) if "://" in low else []
     if "-u" in low:
         spans += [m.span(2) for m in _USER_FLAG.finditer(low)
@@ -177,7 +183,7 @@ def mask_text(text: str, cut: bool = False) -> str:
         spans += _pair_values(text, low)
         if "-" in low:
             spans += _flag_values(low)
-    return _replaced(text, spans) if spans else text
+    return spans
 
 
 def _url_passwords(low: str, cut: bool) -> list[tuple[int, int]]:
@@ -242,14 +248,23 @@ def _value(low: str, at: int, one_word: bool) -> tuple[int, int] | None:
 
 def _replaced(text: str, spans: list[tuple[int, int]]) -> str:
     """The text with each span replaced by MASK (overlapping or touching spans as one)."""
-    spans.sort()
     parts, done = [], 0
-    for start, end in spans:
-        if start > done or not parts:
-            parts += (text[done:start], MASK)
-        done = max(done, end)
+    for start, end in merged_spans(spans):
+        parts += (text[done:start], MASK)
+        done = end
     parts.append(text[done:])
     return "".join(parts)
+
+
+def merged_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans in order, those that overlap or touch joined into one."""
+    joined: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if joined and start <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+        else:
+            joined.append((start, end))
+    return joined
 
 
 _URL_PARTS = re.compile(r"([a-z][a-z0-9+.-]*+://)([^/?#]*+)(.*)", re.I | re.S)

@@ -78,12 +78,14 @@ def insert_returning_ids(model, names: tuple[str, ...], rows: list[tuple],
 
 EXECUTION_FIELDS = ("workflow", "external_id", "status", "started_at", "finished_at",
                     "duration_ms", "error_message", "error_type", "error_fingerprint",
-                    "step_count", "failed_step", "created_at", "updated_at", "maintenance")
+                    "step_count", "failed_step", "created_at", "updated_at", "maintenance",
+                    "rerun_of")
 STEP_FIELDS = ("execution", "position", "name", "action", "status", "started_at",
                "finished_at", "duration_ms", "error_message")
 PAYLOAD_FIELDS = ("input", "output", "error")
 NO_RUN_TEXT, NO_STEP_TEXT = (None,) * 3, (None,) * 4
 NEW_FINGERPRINT = EXECUTION_FIELDS.index("error_fingerprint")
+NEW_MAINTENANCE = EXECUTION_FIELDS.index("maintenance")
 
 
 def error_values(error: ErrorIn | None) -> tuple[str | None, str | None, int | None]:

@@ -9,7 +9,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
-from .inputs import MAX_POSITION, Name, Payload, Text, Timestamp, whole
+from .inputs import MAX_ID, MAX_POSITION, Name, Payload, Text, Timestamp, whole
 
 Status = Literal["pending", "running", "success", "failure"]
 MAX_BATCH = 1000
@@ -106,6 +106,9 @@ class ExecutionIn(Strict):
     output: Payload = None
     error: ErrorIn | None = None
     steps: Steps = []
+    # The id of the run this one runs again (a re-run's report links it to its origin).
+    rerun_of: Annotated[whole(1, MAX_ID) | None, Field(description=(
+        "The id of a stored run this one runs again with the same input."))] = None
 
     _one_run = field_validator("steps")(_steps_of_one_run)
 
@@ -157,14 +160,15 @@ class InputError(ValueError):
 
 
 def parse(schema: type[BaseModel], body: bytes,
-          budget: StepBudget | None = None) -> BaseModel:
+          budget: StepBudget | None = None, context: dict | None = None) -> BaseModel:
     """Validate a JSON body against `schema`, raising InputError for the first problem.
 
-    Steps count against `budget` (the default limits when none is given).
+    Steps count against `budget` (the default limits when none is given); `context` adds
+    to the validation context (e.g. whether a URL may name a private address).
     """
     try:
-        return schema.model_validate_json(body or b"",
-                                          context={"steps": budget or StepBudget()})
+        return schema.model_validate_json(body or b"", context={
+            "steps": budget or StepBudget(), **(context or {})})
     except ValidationError as exc:
         raise input_error(exc) from None
 
@@ -253,6 +257,7 @@ class ExecutionSummary(Answer):
     # Started inside a maintenance window of its workflow (marked when stored): it neither
     # extends nor breaks a streak.
     maintenance: bool
+    rerun_of: int | None  # the run this one runs again, as reported
     url: str
 
 

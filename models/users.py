@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import secrets
 from datetime import timedelta
 from typing import Iterable
@@ -14,6 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .base import BaseModel, UTCMicros
 from .db import database, is_sqlite, write_transaction
+from .inputs import zone_names
 from .times import utcnow
 
 TOKEN_PREFIX = "rw_"
@@ -100,12 +102,29 @@ class AccountError(ValueError):
 
 
 def normalise_email(email: str) -> str:
-    """Trim and lower-case an address, and check its shape."""
+    """Trim and lower-case an address, and check its shape loosely (it also finds the
+    accounts older releases made; a new account's address must pass `new_email` too)."""
     email = (email or "").strip().lower()
     local, _, domain = email.partition("@")
     if (not local or "." not in domain or " " in email or len(email) > 254
             or any(ord(c) < 32 or ord(c) == 127 for c in email)):
         raise AccountError("Enter a valid e-mail address.")
+    return email
+
+
+# An address as mail is sent to: a dot-atom local part (letters of any script, digits and
+# !#$%&'*+/=?^_`{|}~-, dots between), an @, and a domain of two or more labels (letters and
+# digits, hyphens inside), the last one not a number.
+_ATOM = r"[\w!#$%&'*+/=?^`{|}~-]+"
+_LABEL = r"[^\W_](?:(?:[^\W_]|-)*[^\W_])?"
+_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+(?!\d+\Z){_LABEL}\Z")
+
+
+def new_email(email: str) -> str:
+    """The address of a new account, normalised; AccountError unless it is one."""
+    email = normalise_email(email)
+    if not _ADDRESS.match(email) or len(email.partition("@")[0]) > 64:
+        raise AccountError("Enter a valid e-mail address, such as you@example.com.")
     return email
 
 
@@ -135,7 +154,7 @@ def lock_accounts() -> None:
 
 def create_user(email: str, password: str) -> User:
     """Create an account; raises AccountError on a bad address, short password or duplicate."""
-    email = normalise_email(email)
+    email = new_email(email)
     password_hash = _password_hash(password)
     try:
         with database.atomic():
@@ -149,7 +168,7 @@ def create_first_user(email: str, password: str) -> User | None:
 
     The slow password hash comes first; the check and the insert then run under a lock.
     """
-    email = normalise_email(email)
+    email = new_email(email)
     password_hash = _password_hash(password)
     with write_transaction():
         lock_accounts()
@@ -228,6 +247,18 @@ def set_enabled(user: User, enabled: bool) -> bool:
             end_sessions(user)
     user.disabled_at = User.get_by_id(user.id).disabled_at
     return True
+
+
+def set_preferences(user: User, theme: str, time_zone: str) -> None:
+    """Set how the pages look to this account: its theme and the zone its times are shown in.
+    Raises AccountError naming the field for a theme or zone that does not exist."""
+    if theme not in THEMES:
+        raise AccountError(f"Pick one of {', '.join(THEMES)}.", field="theme")
+    if time_zone not in zone_names():
+        raise AccountError("Unknown time zone; use an IANA name like Europe/Berlin or UTC.",
+                           field="time_zone")
+    User.update(theme=theme, time_zone=time_zone).where(User.id == user.id).execute()
+    user.theme, user.time_zone = theme, time_zone
 
 
 def has_users() -> bool:

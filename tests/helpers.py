@@ -50,6 +50,18 @@ def console_script(name: str, install: str) -> str:
     return found
 
 
+def client_env(url: str | None = None, token: str | None = None) -> dict:
+    """The environment of a `runwatch` process: this checkout's client, this Runwatch."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "client"),
+                                                      env.get("PYTHONPATH")]))
+    if url:
+        env["RUNWATCH_URL"] = url
+    if token:
+        env["RUNWATCH_TOKEN"] = token
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -4,7 +4,7 @@ Some rules depend on the server or on several values, not on one value's shape, 
 document says them in words: a reported time lies from 1970 to 24 hours after its receipt
 and a run does not finish before it starts; a maintenance window ends after it begins; a
 `from`/`to` date lies from 1970 to 2100 and a workflow's period spans at most 400 days; a schedule is a cron expression that fires; a
-`cursor` is a token the server signed. Made-up values that break them are bad input, which the server refuses;
+`cursor` is a token the server signed; a `rerun_of` names a stored run. Made-up values that break them are bad input, which the server refuses;
 examples meant to be good keep to them.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ schemathesis.openapi.format("cron", st.tuples(
 ).map(" ".join))
 
 
-FILTERS = ("workflow", "status", "from", "to", "tz")  # the history's; `filter` stands for them
+FILTERS = ("workflow", "status", "external_id", "q", "from", "to", "tz")  # the history's; `filter` stands for them
 
 
 def _instant(text: str) -> datetime:
@@ -80,6 +80,14 @@ def _window_in_order(body) -> None:
             pass
 
 
+def _no_origin(body) -> None:
+    """A run reported without `rerun_of`: a made-up id names no stored run (refused)."""
+    runs = body.get("executions") if isinstance(body, dict) else None
+    for run in [body, *(runs if isinstance(runs, list) else [])]:
+        if isinstance(run, dict):
+            run.pop("rerun_of", None)
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs) -> None:
     """Examples meant to be accepted keep to the rules the document says in words: runs
@@ -91,6 +99,7 @@ def before_call(context, case, kwargs) -> None:
         return
     _in_order(case.body, "started_at", "finished_at")
     _window_in_order(case.body)
+    _no_origin(case.body)
     query = case.query
     if isinstance(query, dict):
         query.pop("cursor", None)

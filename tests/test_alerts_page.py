@@ -192,3 +192,44 @@ def test_the_log_page_filters_and_pages_with_the_api_parameters(logged_in, db, r
         r'href="([^"]*)"[^>]*>Older notices', logged_in.get("/alerts/log?limit=2").text)[0])
     assert 'id="notice-' not in logged_in.get("/alerts/log?type=recovered").text
     assert logged_in.get("/alerts/log?status=lost").status_code == 400
+
+
+def test_the_delivery_log_filters_by_rule_workflow_and_outcome_and_links_workflows(
+        app, logged_in, api, db):
+    from helpers import parse
+    billing_rule = make_rule(1, [{"type": "email", "to": ["ops@example.com"]}], "billing")
+    every_rule = make_rule(1, [{"type": "email", "to": ["ops@example.com"]}])
+    report("billing", "F")
+    report("crm", "F")
+    scan(config_from(app))
+    delivered = Notice.select().where(Notice.rule == every_rule.id).order_by(Notice.id).first()
+    Notice.update(status="delivered").where(Notice.id == delivered.id).execute()
+
+    def shown(query: str) -> list[tuple[int, str]]:
+        page = parse(logged_in.get(f"/alerts/log?{query}"))
+        return [(int(row.attrs["id"].split("-")[1]), row.find("td")[3].text)
+                for row in page.find("tr", class_="notice")]
+
+    assert [w for _, w in shown("")] == ["crm", "billing", "billing"]
+    assert [w for _, w in shown(f"rule={billing_rule.id}")] == ["billing"]
+    assert [w for _, w in shown("workflow=crm")] == ["crm"]
+    assert shown("status=delivered") == [(delivered.id, "billing")]
+    assert shown(f"rule={every_rule.id}&workflow=billing&status=pending") == []
+    api_rows = api.get("/api/automations/alerts/notices?workflow=crm").json["data"]
+    assert [n["workflow"] for n in api_rows] == ["crm"]
+    assert api.get("/api/automations/alerts/notices?workflow=a%01b").status_code == 400
+
+    page = parse(logged_in.get(f"/alerts/log?workflow=crm&rule={every_rule.id}"))
+    links = [a.attrs["href"] for a in page.find("tr", class_="notice")[0].find("a")]
+    assert "/workflows/crm" in links
+    form = page.find("form", class_="log-filter")[0]
+    assert form.find("input", name="workflow")[0].attrs["value"] == "crm"
+    chosen = [o.text for o in form.find("option") if "selected" in o.attrs]
+    assert chosen == [f"#{every_rule.id} · every workflow"]
+    assert "No notice matches." in parse(logged_in.get("/alerts/log?workflow=nope")).text
+    # Its own page has one heading, the log's; within /alerts it is a section of the page.
+    headings = [h.text for h in page.find("main")[0].walk() if h.tag in ("h1", "h2", "h3")]
+    assert headings == ["Delivery log"] and page.find("h1")
+    whole = parse(logged_in.get("/alerts"))
+    assert [h.text for h in whole.find("h1")] == ["Alerts"]
+    assert [h.text for h in whole.find("h2") if h.text == "Delivery log"] == ["Delivery log"]

@@ -7,7 +7,7 @@ import pytest
 
 from app import create_app
 from helpers import (EMAIL, PASSWORD, TEST_PASSWORD_METHOD, close_database, csrf_from,
-                     make_token, routes)
+                     make_token, parse, routes)
 from models.db import connection
 from models.users import authenticate, create_user
 
@@ -197,6 +197,44 @@ def test_setup_refuses_mismatched_passwords(client, db):
     assert User.select().count() == 0
 
 
+@pytest.mark.parametrize("email", [
+    "admin", "admin@localhost", "me@@example.com", "me@example..com", "me@.example.com",
+    "me@example.", "<me>@example.com", "me,you@example.com", ".me@example.com",
+    "me@exa_mple.com", "me@10.0.0.1", "me@-example.com",
+])
+def test_the_first_run_page_refuses_what_is_no_e_mail_address_beside_the_field(
+        client, db, email):
+    page = client.get("/setup")
+    response = client.post("/setup", data={"csrf_token": csrf_from(page.text), "email": email,
+                                           "password": PASSWORD, "confirm": PASSWORD})
+    assert response.status_code == 400
+    error = parse(response).by_id("email-error").text
+    assert "Enter a valid e-mail address" in error
+    assert parse(response).by_id("email").attrs["aria-invalid"] == "true"
+    from models.users import User
+    assert User.select().count() == 0
+
+
+@pytest.mark.parametrize("email, stored", [
+    ("First.Last+runwatch@Mail.Example.co.uk", "first.last+runwatch@mail.example.co.uk"),
+    ("jörg@müller.de", "jörg@müller.de"), ("o'hara@example.ie", "o'hara@example.ie"),
+])
+def test_the_first_run_page_takes_any_real_address(client, db, email, stored):
+    page = client.get("/setup")
+    response = client.post("/setup", data={"csrf_token": csrf_from(page.text), "email": email,
+                                           "password": PASSWORD, "confirm": PASSWORD})
+    assert response.status_code == 302
+    from models.users import User
+    assert [u.email for u in User.select()] == [stored]
+
+
+def test_an_account_made_by_an_older_release_with_a_loose_address_still_signs_in(client, db):
+    from models.users import User, authenticate, create_first_user
+    user = create_first_user("placeholder@example.com", PASSWORD)
+    User.update(email="ops@intranet.").where(User.id == user.id).execute()
+    assert authenticate("ops@intranet.", PASSWORD).id == user.id
+
+
 def test_tokens_are_created_shown_once_and_revoked_in_settings(logged_in, app):
     page = logged_in.get("/settings")
     response = logged_in.post("/settings/tokens", data={"csrf_token": csrf_from(page.text),
@@ -204,6 +242,11 @@ def test_tokens_are_created_shown_once_and_revoked_in_settings(logged_in, app):
                                                         "scopes": ["ingest", "read", "admin"]})
     assert response.status_code == 200
     secret = response.text.split('id="new-token">')[1].split("<")[0]
+    # At the top, where it cannot be missed: right under the page's heading.
+    main = parse(response).find("main")[0]
+    first = [e for e in main.children if e.tag not in ("p",)][:2]
+    assert [e.tag for e in first] == ["h1", "article"]
+    assert first[1].attrs["id"] == "new-token-panel" and secret in first[1].text
     api = app.test_client()
     headers = {"Authorization": f"Bearer {secret}"}
     assert api.get("/api/ping", headers=headers).status_code == 200
@@ -288,7 +331,8 @@ def test_the_settings_page_lists_accounts_and_tokens_under_its_own_title(logged_
     parser = Titles()
     parser.feed(logged_in.get("/settings").text)
     assert parser.title.strip() == "Settings · Runwatch"
-    assert parser.headings == ["Account", "API tokens", "Accounts"]
+    # The page's sections, then what every page has (the list of keys).
+    assert parser.headings[:3] == ["Account", "API tokens", "Accounts"]
 
 
 def test_a_token_sent_beside_a_session_decides_alone(logged_in, token):

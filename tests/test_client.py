@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -17,9 +16,8 @@ import pytest
 import requests
 
 import runwatch_client
-from helpers import ROOT, console_script, free_port
+from helpers import client_env, console_script, free_port
 
-CLIENT = ROOT / "client"
 EXECUTIONS = "/api/automations/executions"
 PYTHON = sys.executable
 TAIL = 32 * 1024
@@ -34,17 +32,6 @@ def backend() -> str:
 @pytest.fixture(scope="module")
 def runwatch_script() -> str:
     return console_script("runwatch", "pip install -e ./client")
-
-
-def client_env(url: str | None = None, token: str | None = None) -> dict:
-    """The environment of a `runwatch` process: this checkout's client, this Runwatch."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CLIENT), env.get("PYTHONPATH")]))
-    if url:
-        env["RUNWATCH_URL"] = url
-    if token:
-        env["RUNWATCH_TOKEN"] = token
-    return env
 
 
 def runwatch(script: str, *args: str, env: dict, timeout: float = 60):
@@ -88,6 +75,27 @@ def test_a_succeeding_command_is_stored_as_a_success_with_its_output(
     assert run["output"] == {"exit_code": 0, "stdout_tail": "hello\n", "stderr_tail": "note\n"}
     assert run["error"] is None and run["finished_at"] is not None
     assert run["input"]["command"] == ["sh", "-c", "echo hello; echo note >&2"]
+
+
+def test_a_rerun_names_its_origin_from_the_command_and_the_python_api(
+        runwatch_script, live_server, live_token):
+    env = client_env(live_server.url, live_token)
+    runwatch(runwatch_script, "exec", "--workflow", "first", "--", "true", env=env)
+    origin = stored_run(live_server, live_token, "first")["id"]
+    done, _ = runwatch(runwatch_script, "exec", "--workflow", "again", "--rerun-of",
+                       str(origin), "--", "true", env=env)
+    assert done.returncode == 0 and warnings_in(done.stderr) == []
+    assert stored_run(live_server, live_token, "again")["rerun_of"] == origin
+    with runwatch_client.run("again-in-python", rerun_of=origin, url=live_server.url,
+                             token=live_token):
+        pass
+    assert stored_run(live_server, live_token, "again-in-python")["rerun_of"] == origin
+    # An origin Runwatch does not have: the run is reported without it, with a warning.
+    done, _ = runwatch(runwatch_script, "exec", "--workflow", "stale", "--rerun-of",
+                       "999999", "--", "true", env=env)
+    assert done.returncode == 0
+    assert ["rerun_of" in line for line in warnings_in(done.stderr)] == [True]
+    assert stored_run(live_server, live_token, "stale")["rerun_of"] is None
 
 
 def test_a_failing_command_is_stored_as_a_failure_with_its_last_stderr_line(
@@ -516,3 +524,10 @@ def test_the_python_api_warns_when_runwatch_is_unreachable_and_never_raises_its_
                     step.output = {"done": True}
                 raise KeyError("the user's own")
     assert time.monotonic() - began < 10
+
+
+def test_the_error_message_is_the_last_stderr_line_without_its_colour_codes():
+    from runwatch_client.process import last_line
+    assert last_line("saving\n\x1b[1;31merror:\x1b[0m disk \x1b]0;title\x07full\n\n") == \
+        "error: disk full"
+    assert last_line("\x1b[0m\n  \n") is None

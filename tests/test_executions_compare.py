@@ -97,3 +97,37 @@ def test_the_comparison_page_without_htmx_is_the_whole_run_page(api, logged_in, 
     response = logged_in.get(f"/executions/{other}/compare")
     page = parse(response)
     assert page.find("h1") and page.by_id("compare").find("section", class_="comparison")
+
+
+def test_compare_can_show_unchanged_fields_and_hide_the_ids_and_times_that_always_differ(
+        api, logged_in):
+    def request_of(minute: int, uuid: str) -> dict:
+        return {"request_id": uuid, "sentAt": f"2026-11-24T10:{minute:02d}:00Z",
+                "batch": f"2026-11-{minute + 10}", "total": 10 + minute}
+    report(api, run("success", 0, {"id": 7, "region": "eu"},
+                    [request_of(0, "5b7c1f2e-0d3a-4c8e-9f6b-2a1d3c4e5f60")]))
+    failed = report(api, run("failure", 5, {"id": 7, "region": "eu"},
+                             [request_of(5, "0e9d8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b")]))
+    url = f"/executions/{failed}/compare"
+
+    plain = parse(htmx(logged_in, url))
+    assert [path for path, _, _ in differences(plain)] == [
+        "$.api_key", "$.request_id", "$.sentAt", "$.batch", "$.total"]
+    form = plain.find("form", class_="compare-options")[0]
+    assert form.attrs["action"] == form.attrs["hx-get"] == url
+    assert {i.attrs["name"] for i in form.find("input")} == {"unchanged", "hide_ids"}
+
+    quiet = parse(htmx(logged_in, url + "?hide_ids=1"))
+    assert [path for path, _, _ in differences(quiet)] == ["$.api_key", "$.total"]
+    assert "(3 changed)" in quiet.find("form", class_="compare-options")[0].text
+    assert "checked" in quiet.find("input", name="hide_ids")[0].attrs
+
+    whole = parse(htmx(logged_in, url + "?unchanged=1&hide_ids=1"))
+    same = {row.find("th")[0].text: [td.text for td in row.find("td")]
+            for row in whole.find("tr", class_="diff-same")}
+    assert same == {"$.customer.id": ["7", "7"], "$.customer.region": ['"eu"', '"eu"']}
+    assert [path for path, _, _ in differences(whole)] == [
+        "$.customer.id", "$.customer.region", "$.api_key", "$.total"]
+    # Without htmx, the same address is the whole run page with the comparison in place.
+    page = parse(logged_in.get(url + "?unchanged=1"))
+    assert page.find("h1") and page.find("tr", class_="diff-same")

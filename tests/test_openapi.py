@@ -16,6 +16,7 @@ from schemathesis.engine import Status, events, from_schema
 from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
 
 from alerts import notices
+from alerts.channels import URL_PATTERN
 from alerts.schemas import RuleIn
 from helpers import URL, LiveServer, add_steps, report
 from history import filters
@@ -135,8 +136,8 @@ def _query(document: dict, path: str) -> dict:
 def test_the_history_parameters_are_the_ones_its_parser_declares(document):
     params = _query(document, "/api/automations/executions")
     assert list(params) == [p.name for p in filters.PARAMETERS]
-    assert list(params) == ["workflow", "status", "from", "to", "tz", "sort", "limit",
-                            "cursor", "filter"]
+    assert list(params) == ["workflow", "status", "external_id", "q", "from", "to", "tz",
+                            "sort", "limit", "cursor", "filter"]
     assert params["status"]["schema"] == {"type": "array", "items": {
         "type": "string", "enum": ["pending", "running", "success", "failure"]}}
     assert params["status"]["explode"] is True
@@ -159,7 +160,7 @@ def test_a_patch_documents_which_fields_may_be_null(document):
     assert nullable == {"ExecutionPatch": {"finished_at", "error", "output"},
                         "RulePatch": {"workflow", "remind_every_minutes"},
                         "SettingsIn": {"schedule", "max_duration_seconds", "description",
-                                       "muted_until"}}
+                                       "muted_until", "rerun"}}
     for name in ("ExecutionPatch", "RulePatch"):
         for prop, schema in schemas[name]["properties"].items():
             assert prop in nullable[name] or "default" not in schema, (name, prop)
@@ -201,11 +202,12 @@ def test_the_parser_reads_the_names_it_declares(api):
 def test_the_notice_log_parameters_are_the_ones_its_parser_declares(document, api):
     params = _query(document, "/api/automations/alerts/notices")
     assert list(params) == [p.name for p in notices.PARAMETERS] == [
-        "rule", "status", "type", "limit", "cursor"]
+        "rule", "workflow", "status", "type", "limit", "cursor"]
     assert params["type"]["schema"]["enum"] == ["failing", "recovered", "missed", "resumed",
                                                 "reminder", "test"]
     for name, param in params.items():
-        response = api.get(f"/api/automations/alerts/notices?{name}=nonsense")
+        nonsense = "a%01b" if name == "workflow" else "nonsense"  # any other name is a name
+        response = api.get(f"/api/automations/alerts/notices?{name}={nonsense}")
         assert response.status_code == 400, name
         assert response.json["error"]["field"] == name
         if "maximum" in param["schema"]:
@@ -320,9 +322,10 @@ def live_server(app, database_url, tmp_path, receiver):
 
 @pytest.fixture
 def local_webhooks(receiver):
-    """A `before_call` hook, while the test runs, that points every webhook the fuzzer made
-    up at the receiver on 127.0.0.1: the server sends test notices to a rule's webhooks,
-    and nothing it sends may leave the machine."""
+    """A `before_call` hook, while the test runs, that points every webhook and re-run hook
+    the fuzzer made up at the receiver on 127.0.0.1: the server sends test notices to a
+    rule's webhooks and re-run requests to a workflow's hook, and nothing it sends may
+    leave the machine."""
     def point_at_receiver(context, case, kwargs) -> None:
         body = case.body
         if case.path.startswith("/api/automations/alerts") and isinstance(body, dict) \
@@ -331,6 +334,10 @@ def local_webhooks(receiver):
                 if isinstance(channel, dict) and "url" in channel:
                     channel["url"] = (receiver.url.replace("http://", "json://", 1)
                                       if channel.get("type") == "apprise" else receiver.url)
+        hook = body.get("rerun") if isinstance(body, dict) else None
+        if isinstance(hook, dict) and isinstance(hook.get("url"), str) \
+                and re.fullmatch(URL_PATTERN, hook["url"]):  # a good one: still good after
+            hook["url"] = receiver.url
 
     schemathesis.hook("before_call")(point_at_receiver)
     yield receiver

@@ -2,6 +2,7 @@
 are written, the README stays an onboarding page, and every relative link leads somewhere."""
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import os
@@ -9,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import unicodedata
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,7 +23,7 @@ from alerts.channels import CHANNELS, Outgoing
 from alerts.config import AlertConfig
 from alerts.notices import notice_body
 from app import DEFAULTS
-from helpers import EMAIL, ROOT, console_script, missing
+from helpers import EMAIL, ROOT, console_script, free_port, missing, wait_for_port
 
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
@@ -235,6 +237,53 @@ def test_the_opentelemetry_snippets_exit_cleanly_and_their_failed_runs_are_store
         assert [(s["name"], s["action"], s["status"], s["output"]) for s in run["steps"]] == [
             ("Fetch invoices", "http.get", "success", {"count": 3}),
             ("Post to billing", "billing.jobs", "failure", None)]
+
+
+def test_the_script_recipe_of_rerun_md_starts_the_script_with_the_runs_input(
+        live_server, live_token, tmp_path):
+    """docs/rerun.md's receiver, run as written (its port and script put in): a re-run
+    request reaches it signed, and the script's run is reported as a re-run of its origin."""
+    (recipe,) = [body for body in blocks(ROOT / "docs" / "rerun.md", "python")
+                 if "standardwebhooks" in body]
+    port, job = free_port(), tmp_path / "job.py"
+    job.write_text("import os\nprint(os.environ['RUN_INPUT'])\n")
+    code = recipe.replace('SCRIPT = ["/opt/jobs/invoice-sync.sh"]',
+                          f"SCRIPT = [{sys.executable!r}, {str(job)!r}]") \
+        .replace('("0.0.0.0", 8099)', f'("127.0.0.1", {port})')
+    assert code.count(str(job)) == 1 and f"{port})" in code, "the recipe changed: update this"
+    secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+    script = console_script("runwatch", "pip install -e ./client")
+    receiver = subprocess.Popen([sys.executable, "-c", code], env={
+        **os.environ, "RERUN_SECRET": secret, "RUNWATCH_URL": live_server.url,
+        "RUNWATCH_TOKEN": live_token, "PYTHONPATH": str(ROOT / "client"),
+        "PATH": f"{Path(script).parent}{os.pathsep}{os.environ['PATH']}"})
+    headers = {"Authorization": f"Bearer {live_token}"}
+    try:
+        wait_for_port(port)
+        origin = requests.post(live_server.url + EXECUTIONS, headers=headers, timeout=10, json={
+            "workflow": "invoice-sync", "status": "failure", "input": {"customer": 42}}).json()
+        hook = requests.patch(f"{live_server.url}/api/automations/workflows/invoice-sync",
+                              headers=headers, timeout=10, json={"rerun": {
+                                  "url": f"http://127.0.0.1:{port}/", "secret": secret}})
+        assert hook.status_code == 200, hook.text
+        sent = requests.post(f"{live_server.url}{EXECUTIONS}/{origin['id']}/rerun",
+                             headers=headers, timeout=30).json()
+        assert (sent["status"], sent["answer"]) == (202, '{"started": true}'), sent
+        deadline = time.monotonic() + 30
+        while True:  # the script runs after the receiver has answered
+            runs = requests.get(live_server.url + EXECUTIONS, headers=headers, timeout=10,
+                                params={"workflow": "invoice-sync", "status": "success"})
+            if runs.json()["data"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        (again,) = runs.json()["data"]
+        run = requests.get(f"{live_server.url}{EXECUTIONS}/{again['id']}", headers=headers,
+                           timeout=10).json()
+        assert run["rerun_of"] == origin["id"]
+        assert run["output"]["stdout_tail"] == '{"customer": 42}\n'
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=10)
 
 
 # Backticked names in the docs that point into the code: paths, and dotted names that start

@@ -295,6 +295,17 @@ def test_work_goes_on_after_the_upgrade(kept, upgraded):
         database.close()
     log = client.get("/api/automations/alerts/notices?type=recovered", headers=headers).json
     assert len(log["data"]) == 2  # the streak the previous release alerted has recovered
+    # Its runs can be re-run: a hook set, a run reported as a re-run of one kept.
+    origin = kept["ids"][0]
+    hook = client.patch("/api/automations/workflows/billing", headers=headers,
+                        json={"rerun": {"url": "https://ci.example.com/hooks/rerun"}})
+    assert hook.status_code == 200 and hook.json["rerun"]["url"].startswith("https://ci.")
+    again = client.post("/api/automations/executions", headers=headers, json={
+        "workflow": "billing", "status": "success", "rerun_of": origin})
+    assert again.status_code == 201 and again.json["rerun_of"] == origin
+    shown = client.get(f"/api/automations/executions/{origin}", headers=headers).json
+    assert [r["id"] for r in shown["rerun_runs"]] == [again.json["id"]]
+    assert shown["rerun_of"] is None and shown["reruns"] == []
 
 
 def test_the_schema_is_brought_to_the_current_version(kept, upgraded):
@@ -410,3 +421,26 @@ def test_the_previous_releases_failures_are_grouped_with_those_reported_after(ke
                          headers=headers).json
     assert [(g["type"], g["count"], g["message"]) for g in billing["errors"]] == [
         ("HTTPError", 4, "HTTP 502 (try 7)"), ("KeyError", 1, "'customer_id'")]
+
+
+def test_the_previous_releases_runs_are_found_by_external_id_and_error_text(kept, upgraded):
+    client = upgraded.test_client()
+    headers = {"Authorization": f"Bearer {kept['token']}"}
+    ids = kept["ids"]
+
+    def found(query: str) -> list[int]:
+        response = client.get(f"/api/automations/executions?{query}", headers=headers)
+        assert response.status_code == 200, response.text
+        return [row["id"] for row in response.json["data"]]
+
+    assert found("q=b1") == found("external_id=b1") == [ids[1]]
+    assert found("q=http+502+(TRY+2)") == [ids[2]]  # indexed by the upgrade
+    assert sorted(found("q=try")) == sorted(ids[:3])
+    reported = client.post("/api/automations/executions", headers=headers, json={
+        "workflow": "billing", "status": "failure", "started_at": "2026-11-22T10:00:00Z",
+        "error": {"message": "Disk quota exceeded"}})
+    assert found("q=quota") == [reported.json["id"]]
+    patched = client.patch(f"/api/automations/executions/{ids[0]}", headers=headers,
+                           json={"status": "success"})
+    assert patched.status_code == 200
+    assert sorted(found("q=try")) == sorted(ids[1:3])

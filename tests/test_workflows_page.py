@@ -112,6 +112,32 @@ def test_the_settings_form_saves_and_shows_each_error_beside_its_field(logged_in
     assert refused.status_code == 400  # no CSRF token
 
 
+def test_next_expected_is_in_the_workflow_zone_and_follows_settings_saved_in_place(
+        logged_in, seeded):
+    page = parse(logged_in.get("/workflows/etl"))
+    assert page.by_id("next-expected").text.endswith(" UTC")
+    token = csrf_from(logged_in.get("/workflows/etl").text)
+
+    inline = logged_in.post("/workflows/etl", headers={"HX-Request": "true"}, data={
+        "csrf_token": token, "schedule": "30 2 * * *", "timezone": "America/New_York",
+        "grace_seconds": "300"})
+    answer = parse(inline)
+    figure = answer.by_id("next-expected")
+    assert figure.attrs["hx-swap-oob"] == "true", "the figure at the top is replaced too"
+    first = answer.by_id("schedule-preview").find("li")[0].text
+    assert figure.text == first and first.endswith(("EST", "EDT")) and " 02:30 " in first
+    expected = logged_in.get("/api/automations/workflows/etl").json["next_expected_at"]
+    assert figure.find("time")[0].attrs["datetime"] == expected
+    assert parse(logged_in.get("/workflows/etl")).by_id("next-expected").text == first
+
+    unscheduled = logged_in.post("/workflows/etl", headers={"HX-Request": "true"}, data={
+        "csrf_token": token, "schedule": "", "timezone": "UTC", "grace_seconds": "300"})
+    assert parse(unscheduled).by_id("next-expected").text == "no schedule"
+    failed = logged_in.post("/workflows/etl", headers={"HX-Request": "true"}, data={
+        "csrf_token": token, "schedule": "61 * * * *", "timezone": "UTC"})
+    assert failed.status_code == 400 and not parse(failed).find(id="next-expected")
+
+
 def test_the_schedule_preview_reads_the_expression_and_lists_the_next_times(logged_in):
     preview = logged_in.get("/schedule-preview?schedule=30+2+*+*+*&timezone=Europe/Berlin")
     assert preview.status_code == 200 and "At 02:30" in preview.text

@@ -6,18 +6,20 @@ from typing import Callable
 
 from flask import Blueprint, Response, abort, current_app, request, url_for
 
-from models.compare import compare_with_last_success
+from models.compare import CompareOptions, compare_with_last_success, last_success
 from models.times import utcnow
 from models.inputs import MAX_ID, MAX_POSITION, whole_number
 from models.execution_detail import (ExecutionDetail, StepRow, api_document,
                                      execution_version, load_execution, load_step, step_error)
 from models.payloads import CUT_BYTES, mask_text, show_json, show_text
 
+from .command_log import command_log, plain_text
 from .common import api_error, render_page, wants_partial
 from .extensions import sees_secrets
 from .formatting import size_label
 from .ingest import execution_url
 from .links import link_builder
+from .run_parts import run_parts_of
 from .trace import slice_start, trace_of
 
 bp = Blueprint("executions", __name__)
@@ -78,16 +80,23 @@ def step_payload(execution_id: int, position: int, part: str):
 
 @bp.get("/executions/<int:execution_id>/compare")
 def compare(execution_id: int):
-    """What differs from the most recent successful execution of the same workflow."""
+    """What differs from the most recent successful execution of the same workflow;
+    `unchanged=1` lists the same values too, `hide_ids=1` leaves out changed ids and times."""
     execution = _execution_or_404(execution_id)
-    return _render(execution, "compare", comparison=compare_with_last_success(execution))
+    options = CompareOptions(unchanged=request.args.get("unchanged") == "1",
+                             hide_volatile=request.args.get("hide_ids") == "1")
+    return _render(execution, "compare",
+                   comparison=compare_with_last_success(execution, options))
 
 
 @bp.get("/api/automations/executions/<int:execution_id>")
 def api_detail(execution_id: int):
     """The execution with its input, output, error and every step, whole; masked as the
     pages mask it for callers who may not see secrets (tokens without `admin`)."""
-    body = api_document(execution_id, execution_url(execution_id), masked=not sees_secrets())
+    masked = not sees_secrets()
+    extra = {key: value for part in run_parts_of(current_app)
+             for key, value in part.read(execution_id, masked).items()}
+    body = api_document(execution_id, execution_url(execution_id), masked, extra)
     if body is None:
         return api_error(404, "not_found", f"There is no execution {execution_id}.")
     return Response(body, mimetype="application/json")
@@ -139,6 +148,11 @@ def present_execution(execution: ExecutionDetail, steps_from: int = 0,
                                       whole_part == "output"),
         "error": error_view(error), "error_step": error_step, "stack_block": stack,
         "failed_row": failed_row, "poll_seconds": current_app.config["RUN_REFRESH_SECONDS"],
+        "log": command_log(execution.output),
+        # The comparison is offered only when there is a success to compare with.
+        "can_compare": last_success(execution) is not None,
+        "run_parts": [(part.template, part.page(execution) if part.page
+                       else part.read(execution.id, True)) for part in run_parts_of(current_app)],
         **present_trace(execution, steps_from),
     }
 
@@ -186,10 +200,12 @@ def step_view(execution_id: int, row: StepRow, texts: dict,
 
 
 def error_view(error: dict | None) -> dict | None:
-    """An error's message and type as the page shows them (secrets in the message masked)."""
+    """An error's message and type as the page shows them (secrets in the message masked,
+    a terminal's colour codes left out)."""
     if error is None:
         return None
-    return {"message": mask_text(error.get("message") or ""), "type": error.get("type")}
+    return {"message": mask_text(plain_text(error.get("message") or "")),
+            "type": error.get("type")}
 
 
 def _stack(error: dict | None) -> str | None:

@@ -1,13 +1,19 @@
-"""How times, durations and sizes read on the pages: every Jinja filter, registered in one place."""
+"""How times, durations and sizes read on the pages: every Jinja filter, registered in one place.
+
+Times are stored in UTC and shown in the zone of the account that reads them (Settings);
+the history's `tz` shows its own rows in the zone it names instead."""
 from __future__ import annotations
 
 from datetime import datetime
 from time import gmtime, strftime
+from zoneinfo import ZoneInfo
 
-from flask import Flask
+from flask import Flask, g, has_request_context
+from flask_login import current_user
 
 from models.payloads import mask_text
 
+UTC = ZoneInfo("UTC")
 SHORT_VALUE_CHARS = 300  # longest value shown in a comparison cell
 
 
@@ -40,16 +46,46 @@ def format_seconds(value: float | None) -> str:
     return f"{value // 86400} d"
 
 
-def format_utc(value: datetime | None) -> str:
-    """A time for people, in UTC, to the second."""
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "–"
+def viewer_zone() -> ZoneInfo:
+    """The zone the signed-in account reads times in (Settings); UTC signed out."""
+    if not has_request_context():
+        return UTC
+    if "viewer_zone" not in g:
+        g.viewer_zone = ZoneInfo(getattr(current_user, "time_zone", None) or "UTC")
+    return g.viewer_zone
 
 
-def utc_clock(value: datetime | None) -> str:
-    """A UTC time to the millisecond: 2026-11-24 10:00:04.250."""
+def local(value: datetime, zone: ZoneInfo | None = None) -> datetime:
+    """A stored (UTC) time in `zone`, the viewer's by default. Times a day from the ends of
+    the calendar (years 1 and 9999, which older releases stored) stay in UTC."""
+    try:
+        return value.astimezone(zone or viewer_zone())
+    except OverflowError:
+        return value.astimezone(UTC)
+
+
+def format_time(value: datetime | None, zone: ZoneInfo | None = None) -> str:
+    """A time for people, in the viewer's zone, to the second: 2026-11-24 11:00:04 CET."""
+    return local(value, zone).strftime("%Y-%m-%d %H:%M:%S %Z") if value else "–"
+
+
+def precise_time(value: datetime | None, zone: ZoneInfo | None = None) -> str:
+    """A time in the viewer's zone to the millisecond: 2026-11-24 11:00:04.250 CET."""
     if value is None:
         return "–"
-    return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d}"
+    moment = local(value, zone)
+    return (moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+            + moment.strftime(" %Z"))
+
+
+def format_minute(value: datetime | None, zone: ZoneInfo | None = None) -> str:
+    """A time in the viewer's zone to the minute: 2026-11-24 11:00 CET."""
+    return local(value, zone).strftime("%Y-%m-%d %H:%M %Z") if value else "–"
+
+
+def format_date(value: datetime | None, zone: ZoneInfo | None = None) -> str:
+    """The viewer's date of a time: 2026-11-24."""
+    return local(value, zone).strftime("%Y-%m-%d") if value else "–"
 
 
 def shorten(text: str | None, limit: int = SHORT_VALUE_CHARS) -> str | None:
@@ -73,14 +109,15 @@ def masked(text: str | None) -> str:
     return mask_text(text) if text else ""
 
 
-def iso_clock(text: str | None) -> str:
-    """An API time (ISO 8601, UTC) for people, to the minute: 2026-11-24 10:00 UTC."""
+def iso_clock(text: str | None, zone: ZoneInfo | None = None) -> str:
+    """An API time (ISO 8601) for people, in the viewer's zone, to the minute."""
     if not text:
         return "–"
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M UTC")
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return text
+    return format_minute(moment if moment.tzinfo else moment.replace(tzinfo=UTC), zone)
 
 
 def iso_micros(micros: int | None) -> str | None:
@@ -106,11 +143,13 @@ def ago(moment: datetime, now: datetime, local: datetime) -> str:
     return local.strftime("%Y-%m-%d")
 
 
-FILTERS = {"duration": format_duration, "iso_clock": iso_clock, "seconds": format_seconds, "utc": format_utc,
-           "utc_clock": utc_clock, "shorten": shorten, "masked": masked}
+FILTERS = {"duration": format_duration, "iso_clock": iso_clock, "seconds": format_seconds,
+           "time": format_time, "precise_time": precise_time, "minute": format_minute,
+           "date": format_date, "shorten": shorten, "masked": masked}
 
 
 def register(app: Flask) -> None:
     """Make every filter available to the templates."""
     for name, function in FILTERS.items():
         app.add_template_filter(function, name)
+    app.add_template_global(viewer_zone)

@@ -48,7 +48,7 @@ def create():
 def create_batch():
     """Store up to 1000 runs, all or none."""
     batch = _body(BatchIn)
-    stored = store_executions(batch.executions)
+    stored = store_executions(batch.executions, in_batch=True)
     return jsonify({"data": [{"id": i, "url": execution_url(i), "created": created}
                              for i, created in stored]}), 201
 

@@ -5,12 +5,14 @@ from flask import (Blueprint, abort, current_app, flash, redirect, render_templa
                    url_for)
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SelectChoice, SelectMultipleField, StringField
+from wtforms import (EmailField, PasswordField, SelectChoice, SelectField, SelectMultipleField,
+                     StringField)
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from models.users import (SCOPES, AccountError, ApiToken, User,
-                          change_password, create_token, create_user, revoke_token, set_enabled)
+from models.inputs import zone_names
+from models.users import (SCOPES, AccountError, ApiToken, User, change_password, create_token,
+                          create_user, revoke_token, set_enabled, set_preferences)
 
 from .auth import (LoginAttempt, TextForm, account_from, new_password_field, repeat_field,
                    start_session)
@@ -34,6 +36,14 @@ class TokenForm(TextForm):
         validators=[DataRequired(message="Pick at least one scope.")])
 
 
+class PreferencesForm(TextForm):
+    theme = SelectField("Theme", choices=[SelectChoice("system", "as the system is set (light or dark)"),
+                                          SelectChoice("light", "light"),
+                                          SelectChoice("dark", "dark")],
+                        validate_choice=False)  # set_preferences names a theme it lacks
+    time_zone = StringField("Time zone", validators=[DataRequired(), Length(max=64)])
+
+
 class ActionForm(FlaskForm):
     """Carries only the CSRF token (revoke, disable, enable)."""
 
@@ -54,11 +64,14 @@ def _page(status: int = 200, **context):
     context.setdefault("form", TokenForm(formdata=None))
     context.setdefault("account_form", AccountForm(formdata=None))
     context.setdefault("password_form", PasswordForm(formdata=None))
+    context.setdefault("preferences_form", PreferencesForm(
+        formdata=None, theme=current_user.theme, time_zone=current_user.time_zone))
     tokens = (ApiToken.select().where(ApiToken.user == current_user.id)
               .order_by(ApiToken.revoked_at.is_null(False), ApiToken.created_at.desc()))
     users = User.select().order_by(User.email)
     return render_template("settings/index.html", action_form=ActionForm(), tokens=tokens,
-                           users=users, scope_help=SCOPE_HELP, **context), status
+                           users=users, scope_help=SCOPE_HELP, zones=sorted(zone_names()),
+                           **context), status
 
 
 @bp.get("")
@@ -80,6 +93,23 @@ def create():
         else:
             return _page(new_token=secret, new_token_row=row)
     return _page(400, form=form)
+
+
+@bp.post("/preferences")
+def preferences():
+    """Set the account's theme and the zone its pages show times in."""
+    form = PreferencesForm()
+    if form.validate_on_submit():
+        try:
+            set_preferences(current_user._get_current_object(), form.theme.data,
+                            form.time_zone.data.strip())
+        except AccountError as exc:
+            form[exc.field].errors = [str(exc)]
+        else:
+            flash("Saved: the pages follow your theme and show times in "
+                  f"{current_user.time_zone}.")
+            return redirect(url_for("settings.index"))
+    return _page(400, preferences_form=form)
 
 
 @bp.post("/password")

@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 from models.executions import STATUSES
 from models.inputs import SettingTime, Text, TimeZone, whole
 from models.schemas import Answer, QueryParam, Strict
+from reruns.schemas import HookAnswer, RerunIn
 
 from . import schedule as schedules
 from .models import STATES
@@ -51,6 +52,9 @@ class SettingsIn(Strict):
     description: Annotated[Text, Field(max_length=MAX_DESCRIPTION)] | None = None
     # No failing, missed or reminder notice before then; null: not muted.
     muted_until: SettingTime | None = None
+    # Where a re-run request goes (the run page's button, POST …/executions/<id>/rerun);
+    # null: none. Sent whole: it replaces the hook there.
+    rerun: RerunIn | None = None
 
 
 LIST_PARAMETERS = (
@@ -116,6 +120,7 @@ class WorkflowAnswer(Answer):
     description: str | None
     muted_until: datetime | None
     acknowledged: Acknowledged | None
+    rerun: HookAnswer | None  # its re-run hook, masked for tokens without `admin`
     url: str
 
 

@@ -1,6 +1,7 @@
 """Changing a workflow's settings (the API's PATCH and the page's form share this)."""
 from __future__ import annotations
 
+from flask import current_app, has_app_context
 from pydantic import ValidationError
 
 from models.db import write_transaction
@@ -8,7 +9,9 @@ from models.times import utcnow
 from models.executions import Workflow
 from models.ingest import workflow_ids
 from models.schemas import InputError, input_error
+from alerts.config import ALLOW_PRIVATE
 from alerts.quiet import quiet_ended
+from reruns.settings import save_hook
 
 from . import summary
 from .schemas import SettingsIn
@@ -16,24 +19,32 @@ from .schemas import SettingsIn
 FIELDS = tuple(SettingsIn.model_fields)
 
 
+def validation_context() -> dict:
+    """What validating settings needs of the app: whether a re-run hook's URL may name a
+    private address (not outside an app)."""
+    return {ALLOW_PRIVATE: has_app_context()
+            and bool(current_app.config["WEBHOOK_ALLOW_PRIVATE"])}
+
+
 def validate(values: dict, strict: bool = True) -> dict:
     """The settings in `values` (only those given), validated; InputError names the first
     bad one. Forms send texts: `strict=False` reads numbers from them."""
     try:
-        parsed = SettingsIn.model_validate(values, strict=strict)
+        parsed = SettingsIn.model_validate(values, strict=strict, context=validation_context())
     except ValidationError as exc:
         raise input_error(exc) from None
     return {name: getattr(parsed, name) for name in parsed.model_fields_set}
 
 
 def form_errors(values: dict) -> dict[str, str]:
-    """Every bad field of a form's settings, by name (empty when all are good)."""
+    """Every bad field of a form's settings, by name (a re-run hook's by `rerun.<field>`;
+    empty when all are good)."""
     try:
-        SettingsIn.model_validate(values, strict=False)
+        SettingsIn.model_validate(values, strict=False, context=validation_context())
     except ValidationError as exc:
         errors: dict[str, str] = {}
         for error in exc.errors(include_url=False):
-            name = str(error["loc"][0]) if error["loc"] else "schedule"
+            name = ".".join(map(str, error["loc"][:2])) if error["loc"] else "schedule"
             message = error["msg"].removeprefix("Value error, ")
             errors.setdefault(name, message)
         return errors
@@ -46,10 +57,13 @@ def update(name: str, changes: dict) -> tuple[Workflow, bool]:
     (or its zone) starts the wait for its first expected run now."""
     if set(changes) - set(FIELDS):
         raise InputError(f"unknown setting {sorted(set(changes) - set(FIELDS))[0]}")
+    changes = dict(changes)
     with write_transaction():
         existed = Workflow.select().where(Workflow.name == name).exists()
         workflow_id = workflow_ids([name])[name]
         workflow = Workflow.get_by_id(workflow_id)
+        if "rerun" in changes:
+            save_hook(workflow_id, changes.pop("rerun"))
         values = {key: value for key, value in changes.items()
                   if getattr(workflow, key) != value}
         if "schedule" in values or ("timezone" in values and workflow.schedule):

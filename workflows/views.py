@@ -12,6 +12,8 @@ from alerts.acknowledge import acknowledgement_json, current_acknowledgements
 from alerts.badges import badges_of
 from alerts.models import Acknowledgement
 from history.filters import FilterError, HistoryFilter
+from reruns.forms import HookForm
+from reruns.settings import hook_json, hook_of, hooks_of
 from models.times import from_micros, iso, utcnow
 from models.executions import STATUSES
 from models.inputs import EARLIEST_QUERY_DATE, LATEST_QUERY_DATE
@@ -28,7 +30,8 @@ from workflows.stats import (PAGE_LIMIT, Figures, OverviewQuery, WorkflowQueryEr
                              summary_of)
 
 from views.common import api_error, render_page, wants_partial
-from views.formatting import ago, format_duration, iso_micros
+from views.extensions import sees_secrets
+from views.formatting import ago, format_duration, iso_micros, local, viewer_zone
 from views.links import absolute_url, link_builder
 from views.operations import Operation
 
@@ -53,9 +56,17 @@ def _links(external: bool = True):
             link_builder("workflows.show", external=external))
 
 
+def _reruns(rows) -> dict[int, dict | None]:
+    """The re-run hooks of a page of workflows as the API shows them, by workflow id."""
+    hooks = hooks_of([row.workflow_id for row in rows])
+    reveal = sees_secrets()
+    return {row.workflow_id: hook_json(hooks.get(row.workflow_id), reveal) for row in rows}
+
+
 def workflow_json(row, figure: Figures, execution_url, workflow_url,
-                  acknowledged: Acknowledgement | None = None) -> dict:
-    """A workflow as the API answers it; `acknowledged`: its acknowledgement that holds."""
+                  acknowledged: Acknowledgement | None = None, rerun: dict | None = None) -> dict:
+    """A workflow as the API answers it; `acknowledged`: its acknowledgement that holds;
+    `rerun`: its re-run hook as the caller may see it."""
     settings = row
     recent = figure.recent or []
     last = recent[0] if recent else None
@@ -78,7 +89,7 @@ def workflow_json(row, figure: Figures, execution_url, workflow_url,
         "late_since": iso(row.late_expected_at) if row.late else None,
         "description": settings.description,
         "muted_until": muted_until(row.muted_until, utcnow()),
-        "acknowledged": acknowledgement_json(acknowledged),
+        "acknowledged": acknowledgement_json(acknowledged), "rerun": rerun,
         "url": workflow_url(name=row.name),
     }
 
@@ -91,13 +102,13 @@ def muted_until(value, now: datetime) -> str | None:
     return iso(until) if until > now else None
 
 
-def _period(args) -> HistoryFilter:
+def _period(args, default_tz: str = "UTC") -> HistoryFilter:
     """The period of a workflow's figures: `from`/`to`/`tz` as the history reads them,
-    the last 30 days by default."""
+    the last 30 days by default; without `tz`, in `default_tz`."""
     chosen = MultiDict([(key, value) for key in ("from", "to", "tz")
                         for value in args.getlist(key)])
     f = HistoryFilter.from_args(chosen, secret=current_app.secret_key,
-                                path=url_for("history.index"))
+                                path=url_for("history.index"), default_tz=default_tz)
     today = utcnow().astimezone(f.zone).date()
     if f.start is None:
         end_day = today if f.end is None else from_micros(f.end.micros).astimezone(f.zone).date()
@@ -119,7 +130,8 @@ def _detail(row, period: HistoryFilter) -> dict:
     execution_url, workflow_url = _links()
     figure = figures([row], utcnow())[row.workflow_id]
     body = workflow_json(row, figure, execution_url, workflow_url,
-                         current_acknowledgements([row.workflow_id]).get(row.workflow_id))
+                         current_acknowledgements([row.workflow_id]).get(row.workflow_id),
+                         _reruns([row])[row.workflow_id])
     start, end = period.start.micros, period.end.micros
     history = period.but(workflows=(row.name,), path=absolute_url("history.index"))
     failures = history.but(statuses=("failure",))
@@ -153,9 +165,10 @@ def api_list():
     rows, next_cursor = overview_page(query)
     found = figures(rows, utcnow())
     acks = current_acknowledgements([r.workflow_id for r in rows])
+    hooks = _reruns(rows)
     execution_url, workflow_url = _links()
     return jsonify({"data": [workflow_json(r, found[r.workflow_id], execution_url, workflow_url,
-                                           acks.get(r.workflow_id))
+                                           acks.get(r.workflow_id), hooks[r.workflow_id])
                              for r in rows],
                     "next_cursor": encode_cursor(next_cursor) if next_cursor else None})
 
@@ -176,13 +189,16 @@ def api_show(name: str):
 def api_update(name: str):
     """Change a workflow's settings; a name that has not reported yet is created (201)."""
     _check_name(name)
-    changes = parse(SettingsIn, request.get_data()).model_dump(exclude_unset=True)
-    _, created = workflow_settings.update(name, changes)
+    parsed = parse(SettingsIn, request.get_data(),
+                   context=workflow_settings.validation_context())
+    _, created = workflow_settings.update(
+        name, {field: getattr(parsed, field) for field in parsed.model_fields_set})
     row = summary_of(name)
     execution_url, workflow_url = _links()
     figure = figures([row], utcnow())[row.workflow_id]
     ack = current_acknowledgements([row.workflow_id]).get(row.workflow_id)
-    response = jsonify(workflow_json(row, figure, execution_url, workflow_url, ack))
+    response = jsonify(workflow_json(row, figure, execution_url, workflow_url, ack,
+                                     _reruns([row])[row.workflow_id]))
     if created:
         response.headers["Location"] = url_for("workflows.api_show", name=name)
     return response, 201 if created else 200
@@ -231,7 +247,7 @@ def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
         body = workflow_json(row, figure, execution_url, workflow_url, acks.get(row.workflow_id))
         items.append({"row": row, "json": body, "strip": _strip(body["recent_runs"]),
                       "last_ago": ago(from_micros(figure.recent[0][2]), now,
-                                      from_micros(figure.recent[0][2]))
+                                      local(from_micros(figure.recent[0][2])))
                       if figure.recent else None,
                       "expected_in": _relative(row.expected_at, now)
                       if row.schedule and row.expected_at else None})
@@ -276,9 +292,9 @@ def show(name: str):
     if row is None:
         abort(404, f"There is no workflow named {name!r}.")
     try:
-        period = _period(request.args)
+        period = _period(request.args, viewer_zone().key)
     except FilterError as exc:
-        period = _period(MultiDict())
+        period = _period(MultiDict(), viewer_zone().key)
         return _show_page(row, period, exc.errors, status=400)
     return _show_page(row, period, {})
 
@@ -290,9 +306,12 @@ def save_settings(name: str):
     if row is None:
         abort(404, f"There is no workflow named {name!r}.")
     values = _form_settings(request.form)
-    errors = workflow_settings.form_errors(values)
+    hook_form = HookForm.read(request.form, hook_of(row.workflow_id))
+    if hook_form is not None:
+        values["rerun"] = hook_form.value
+    errors = {**workflow_settings.form_errors(values), **(hook_form.errors if hook_form else {})}
     if errors:
-        return _settings_answer(row, values, errors, status=400)
+        return _settings_answer(row, values, errors, status=400, hook_form=hook_form)
     workflow_settings.update(name, workflow_settings.validate(values, strict=False))
     if wants_partial():
         return _settings_answer(summary_of(name), None, {}, saved=True)
@@ -352,18 +371,36 @@ def _preview(expression: str | None, zone_name: str | None) -> dict:
         return {"error": str(exc)}
     times = schedules.upcoming(expression, zone_name, utcnow())
     return {"description": schedules.describe(expression),
-            "times": [t.astimezone(where).strftime("%Y-%m-%d %H:%M %Z") for t in times],
-            "zone": zone_name}
+            "times": [_zone_time(t, where) for t in times], "zone": zone_name}
 
 
-def _settings_answer(row, values, errors, status: int = 200, saved: bool = False):
+def _zone_time(moment: datetime, where) -> str:
+    """An expected time as the schedule reads it: in the workflow's zone, to the minute."""
+    return moment.astimezone(where).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _next_expected(row) -> dict | None:
+    """The workflow's next expected run, in its own zone (as the preview shows times)."""
+    if not row.schedule or row.expected_at is None:
+        return None
+    try:
+        where = schedules.zone(row.timezone or "UTC")
+    except schedules.ScheduleError:  # a zone this machine no longer knows
+        where = schedules.zone("UTC")
+    return {"iso": iso(row.expected_at), "text": _zone_time(row.expected_at, where)}
+
+
+def _settings_answer(row, values, errors, status: int = 200, saved: bool = False,
+                     hook_form: HookForm | None = None):
     form = _settings_form(row, values)
     return render_page("workflows/_settings.html", "workflows/_settings.html", status=status,
-                       **_settings_context(row, form, errors, saved))
+                       **_settings_context(row, form, errors, saved, hook_form))
 
 
-def _settings_context(row, form, errors, saved=False) -> dict:
+def _settings_context(row, form, errors, saved=False, hook_form: HookForm | None = None) -> dict:
     return {"row": row, "settings_form": form, "settings_errors": errors, "saved": saved,
+            "hook_form": hook_form or HookForm.shown(hook_of(row.workflow_id)),
+            "next_expected": _next_expected(row),
             "preview": _preview(form.get("schedule"), form.get("timezone")),
             "zones": sorted(schedules.zone_names()), "max_grace": MAX_GRACE,
             "max_duration": MAX_DURATION, "max_description": MAX_DESCRIPTION}
@@ -386,7 +423,7 @@ def _show_page(row, period: HistoryFilter, errors: dict, status: int = 200):
     for days in QUICK_DAYS:
         args = [("from", (today - timedelta(days=days - 1)).isoformat()),
                 ("to", today.isoformat())]
-        if period.tz != "UTC":
+        if period.tz != period.default_tz:
             args.append(("tz", period.tz))
         quick.append((f"{days}d", here + "?" + urlencode(args)))
     context = {

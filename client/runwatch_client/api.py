@@ -109,14 +109,16 @@ class Run:
     """
 
     def __init__(self, workflow: str, input: Any = None, *, external_id: Optional[str] = None,
-                 url: Optional[str] = None, token: Optional[str] = None):
+                 url: Optional[str] = None, token: Optional[str] = None,
+                 rerun_of: Optional[int] = None):
         self.workflow = workflow
         self.input = input
         self.output: Any = None
         self.error: Optional[dict] = None
         self.steps: List[Step] = []
         self._lock = threading.Lock()
-        self._report = RunReport(Transport(url, token), workflow, external_id, input)
+        self._report = RunReport(Transport(url, token), workflow, external_id, input,
+                                 rerun_of=rerun_of)
         self._context_token = None
 
     @property
@@ -181,9 +183,12 @@ def _warn(message: str) -> None:
 
 
 def run(workflow: str, input: Any = None, *, external_id: Optional[str] = None,
-        url: Optional[str] = None, token: Optional[str] = None) -> Run:
-    """A run of `workflow` to use with `with`: `with runwatch_client.run("backup") as run:`."""
-    return Run(workflow, input, external_id=external_id, url=url, token=token)
+        url: Optional[str] = None, token: Optional[str] = None,
+        rerun_of: Optional[int] = None) -> Run:
+    """A run of `workflow` to use with `with`: `with runwatch_client.run("backup") as run:`.
+    `rerun_of`: the id of the run this one runs again (a re-run request names it)."""
+    return Run(workflow, input, external_id=external_id, url=url, token=token,
+               rerun_of=rerun_of)
 
 
 def current() -> Optional[Run]:

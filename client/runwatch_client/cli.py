@@ -33,11 +33,14 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("exec", help="run a command and report it",
                               description=EXEC_HELP,
                               usage="runwatch exec [--workflow NAME] [--external-id ID] "
-                                    "[--url URL] [--token TOKEN] -- CMD [ARG ...]")
+                                    "[--rerun-of ID] [--url URL] [--token TOKEN] "
+                                    "-- CMD [ARG ...]")
     run.add_argument("--workflow", metavar="NAME",
                      help="the workflow's name (default: the command's file name)")
     run.add_argument("--external-id", metavar="ID",
                      help="the run's external_id (default: a new random one)")
+    run.add_argument("--rerun-of", metavar="ID", type=int,
+                     help="the id of the run this one runs again (from a re-run request)")
     _connection(run)
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARG ...]",
                      help="the command, after --")
@@ -62,7 +65,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not command:
         parser().error("exec: give the command to run after --, e.g. runwatch exec -- "
                        "./backup.sh")
-    return execute(command, args.workflow, args.external_id, args.url, args.token)
+    return execute(command, args.workflow, args.external_id, args.url, args.token,
+                   rerun_of=args.rerun_of)
 
 
 def warn(message: str) -> None:
@@ -75,13 +79,14 @@ def warn(message: str) -> None:
 
 def execute(command: List[str], workflow: Optional[str] = None,
             external_id: Optional[str] = None, url: Optional[str] = None,
-            token: Optional[str] = None) -> int:
+            token: Optional[str] = None, rerun_of: Optional[int] = None) -> int:
     """Run `command`, report it, and return the exit code a shell would give."""
     transport = Transport(url, token)
     report = RunReport(transport,
                        workflow or os.path.basename(command[0].rstrip("/")) or command[0],
                        external_id, input={"command": command, "host": socket.gethostname()},
-                       on_problem=lambda problem: warn(f"could not report to Runwatch: {problem}"))
+                       on_problem=lambda problem: warn(f"could not report to Runwatch: {problem}"),
+                       rerun_of=rerun_of)
     unset = transport.unset()
     if unset:
         # Said before the command's own output, once; the job itself still runs (cron

@@ -3,6 +3,7 @@ stream kept, and SIGINT and SIGTERM passed on to it."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,9 +43,13 @@ class Tail:
         return data.decode("utf-8", "replace")
 
 
+# Terminal escape sequences (colours, cursor moves): an error message is read as plain text.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
+
+
 def last_line(text: str) -> Optional[str]:
-    """The last line of `text` that is not blank, stripped."""
-    for line in reversed(text.splitlines()):
+    """The last line of `text` that is not blank, stripped of its escape sequences."""
+    for line in reversed(_ESCAPES.sub("", text).splitlines()):
         if line.strip():
             return line.strip()
     return None

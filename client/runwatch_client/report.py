@@ -89,11 +89,13 @@ class RunReport:
     """
 
     def __init__(self, transport: Transport, workflow: str, external_id: Optional[str] = None,
-                 input: Any = None, on_problem: Optional[Callable[[str], None]] = None):
+                 input: Any = None, on_problem: Optional[Callable[[str], None]] = None,
+                 rerun_of: Optional[int] = None):
         self.transport = transport
         self.workflow = name(workflow, "unnamed")
         self.external_id = name(external_id, "") or new_external_id()
         self.input = jsonable(input)
+        self.rerun_of = rerun_of  # the id of the run this one runs again
         self.started_at: Optional[str] = None
         self.stored: Optional[dict] = None  # Runwatch's answer: id, url, status, …
         self.problem: Optional[str] = None
@@ -117,6 +119,8 @@ class RunReport:
                 "started_at": self.started_at}
         if self.input is not None:
             body["input"] = self.input
+        if self.rerun_of is not None:
+            body["rerun_of"] = self.rerun_of
         body.update({k: v for k, v in fields.items() if v is not None})
         return body
 
@@ -127,7 +131,7 @@ class RunReport:
         deadline = time.monotonic() + self.transport.wait / 2  # it runs alongside the work
 
         def post() -> None:
-            reply = self._send("POST", PATH, body, deadline)
+            reply = self._post_run(body, deadline)
             if reply is not None:
                 self.stored = reply.body
 
@@ -158,7 +162,7 @@ class RunReport:
         steps = steps or []
         body = self._body(status=status, finished_at=finished_at, output=output, error=error,
                           steps=steps[:STEP_CHUNK])
-        reply = self._send("POST", PATH, body, deadline)
+        reply = self._post_run(body, deadline)
         if reply is None:
             return
         self.stored = reply.body
@@ -167,6 +171,22 @@ class RunReport:
                           {"steps": steps[first:first + STEP_CHUNK]}, deadline) is None:
                 return
         self.reported = True
+
+    def _post_run(self, body: dict, deadline: float) -> Optional[Reply]:
+        """POST the run whole. A `rerun_of` Runwatch refuses (a run it does not have) is
+        a problem noted, and the run is reported without it rather than not at all."""
+        reply = self._send("POST", PATH, body, deadline, tolerate=(400,))
+        if reply is None or reply.ok:
+            return reply
+        error = reply.body.get("error") if isinstance(reply.body, dict) else None
+        if "rerun_of" in body and isinstance(error, dict) and error.get("field") == "rerun_of":
+            self._note(f"{self.transport.url} refused rerun_of: {reply.describe()}; the run "
+                       "is reported without it")
+            self.rerun_of = None
+            return self._send("POST", PATH, {k: v for k, v in body.items() if k != "rerun_of"},
+                              deadline)
+        self._note(f"{self.transport.url} refused it: {reply.describe()}")
+        return None
 
     def _send(self, method: str, path: str, body: dict, deadline: float,
               tolerate: "tuple[int, ...]" = ()) -> Optional[Reply]:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 
 from alert_servers import make_rule
-from alerts.config import config_from
+from alerts.config import ALLOW_PRIVATE, config_from
 from alerts.delivery import deliver_due
 from alerts.scheduler import scan
 from helpers import EMAIL, PASSWORD
@@ -20,6 +20,8 @@ from models.executions import Execution, Workflow
 from models.ingest import store_executions
 from models.schemas import ExecutionIn
 from models.users import create_user
+from reruns.schemas import RerunIn
+from reruns.settings import save_hook
 
 pytestmark = pytest.mark.browser
 
@@ -126,11 +128,21 @@ def test_the_history_page_beside_runs_an_older_release_stored_in_years_1_and_999
     audit(page, "the history page with bars that are not links")
 
 
-def test_the_execution_pages(demo, page, audit):
+def test_the_execution_pages(demo, page, audit, receiver):
     failed = _latest("failure", FAILING_WORKFLOW)
     page.goto(f"/executions/{failed}")
     page.wait_for_selector(".error-panel")
     audit(page, "a failed run")
+
+    with connection():  # a re-run hook: the run page asks first, then shows the answer
+        save_hook(Workflow.get(Workflow.name == FAILING_WORKFLOW).id, RerunIn.model_validate(
+            {"url": receiver.url}, context={ALLOW_PRIVATE: True}))
+    page.goto(f"/executions/{failed}")
+    page.click("text=Re-run with this input")
+    page.click("button:has-text('Send the re-run request')")
+    page.wait_for_selector("#reruns tr.rerun")
+    assert len(receiver.requests) == 1
+    audit(page, "a failed run with a re-run requested")
 
     page.locator(".steps li a").first.click()
     page.wait_for_selector("#step-panel article")

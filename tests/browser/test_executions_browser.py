@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+
+from helpers import client_env, console_script
 
 RUNS = "/api/automations/executions"
 
@@ -154,3 +157,48 @@ def test_the_copy_buttons_sit_beside_their_summaries_and_copying_keeps_a_section
 def _in_an_hour() -> str:
     """A finish time after any start of this test and inside the accepted range."""
     return (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+
+
+LOGGED_COMMAND = ("printf '\\033[32mok\\033[0m <b>saved</b> %s\\n' \"$RUN\"; "
+                  "printf '\\033[1;31merror:\\033[0m disk full\\n' >&2; exit $CODE")
+
+
+@pytest.mark.browser
+def test_a_command_run_by_runwatch_exec_reads_as_a_log(page, live_server, live_token, audit):
+    runwatch = console_script("runwatch", "pip install -e ./client")
+    for number, code in ((1, 0), (2, 3)):  # a success, then a failure that compares with it
+        env = {**client_env(live_server.url, live_token), "RUN": str(number), "CODE": str(code)}
+        done = subprocess.run([runwatch, "exec", "--workflow", "backup", "--", "sh", "-c",
+                               LOGGED_COMMAND], env=env, capture_output=True, timeout=60)
+        assert done.returncode == code, done.stderr
+    runs = requests.get(live_server.url + RUNS, params={"workflow": "backup"}, timeout=10,
+                        headers={"Authorization": f"Bearer {live_token}"}).json()["data"]
+
+    page.goto(f"/executions/{runs[0]['id']}")
+    assert page.locator("#exit-code").inner_text() == "3"
+    assert page.locator(".error-message").inner_text() == "error: disk full"
+    assert page.locator(".command-log details").get_attribute("open") is not None
+    stdout, stderr = page.locator("#run-stdout-text"), page.locator("#run-stderr-text")
+    assert stdout.inner_text() == "ok <b>saved</b> 2\n", "escaped, the colour codes gone"
+    assert stdout.locator("b").count() == 0
+    green = stdout.locator("span.ansi32")
+    assert green.inner_text() == "ok"
+    assert green.evaluate("e => getComputedStyle(e).color") == "rgb(17, 99, 41)"
+    assert stderr.locator("span.ansi1.ansi31").inner_text() == "error:"
+
+    def style(locator, name: str) -> str:
+        return locator.evaluate(f"e => getComputedStyle(e)[{name!r}]")
+    assert style(stdout, "whiteSpace") == "pre-wrap"
+    assert style(stdout, "borderLeftColor") != style(stderr, "borderLeftColor"), \
+        "stderr stands apart from stdout"
+    assert page.locator("section.trace").count() == 0, "no steps, no trace"
+    audit(page, "a command's run read as a log")
+
+    page.click("text=Compare with last success")
+    page.wait_for_selector("#compare .compare-options")
+    page.check("#compare input[name=unchanged]")
+    page.wait_for_selector("#compare tr.diff-same")
+    assert page.url.endswith("/compare?unchanged=1")
+    same = page.locator("#compare tr.diff-same th").all_inner_texts()
+    assert "$.command[0]" in same and "$.workflow" not in same
+    audit(page, "the comparison with unchanged fields")

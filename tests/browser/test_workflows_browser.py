@@ -25,6 +25,7 @@ def _seed(live_server, token: str) -> datetime:
             for i in range(30)
             for name, status in (("invoice-sync", "failure" if i % 4 == 0 else "success"),
                                  ("etl", "success"))]
+    runs.append({"workflow": "once", "status": "success", "started_at": now.isoformat()})
     answer = requests.post(live_server.url + f"{API}/executions/batch", headers=headers,
                            json={"executions": runs}, timeout=10)
     assert answer.status_code == 201, answer.text
@@ -44,8 +45,10 @@ def test_a_developer_finds_the_late_workflow_and_sets_a_schedule(app, page, live
     page.goto("/workflows")
     page.wait_for_selector("table.workflows")
     names = page.locator("tr.workflow td.name a").all_inner_texts()
-    assert names == ["nightly-backup", "invoice-sync", "etl"]  # late, failing, the rest
+    assert names == ["nightly-backup", "invoice-sync", "etl", "once"]  # late, failing, the rest
     assert len(page.locator("tr.workflow").nth(1).locator(".strip a.mark").all()) == 20
+    [single] = page.locator("tr.workflow").nth(3).locator(".strip a.mark").all()
+    assert single.bounding_box()["width"] == 7, "one run is one narrow mark, not a bar"
     audit(page, "the workflows overview")
 
     page.check("#state-late")
@@ -79,6 +82,8 @@ def test_a_developer_finds_the_late_workflow_and_sets_a_schedule(app, page, live
     assert (saved["schedule"], saved["timezone"], saved["grace_seconds"]) == (
         "30 2 * * *", "Europe/Berlin", 600)
     assert page.locator("#schedule-preview li").count() == 3
+    assert page.inner_text("#next-expected") == page.locator("#schedule-preview li").first \
+        .inner_text(), "the figure at the top follows the new schedule, in its zone"
 
     page.goto("/workflows/invoice-sync")
     chart = page.locator("figure.chart svg rect.seg-failure").first.bounding_box()
