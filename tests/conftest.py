@@ -299,10 +299,10 @@ def postgres_schema(postgres_url) -> str:
     return with_admin_cursor(postgres_url, _pg_fingerprint)
 
 
-def _empty_postgres_schema(url: str, fingerprint: str) -> None:
+def _empty_postgres_schema(url: str, fingerprint: str) -> bool:
     """Empty every table but the schema version's, when the schema there is the one the app
     builds; else (an earlier test changed or dropped it) drop every table, for the app to
-    build again."""
+    build again. Whether the tables were kept."""
     def empty(cur) -> bool:
         if _pg_fingerprint(cur) == fingerprint:
             cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
@@ -310,8 +310,10 @@ def _empty_postgres_schema(url: str, fingerprint: str) -> None:
             return True
         return False
 
-    if not with_admin_cursor(url, empty):
-        drop_postgres_tables(url)
+    if with_admin_cursor(url, empty):
+        return True
+    drop_postgres_tables(url)
+    return False
 
 
 @pytest.fixture
@@ -319,6 +321,7 @@ def database_url(backend, tmp_path, request) -> str:
     """A URL of the test's database: with the app's schema and no rows for a test that
     builds the `app`, else empty."""
     wants_schema = "app" in request.fixturenames
+    request.node.stash[NO_TABLES] = not wants_schema
     if backend == "sqlite":
         path = tmp_path / "runwatch.db"
         if wants_schema:
@@ -326,7 +329,8 @@ def database_url(backend, tmp_path, request) -> str:
         return f"sqlite:///{path}"
     url = request.getfixturevalue("postgres_url")
     if wants_schema:
-        _empty_postgres_schema(url, request.getfixturevalue("postgres_schema"))
+        if not _empty_postgres_schema(url, request.getfixturevalue("postgres_schema")):
+            request.node.stash[NO_TABLES] = True  # the app's start builds them
     else:
         drop_postgres_tables(url)
     return url
@@ -349,6 +353,7 @@ def app_config(database_url, tmp_path) -> dict:
 # asking, a test that takes the app only as it runs (its database has no tables yet).
 
 _KEPT_APPS: dict[str, tuple[Flask, dict]] = {}
+NO_TABLES = pytest.StashKey[bool]()
 KEPT_APPS_MAX = 8
 
 
@@ -372,9 +377,9 @@ def _kept_app(app_config: dict) -> Flask:
 @pytest.fixture
 def app(app_config, request):
     """A Runwatch app on a fresh database."""
-    # A test that asks for the app only as it runs got a database without tables from
-    # `database_url`: the app's start builds them.
-    if request.node.get_closest_marker("own_app") or "app" not in request.fixturenames:
+    # A test that asks for the app only as it runs, or that follows one that changed the
+    # schema, got a database without tables from `database_url`: the app's start builds them.
+    if request.node.get_closest_marker("own_app") or request.node.stash.get(NO_TABLES, True):
         application = create_app(app_config)
     else:
         application = _kept_app(app_config)

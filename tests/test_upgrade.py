@@ -158,8 +158,12 @@ def _keep(url: str, release_id: str, tmp_path_factory) -> str:
         return str(copy)
     # Named after the test's database: each pytest-xdist worker has one of its own.
     name = f"{urlsplit(url).path[1:]}_kept_{release_id[:12]}"
+    source = urlsplit(url).path[1:]
     _as_admin(url, f'DROP DATABASE IF EXISTS "{name}"',
-              f'CREATE DATABASE "{name}" TEMPLATE "{urlsplit(url).path[1:]}"')
+              # A copy needs its source to itself: connections left over end.
+              "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+              f"WHERE datname = '{source}' AND pid <> pg_backend_pid()",
+              f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
     return name
 
 
