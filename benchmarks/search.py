@@ -136,12 +136,16 @@ class Server:
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.base = f"http://127.0.0.1:{self.port}"
         self.headers = {"Authorization": f"Bearer {token}"}
-        for _ in range(6000):  # a loaded machine starts a worker slowly
-            try:
-                requests.get(f"{self.base}/healthz", timeout=600)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+        try:
+            for _ in range(6000):  # a loaded machine starts a worker slowly
+                try:
+                    requests.get(f"{self.base}/healthz", timeout=600)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.1)
+        except BaseException:
+            self.process.terminate()  # no server outlives a failed start
+            raise
         self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
 
     def get(self, url: str) -> bytes:
