@@ -6,7 +6,7 @@ from flask import Blueprint, abort, current_app, flash, jsonify, redirect, url_f
 from flask_login import current_user
 
 from models.executions import Execution
-from models.payloads import mask_url
+from models.payloads import mask_text, mask_url
 from models.times import iso
 from views.common import api_error
 from views.links import absolute_url
@@ -30,23 +30,24 @@ RUN_TEMPLATE = "reruns/_run.html"
 SHOWN_RERUNS = 20  # the latest requests a run shows; older ones stay recorded
 
 
-def rerun_json(rerun: Rerun) -> dict:
-    """A re-run request as the API answers it."""
+def rerun_json(rerun: Rerun, masked: bool = False) -> dict:
+    """A re-run request as the API answers it (its target masked when stored; the answer's
+    credentials masked too for callers who may not see secrets)."""
+    answer = mask_text(rerun.answer) if masked and rerun.answer else rerun.answer
     return {"id": rerun.id, "execution_id": rerun.execution_id,
             "requested_by": rerun.requested_by, "requested_at": iso(rerun.requested_at),
             "target": rerun.target, "ok": rerun.ok, "status": rerun.status,
-            "answer": rerun.answer, "error": rerun.error, "duration_ms": rerun.duration_ms}
+            "answer": answer, "error": rerun.error, "duration_ms": rerun.duration_ms}
 
 
 def run_part(execution_id: int, masked: bool) -> dict:
     """What a run shows of its re-runs: the requests sent, newest first, and the runs
-    reported as its re-runs, oldest first; the run it re-runs is the core's `rerun_of`.
-    The targets are masked when stored, so `masked` changes nothing here."""
+    reported as its re-runs, oldest first; the run it re-runs is the core's `rerun_of`."""
     reruns = (Rerun.select().where(Rerun.execution == execution_id)
               .order_by(Rerun.id.desc()).limit(SHOWN_RERUNS))
     linked = (Execution.select(Execution.id, Execution.status, Execution.started_at)
               .where(Execution.rerun_of == execution_id).order_by(Execution.id).limit(100))
-    return {"reruns": [rerun_json(rerun) for rerun in reruns],
+    return {"reruns": [rerun_json(rerun, masked) for rerun in reruns],
             "rerun_runs": [{"id": run.id, "status": run.status,
                             "started_at": iso(run.started_at),
                             "url": absolute_url("executions.show", execution_id=run.id)}

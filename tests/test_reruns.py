@@ -104,7 +104,10 @@ def test_hooks_and_targets_are_masked_for_read_tokens_and_on_pages(app, api, log
     assert shown == {"url": f"http://127.0.0.1:{receiver.port}/{MASK}",
                      "headers": {"Authorization": MASK}, "body": {"password": MASK},
                      "secret": MASK}
+    receiver.answer = f'{{"echo": "Authorization: Bearer {TOKEN}"}}'.encode()
     assert rerun(api, run).json["target"] == shown["url"]
+    [seen] = logged_in.application.test_client().get(f"{URL}/{run}", headers=read).json["reruns"]
+    assert TOKEN not in seen["answer"] and "Authorization" in seen["answer"]
     pages = logged_in.get(f"/executions/{run}").text + logged_in.get("/workflows/deploy").text
     assert TOKEN not in pages and "abc" not in pages and SECRET not in pages
     assert shown["url"] in pages
