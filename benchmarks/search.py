@@ -141,7 +141,7 @@ class Server:
                 try:
                     requests.get(f"{self.base}/healthz", timeout=600)
                     break
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):
                     time.sleep(0.1)
         except BaseException:
             self.process.terminate()  # no server outlives a failed start
