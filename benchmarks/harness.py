@@ -11,6 +11,7 @@ import os
 import re
 import resource
 import shutil
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -101,6 +102,22 @@ def print_table(headers: list[str], rows: list[list[object]]) -> None:
     print("  ".join("-" * w for w in widths))
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+
+
+def raw_inserter(url: str):
+    """A connection to the database at `url` outside the app, its cursor, and
+    `insert(sql, rows)`, which writes rows for an INSERT with `?` placeholders on either
+    database (filling a benchmark's tables straight, past the ingestion path)."""
+    if url.startswith("postgres"):
+        import psycopg2
+        from psycopg2.extras import execute_values
+        conn = psycopg2.connect(url)
+        cur = conn.cursor()
+        return conn, cur, lambda sql, rows: execute_values(
+            cur, sql.split(" VALUES ")[0] + " VALUES %s", rows, page_size=5000)
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+    cur = conn.cursor()
+    return conn, cur, cur.executemany
 
 
 def empty_postgres(url: str) -> None:

@@ -21,7 +21,6 @@ import os
 import random
 import re
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from history.rollups import rebuild_rollups
 from models import database, init_database
 from models.db import connection, to_micros, utcnow, write_transaction
 
-from .harness import ROOT, Bench, arguments, p, print_table, rss_mb, time_calls
+from .harness import ROOT, Bench, arguments, p, print_table, raw_inserter, rss_mb, time_calls
 
 WORKFLOWS = 100
 DAYS = 90
@@ -51,20 +50,7 @@ def fill(url: str, first_id: int, count: int, now: datetime, rng: random.Random)
     end = to_micros(now)
     span = DAYS * 86400 * 10**6
     postgres = url.startswith("postgres")
-    if postgres:
-        import psycopg2
-        from psycopg2.extras import execute_values
-        conn = psycopg2.connect(url)
-    else:
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
-    cur = conn.cursor()
-
-    def insert(sql: str, rows) -> None:
-        if postgres:
-            execute_values(cur, sql.replace("(?, ?, ?)", "%s").replace(
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", "%s"), rows, page_size=5000)
-        else:
-            cur.executemany(sql, rows)
+    conn, cur, insert = raw_inserter(url)
 
     if first_id == 1:
         insert("INSERT INTO workflow (id, name, created_at) VALUES (?, ?, ?)",

@@ -1,6 +1,8 @@
-"""The execution history: its filter, the per-hour and per-day run counts, and its pages.
+"""The execution history: its filter and search, the per-hour and per-day run counts, the
+export, and its pages.
 
-A feature package: `MODELS` are its tables, `init_app(app)` wires it into an app.
+A feature package: `MODELS` are its tables, `MIGRATIONS` their changes by schema version,
+`init_app(app)` wires it into an app.
 """
 from __future__ import annotations
 
@@ -12,13 +14,15 @@ from views.operations import register_operations
 
 from . import changes
 from .rollups import RunRollup, apply_changes, ensure_rollups
+from .search import ensure_text_index, search_v8
 
 MODELS = [RunRollup, changes.HistoryChange]
+MIGRATIONS = {8: search_v8}
 
 
 def init_app(app: Flask) -> None:
     """Keep the run counts and the change counter current at every write, count runs stored
-    before them, add the pages."""
+    before them, make the error-text index where it is missing, add the pages."""
     from .views import OPERATIONS, bp
 
     register_write_hook(app, apply_changes)
@@ -26,5 +30,6 @@ def init_app(app: Flask) -> None:
     changes.cache.clear()
     unless_unavailable(changes.ensure_counter, "creating the change counter")
     unless_unavailable(ensure_rollups, "counting runs into the rollups")
+    unless_unavailable(ensure_text_index, "making the error-text index")
     app.register_blueprint(bp)
     register_operations(app, OPERATIONS)

@@ -15,6 +15,7 @@ from models.executions import Execution, Workflow
 
 from .cursors import Cursor
 from .parsing import Bound
+from .search import Search
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,13 @@ def fetch(f, phase: int | None, workflow_ids: list[int] | None,
     per query shape."""
     cursor = f.cursor if (f.cursor and (phase is None or f.cursor.phase == phase)) \
         else None
+    search = f.search
     shape = (type(database.obj), f.sort, phase, small,
              None if workflow_ids is None else len(workflow_ids),
              len(statuses or f.statuses), f.start is not None, f.end is not None,
-             cursor is not None and cursor.value is None, cursor is not None)
+             cursor is not None and cursor.value is None, cursor is not None,
+             len(f.external_ids), search and search.mode, search and search.run_id is not None,
+             search and search.walk)
     compiled = _COMPILED.get(shape)
     if compiled is None:
         compiled = _COMPILED[shape] = _compile(f, phase, workflow_ids, statuses, small, cursor)
@@ -84,6 +88,10 @@ def fetch(f, phase: int | None, workflow_ids: list[int] | None,
         values[("workflow", index)] = workflow_id
     for index, status in enumerate(statuses or f.statuses):
         values[("status", index)] = status
+    for index, external_id in enumerate(f.external_ids):
+        values[("external_id", index)] = external_id
+    if search:
+        values.update(q=search.text, q_id=search.run_id, q_pattern=search.pattern)
     params = [values[slot.name] if isinstance(slot, _Slot) else slot for slot in slots]
     return [Row(*row) for row in database.execute_sql(sql, params).fetchall()]
 
@@ -105,7 +113,8 @@ def _compile(f, phase: int | None, workflow_ids: list[int] | None,
         end=Bound("", slot("end"), False) if f.end else None,
         cursor=Cursor(cursor.phase, None if cursor.value is None else slot("cursor_value"),
                       slot("cursor_id")) if cursor else None,
-        statuses=tuple(slot(("status", i), str) for i in range(len(f.statuses))))
+        statuses=tuple(slot(("status", i), str) for i in range(len(f.statuses))),
+        external_ids=tuple(slot(("external_id", i), str) for i in range(len(f.external_ids))))
     shaped = replace(shaped, limit=slot("limit") - 1)
     ids = None if workflow_ids is None else [slot(("workflow", i))
                                              for i in range(len(workflow_ids))]
@@ -113,6 +122,10 @@ def _compile(f, phase: int | None, workflow_ids: list[int] | None,
                                         for i in range(len(statuses))]
     if wanted:  # the same slots whether given here or taken from the filter
         shaped = replace(shaped, statuses=tuple(wanted))
+    if f.search:  # the values `q` stands for, each in a slot of its own
+        shaped.__dict__["search"] = Search(
+            slot("q", str), None if f.search.run_id is None else slot("q_id"),
+            slot("q_pattern", str), f.search.mode, f.search.walk)
     sql, params = shaped.apply(list_query(), phase, ids, wanted, small).sql()
     return sql, [slots.get(param, param) if isinstance(param, (int, str)) else param
                  for param in params]

@@ -27,7 +27,9 @@ from .cursors import Cursor, decode_cursor, encode_cursor
 from .parameters import (DEFAULT_LIMIT, DEFAULT_SORT, MAX_LIMIT, MAX_PARTS, PARAMETERS,
                          SINGLE_VALUED, SORT_FOUND_UP_TO, SORTS)
 from .parsing import (Bound, FilterError, after_id, from_json, non_empty, parse_bound,
-                      parse_limit, parse_statuses, parse_workflows, parse_zone, submitted)
+                      parse_external_ids, parse_limit, parse_query, parse_statuses,
+                      parse_workflows, parse_zone, submitted)
+from .search import Search, search_terms
 
 SHOWN_FROM = to_micros(datetime(1, 1, 2, tzinfo=timezone.utc))  # any zone's local time fits
 SHOWN_UNTIL = to_micros(datetime(9999, 12, 30, tzinfo=timezone.utc))
@@ -35,10 +37,13 @@ SHOWN_UNTIL = to_micros(datetime(9999, 12, 30, tzinfo=timezone.utc))
 
 @dataclass(frozen=True)
 class HistoryFilter:
-    """A validated history query: workflows, statuses, range, zone, order and page."""
+    """A validated history query: workflows, statuses, external ids, search, range, zone,
+    order and page."""
 
     workflows: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
+    external_ids: tuple[str, ...] = ()
+    q: str | None = None  # a run id, an external id or error text (history/search.py)
     start: Bound | None = None
     end: Bound | None = None
     tz: str = "UTC"
@@ -69,6 +74,8 @@ class HistoryFilter:
 
         workflows = parse_workflows(values.getlist("workflow"), errors)
         statuses = parse_statuses(values.getlist("status"), errors)
+        external_ids = parse_external_ids(values.getlist("external_id"), errors)
+        q = parse_query(one.get("q"), errors)
         zone, tz = parse_zone(one.get("tz", default_tz), errors)
         start = parse_bound(one.get("from"), zone, False, "from", errors)
         end = parse_bound(one.get("to"), zone, True, "to", errors)
@@ -82,8 +89,8 @@ class HistoryFilter:
         cursor = decode_cursor(one.get("cursor"), sort, secret, errors)
         if errors:
             raise FilterError(errors, submitted(values))
-        return cls(workflows, statuses, start, end, tz, sort, limit, cursor, secret, path,
-                   default_tz)
+        return cls(workflows, statuses, external_ids, q, start, end, tz, sort, limit, cursor,
+                   secret, path, default_tz)
 
     # --- rendering --------------------------------------------------------------------------
 
@@ -91,6 +98,9 @@ class HistoryFilter:
         """The canonical query arguments, in a fixed order, defaults left out."""
         args = [("workflow", name) for name in self.workflows]
         args += [("status", status) for status in self.statuses]
+        args += [("external_id", value) for value in self.external_ids]
+        if self.q:
+            args.append(("q", self.q))
         if self.start:
             args.append(("from", self.start.text))
         if self.end:
@@ -145,11 +155,19 @@ class HistoryFilter:
         base = self.path if path is None else path
         return base + "?" + query if query else base
 
+    def export_url(self, path: str, fmt: str) -> str:
+        """The export of this filter's runs in `fmt`: its filter alone (the export has no
+        order or page) and its zone, then the format."""
+        # The export reads a filter without `tz` in UTC, as the API does, not in the zone
+        # of the account whose page this is: the zone goes along whenever it is not UTC.
+        args = self.but(sort=DEFAULT_SORT, limit=DEFAULT_LIMIT, default_tz="UTC").to_args()
+        return path + "?" + urlencode([*args, ("format", fmt)])
+
     @cached_property
     def _range_parts(self) -> tuple[str, str]:
         """The canonical query string around `from`/`to` on page one: before and behind."""
         args = replace(self, start=None, end=None, cursor=None).to_args()
-        at = sum(1 for key, _ in args if key in ("workflow", "status"))
+        at = sum(1 for key, _ in args if key in ("workflow", "status", "external_id", "q"))
         return urlencode(args[:at]), urlencode(args[at:])
 
     @cached_property
@@ -181,7 +199,13 @@ class HistoryFilter:
 
     def is_empty(self) -> bool:
         """Whether nothing narrows the runs (order and page size aside)."""
-        return not (self.workflows or self.statuses or self.start or self.end)
+        return not (self.workflows or self.statuses or self.start or self.end
+                    or self.searches())
+
+    def searches(self) -> bool:
+        """Whether runs are looked for (by `q` or `external_id`): the run counts kept per
+        hour cannot answer then, the matching runs are counted."""
+        return bool(self.q or self.external_ids)
 
     def describe(self) -> str:
         """A sentence for people: 'failure runs of invoice-sync since 2026-11-01, newest first'."""
@@ -191,6 +215,10 @@ class HistoryFilter:
         parts = [what]
         if self.workflows:
             parts.append("of " + ", ".join(self.workflows))
+        if self.external_ids:
+            parts.append("with external id " + " or ".join(self.external_ids))
+        if self.q:
+            parts.append(f"matching “{self.q}”")
         if self.start and self.end:
             parts.append(f"from {self.start.text} to {self.end.text}")
         elif self.start:
@@ -218,6 +246,18 @@ class HistoryFilter:
         copy.__dict__["_workflow_ids"] = ids  # what the cached property would have found
         return copy
 
+    def walking(self) -> "HistoryFilter":
+        """A copy whose error-text search walks the order's index (many runs match)."""
+        copy = replace(self)
+        copy.__dict__.update(self.__dict__)  # with what it has looked up already
+        copy.__dict__["search"] = replace(self.search, walk=True)
+        return copy
+
+    @cached_property
+    def search(self) -> Search | None:
+        """What `q` looks for (None without `q`)."""
+        return Search.of(self.q) if self.q else None
+
     @cached_property
     def _workflow_ids(self) -> list[int] | None:
         if not self.workflows:
@@ -238,6 +278,10 @@ class HistoryFilter:
         wanted = statuses or list(self.statuses)
         if with_status and wanted:
             terms.append(_one_or_in(Execution.status, wanted))
+        if self.external_ids:
+            terms.append(_one_or_in(Execution.external_id, self.external_ids))
+        if self.q:
+            terms.append(search_terms(self.search))
         if self.start:
             terms.append(started >= self.start.micros)
         if self.end:

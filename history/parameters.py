@@ -23,9 +23,14 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 MAX_WORKFLOWS = 50
 MAX_NAME = 200
+MAX_EXTERNAL_IDS = 50
+MAX_EXTERNAL_ID = 200  # as long as a stored one may be
+MAX_QUERY = 300  # as long as the error text a run's row keeps (ERROR_EXCERPT_CHARS)
 MAX_PARTS = 16  # several workflows/statuses: up to this many index walks, merged
 SORT_FOUND_UP_TO = 5_000  # duration order: sort up to this many matches instead of walking
 WorkflowName = Annotated[Text, Field(max_length=MAX_NAME)]
+ExternalId = Annotated[Text, Field(max_length=MAX_EXTERNAL_ID)]
+Search = Annotated[Text, Field(max_length=MAX_QUERY)]
 DateOrTime = date | datetime
 RANGE = "From 1970-01-01 to 2100-01-01."
 
@@ -37,6 +42,8 @@ class FilterObject(BaseModel):
 
     workflow: WorkflowName | list[WorkflowName] | None = None
     status: Literal[STATUSES] | list[Literal[STATUSES]] | None = None
+    external_id: ExternalId | list[ExternalId] | None = None
+    q: Search | None = None
     from_: DateOrTime | None = Field(None, alias="from")
     to: DateOrTime | None = None
     tz: TimeZone | None = None
@@ -49,6 +56,12 @@ PARAMETERS = (
     QueryParam("status", Literal[STATUSES],
                "Run status; repeat, or separate with commas, for several.",
                repeated=True, group="filter"),
+    QueryParam("external_id", ExternalId, "The run's exact `external_id`; repeat for several "
+               f"(at most {MAX_EXTERNAL_IDS}).", repeated=True, group="filter"),
+    QueryParam("q", Search, "Find runs: a run id (`2011` or `#2011`), an exact `external_id`, "
+               "or text contained in the error message (case-insensitive; `%` and `_` are "
+               "plain characters). The error text searched is the part a list shows, its "
+               f"first {MAX_QUERY} characters.", group="filter"),
     QueryParam("from", DateOrTime, "Runs started at or after this ISO 8601 date-time, or this "
                f"date (YYYY-MM-DD). Without an offset it is read in `tz`. {RANGE}",
                group="filter"),
@@ -71,4 +84,6 @@ PARAMETERS = (
 SINGLE_VALUED = tuple(p.name for p in PARAMETERS if not p.repeated and p.group != "json")
 FILTER_KEYS = tuple(p.name for p in PARAMETERS if p.group == "filter")
 PAGING_KEYS = tuple(p.name for p in PARAMETERS if p.group == "paging")
-FORM_FIELDS = ("workflow", "status", "from", "to", "tz", "sort", "limit")
+FORM_FIELDS = ("workflow", "status", "external_id", "q", "from", "to", "tz", "sort", "limit")
+# What the export takes besides the filter: its format (it has no order or page of its own).
+EXPORT_FORMATS = ("csv", "ndjson")

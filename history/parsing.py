@@ -17,9 +17,12 @@ from models.inputs import (EARLIEST_QUERY_DATE, LATEST_QUERY_DATE, MAX_ID, query
                            whole_number, zone_names)
 from models.schemas import InputError
 
-from .parameters import DEFAULT_LIMIT, FILTER_KEYS, MAX_LIMIT, MAX_NAME, MAX_WORKFLOWS, PAGING_KEYS
+from .parameters import (DEFAULT_LIMIT, FILTER_KEYS, MAX_EXTERNAL_ID, MAX_EXTERNAL_IDS,
+                         MAX_LIMIT, MAX_NAME, MAX_QUERY, MAX_WORKFLOWS, PAGING_KEYS)
 
 DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+RUN_ID = re.compile(r"#?([0-9]{1,19})")
+LISTS = ("workflow", "status", "external_id")  # filter keys that take several values
 LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -54,7 +57,8 @@ def submitted(args: MultiDict) -> dict[str, Any]:
     """The values a form shows: as submitted, so a bad one can be corrected."""
     statuses = {part.strip() for value in args.getlist("status") for part in value.split(",")}
     return {"workflow": list(dict.fromkeys(args.getlist("workflow"))), "status": statuses,
-            **{name: args.get(name, "") for name in ("from", "to", "tz", "sort", "limit")}}
+            "external_id": list(dict.fromkeys(args.getlist("external_id"))),
+            **{name: args.get(name, "") for name in ("q", "from", "to", "tz", "sort", "limit")}}
 
 
 def from_json(args: MultiDict) -> MultiDict:
@@ -89,7 +93,7 @@ def from_json(args: MultiDict) -> MultiDict:
             errors[key] = f"unknown key {key[:40]!r} in filter; use {', '.join(FILTER_KEYS)}"
         elif value is None:
             continue
-        elif key in ("workflow", "status") and isinstance(value, list):
+        elif key in LISTS and isinstance(value, list):
             if not all(isinstance(item, str) for item in value):
                 errors[key] = f"{key} must be a string or a list of strings"
             out.setlist(key, [item for item in value if item != ""])
@@ -98,7 +102,7 @@ def from_json(args: MultiDict) -> MultiDict:
                 out.add(key, value)
         else:
             errors[key] = (f"{key} must be a string or a list of strings"
-                           if key in ("workflow", "status") else f"{key} must be a string")
+                           if key in LISTS else f"{key} must be a string")
     if errors:
         raise FilterError(errors, submitted(MultiDict(
             (k, v) for k, v in out.items(multi=True) if isinstance(v, str))))
@@ -131,6 +135,45 @@ def parse_workflows(names: list[str], errors: dict[str, str]) -> tuple[str, ...]
     elif len(unique) > MAX_WORKFLOWS:
         errors["workflow"] = f"at most {MAX_WORKFLOWS} workflows at once"
     return unique
+
+
+def parse_external_ids(values: list[str], errors: dict[str, str]) -> tuple[str, ...]:
+    unique = tuple(dict.fromkeys(values))
+    if any(len(value) > MAX_EXTERNAL_ID for value in unique):
+        errors["external_id"] = f"external ids have at most {MAX_EXTERNAL_ID} characters"
+    elif any("\x00" in value for value in unique):
+        errors["external_id"] = "external ids contain no NUL character"
+    elif len(unique) > MAX_EXTERNAL_IDS:
+        errors["external_id"] = f"at most {MAX_EXTERNAL_IDS} external ids at once"
+    return unique
+
+
+def parse_query(text: str | None, errors: dict[str, str]) -> str | None:
+    """`q` as searched: without the spaces around it (None when nothing is left)."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if len(text) > MAX_QUERY:
+        errors["q"] = (f"q has at most {MAX_QUERY} characters (an error text is searched "
+                       f"in its first {MAX_QUERY})")
+    elif "\x00" in text:  # no stored text holds one; PostgreSQL refuses it
+        errors["q"] = "q contains no NUL character"
+    return text
+
+
+def run_id_in(text: str) -> int | None:
+    """The run id `q` names (`2011` or `#2011`), if it names one."""
+    found = RUN_ID.fullmatch(text)
+    if found is None:
+        return None
+    value = int(found.group(1))
+    return value if 0 < value <= MAX_ID else None
+
+
+def unknown_parameters(args: Any, known: tuple[str, ...]) -> list[str]:
+    """The names in a query string that are none of `known`, in the order given."""
+    names = args.keys() if isinstance(args, MultiDict) else MultiDict(args).keys()
+    return list(dict.fromkeys(name for name in names if name not in known))
 
 
 def parse_statuses(raw: list[str], errors: dict[str, str]) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from . import changes
 from .changes import cache
 from .filters import Cursor, HistoryFilter
 from .rollups import bar_edges, count_bars, count_window, started_extent, total
+from .search import DENSE, found_bars, found_counts
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ def query_history(f: HistoryFilter, now: datetime, *, with_bars: bool = True) ->
     end = f.end.micros + 1 if f.end else None  # exclusive
     edges: list[int] = []
     width, bars = 0, []
+    if f.searches() and ids != ():
+        return _query_found(f, version, ids, now, with_bars)
     if not with_bars:
         counts = cache.get(version, ("counts", ids, start, end),
                            lambda: _count(version, ids, start, end))
@@ -58,6 +61,28 @@ def query_history(f: HistoryFilter, now: datetime, *, with_bars: bool = True) ->
         counts = total(bars) if bars else dict.fromkeys(STATUSES, 0)
     matching = sum(counts[status] for status in f.statuses or STATUSES)
     rows, next_cursor = f.knowing_workflow_ids(_as_list(ids)).page(matching)
+    return HistoryResult(rows, next_cursor, counts, matching, edges, width, bars)
+
+
+def _query_found(f: HistoryFilter, version: int | None, ids: tuple[int, ...] | None,
+                 now: datetime, with_bars: bool) -> HistoryResult:
+    """`query_history` of a search (`q`, `external_id`): what it finds is counted."""
+    key = (ids, f.q, f.external_ids, f.start and f.start.micros, f.end and f.end.micros)
+    counts, earliest, latest = cache.get(version, ("found", *key),
+                                         lambda: found_counts(f, _as_list(ids)))
+    edges: list[int] = []
+    width, bars = 0, []
+    if with_bars and earliest is not None:
+        window = f.time_window(earliest, latest, now)
+        if window:
+            edges, width = bar_edges(*window, f.zone)
+            bars = cache.get(version, ("found bars", *key, tuple(edges[:-1])),
+                             lambda: found_bars(f, _as_list(ids), edges))
+    matching = sum(counts[status] for status in f.statuses or STATUSES)
+    f = f.knowing_workflow_ids(_as_list(ids))
+    if f.search and f.search.mode == "fts" and sum(counts.values()) > DENSE:
+        f = f.walking()
+    rows, next_cursor = f.page(matching)
     return HistoryResult(rows, next_cursor, counts, matching, edges, width, bars)
 
 

@@ -3,14 +3,24 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 
-from flask import Blueprint, current_app, jsonify, redirect, request, url_for
+from itertools import chain
+from typing import Literal
+from urllib.parse import urlencode
+
+from flask import (Blueprint, Response, current_app, flash, jsonify, redirect, request,
+                   url_for)
 
 from models import Execution
+from models.db import connection
 from models.times import to_micros, utcnow
 from models.executions import STATUSES
 from models.inputs import EARLIEST_QUERY_DATE, LATEST_QUERY_DATE
 from models.payloads import mask_text
+from models.schemas import QueryParam
+from history.export import MEDIA_TYPES, export_lines
 from history.filters import PARAMETERS, SORTS, FilterError, HistoryFilter, after_id
+from history.parameters import EXPORT_FORMATS
+from history.parsing import unknown_parameters
 from history.rollups import DAY
 from history.schemas import HistoryPage
 from history.service import HistoryResult, query_history, workflow_names
@@ -23,13 +33,26 @@ from views.links import link_builder
 from views.operations import Operation
 
 bp = Blueprint("history", __name__)
+KNOWN = tuple(p.name for p in PARAMETERS)
+EXPORT_PARAMETERS = (*(p for p in PARAMETERS if p.group in ("filter", "json")),
+                     QueryParam("format", Literal[EXPORT_FORMATS],
+                                "csv (a header row, then a row per run; the default) or "
+                                "ndjson (a JSON object per line)."))
+EXPORT_KNOWN = tuple(p.name for p in EXPORT_PARAMETERS)
 # What the API document says of the history API.
-OPERATIONS = {"history.api_list": Operation({200: HistoryPage}, query=PARAMETERS)}
+OPERATIONS = {
+    "history.api_list": Operation({200: HistoryPage}, query=PARAMETERS),
+    "history.api_export": Operation(
+        {200: None}, query=EXPORT_PARAMETERS,
+        answer_content={"text/csv": {"schema": {"type": "string"}},
+                        "application/x-ndjson": {"schema": {"type": "string"}}}),
+}
 QUICK_RANGES = (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)),
                 ("7d", timedelta(days=7)), ("30d", timedelta(days=30)))
 FRESH_POLL_SECONDS = 20
 MAX_FRESH = 100
 WORKFLOW_SUGGESTIONS = 1000
+RUN_ID_MARK = 987654321987654321  # stands for a run's id in the export's address template
 
 
 def parse_filter(page: bool = True) -> HistoryFilter:
@@ -40,9 +63,19 @@ def parse_filter(page: bool = True) -> HistoryFilter:
                                    default_tz=viewer_zone().key if page else "UTC")
 
 
+def refuse_unknown(known: tuple[str, ...], advice: str = "") -> None:
+    """400 naming the first parameter of the query string that is none of `known`."""
+    unknown = unknown_parameters(request.args, known)
+    if unknown:
+        listed = ", ".join(repr(name[:40]) for name in unknown)
+        raise FilterError({unknown[0]: f"unknown parameter{'s' if len(unknown) > 1 else ''} "
+                                       f"{listed}; use {', '.join(known)}{advice}"})
+
+
 @bp.get("/api/automations/executions")
 def api_list():
     """Runs matching the filter, one keyset page, with counts per status."""
+    refuse_unknown(KNOWN)
     f = parse_filter(page=False)
     found = query_history(f, utcnow(), with_bars=False)
     execution_url = link_builder("executions.show", external=True)
@@ -62,6 +95,39 @@ def api_list():
     })
 
 
+@bp.get("/api/automations/executions/export")
+def api_export():
+    """Every run matching the filter, newest first, streamed as CSV or NDJSON."""
+    refuse_unknown(EXPORT_KNOWN, " (the export streams every matching run, newest first: "
+                                 "no sort, limit or cursor)")
+    fmt = request.args.get("format") or "csv"
+    if fmt not in EXPORT_FORMATS:
+        raise FilterError({"format": f"format must be {' or '.join(EXPORT_FORMATS)}"})
+    args = request.args.copy()
+    args.pop("format", None)
+    f = HistoryFilter.from_args(args, secret=current_app.secret_key)
+    # One run's address, cut around its id: building a million through the URL map would
+    # cost more than reading the runs.
+    prefix, suffix = link_builder("executions.show", external=True)(
+        execution_id=RUN_ID_MARK).split(str(RUN_ID_MARK))
+    lines = export_lines(f, fmt, lambda run_id: f"{prefix}{run_id}{suffix}", iso_micros,
+                         None if sees_secrets() else mask_text)
+    name = f"runwatch-executions.{fmt}"
+    # The first batch is read before the answer starts: a failure there is still a clean
+    # error status, not a cut-off download.
+    first = next(lines, "")
+    return Response(chain([first], _connected(lines)), mimetype=MEDIA_TYPES[fmt].split(";")[0],
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _connected(lines):
+    """The rest of a streamed answer, read on a connection of its own: the request's is
+    closed once the view returns, before the answer is sent. (It needs no request context:
+    everything it uses from the request was read before.)"""
+    with connection():
+        yield from lines
+
+
 @bp.get("/")
 def home():
     """The start page is the history."""
@@ -71,6 +137,18 @@ def home():
 @bp.get("/executions")
 def index():
     """The history page: filter form, status chips, histogram and one page of runs."""
+    unknown = [] if wants_partial() else unknown_parameters(request.args, KNOWN)
+    if unknown:
+        # Dropped with a note, not refused: a link from elsewhere still shows the history.
+        flash(f"Ignored the unknown parameter{'s' if len(unknown) > 1 else ''} "
+              f"{', '.join(name[:40] for name in unknown)}.")
+        kept = [(k, v) for k, v in request.args.items(multi=True) if k in KNOWN]
+        try:
+            return redirect(HistoryFilter.from_args(
+                kept, secret=current_app.secret_key, path=url_for("history.index"),
+                default_tz=viewer_zone().key).url_with())
+        except FilterError:
+            return redirect(url_for("history.index") + ("?" + urlencode(kept) if kept else ""))
     try:
         f = parse_filter()
     except FilterError as exc:
@@ -122,6 +200,7 @@ def _history(f: HistoryFilter) -> dict:
                                 after=found.rows[0].id if found.rows else 0) if live else None,
         "poll": FRESH_POLL_SECONDS,
         "clear_url": f.cleared().url_with(),
+        "csv_url": f.export_url(url_for("history.api_export"), "csv"),
     }
 
 

@@ -13,8 +13,8 @@ import peewee
 from .db import write_transaction
 from .executions import FINISHED_STATUSES, Execution, ExecutionPayload, Step, dump_json
 from .hooks import in_maintenance, run_write_hooks
-from .reposts import (existing_by_key, locked, replaces_error, stored_error_type,
-                      stored_start_conflict, update_existing)
+from .reposts import (clears_error, existing_by_key, locked, replaces_error,
+                      stored_error_type, stored_start_conflict, update_existing)
 from .run_rows import (EXECUTION_FIELDS, NEW_FINGERPRINT, NEW_MAINTENANCE, NO_RUN_TEXT,
                        PAYLOAD_FIELDS, STATE_FIELDS, Change, RunState, Texts, bulk_insert,
                        duration_between,
@@ -185,6 +185,7 @@ def patch_execution(execution_id: int, patch: ExecutionPatch, *,
         replaced = replaces_error(before, status, sent, stored_error_type(execution_id))
         if replaced and status not in FINISHED_STATUSES and "finished_at" not in sent:
             finished = values["finished_at"] = values["duration_ms"] = None
+        replaced = replaced or clears_error(status, sent)
         if "error" in sent or replaced:
             values.update(error_columns(patch.error))
         Execution.update(values).where(Execution.id == execution_id).execute()

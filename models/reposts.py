@@ -165,7 +165,8 @@ def _plan_repost(before: RunState, item: ExecutionIn, row: dict, texts: Texts,
         finished = None  # reported open again (a job run once more): it has no end yet
     if finished is not None and finished < started:
         raise stored_start_conflict()
-    replaced = replaces_error(before, item.status, sent, lambda: row[_COLUMN["error_type"]])
+    replaced = (replaces_error(before, item.status, sent, lambda: row[_COLUMN["error_type"]])
+                or clears_error(item.status, sent))
     values = {"status": item.status, "started_at": started, "finished_at": finished,
               "duration_ms": duration_between(started, finished)}
     if maintenance is not None:
@@ -266,6 +267,12 @@ def replaces_error(before: RunState, status: str, sent: set[str],
     models/hooks.py): the error goes, and the finish it gave, if the run is reported open
     again. `stored_type()` reads the stored error's type, asked only when a rule needs it."""
     return any(rule(before, status, sent, stored_type) for rule in current_hooks().replaces_error)
+
+
+def clears_error(status: str, sent: set[str]) -> bool:
+    """Whether a report clears the stored error: it sets a status other than failure and
+    gives no error (a run reported a success is not shown beside its old error)."""
+    return "status" in sent and status != "failure" and "error" not in sent
 
 
 def stored_error_type(execution_id: int) -> Callable[[], str | None]:

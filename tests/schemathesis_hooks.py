@@ -40,7 +40,7 @@ schemathesis.openapi.format("cron", st.tuples(
 ).map(" ".join))
 
 
-FILTERS = ("workflow", "status", "from", "to", "tz")  # the history's; `filter` stands for them
+FILTERS = ("workflow", "status", "external_id", "q", "from", "to", "tz")  # the history's; `filter` stands for them
 
 
 def _instant(text: str) -> datetime:

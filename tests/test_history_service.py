@@ -144,13 +144,14 @@ def test_a_bad_filter_carries_the_submitted_values_for_the_form():
              "&tz=Europe/Berlin&sort=-duration&limit=7")
     assert caught.value.errors.keys() == {"status", "from"}
     assert caught.value.values == {"workflow": ["a", "b"], "status": {"failure", "nope"},
-                                   "from": "yesterday", "to": "", "tz": "Europe/Berlin",
+                                   "external_id": [], "q": "", "from": "yesterday", "to": "", "tz": "Europe/Berlin",
                                    "sort": "-duration", "limit": "7"}
 
 
 def test_a_valid_filter_fills_the_form_with_its_canonical_values():
     assert make("workflow=a&status=failure,success&from=2026-11-01&limit=7").form_values() == {
-        "workflow": ["a"], "status": {"success", "failure"}, "from": "2026-11-01", "to": "",
+        "workflow": ["a"], "status": {"success", "failure"}, "external_id": [], "q": "",
+        "from": "2026-11-01", "to": "",
         "tz": "", "sort": "", "limit": "7"}
 
 

@@ -312,3 +312,44 @@ def test_payloads_come_back_exactly_as_sent(api, db):
     assert json.loads(step.input) == tricky and json.loads(step.output) == "NaN"
     shown = api.get(f"{URL}/{response.json['id']}").json
     assert shown["input"] == tricky and shown["steps"][0]["output"] == "NaN"
+
+
+# --- A report that is no failure clears the stored error --------------------------------
+
+def _error_shown(logged_in, run_id: int) -> bool:
+    from helpers import parse
+    page = parse(logged_in.get(f"/executions/{run_id}"))
+    return bool(page.find("section", class_="error-panel") + page.find(class_="error-message"))
+
+
+@pytest.mark.parametrize("how", ["patch", "re-post"])
+def test_a_success_report_without_an_error_clears_the_stored_one(api, logged_in, how):
+    run_id = api.post(URL, json={**RUN, "steps": []}).json["id"]
+    assert _error_shown(logged_in, run_id)
+    if how == "patch":
+        sent = api.patch(f"{URL}/{run_id}", json={"status": "success"})
+    else:
+        sent = api.post(URL, json={"workflow": RUN["workflow"], "external_id": RUN["external_id"],
+                                   "status": "success"})
+    assert sent.status_code == 200, sent.text
+    stored = api.get(f"{URL}/{run_id}").json
+    assert stored["status"] == "success" and stored["error"] is None
+    [row] = api.get(f"{URL}?workflow=invoice-sync").json["data"]
+    assert row["error_message"] is None
+    assert api.get(f"{URL}?q=billing").json["data"] == []  # nor is it found by its old text
+    assert not _error_shown(logged_in, run_id)
+    errors = api.get("/api/automations/workflows/invoice-sync?from=2026-11-24&to=2026-11-24")
+    assert errors.json["errors"] == []
+
+
+def test_reports_that_keep_the_error_keep_it(api):
+    run_id = api.post(URL, json=RUN).json["id"]
+    assert api.patch(f"{URL}/{run_id}", json={"output": {"rows": 1}}).status_code == 200
+    assert api.patch(f"{URL}/{run_id}", json={"status": "failure"}).status_code == 200
+    assert api.get(f"{URL}/{run_id}").json["error"]["message"] == "HTTP 502 from billing"
+    retried = api.patch(f"{URL}/{run_id}", json={"status": "running",
+                                                 "error": {"message": "retrying after 502"}})
+    assert retried.status_code == 200
+    assert api.get(f"{URL}/{run_id}").json["error"]["message"] == "retrying after 502"
+    assert api.patch(f"{URL}/{run_id}", json={"status": "pending"}).status_code == 200
+    assert api.get(f"{URL}/{run_id}").json["error"] is None

@@ -136,8 +136,8 @@ def _query(document: dict, path: str) -> dict:
 def test_the_history_parameters_are_the_ones_its_parser_declares(document):
     params = _query(document, "/api/automations/executions")
     assert list(params) == [p.name for p in filters.PARAMETERS]
-    assert list(params) == ["workflow", "status", "from", "to", "tz", "sort", "limit",
-                            "cursor", "filter"]
+    assert list(params) == ["workflow", "status", "external_id", "q", "from", "to", "tz",
+                            "sort", "limit", "cursor", "filter"]
     assert params["status"]["schema"] == {"type": "array", "items": {
         "type": "string", "enum": ["pending", "running", "success", "failure"]}}
     assert params["status"]["explode"] is True

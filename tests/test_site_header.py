@@ -28,6 +28,17 @@ def test_every_page_has_a_search_box_that_asks_the_history_for_q(logged_in, run_
     assert page.find("script", src="/static/site.js")
 
 
+def test_the_search_box_finds_a_run_by_its_external_id_and_keeps_what_was_searched(
+        api, logged_in):
+    wanted = report(api, {"workflow": "backup", "external_id": "run-8812", "status": "success"})
+    report(api, {"workflow": "backup", "external_id": "run-8813", "status": "success"})
+    page = parse(logged_in.get("/executions?q=run-8812"))
+    assert page.by_id("site-search").attrs["value"] == "run-8812"
+    assert [row.attrs["data-id"] for row in page.find("tr") if "data-id" in row.attrs] \
+        == [str(wanted)]
+    assert parse(logged_in.get("/workflows?q=backup")).by_id("site-search").attrs["value"] == ""
+
+
 def test_a_signed_out_page_has_no_search_box(client):
     page = parse(client.get("/login"))
     assert not page.find("form", role="search") and not page.find("dialog")

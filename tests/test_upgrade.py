@@ -406,3 +406,26 @@ def test_the_previous_releases_failures_are_grouped_with_those_reported_after(ke
                          headers=headers).json
     assert [(g["type"], g["count"], g["message"]) for g in billing["errors"]] == [
         ("HTTPError", 4, "HTTP 502 (try 7)"), ("KeyError", 1, "'customer_id'")]
+
+
+def test_the_previous_releases_runs_are_found_by_external_id_and_error_text(kept, upgraded):
+    client = upgraded.test_client()
+    headers = {"Authorization": f"Bearer {kept['token']}"}
+    ids = kept["ids"]
+
+    def found(query: str) -> list[int]:
+        response = client.get(f"/api/automations/executions?{query}", headers=headers)
+        assert response.status_code == 200, response.text
+        return [row["id"] for row in response.json["data"]]
+
+    assert found("q=b1") == found("external_id=b1") == [ids[1]]
+    assert found("q=http+502+(TRY+2)") == [ids[2]]  # indexed by the upgrade
+    assert sorted(found("q=try")) == sorted(ids[:3])
+    reported = client.post("/api/automations/executions", headers=headers, json={
+        "workflow": "billing", "status": "failure", "started_at": "2026-11-22T10:00:00Z",
+        "error": {"message": "Disk quota exceeded"}})
+    assert found("q=quota") == [reported.json["id"]]
+    patched = client.patch(f"/api/automations/executions/{ids[0]}", headers=headers,
+                           json={"status": "success"})
+    assert patched.status_code == 200
+    assert sorted(found("q=try")) == sorted(ids[1:3])
