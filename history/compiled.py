@@ -73,7 +73,8 @@ def fetch(f, phase: int | None, workflow_ids: list[int] | None,
              None if workflow_ids is None else len(workflow_ids),
              len(statuses or f.statuses), f.start is not None, f.end is not None,
              cursor is not None and cursor.value is None, cursor is not None,
-             len(f.external_ids), search and search.mode, search and search.run_id is not None)
+             len(f.external_ids), search and search.mode, search and search.run_id is not None,
+             search and search.walk)
     compiled = _COMPILED.get(shape)
     if compiled is None:
         compiled = _COMPILED[shape] = _compile(f, phase, workflow_ids, statuses, small, cursor)
@@ -124,7 +125,7 @@ def _compile(f, phase: int | None, workflow_ids: list[int] | None,
     if f.search:  # the values `q` stands for, each in a slot of its own
         shaped.__dict__["search"] = Search(
             slot("q", str), None if f.search.run_id is None else slot("q_id"),
-            slot("q_pattern", str), f.search.mode)
+            slot("q_pattern", str), f.search.mode, f.search.walk)
     sql, params = shaped.apply(list_query(), phase, ids, wanted, small).sql()
     return sql, [slots.get(param, param) if isinstance(param, (int, str)) else param
                  for param in params]

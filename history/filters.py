@@ -246,6 +246,13 @@ class HistoryFilter:
         copy.__dict__["_workflow_ids"] = ids  # what the cached property would have found
         return copy
 
+    def walking(self) -> "HistoryFilter":
+        """A copy whose error-text search walks the order's index (many runs match)."""
+        copy = replace(self)
+        copy.__dict__.update(self.__dict__)  # with what it has looked up already
+        copy.__dict__["search"] = replace(self.search, walk=True)
+        return copy
+
     @cached_property
     def search(self) -> Search | None:
         """What `q` looks for (None without `q`)."""

@@ -28,6 +28,10 @@ TEXT_TABLE = "execution_error_search"  # SQLite: the FTS5 index of the runs' err
 TRIGRAM_INDEX = "execution_error_message_trgm"  # PostgreSQL: pg_trgm's GIN index
 EXTERNAL_ID_INDEX = "execution_external_id_started_at_id"  # both: runs by external id, newest
 MINUTE = 60_000_000  # microseconds
+# Matches beyond which a page walks its order's index (a match every few hundred runs or
+# closer) instead of reading every match: ~5,000 index entries read in order for a page
+# of 50 at 1 % of a million runs, against 10,000 runs fetched one by one.
+DENSE = 2000
 TRIGRAM = 3  # a text shorter than this has no trigram to look up
 _state = {"fts": False}  # whether this process's SQLite database has TEXT_TABLE
 
@@ -42,6 +46,9 @@ class Search:
     run_id: object | None
     pattern: object
     mode: str
+    # Many runs match (see DENSE): walk the order's index and keep the matches, rather
+    # than fetch every match from the text index and sort them.
+    walk: bool = False
 
     @classmethod
     def of(cls, q: str) -> "Search":
@@ -69,9 +76,18 @@ def search_terms(search: Search) -> peewee.Expression:
     if search.mode == "none":
         return (Execution.id == search.run_id) | (Execution.external_id == search.text)
     if search.mode == "fts":
-        in_text = Execution.id.in_(peewee.SQL(
-            f'(SELECT rowid FROM "{TEXT_TABLE}" WHERE "{TEXT_TABLE}" MATCH {database.param})',
-            [search.pattern]))
+        # One set of ids, the three readings together, so that a walk checks each run it
+        # meets by its id alone (`+ 0` hides the key from the planner: the set is built
+        # once); otherwise each id of the set is one probe.
+        param = database.param
+        sql = (f'SELECT rowid FROM "{TEXT_TABLE}" WHERE "{TEXT_TABLE}" MATCH {param} '
+               f'UNION ALL SELECT "id" FROM "execution" WHERE "external_id" = {param}')
+        values = [search.pattern, search.text]
+        if search.run_id is not None:
+            sql += f" UNION ALL SELECT {param}"
+            values.append(search.run_id)
+        key = Execution.id + 0 if search.walk else Execution.id
+        return key.in_(peewee.SQL(f"({sql})", values))
     else:
         operator = "LIKE" if is_sqlite() else "ILIKE"  # SQLite's LIKE ignores ASCII case
         in_text = peewee.NodeList((Execution.error_message, peewee.SQL(operator),

@@ -14,7 +14,7 @@ from . import changes
 from .changes import cache
 from .filters import Cursor, HistoryFilter
 from .rollups import bar_edges, count_bars, count_window, started_extent, total
-from .search import found_bars, found_counts
+from .search import DENSE, found_bars, found_counts
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,10 @@ def _query_found(f: HistoryFilter, version: int | None, ids: tuple[int, ...] | N
             bars = cache.get(version, ("found bars", *key, tuple(edges[:-1])),
                              lambda: found_bars(f, _as_list(ids), edges))
     matching = sum(counts[status] for status in f.statuses or STATUSES)
-    rows, next_cursor = f.knowing_workflow_ids(_as_list(ids)).page(matching)
+    f = f.knowing_workflow_ids(_as_list(ids))
+    if f.search and f.search.mode == "fts" and sum(counts.values()) > DENSE:
+        f = f.walking()
+    rows, next_cursor = f.page(matching)
     return HistoryResult(rows, next_cursor, counts, matching, edges, width, bars)
 
 

@@ -174,3 +174,27 @@ def test_the_page_searches_and_keeps_q_in_its_links(logged_in, runs):
     bad = logged_in.get("/executions?q=" + "x" * 301)
     assert bad.status_code == 400
     assert parse(bad).by_id("q-error").text.startswith("q has at most 300")
+
+
+def test_a_text_many_runs_hold_pages_the_same_when_the_walk_reads_the_order(api, monkeypatch):
+    from history import search
+
+    runs = [run("dense", "failure", minute % 10, f"Dense failure {minute}") for minute in range(9)]
+    runs += [run("dense", "success", minute % 10) for minute in range(5)]
+    assert api.post(BATCH, json={"executions": runs}).status_code == 201
+
+    def walk(query: str) -> list[int]:
+        seen, url = [], f"{URL}?{query}&limit=4"
+        for _ in range(10):
+            body = api.get(url).json
+            seen += [row["id"] for row in body["data"]]
+            if not body["next_cursor"]:
+                return seen
+            url = f"{URL}?{query}&limit=4&cursor={body['next_cursor']}"
+        raise AssertionError("no last page")
+
+    fetched = walk("q=dense+failure")
+    monkeypatch.setattr(search, "DENSE", 3)
+    monkeypatch.setattr("history.service.DENSE", 3)
+    assert walk("q=dense+failure") == fetched and len(fetched) == 9
+    assert walk("q=dense+failure&sort=duration") != []
