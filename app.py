@@ -21,6 +21,7 @@ from views import extensions, formatting, headers, links, memory
 from views.common import register_error_handlers
 from views.ids import DatabaseInteger
 from alerts.config import PAGERDUTY_EVENTS_URL
+from views.trace import STEP_SLICE
 
 DEFAULTS = {
     "BASE_URL": "http://localhost:5000",
@@ -49,6 +50,7 @@ DEFAULTS = {
     "OTLP_PENDING_SPANS": 100_000,  # spans kept to join the later spans of their trace
     "OTLP_PENDING_SECONDS": 3600,  # ...for this long after their trace's last new span
     "RUN_REFRESH_SECONDS": 2,  # how often a live run's page asks for what changed
+    "RUN_STEPS_PER_PAGE": STEP_SLICE,  # steps a run's page lists at once
     "RERUN_TIMEOUT_SECONDS": 10,  # a whole re-run request, from look-up to answer
 }
 # Features, in the order they are wired: each has its `MODELS` (and `MIGRATIONS`, if its
@@ -59,7 +61,7 @@ INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MA
                     "DELIVERY_LEASE_SECONDS", "WEBHOOK_TIMEOUT_SECONDS", "SMTP_TIMEOUT_SECONDS",
                     "SMTP_PORT", "MAX_PAYLOAD_BYTES", "MAX_STEPS_PER_REQUEST",
                     "MAX_STEPS_PER_RUN", "SCHEDULER_LEASE_SECONDS", "OTLP_PENDING_SPANS",
-                    "OTLP_PENDING_SECONDS", "RUN_REFRESH_SECONDS")
+                    "OTLP_PENDING_SECONDS", "RUN_REFRESH_SECONDS", "RUN_STEPS_PER_PAGE")
 
 
 def create_app(config: dict | None = None) -> Flask:

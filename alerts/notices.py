@@ -13,7 +13,7 @@ from werkzeug.datastructures import MultiDict
 
 from models.times import from_micros, iso, to_micros
 from models.executions import Workflow, load_json
-from models.inputs import control_character, whole_number
+from models.inputs import Name, control_character, whole_number
 from models.payloads import mask_text
 from models.schemas import InputError, QueryParam
 
@@ -31,7 +31,7 @@ EVENT_TYPES = {"failing": "workflow.failing", "recovered": "workflow.recovered",
 # reads the same names with the same bounds.
 PARAMETERS = (
     QueryParam("rule", Annotated[int, Field(ge=1, le=MAX_ID)], "Only notices of this rule."),
-    QueryParam("workflow", Annotated[str, Field(min_length=1, max_length=200)],
+    QueryParam("workflow", Name,
                "Only notices about the workflow of this name."),
     QueryParam("status", Literal[NOTICE_STATES], "Only notices in this delivery state."),
     QueryParam("type", Literal[KINDS], "Only notices of this kind."),

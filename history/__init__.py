@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from models.startup import unless_unavailable
+from models.startup import at_start
 from models.hooks import register_write_hook
 from views.operations import register_operations
 
@@ -27,9 +27,8 @@ def init_app(app: Flask) -> None:
 
     register_write_hook(app, apply_changes)
     register_write_hook(app, changes.bump)
-    changes.cache.clear()
-    unless_unavailable(changes.ensure_counter, "creating the change counter")
-    unless_unavailable(ensure_rollups, "counting runs into the rollups")
-    unless_unavailable(ensure_text_index, "making the error-text index")
+    at_start(app, changes.start, "creating the change counter")
+    at_start(app, ensure_rollups, "counting runs into the rollups")
+    at_start(app, ensure_text_index, "making the error-text index")
     app.register_blueprint(bp)
     register_operations(app, OPERATIONS)

@@ -30,6 +30,13 @@ class HistoryChange(BaseModel):
     n = peewee.BigIntegerField()
 
 
+def start() -> None:
+    """At an app's start: forget what was cached (the database may be another), and make
+    sure the counter exists."""
+    cache.clear()
+    ensure_counter()
+
+
 def ensure_counter() -> None:
     """Create the counter row if this database (new, or from a release before it) lacks it."""
     with connection():

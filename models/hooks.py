@@ -45,6 +45,13 @@ def init_app(app: Flask) -> Hooks:
     return _bound
 
 
+def bind(app: Flask) -> None:
+    """Make `app`'s hooks the ones used outside its context again (it opens the database
+    anew: `models.startup.restart`)."""
+    global _bound
+    _bound = hooks_of(app)
+
+
 def hooks_of(app: Flask) -> Hooks:
     """The hooks of `app` (an empty set for an app that has none)."""
     return app.extensions.setdefault(KEY, Hooks())

@@ -22,6 +22,7 @@ from helpers import (CHROMIUM, EMAIL, PASSWORD, ROOT, TEST_PASSWORD_METHOD, Live
                      make_token, missing, with_admin_cursor)
 from models import database
 from models.db import connection
+from models.startup import restart
 from models.users import create_user
 
 # The SMTP sink and the webhook receiver, as fixtures for every test module.
@@ -298,10 +299,10 @@ def postgres_schema(postgres_url) -> str:
     return with_admin_cursor(postgres_url, _pg_fingerprint)
 
 
-def _empty_postgres_schema(url: str, fingerprint: str) -> None:
+def _empty_postgres_schema(url: str, fingerprint: str) -> bool:
     """Empty every table but the schema version's, when the schema there is the one the app
     builds; else (an earlier test changed or dropped it) drop every table, for the app to
-    build again."""
+    build again. Whether the tables were kept."""
     def empty(cur) -> bool:
         if _pg_fingerprint(cur) == fingerprint:
             cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
@@ -309,8 +310,10 @@ def _empty_postgres_schema(url: str, fingerprint: str) -> None:
             return True
         return False
 
-    if not with_admin_cursor(url, empty):
-        drop_postgres_tables(url)
+    if with_admin_cursor(url, empty):
+        return True
+    drop_postgres_tables(url)
+    return False
 
 
 @pytest.fixture
@@ -318,6 +321,7 @@ def database_url(backend, tmp_path, request) -> str:
     """A URL of the test's database: with the app's schema and no rows for a test that
     builds the `app`, else empty."""
     wants_schema = "app" in request.fixturenames
+    request.node.stash[NO_TABLES] = not wants_schema
     if backend == "sqlite":
         path = tmp_path / "runwatch.db"
         if wants_schema:
@@ -325,7 +329,8 @@ def database_url(backend, tmp_path, request) -> str:
         return f"sqlite:///{path}"
     url = request.getfixturevalue("postgres_url")
     if wants_schema:
-        _empty_postgres_schema(url, request.getfixturevalue("postgres_schema"))
+        if not _empty_postgres_schema(url, request.getfixturevalue("postgres_schema")):
+            request.node.stash[NO_TABLES] = True  # the app's start builds them
     else:
         drop_postgres_tables(url)
     return url
@@ -339,12 +344,51 @@ def app_config(database_url, tmp_path) -> dict:
             "SERVER_NAME": None, "PASSWORD_HASH_METHOD": TEST_PASSWORD_METHOD}
 
 
+# Building an app (its routes, its extensions, its features) costs more than most tests.
+# An app is built once per worker and settings, and given each test's fresh database:
+# `restart` points the database handle at it and redoes the start's work there (the
+# database from `database_url` already has the current schema). Its settings are put back
+# after each test, and so are the login limit's counts. A test that changes the app itself
+# (adds a route) asks for an app of its own with `@pytest.mark.own_app`; so does, without
+# asking, a test that takes the app only as it runs (its database has no tables yet).
+
+_KEPT_APPS: dict[str, tuple[Flask, dict]] = {}
+NO_TABLES = pytest.StashKey[bool]()
+KEPT_APPS_MAX = 8
+
+
+def _kept_app(app_config: dict) -> Flask:
+    key = repr(sorted((name, value) for name, value in app_config.items()
+                      if name != "DATABASE_URL"))
+    kept = _KEPT_APPS.get(key)
+    if kept is None:
+        application = create_app(app_config)
+        if len(_KEPT_APPS) >= KEPT_APPS_MAX:
+            _KEPT_APPS.pop(next(iter(_KEPT_APPS)))
+        _KEPT_APPS[key] = (application, dict(application.config))
+        return application
+    application, settings = kept
+    application.config.clear()
+    application.config.update(settings, DATABASE_URL=app_config["DATABASE_URL"])
+    restart(application)
+    return application
+
+
 @pytest.fixture
-def app(app_config):
+def app(app_config, request):
     """A Runwatch app on a fresh database."""
-    application = create_app(app_config)
+    # A test that asks for the app only as it runs, or that follows one that changed the
+    # schema, got a database without tables from `database_url`: the app's start builds them.
+    if request.node.get_closest_marker("own_app") or request.node.stash.get(NO_TABLES, True):
+        application = create_app(app_config)
+    else:
+        application = _kept_app(app_config)
     yield application
     close_database()
+    limiter = application.extensions.get("limiter")
+    for each in (limiter if isinstance(limiter, (set, list, tuple)) else [limiter]):
+        if each is not None:
+            each.reset()
 
 
 @pytest.fixture
@@ -448,11 +492,14 @@ def api(app, token) -> ApiClient:
 def live_server(app, database_url, tmp_path, request):
     """A real server process on the test's database (the `app` fixture made the tables): two
     workers, so that requests meet in different processes; for a browser, which sends a
-    request or a few at a time, one (each worker's start costs a second of processor time)."""
+    request or a few at a time, one (each worker's start costs a second of processor time).
+    `@pytest.mark.server_env(RUNWATCH_…="…")` gives it settings of the test's own."""
     database.close() if not database.is_closed() else None
     workers = 1 if "browser" in request.fixturenames else 2
-    server = LiveServer(database_url, tmp_path, workers=workers,  # webhooks: to 127.0.0.1
-                        env={"RUNWATCH_WEBHOOK_ALLOW_PRIVATE": "true"}).start()
+    env = {"RUNWATCH_WEBHOOK_ALLOW_PRIVATE": "true"}  # webhooks: to 127.0.0.1
+    marker = request.node.get_closest_marker("server_env")
+    env.update(marker.kwargs if marker else {})
+    server = LiveServer(database_url, tmp_path, workers=workers, env=env).start()
     yield server
     server.stop()
 

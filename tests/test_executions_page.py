@@ -216,6 +216,21 @@ def test_a_long_run_lists_its_steps_a_slice_at_a_time_and_loads_the_next(api, lo
     assert "selected" in opened.by_id("step-510").attrs["class"]
 
 
+@pytest.fixture
+def small_pages(app_config):
+    app_config["RUN_STEPS_PER_PAGE"] = 3
+
+
+def test_the_steps_listed_at_once_are_a_setting(small_pages, api, logged_in):
+    steps = [{"name": f"step {i}", "status": "success"} for i in range(7)]
+    run_id = report(api, {"workflow": "long", "status": "success", "steps": steps})
+    rows = parse(logged_in.get(f"/executions/{run_id}")).find("ol", class_="steps")[0].find("li")
+    assert [r.attrs.get("id") for r in rows[:-1]] == ["step-0", "step-1", "step-2"]
+    assert rows[-1].text.startswith("Show the next 3 steps")
+    later = parse(logged_in.get(f"/executions/{run_id}/steps/6")).find("ol", class_="steps")[0]
+    assert [r.attrs.get("id") for r in later.find("li") if r.attrs.get("id")] == ["step-6"]
+
+
 def running_run(api) -> int:
     return report(api, {"workflow": "live", "status": "running",
                         "steps": [{"name": "first", "status": "success"}]})

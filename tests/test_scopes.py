@@ -79,6 +79,7 @@ def test_every_api_route_answers_each_scope_as_the_table_says(app, user):
             assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
 
 
+@pytest.mark.own_app
 def test_a_route_added_later_is_closed_to_narrow_tokens_by_default(app, user):
     app.add_url_rule("/api/later", "later", lambda: {"ok": True}, methods=["GET", "POST"])
     client = app.test_client()
@@ -138,6 +139,7 @@ def test_webhook_secrets_are_shown_to_admin_alone(app, user, logged_in):
     assert test.status_code == 403
 
 
+@pytest.mark.own_app
 def test_current_scopes_names_what_the_caller_may_do(app, user, auth):
     from views.extensions import current_scopes
 

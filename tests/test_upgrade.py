@@ -158,8 +158,12 @@ def _keep(url: str, release_id: str, tmp_path_factory) -> str:
         return str(copy)
     # Named after the test's database: each pytest-xdist worker has one of its own.
     name = f"{urlsplit(url).path[1:]}_kept_{release_id[:12]}"
+    source = urlsplit(url).path[1:]
     _as_admin(url, f'DROP DATABASE IF EXISTS "{name}"',
-              f'CREATE DATABASE "{name}" TEMPLATE "{urlsplit(url).path[1:]}"')
+              # A copy needs its source to itself: connections left over end.
+              "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+              f"WHERE datname = '{source}' AND pid <> pg_backend_pid()",
+              f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
     return name
 
 
@@ -186,11 +190,12 @@ def _restore(url: str, copy: str) -> None:
 @pytest.fixture
 def kept(release, previous_release, database_url, backend, tmp_path_factory):
     """A database built and used by the release: what it printed about it. The release
-    builds it once per backend; each test gets its own copy."""
+    builds it once per backend; each test gets its own copy: of the database as the
+    release left it, until this release has opened one (`upgraded`), then of that."""
     key = (release[0], backend)
     if key in _BUILT:
         printed, copy = _BUILT[key]
-        _restore(database_url, copy)
+        _restore(database_url, _UPGRADED.get(key, copy))
         return printed
     built = subprocess.run([sys.executable, "-c", release[1], database_url, EMAIL, PASSWORD],
                            cwd=previous_release, capture_output=True, text=True, timeout=120)
@@ -200,16 +205,30 @@ def kept(release, previous_release, database_url, backend, tmp_path_factory):
     return printed
 
 
-@pytest.fixture
-def upgraded(kept, database_url, tmp_path):
-    """This release's app on the kept database."""
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY": "previous",
-                      "SCHEDULER": False, "BASE_URL": "http://runwatch.test"})
-    yield app
+# The upgraded database, kept once this release has opened a copy of the release's:
+# the first test of each release and backend sees its migrations run, and the others start
+# from what they made (the same database) without running them again.
+_UPGRADED: dict[tuple[str, str], str] = {}
+
+
+def _close_app_connections() -> None:
     if not database.is_closed():
         database.close()
     if hasattr(database.obj, "close_all"):
         database.obj.close_all()
+
+
+@pytest.fixture
+def upgraded(kept, release, backend, database_url, tmp_path_factory):
+    """This release's app on the kept database."""
+    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY": "previous",
+                      "SCHEDULER": False, "BASE_URL": "http://runwatch.test"})
+    key = (release[0], backend)
+    if key not in _UPGRADED:
+        _close_app_connections()  # PostgreSQL copies a database no one is connected to
+        _UPGRADED[key] = _keep(database_url, f"up_{release[0][:9]}", tmp_path_factory)
+    yield app
+    _close_app_connections()
 
 
 def test_a_database_of_the_previous_release_opens_whole(kept, upgraded):

@@ -56,7 +56,7 @@ def step(execution_id: int, position: int):
     execution = _execution_or_404(execution_id)
     selected = _step_or_404(execution, position)
     return _render(execution, "step", selected=selected,
-                   steps_from=slice_start(execution.steps, position))
+                   steps_from=slice_start(execution.steps, position, _steps_per_page()))
 
 
 @bp.get("/executions/<int:execution_id>/payloads/<any(input, output, stack):part>")
@@ -121,9 +121,13 @@ def _step_or_404(execution: ExecutionDetail, position: int,
     return step_view(execution.id, *found, whole_part=whole_part)
 
 
+def _steps_per_page() -> int:
+    return current_app.config["RUN_STEPS_PER_PAGE"]
+
+
 def present_trace(execution: ExecutionDetail, steps_from: int = 0, **_) -> dict:
     """The waterfall of every step and the slice of the step list from `steps_from`."""
-    return {"trace": trace_of(execution, utcnow(), steps_from),
+    return {"trace": trace_of(execution, utcnow(), steps_from, _steps_per_page()),
             "step_url": step_urls(execution.id)}
 
 

@@ -12,7 +12,8 @@ from datetime import datetime
 from models.times import to_micros
 from models.execution_detail import ExecutionDetail, StepRow
 
-STEP_SLICE = 500  # steps listed at once; the waterfall above the list shows them all
+# Steps listed at once (RUNWATCH_RUN_STEPS_PER_PAGE); the waterfall above the list shows them all.
+STEP_SLICE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +122,10 @@ class Trace:
     slice: StepSlice
 
 
-def trace_of(execution: ExecutionDetail, now: datetime, steps_from: int = 0) -> Trace:
-    """The trace of an execution, listing the slice of steps from position `steps_from`."""
+def trace_of(execution: ExecutionDetail, now: datetime, steps_from: int = 0,
+             size: int = STEP_SLICE) -> Trace:
+    """The trace of an execution, listing the slice of `size` steps from position
+    `steps_from`."""
     axis_ms, bars = place_on_axis(execution, now)
-    return Trace(axis_ms, bars, waterfall(execution, bars), step_slice(execution.steps,
-                                                                        steps_from))
+    return Trace(axis_ms, bars, waterfall(execution, bars),
+                 step_slice(execution.steps, steps_from, size))

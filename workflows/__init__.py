@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Flask
 
 from models.hooks import register_delete_hook, register_error_rule, register_write_hook
-from models.startup import unless_unavailable
+from models.startup import at_start
 from views.operations import register_operations
 
 from .migrations import MIGRATIONS
@@ -30,6 +30,6 @@ def init_app(app: Flask) -> None:
     register_write_hook(app, apply_changes)
     register_delete_hook(app, remove_runs)
     register_error_rule(app, replaces_timeout)
-    unless_unavailable(ensure_summaries, "building the workflow summaries")
+    at_start(app, ensure_summaries, "building the workflow summaries")
     app.register_blueprint(bp)
     register_operations(app, OPERATIONS)
