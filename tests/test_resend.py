@@ -90,6 +90,8 @@ def _apply(expected: dict | None, body: dict) -> dict:
     for name in ("finished_at", "input", "output", "error"):
         if name in body:
             run[name] = body[name]
+    if body["status"] != "failure" and "error" not in body:
+        run["error"] = None  # a report of anything but a failure without an error clears it
     for step in body.get("steps", []):
         run["steps"][step["position"]] = step
     return run
