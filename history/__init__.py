@@ -14,10 +14,10 @@ from views.operations import register_operations
 
 from . import changes
 from .rollups import RunRollup, apply_changes, ensure_rollups
-from .search import ensure_text_index, search_v8
+from .search import ensure_text_index, search_v8, search_v9
 
 MODELS = [RunRollup, changes.HistoryChange]
-MIGRATIONS = {8: search_v8}
+MIGRATIONS = {8: search_v8, 9: search_v9}
 
 
 def init_app(app: Flask) -> None:

@@ -87,11 +87,24 @@ class ChangeCache:
                 return self._answers[key]
         # Computed after `version` was read, so it reflects that change or a later one.
         value = compute()
+        self.put(version, key, value)
+        return value
+
+    def peek(self, version: int | None, key: Hashable) -> Any:
+        """The cached answer for `key` at `version`, or None."""
+        with self._lock:
+            if version is not None and self._version == version:
+                return self._answers.get(key)
+        return None
+
+    def put(self, version: int | None, key: Hashable, value: Any) -> None:
+        """Keep `value` for `key` at `version` (computed after `version` was read)."""
+        if version is None:
+            return
         with self._lock:
             if self._version != version or len(self._answers) >= self._entries:
                 self._version, self._answers = version, {}
             self._answers[key] = value
-        return value
 
     def clear(self) -> None:
         """Forget everything (a new database was opened)."""

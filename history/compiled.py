@@ -15,7 +15,7 @@ from models.executions import Execution, Workflow
 
 from .cursors import Cursor
 from .parsing import Bound
-from .search import Search
+from .search import Search, matching_ids, reads_keys
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,34 @@ def fetch(f, phase: int | None, workflow_ids: list[int] | None,
     per query shape."""
     cursor = f.cursor if (f.cursor and (phase is None or f.cursor.phase == phase)) \
         else None
+    sql, params = _bound(
+        ("page", f.sort, phase, small), f, workflow_ids, statuses, cursor, f.limit,
+        lambda shaped, ids, wanted: shaped.apply(list_query(), phase, ids, wanted, small))
+    return [Row(*row) for row in database.execute_sql(sql, params).fetchall()]
+
+
+def fetch_found(f, workflow_ids: list[int] | None, limit: int) -> list[Row]:
+    """Up to `limit` + 1 of the runs the search `f` finds, its own status aside, in no
+    order."""
+    def build(shaped, ids, wanted):
+        query = list_query()
+        if reads_keys(shaped.search):  # the first limit + 1 matches, read lazily
+            return query.where(Execution.id.in_(
+                matching_ids(shaped, ids).limit(shaped.limit + 1)))
+        return (query.where(*shaped.conditions(with_status=False, workflow_ids=ids))
+                .limit(shaped.limit + 1))
+
+    sql, params = _bound(("found", reads_keys(f.search)), f, workflow_ids, None, None, limit,
+                         build)
+    return [Row(*row) for row in database.execute_sql(sql, params).fetchall()]
+
+
+def _bound(kind: tuple, f, workflow_ids: list[int] | None, statuses: list[str] | None,
+           cursor: Cursor | None, limit: int, build) -> tuple[str, list]:
+    """The SQL text of `build(shaped filter, workflow id slots, status slots)` for this
+    shape of query, built once, and its parameters: `f`'s values, and `limit` + 1."""
     search = f.search
-    shape = (type(database.obj), f.sort, phase, small,
+    shape = (type(database.obj), *kind,
              None if workflow_ids is None else len(workflow_ids),
              len(statuses or f.statuses), f.start is not None, f.end is not None,
              cursor is not None and cursor.value is None, cursor is not None,
@@ -77,9 +103,9 @@ def fetch(f, phase: int | None, workflow_ids: list[int] | None,
              search and search.walk)
     compiled = _COMPILED.get(shape)
     if compiled is None:
-        compiled = _COMPILED[shape] = _compile(f, phase, workflow_ids, statuses, small, cursor)
+        compiled = _COMPILED[shape] = _compile(f, workflow_ids, statuses, cursor, build)
     sql, slots = compiled
-    values = {"limit": f.limit + 1,
+    values = {"limit": limit + 1,
               "start": f.start.micros if f.start else None,
               "end": f.end.micros if f.end else None,
               "cursor_value": cursor.value if cursor else None,
@@ -92,14 +118,12 @@ def fetch(f, phase: int | None, workflow_ids: list[int] | None,
         values[("external_id", index)] = external_id
     if search:
         values.update(q=search.text, q_id=search.run_id, q_pattern=search.pattern)
-    params = [values[slot.name] if isinstance(slot, _Slot) else slot for slot in slots]
-    return [Row(*row) for row in database.execute_sql(sql, params).fetchall()]
+    return sql, [values[slot.name] if isinstance(slot, _Slot) else slot for slot in slots]
 
 
-def _compile(f, phase: int | None, workflow_ids: list[int] | None,
-             statuses: list[str] | None, small: bool,
-             cursor: Cursor | None) -> tuple[str, list]:
-    """The SQL of `apply` for this shape, with each value replaced by a named slot."""
+def _compile(f, workflow_ids: list[int] | None, statuses: list[str] | None,
+             cursor: Cursor | None, build) -> tuple[str, list]:
+    """The SQL of `build` for this shape, with each value replaced by a named slot."""
     slots: dict[object, _Slot] = {}
 
     def slot(name: object, kind: type = int) -> object:
@@ -126,6 +150,6 @@ def _compile(f, phase: int | None, workflow_ids: list[int] | None,
         shaped.__dict__["search"] = Search(
             slot("q", str), None if f.search.run_id is None else slot("q_id"),
             slot("q_pattern", str), f.search.mode, f.search.walk)
-    sql, params = shaped.apply(list_query(), phase, ids, wanted, small).sql()
+    sql, params = build(shaped, ids, wanted).sql()
     return sql, [slots.get(param, param) if isinstance(param, (int, str)) else param
                  for param in params]

@@ -22,10 +22,10 @@ from models.db import is_sqlite
 from models.times import from_micros, to_micros
 from models.executions import Execution, Workflow
 
-from .compiled import Row, fetch, list_query
+from .compiled import Row, list_query
 from .cursors import Cursor, decode_cursor, encode_cursor
-from .parameters import (DEFAULT_LIMIT, DEFAULT_SORT, MAX_LIMIT, MAX_PARTS, PARAMETERS,
-                         SINGLE_VALUED, SORT_FOUND_UP_TO, SORTS)
+from .pages import cursor_after, read_page
+from .parameters import DEFAULT_LIMIT, DEFAULT_SORT, MAX_LIMIT, PARAMETERS, SINGLE_VALUED, SORTS
 from .parsing import (Bound, FilterError, after_id, from_json, non_empty, parse_bound,
                       parse_external_ids, parse_limit, parse_query, parse_statuses,
                       parse_workflows, parse_zone, submitted)
@@ -268,9 +268,10 @@ class HistoryFilter:
 
     def conditions(self, with_status: bool = True, workflow_ids: list[int] | None = None,
                    statuses: list[str] | None = None,
-                   started: peewee.Node = Execution.started_at) -> list[peewee.Expression]:
-        """WHERE terms of the filter (optionally without the status restriction; `started`
-        in place of the start time in the date range)."""
+                   started: peewee.Node = Execution.started_at,
+                   with_search: bool = True) -> list[peewee.Expression]:
+        """WHERE terms of the filter (optionally without the status restriction or `q`'s;
+        `started` in place of the start time in the date range)."""
         terms: list[peewee.Expression] = []
         ids = self.workflow_ids() if workflow_ids is None else workflow_ids
         if ids is not None:
@@ -280,7 +281,7 @@ class HistoryFilter:
             terms.append(_one_or_in(Execution.status, wanted))
         if self.external_ids:
             terms.append(_one_or_in(Execution.external_id, self.external_ids))
-        if self.q:
+        if self.q and with_search:
             terms.append(search_terms(self.search))
         if self.start:
             terms.append(started >= self.start.micros)
@@ -331,55 +332,12 @@ class HistoryFilter:
         return query.order_by(*order).limit(self.limit + 1)
 
     def page(self, matching: int | None = None) -> tuple[list["Row"], Cursor | None]:
-        """One page of rows (`list_query`'s columns) and the next page's cursor (None at the end).
-
-        `matching`, the number of runs the filter matches when known (from the rollups),
-        lets a small set in duration order be sorted rather than found by walking an index.
-        """
-        if self.sort.endswith("started_at"):
-            rows = self._merged(None, False)
-        else:
-            small = matching is not None and matching <= SORT_FOUND_UP_TO
-            phase = self.cursor.phase if self.cursor else 0
-            rows = self._merged(phase, small)
-            if phase == 0 and len(rows) <= self.limit:
-                rest = replace(self, limit=self.limit - len(rows))
-                rows += rest._merged(1, small)
-        if len(rows) <= self.limit:
-            return rows, None
-        last = rows[self.limit - 1]
-        return rows[:self.limit], self.cursor_after(last)
-
-    def _merged(self, phase: int | None, small: bool) -> list["Row"]:
-        """Rows of one phase; several workflows or statuses are read apart and merged, so
-        each part walks its own index in order instead of sorting everything that matches."""
-        ids = self.workflow_ids()
-        by_workflow = [[i] for i in ids] if ids and len(ids) > 1 else [ids]
-        statuses = list(self.statuses)
-        by_status = ([[s] for s in statuses] if len(statuses) > 1
-                     and self.sort.endswith("started_at") else [statuses])
-        if len(by_workflow) * len(by_status) > MAX_PARTS:
-            by_workflow, by_status = [ids], [statuses]
-        parts = [fetch(self, phase, w, st or None, small)
-                 for w in by_workflow for st in by_status]
-        if len(parts) == 1:
-            return parts[0]
-        rows = [row for part in parts for row in part]
-        rows.sort(key=self._row_key, reverse=self.sort.startswith("-"))
-        return rows[:self.limit + 1]
-
-    def _row_key(self, row) -> tuple:
-        if self.sort.endswith("started_at"):
-            return (row.started_micros, row.id)
-        return (row.duration_ms is not None, row.duration_ms or 0, row.id)
+        """One page of rows and the next page's cursor (history/pages.py `read_page`)."""
+        return read_page(self, matching)
 
     def cursor_after(self, row) -> Cursor:
         """The cursor that continues after `row` in this filter's order."""
-        if self.sort.endswith("started_at"):
-            return Cursor(0, row.started_micros, row.id)
-        if row.duration_ms is None:
-            return Cursor(1, None, row.id)
-        return Cursor(0, row.duration_ms, row.id)
+        return cursor_after(self, row)
 
     def encode_cursor(self, cursor: Cursor) -> str:
         """An opaque, signed token for `cursor` (bound to this sort order)."""

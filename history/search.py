@@ -7,6 +7,12 @@ characters, what lists show). SQLite indexes it in an FTS5 table with the trigra
 kept by triggers on the runs' table (a phrase of trigrams is a substring, `%` and `_`
 included); PostgreSQL in a GIN index of pg_trgm, which answers ILIKE. Texts shorter than a
 trigram, or a database without the index, are matched with LIKE on the rows themselves.
+
+What a search finds is counted by the database (`found_counts`, `found_bars`). On SQLite
+the text index's matches are read from a narrow index of the runs that have an error text
+(`ERROR_RUNS_INDEX`), not from the table: ten thousand matches are counted from a few
+megabytes that stay in cache, not from ten thousand rows read one by one. (A search that
+finds few runs is answered from their rows: history/found.py.)
 """
 from __future__ import annotations
 
@@ -18,7 +24,6 @@ import peewee
 
 from models.db import database, is_sqlite
 from models.executions import STATUSES, Execution
-from models.times import to_micros
 
 from .parsing import run_id_in
 
@@ -27,13 +32,15 @@ log = logging.getLogger(__name__)
 TEXT_TABLE = "execution_error_search"  # SQLite: the FTS5 index of the runs' error texts
 TRIGRAM_INDEX = "execution_error_message_trgm"  # PostgreSQL: pg_trgm's GIN index
 EXTERNAL_ID_INDEX = "execution_external_id_started_at_id"  # both: runs by external id, newest
+ERROR_RUNS_INDEX = "execution_error_runs"  # SQLite: the keys of runs with an error text
 MINUTE = 60_000_000  # microseconds
 # Matches beyond which a page walks its order's index (a match every few hundred runs or
 # closer) instead of reading every match: ~5,000 index entries read in order for a page
 # of 50 at 1 % of a million runs, against 10,000 runs fetched one by one.
 DENSE = 2000
 TRIGRAM = 3  # a text shorter than this has no trigram to look up
-_state = {"fts": False}  # whether this process's SQLite database has TEXT_TABLE
+# Whether this process's SQLite database has TEXT_TABLE, and ERROR_RUNS_INDEX.
+_state = {"fts": False, "keys": False}
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,59 @@ def search_terms(search: Search) -> peewee.Expression:
     return term
 
 
+def reads_keys(search: Search | None) -> bool:
+    """Whether what `search` finds is read from the text index's matches looked up in
+    ERROR_RUNS_INDEX (`_branches`)."""
+    return search is not None and search.mode == "fts" and _state["keys"]
+
+
+class _IndexedBy(peewee.Node):
+    """A model's table in FROM, read through one index (SQLite's INDEXED BY)."""
+
+    def __init__(self, model: type[peewee.Model], index: str):
+        self.model, self.index = model, index
+
+    def __sql__(self, ctx):
+        return ctx.sql(self.model).literal(" INDEXED BY ").sql(peewee.Entity(self.index))
+
+
+def matching_ids(f, workflow_ids: list[int] | None) -> peewee.SelectBase:
+    """The ids of the runs the filter `f` (a HistoryFilter with `q` or `external_id`) finds,
+    its own status aside, in no order (a LIMIT reads the text index no further)."""
+    first, *rest = _branches(f, workflow_ids, (Execution.id,))
+    for branch in rest:
+        first = first + branch  # UNION ALL: the branches find different runs
+    return first
+
+
+def _branches(f, workflow_ids: list[int] | None,
+              columns: tuple[peewee.Node, ...]) -> list[peewee.ModelSelect]:
+    """`columns` of the runs `f` finds, its own status aside, in one query or, where the
+    text index's matches are read from ERROR_RUNS_INDEX, in two that find different runs:
+    those whose text matches, and the one it names by id or external id otherwise."""
+    search = f.search
+    if not reads_keys(search):
+        return [Execution.select(*columns).where(
+            *f.conditions(with_status=False, workflow_ids=workflow_ids))]
+    others = f.conditions(with_status=False, workflow_ids=workflow_ids, with_search=False)
+    param = database.param
+    # The text index's matches in its order (lazily: a LIMIT reads no further), each looked
+    # up in the narrow index: the index's condition is the query's, so no run's row is read.
+    matched = peewee.SQL(f'(SELECT rowid FROM "{TEXT_TABLE}" WHERE "{TEXT_TABLE}" MATCH '
+                         f'{param}) AS "matched"', [search.pattern])
+    in_text = (Execution.select(*columns)
+               .from_(matched, _IndexedBy(Execution, ERROR_RUNS_INDEX))
+               .where(Execution.id == peewee.SQL('"matched"."rowid"'),
+                      Execution.error_message.is_null(False), *others))
+    exact = Execution.external_id == search.text
+    if search.run_id is not None:
+        exact = (Execution.id == search.run_id) | exact
+    not_in_text = peewee.NodeList((
+        peewee.SQL(f'NOT EXISTS (SELECT 1 FROM "{TEXT_TABLE}" WHERE "{TEXT_TABLE}" MATCH '
+                   f'{param} AND rowid =', [search.pattern]), Execution.id, peewee.SQL(")")))
+    return [in_text, Execution.select(*columns).where(exact, not_in_text, *others)]
+
+
 # --- The text index ----------------------------------------------------------------------
 
 _SQLITE = (
@@ -126,6 +186,10 @@ _SQLITE_NAMES = (TEXT_TABLE, f"{TEXT_TABLE}_insert", f"{TEXT_TABLE}_delete",
                  f"{TEXT_TABLE}_update")
 _EXTERNAL_ID = (f'CREATE INDEX IF NOT EXISTS "{EXTERNAL_ID_INDEX}" ON "execution" '
                 '("external_id", "started_at", "id")')
+# Runs with an error text alone (a tenth of them, say), and what counting a text's matches
+# reads of them, the workflow and start time they may be narrowed by.
+_ERROR_RUNS = (f'CREATE INDEX IF NOT EXISTS "{ERROR_RUNS_INDEX}" ON "execution" ("id", '
+               '"workflow_id", "status", "started_at") WHERE "error_message" IS NOT NULL')
 
 
 def _is_sqlite(db: peewee.Database) -> bool:
@@ -144,14 +208,21 @@ def has_text_index(db: peewee.Database) -> bool:
 
 
 def has_search_indexes(db: peewee.Database) -> bool:
-    """Whether the external-id index and the error-text index both exist."""
-    param = db.param
-    external = db.execute_sql(
-        "SELECT count(*) FROM sqlite_master WHERE name = ?" if _is_sqlite(db)
-        else f"SELECT count(*) FROM pg_class WHERE relname = {param} "
-             "AND relnamespace = current_schema()::regnamespace",
-        (EXTERNAL_ID_INDEX,)).fetchone()[0]
-    return bool(external) and has_text_index(db)
+    """Whether the external-id index, the error-text index and (SQLite) the index of runs
+    with an error text all exist."""
+    sqlite = _is_sqlite(db)
+    names = (EXTERNAL_ID_INDEX, ERROR_RUNS_INDEX) if sqlite else (EXTERNAL_ID_INDEX,)
+    found = db.execute_sql(
+        f"SELECT count(*) FROM sqlite_master WHERE name IN ({', '.join('?' * len(names))})"
+        if sqlite else "SELECT count(*) FROM pg_class WHERE relname = %s "
+                       "AND relnamespace = current_schema()::regnamespace",
+        names).fetchone()[0]
+    return found == len(names) and has_text_index(db)
+
+
+def _has_index(db: peewee.Database, name: str) -> bool:
+    return bool(db.execute_sql("SELECT count(*) FROM sqlite_master WHERE name = ?",
+                               (name,)).fetchone()[0])
 
 
 def create_search_indexes(db: peewee.Database) -> None:
@@ -164,7 +235,7 @@ def create_search_indexes(db: peewee.Database) -> None:
             if sqlite:
                 fresh = not db.execute_sql(
                     "SELECT 1 FROM sqlite_master WHERE name = ?", (TEXT_TABLE,)).fetchone()
-                for statement in _SQLITE:
+                for statement in (*_SQLITE, _ERROR_RUNS):
                     db.execute_sql(statement)
                 if fresh:
                     db.execute_sql(f"""INSERT INTO "{TEXT_TABLE}" ("{TEXT_TABLE}")
@@ -192,11 +263,18 @@ def ensure_text_index() -> None:
             with write_transaction():
                 create_search_indexes(database)
         _state["fts"] = is_sqlite() and has_text_index(database)
+        _state["keys"] = _state["fts"] and _has_index(database, ERROR_RUNS_INDEX)
 
 
 def search_v8(db: peewee.Database) -> None:
     """Version 8: runs are found by external id through an index of their own, and by error
     text through the database's text index, filled here with the runs there."""
+    create_search_indexes(db)
+
+
+def search_v9(db: peewee.Database) -> None:
+    """Version 9: on SQLite, the index of the runs that have an error text, from which a
+    text's matches are counted (made beside the text index, where that can be made)."""
     create_search_indexes(db)
 
 
@@ -208,15 +286,12 @@ def found_counts(f, workflow_ids: list[int] | None) -> tuple[dict[str, int], int
     and the first and last start among them: the counts kept per hour know no search."""
     counts = dict.fromkeys(STATUSES, 0)
     earliest = latest = None
-    query = (Execution.select(Execution.status, peewee.fn.COUNT(Execution.id),
-                              peewee.fn.MIN(Execution.started_at),
-                              peewee.fn.MAX(Execution.started_at))
-             .where(*f.conditions(with_status=False, workflow_ids=workflow_ids))
-             .group_by(Execution.status).tuples())
-    for status, n, first, last in query:
+    status, started = Execution.status, Execution.started_at
+    columns = (status, peewee.fn.COUNT(peewee.SQL("*")), peewee.fn.MIN(started),
+               peewee.fn.MAX(started))
+    for status, n, first, last in _each_branch(f, workflow_ids, columns, (status,)):
         if status in counts:
-            counts[status] = int(n)
-            first, last = to_micros(first), to_micros(last)
+            counts[status] += int(n)
             earliest = first if earliest is None else min(earliest, first)
             latest = last if latest is None else max(latest, last)
     return counts, earliest, latest
@@ -228,14 +303,32 @@ def found_bars(f, workflow_ids: list[int] | None, edges: list[int]) -> list[dict
     bars = [dict.fromkeys(STATUSES, 0) for _ in edges[1:]]
     if not bars:
         return bars
-    minute = (Execution.started_at / MINUTE).alias("minute")
-    query = (Execution.select(minute, Execution.status, peewee.fn.COUNT(Execution.id))
-             .where(*f.conditions(with_status=False, workflow_ids=workflow_ids),
-                    Execution.started_at >= edges[0], Execution.started_at < edges[-1])
-             .group_by(peewee.SQL("1"), Execution.status).tuples())
-    last = len(bars) - 1
-    for bucket, status, n in query:
-        index = min(max(bisect_right(edges, int(bucket) * MINUTE) - 1, 0), last)
-        if status in bars[index]:
-            bars[index][status] += int(n)
+    started = Execution.started_at
+    minute = (started / MINUTE).alias("minute")
+    rows = _each_branch(f, workflow_ids, (minute, Execution.status, peewee.fn.COUNT(
+        peewee.SQL("*"))), (peewee.SQL("1"), Execution.status),
+        started >= edges[0], started < edges[-1])
+    for bucket, status, n in rows:
+        add_to_bar(bars, edges, int(bucket) * MINUTE, status, int(n))
     return bars
+
+
+def _each_branch(f, workflow_ids: list[int] | None, columns: tuple, group_by: tuple,
+                 *terms: peewee.Expression) -> list[tuple]:
+    """`columns` grouped by `group_by` over each branch of what `f` finds (`_branches`),
+    in one statement: a row per branch and group."""
+    query = None
+    for branch in _branches(f, workflow_ids, columns):
+        if terms:
+            branch = branch.where(*terms)
+        branch = branch.group_by(*group_by)
+        query = branch if query is None else query + branch
+    return database.execute_sql(*query.sql()).fetchall()  # as stored: times in microseconds
+
+
+def add_to_bar(bars: list[dict[str, int]], edges: list[int], minute: int, status: str,
+               n: int) -> None:
+    """Count `n` runs of `status` that started in the minute `minute` in its bar."""
+    index = min(max(bisect_right(edges, minute) - 1, 0), len(bars) - 1)
+    if status in bars[index]:
+        bars[index][status] += n

@@ -14,6 +14,7 @@ from . import changes
 from .changes import cache
 from .filters import Cursor, HistoryFilter
 from .rollups import bar_edges, count_bars, count_window, started_extent, total
+from .found import matches
 from .search import DENSE, found_bars, found_counts
 
 
@@ -66,10 +67,18 @@ def query_history(f: HistoryFilter, now: datetime, *, with_bars: bool = True) ->
 
 def _query_found(f: HistoryFilter, version: int | None, ids: tuple[int, ...] | None,
                  now: datetime, with_bars: bool) -> HistoryResult:
-    """`query_history` of a search (`q`, `external_id`): what it finds is counted."""
+    """`query_history` of a search (`q`, `external_id`): what it finds is counted. Unless
+    its counts are kept already, the runs it finds are read once (history/found.py) and
+    everything is worked out from them; past `MOST` of them, the database counts."""
     key = (ids, f.q, f.external_ids, f.start and f.start.micros, f.end and f.end.micros)
-    counts, earliest, latest = cache.get(version, ("found", *key),
-                                         lambda: found_counts(f, _as_list(ids)))
+    listed = _as_list(ids)
+    summary = cache.peek(version, ("found", *key))
+    found = None
+    if summary is None:
+        found = matches(f, listed)
+        summary = found.summary() if found else found_counts(f, listed)
+        cache.put(version, ("found", *key), summary)
+    counts, earliest, latest = summary
     edges: list[int] = []
     width, bars = 0, []
     if with_bars and earliest is not None:
@@ -77,12 +86,16 @@ def _query_found(f: HistoryFilter, version: int | None, ids: tuple[int, ...] | N
         if window:
             edges, width = bar_edges(*window, f.zone)
             bars = cache.get(version, ("found bars", *key, tuple(edges[:-1])),
-                             lambda: found_bars(f, _as_list(ids), edges))
+                             lambda: found.bars(edges) if found
+                             else found_bars(f, listed, edges))
     matching = sum(counts[status] for status in f.statuses or STATUSES)
-    f = f.knowing_workflow_ids(_as_list(ids))
-    if f.search and f.search.mode == "fts" and sum(counts.values()) > DENSE:
-        f = f.walking()
-    rows, next_cursor = f.page(matching)
+    f = f.knowing_workflow_ids(listed)
+    page = found.page(f) if found else None
+    if page is None:
+        if f.search and f.search.mode == "fts" and sum(counts.values()) > DENSE:
+            f = f.walking()
+        page = f.page(matching)
+    rows, next_cursor = page
     return HistoryResult(rows, next_cursor, counts, matching, edges, width, bars)
 
 
