@@ -110,7 +110,7 @@ def api_export():
     # cost more than reading the runs.
     prefix, suffix = link_builder("executions.show", external=True)(
         execution_id=RUN_ID_MARK).split(str(RUN_ID_MARK))
-    lines = export_lines(f, fmt, lambda run_id: f"{prefix}{run_id}{suffix}", iso_micros,
+    lines = export_lines(f, fmt, (prefix, suffix), iso_micros,
                          None if sees_secrets() else mask_text)
     name = f"runwatch-executions.{fmt}"
     # The first batch is read before the answer starts: a failure there is still a clean

@@ -144,3 +144,41 @@ def test_the_download_link_carries_the_zone_the_page_reads_its_dates_in(logged_i
         as_text=True))))
     # 2026-11-25 in Tokyo began at 15:00 UTC the day before.
     assert [r["id"] for r in rows] == [str(reported[4])]
+
+
+def test_the_csv_lines_the_database_writes_are_those_the_csv_module_writes(api, reported, db):
+    """The database writes each line of a CSV export (times, quoting, addresses); the
+    `csv` module writes them where error messages are masked: both the same, byte for
+    byte, for every awkward value, and for the times an older release stored."""
+    from datetime import datetime, timezone
+
+    from history.filters import HistoryFilter
+    from models.ingest import store_executions
+    from models.schemas import ErrorIn, ExecutionIn
+    from views.formatting import iso_micros
+
+    def older(workflow: str, moment: datetime, message: str | None = None,
+              external_id: str | None = None) -> None:
+        """A run written without validation, as a release that accepted more did."""
+        error = message and ErrorIn.model_construct(message=message, type='a,"b"', stack=None)
+        store_executions([ExecutionIn.model_construct(
+            workflow=workflow, external_id=external_id, status="failure", started_at=moment,
+            finished_at=moment, input=None, output=None, error=error, steps=[])])
+
+    utc = timezone.utc
+    older("legacy\nname", datetime(1, 1, 1, tzinfo=utc), "carriage\rreturn", 'ext "1", b')
+    older("legacy", datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=utc), "line\r\nbreak")
+    older("legacy", datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=utc), '""')
+    older("legacy", datetime(2026, 11, 24, 23, 59, 59, 1, tzinfo=utc), ",")
+    f = HistoryFilter.from_args({}, secret="s")
+    url = ("http://runwatch.example:8080/executions/", "?from=export")
+    by_database = "".join(export.export_lines(f, "csv", url, iso_micros))
+    by_module = "".join(export.export_lines(f, "csv", url, iso_micros, lambda text: text))
+    assert by_database == by_module
+    rows = list(csv.DictReader(io.StringIO(by_database, newline="")))
+    assert len(rows) == len(reported) + 4
+    assert [(r["workflow"], r["started_at"], r["external_id"]) for r in rows[-2:]] == [
+        ("legacy", "1969-12-31T23:59:59.500000Z", ""),
+        ("legacy\nname", "0001-01-01T00:00:00Z", 'ext "1", b')]
+    assert rows[0]["started_at"] == "9999-12-31T23:59:59.999999Z"
+    assert rows[0]["url"] == f"{url[0]}{rows[0]['id']}{url[1]}"

@@ -163,5 +163,9 @@ def test_api_times_are_written_exactly_as_iso_writes_them():
     samples = [0, 1, 999_999, 1_000_000, 1_764_000_000_000_000, 4_102_444_799_999_999]
     samples += [rng.randrange(0, 4_102_444_800_000_000) for _ in range(2000)]
     samples += [rng.randrange(0, 4_102_444_800) * 1_000_000 for _ in range(200)]
+    # What an older release stored: year 1 to 9999, before 1970 too.
+    first, last = -62_135_596_800_000_000, 253_402_300_799_999_999
+    samples += [first, first + 1, -1, -1_500_000, last, last - 999_999]
+    samples += [rng.randrange(first, last) for _ in range(200)]
     assert [iso_micros(m) for m in samples] == [iso(from_micros(m)) for m in samples]
     assert iso_micros(None) is None

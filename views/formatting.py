@@ -125,7 +125,10 @@ def iso_micros(micros: int | None) -> str | None:
     if micros is None:
         return None
     seconds, fraction = divmod(micros, 1_000_000)
-    text = strftime("%Y-%m-%dT%H:%M:%S", gmtime(seconds))
+    moment = gmtime(seconds)
+    text = strftime("%Y-%m-%dT%H:%M:%S", moment)
+    if moment.tm_year < 1000:  # which the C library's %Y may write with fewer digits
+        text = f"{moment.tm_year:04d}{text[text.index('-'):]}"
     return f"{text}.{fraction:06d}Z" if fraction else text + "Z"
 
 
