@@ -11,8 +11,9 @@ holds --runs runs is used as it is. The fill writes rows straight into the table
 indexes and SQLite's triggers keep the text index as the app's writes do) and rebuilds
 the rollups. gunicorn (1 worker, 4 threads) serves the requests; the timed client is the
 standard library's, on one keep-alive connection. Each search case is timed against the
-authenticated no-op `GET /api/ping` in the same run; the id and external-id cases ask for
-a different run at every call, so no kept answer serves them. The export downloads every
+authenticated no-op `GET /api/ping`, called just before each of its calls (so a change of
+the machine's load weighs on both); the id and external-id cases ask for a different run
+at every call, so no kept answer serves them. The export downloads every
 run as CSV while the worker's resident size is sampled every 50 ms. Last, the write cost:
 batches of 500 reported runs (half of them failures) stored on a fresh SQLite file (or in
 the emptied --write-postgres database) with the search indexes, then on another without.
@@ -36,7 +37,6 @@ from models import database
 from models.db import connection, is_sqlite, to_micros, utcnow, write_transaction
 
 from .harness import ROOT, empty_postgres, p, print_table, raw_inserter, time_calls
-from .history import _after_a_write
 from .memory import worker_rss_mb
 
 WORKFLOWS = 100
@@ -165,33 +165,61 @@ class Server:
 
 
 def searches(server: Server, runs: int, repeat: int) -> list[list]:
-    """Each search case's p50 and p95 (ms) and its p50 as a ratio to the no-op's."""
+    """Each search case's p50 and p95 (ms), the no-op's p50 meanwhile and the ratio of the
+    two p50s: each case call follows a no-op call, so a change of the machine's load while
+    the benchmark runs weighs on both."""
     rng = random.Random(7)
-    noop = time_calls(lambda: server.get("/api/ping"), repeat * 2)
-    base = p(noop, 50)
     api = "/api/automations/executions"
+
+    def noop() -> None:
+        server.get("/api/ping")
 
     def varying(make):
         return lambda: server.get(f"{api}?{make(rng.randrange(1, runs + 1))}")
 
+    def bump() -> None:
+        with connection():
+            with write_transaction():
+                changes.bump()
+
     cases = [
         ("one workflow (a filter, for comparison)",
-         lambda: server.get(f"{api}?workflow=workflow-042")),
-        ("q=#<id>", varying(lambda n: f"q=%23{n}")),
-        ("q=<id> (also external id and error text)", varying(lambda n: f"q={n}")),
-        ("external_id=<id>", varying(lambda n: f"external_id=job-{n}")),
-        ("q=<external id>", varying(lambda n: f"q=job-{n}")),
-        (f"q={WORD} (error text in 1 % of runs)", lambda: server.get(f"{api}?q={WORD}")),
-        (f"q={WORD}, after a write (counted anew)", None),
+         lambda: server.get(f"{api}?workflow=workflow-042"), None),
+        ("q=#<id>", varying(lambda n: f"q=%23{n}"), None),
+        ("q=<id> (also external id and error text)", varying(lambda n: f"q={n}"), None),
+        ("external_id=<id>", varying(lambda n: f"external_id=job-{n}"), None),
+        ("q=<external id>", varying(lambda n: f"q=job-{n}"), None),
+        (f"q={WORD} (error text in 1 % of runs)", lambda: server.get(f"{api}?q={WORD}"), None),
+        (f"q={WORD}, after a write (counted anew)", lambda: server.get(f"{api}?q={WORD}"),
+         bump),
     ]
-    rows = [["no-op /api/ping", base, p(noop, 95), 1.0]]
-    for label, call in cases:
-        if call is None:
-            samples = _after_a_write(lambda: server.get(f"{api}?q={WORD}"), repeat)
-        else:
-            samples = time_calls(call, repeat)
-        rows.append([label, p(samples, 50), p(samples, 95), p(samples, 50) / base])
+    first = time_calls(noop, repeat)
+    rows = [["no-op /api/ping (first)", p(first, 50), p(first, 95), p(first, 50), 1.0]]
+    for label, call, before in cases:
+        samples, base = _paired(call, noop, repeat, before)
+        rows.append([label, p(samples, 50), p(samples, 95), p(base, 50),
+                     p(samples, 50) / p(base, 50)])
     return rows
+
+
+def _paired(call, noop, repeat: int, before=None) -> tuple[list[float], list[float]]:
+    """ms of `repeat` calls of `call` (each after `before`, untimed) and of a no-op call
+    made just before each, after three untimed rounds."""
+    def timed(fn) -> float:
+        started = time.perf_counter()
+        fn()
+        return (time.perf_counter() - started) * 1000
+
+    for _ in range(3):
+        noop()
+        call()
+    samples, base = [], []
+    for _ in range(repeat):
+        base.append(timed(noop))
+        if before:
+            before()
+        samples.append(timed(call))
+    return samples, base
 
 
 def export(server: Server) -> tuple[int, float, float, float]:
@@ -222,16 +250,17 @@ def export(server: Server) -> tuple[int, float, float, float]:
 
 def write_cost(url: str | None, batches: int = 20, size: int = 500) -> list[list]:
     """ms per batch of `size` reported runs (half failures with an error text, each with
-    an external id) on a fresh database with the search indexes, then on another without
-    them; each after two untimed batches."""
+    an external id), after two untimed batches: on a fresh database with the search
+    indexes, and on others without (SQLite: without its index of runs with an error text,
+    and without any; the databases take turns, a batch each, so that a change of the
+    machine's load weighs on all alike. PostgreSQL: one after the other, in the emptied
+    `url`)."""
     import tempfile
 
-    from models.ingest import store_executions
-    from models.schemas import ExecutionIn
-    from history import search
-
-    out = []
-    for label in ("with the search indexes", "without them"):
+    variants = [ALL, NONE] if url else [ALL, NOT_ERROR_RUNS, NONE]
+    samples: dict[str, list[float]] = {label: [] for label in variants}
+    opened = []
+    for label in variants:
         if url is None:
             target = f"sqlite:///{tempfile.mkdtemp(prefix='runwatch-bench-')}/write.db"
         else:
@@ -239,28 +268,53 @@ def write_cost(url: str | None, batches: int = 20, size: int = 500) -> list[list
             empty_postgres(url)
         app = create_app({"DATABASE_URL": target, "SECRET_KEY": "bench", "SCHEDULER": False})
         with app.app_context(), connection():
-            if label == "without them":
-                _drop_search_indexes(search)
-            samples = []
-            for b in range(batches + 2):
-                items = [ExecutionIn.model_validate({
-                    "workflow": f"write-{b % 10}", "external_id": f"run-{b}-{i}",
-                    "status": "failure" if i % 2 else "success",
-                    "error": {"message": f"HTTP 502 from billing, try {i}"} if i % 2 else None})
-                    for i in range(size)]
+            _drop_search_indexes(label)
+        opened.append((label, app, database.obj))
+        if url:  # one database: each variant in its turn
+            _time_batches(opened[-1:], batches, size, samples)
+    if url is None:
+        _time_batches(opened, batches, size, samples)
+    for _, _, db in opened:
+        db.close_all()  # a pool (models.db)
+    return [[label, p(ms, 50), p(ms, 95), size * 1000 / p(ms, 50)]
+            for label, ms in samples.items()]
+
+
+ALL, NOT_ERROR_RUNS, NONE = ("with the search indexes",
+                             "without the index of runs with an error text", "without them")
+
+
+def _time_batches(opened: list[tuple], batches: int, size: int,
+                  samples: dict[str, list[float]]) -> None:
+    """Store `batches` + 2 batches in each opened database in turn; keep the ms of each
+    but the first two."""
+    from models.ingest import store_executions
+    from models.schemas import ExecutionIn
+
+    for b in range(batches + 2):
+        items = [ExecutionIn.model_validate({
+            "workflow": f"write-{b % 10}", "external_id": f"run-{b}-{i}",
+            "status": "failure" if i % 2 else "success",
+            "error": {"message": f"HTTP 502 from billing, try {i}"} if i % 2 else None})
+            for i in range(size)]
+        for label, app, db in opened:
+            database.initialize(db)
+            with app.app_context(), connection():
                 started = time.perf_counter()
                 store_executions(items)
-                samples.append((time.perf_counter() - started) * 1000)
-            samples = samples[2:]
-            out.append([label, p(samples, 50), p(samples, 95), size * 1000 / p(samples, 50)])
-        database.close()
-        if hasattr(database.obj, "close_all"):
-            database.obj.close_all()
-    return out
+                if b >= 2:
+                    samples[label].append((time.perf_counter() - started) * 1000)
 
 
-def _drop_search_indexes(search) -> None:
+def _drop_search_indexes(label: str) -> None:
+    from history import search
+
+    if label == ALL:
+        return
     if is_sqlite():
+        database.execute_sql(f'DROP INDEX IF EXISTS "{search.ERROR_RUNS_INDEX}"')
+        if label == NOT_ERROR_RUNS:
+            return
         for name in search._SQLITE_NAMES[1:]:
             database.execute_sql(f'DROP TRIGGER IF EXISTS "{name}"')
         database.execute_sql(f'DROP TABLE IF EXISTS "{search.TEXT_TABLE}"')
@@ -292,13 +346,14 @@ def main() -> None:
     finally:
         server.stop()
     backend = "PostgreSQL" if args.postgres else "SQLite"
-    print(f"\n{backend}, {args.runs:,} runs; HTTP, {args.repeat} timed calls per case "
-          f"({args.repeat * 2} for the no-op); times in ms; x = p50 / no-op p50")
-    print_table(["case", "p50", "p95", "x"], found)
+    print(f"\n{backend}, {args.runs:,} runs; HTTP, {args.repeat} timed calls per case, each "
+          "after a no-op call; times in ms; x = p50 / the no-op's p50 meanwhile")
+    print_table(["case", "p50", "p95", "no-op p50", "x"], found)
     print(f"\nexport: {rows:,} rows as CSV in {seconds:.1f} s = {rate:,.0f} rows/s; "
           f"the worker's RSS grew {growth:.1f} MB")
     if not args.postgres or args.write_postgres:
-        print(f"\nwrite cost ({backend}): 20 batches of 500 runs, half failures")
+        print(f"\nwrite cost ({backend}): 20 batches of 500 runs, half failures"
+              + (", the databases in turn" if not args.postgres else ""))
         print_table(["indexes", "p50 ms", "p95 ms", "runs/s at p50"],
                     write_cost(args.write_postgres if args.postgres else None))
 
