@@ -101,6 +101,9 @@ RELEASES = [
     _release("4efbba02264f3f81d4855ed86fe5076596dfd613"),
     # The release before accounts' themes and zones (schema version 7: quiet alerts).
     _release("e42a8b55b9b68c919aec67035585b07d94dedf89"),
+    # The release before sources and metrics (schema version 8: search indexes, re-runs,
+    # accounts' themes and zones).
+    _release("dc939f3e28d4947f9d4bc08f64feab0246db38b6"),
 ]
 
 
