@@ -19,8 +19,8 @@ class Source(BaseModel):
     enabled = peewee.BooleanField(default=True)
     created_at = UTCMicros()
     updated_at = UTCMicros()
-    # The pull after the last complete one asks for runs changed from here on (less the
-    # kind's overlap); NULL: the first pull, which starts a day before the source was added.
+    # The next pull asks for runs changed from here on (less the kind's overlap): a day
+    # before the source was added (or its URL changed), then where the last pull got to.
     cursor = UTCMicros(null=True)
     next_pull_at = UTCMicros(index=True)
     last_pull_at = UTCMicros(null=True)  # when the last pull ended, well or not

@@ -8,6 +8,7 @@ from models.schemas import InputError
 from models.times import iso, utcnow
 
 from .models import Source
+from .pull import FIRST_LOOK_BACK
 from .schemas import DEFAULT_LIMIT, SourceIn, SourcePatch
 
 MASKED_TOKEN = (f"holds {MASK}, the mask of a hidden value; send the whole token (answers "
@@ -20,18 +21,19 @@ def _check_token(token: str | None) -> None:
 
 
 def create_source(new: SourceIn) -> Source:
-    """Add a source; its first pull is due at once."""
+    """Add a source; its first pull is due at once and brings the runs of the day before."""
     _check_token(new.token)
     now = utcnow()
     with write_transaction():
         return Source.create(type=new.type, url=new.url, token=new.token,
                              interval_seconds=new.interval_seconds, enabled=new.enabled,
-                             created_at=now, updated_at=now, next_pull_at=now)
+                             created_at=now, updated_at=now, next_pull_at=now,
+                             cursor=now - FIRST_LOOK_BACK)
 
 
 def update_source(source_id: int, patch: SourcePatch) -> Source | None:
     """Change what was sent; None when there is no such source. A new URL is another
-    engine: its cursor starts again. Resuming makes a pull due at once."""
+    engine: its cursor starts again, a day back. Resuming makes a pull due at once."""
     sent = patch.model_fields_set
     if "token" in sent:
         _check_token(patch.token)
@@ -41,7 +43,8 @@ def update_source(source_id: int, patch: SourcePatch) -> Source | None:
             return None
         now = utcnow()
         if "url" in sent and patch.url != source.url:
-            source.url, source.cursor, source.next_pull_at = patch.url, None, now
+            source.url, source.cursor, source.next_pull_at = (patch.url, now - FIRST_LOOK_BACK,
+                                                              now)
         if "token" in sent:
             source.token = patch.token
         if "interval_seconds" in sent:

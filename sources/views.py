@@ -138,10 +138,12 @@ def create():
     return redirect(url_for("sources.index"), 303)
 
 
-def _acted(source_id: int, done: bool, message: str):
+def _acted(source_id: int, done: bool, message: str, shown: bool = True):
+    """Back to the page, at the source when it is still listed (`shown`), saying what
+    was done."""
     flash(message if done else f"There is no source {source_id}.")
-    return redirect(url_for("sources.index", _anchor=f"source-{source_id}" if done else None),
-                    303)
+    anchor = f"source-{source_id}" if done and shown else None
+    return redirect(url_for("sources.index", _anchor=anchor), 303)
 
 
 @bp.post("/settings/sources/<int:source_id>/pause")
@@ -169,4 +171,4 @@ def pull(source_id: int):
 def delete(source_id: int):
     """Delete a source (after its confirmation); the runs it brought stay."""
     return _acted(source_id, delete_source(source_id),
-                  f"Source {source_id} is deleted; the runs it brought stay.")
+                  f"Source {source_id} is deleted; the runs it brought stay.", shown=False)
