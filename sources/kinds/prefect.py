@@ -1,4 +1,5 @@
-"""Prefect (2 and 3): flow runs pulled from its REST API as runs, their task runs as steps.
+"""Prefect 3: flow runs pulled from its REST API as runs, their task runs as steps (tested
+against Prefect 3.9).
 
 What is asked: `POST /flow_runs/filter` for the runs expected to start in the window or
 ended in it (sorted by expected start, paged by `offset` and `limit`), and again by id for
