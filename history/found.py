@@ -5,11 +5,13 @@ from those rows.
 A search by id or external id finds a run or a few: reading them costs less than counting
 them and then reading the page apart. One that finds more than `FEW` (an error text many
 runs hold) is counted by the database and its page read by the page query
-(history/service.py), as `matches` answers None.
+(history/service.py), as `matches` answers None; a search that found more than `FEW` the
+last time is counted at once, without the query that would find out again.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Hashable
 
 from models.executions import STATUSES
 
@@ -19,6 +21,8 @@ from .pages import page_of_rows
 from .search import MINUTE, add_to_bar
 
 FEW = 200  # runs a search may find and be answered from its rows
+MANY_KEPT = 1024  # searches remembered to have found more than FEW (a bound on memory)
+_MANY: dict[Hashable, None] = {}
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,23 @@ class Matches:
         return page_of_rows(f, self.rows)
 
 
-def matches(f, workflow_ids: list[int] | None) -> Matches | None:
-    """Every run the search `f` finds, its own status aside; None for more than FEW."""
+def matches(f, workflow_ids: list[int] | None, key: Hashable) -> Matches | None:
+    """Every run the search `f` finds, its own status aside; None for more than FEW, and
+    without reading any when the same search (`key`) found more than FEW the last time
+    they were counted (a guess about how many it finds now: either way the answer is
+    exact)."""
+    if key in _MANY:
+        return None
     rows = fetch_found(f, workflow_ids, FEW)
-    return Matches(rows) if len(rows) <= FEW else None
+    if len(rows) <= FEW:
+        return Matches(rows)
+    if len(_MANY) >= MANY_KEPT:
+        _MANY.clear()
+    _MANY[key] = None
+    return None
+
+
+def counted(key: Hashable, total: int) -> None:
+    """The database counted `total` runs for the search `key` (after `matches` said None)."""
+    if total <= FEW:
+        _MANY.pop(key, None)

@@ -14,7 +14,7 @@ from . import changes
 from .changes import cache
 from .filters import Cursor, HistoryFilter
 from .rollups import bar_edges, count_bars, count_window, started_extent, total
-from .found import matches
+from .found import counted, matches
 from .search import DENSE, found_bars, found_counts
 
 
@@ -68,15 +68,19 @@ def query_history(f: HistoryFilter, now: datetime, *, with_bars: bool = True) ->
 def _query_found(f: HistoryFilter, version: int | None, ids: tuple[int, ...] | None,
                  now: datetime, with_bars: bool) -> HistoryResult:
     """`query_history` of a search (`q`, `external_id`): what it finds is counted. Unless
-    its counts are kept already, the runs it finds are read once (history/found.py) and
-    everything is worked out from them; past `MOST` of them, the database counts."""
+    its counts are kept already, a search that finds few runs is answered from their rows
+    (history/found.py); the database counts what one that finds more finds."""
     key = (ids, f.q, f.external_ids, f.start and f.start.micros, f.end and f.end.micros)
     listed = _as_list(ids)
     summary = cache.peek(version, ("found", *key))
     found = None
     if summary is None:
-        found = matches(f, listed)
-        summary = found.summary() if found else found_counts(f, listed)
+        found = matches(f, listed, key)
+        if found is not None:
+            summary = found.summary()
+        else:
+            summary = found_counts(f, listed)
+            counted(key, sum(summary[0].values()))
         cache.put(version, ("found", *key), summary)
     counts, earliest, latest = summary
     edges: list[int] = []

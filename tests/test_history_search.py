@@ -323,11 +323,43 @@ def test_a_search_lists_and_counts_the_same_whether_read_whole_or_counted_by_the
                                  ("kept", found.FEW, service.DENSE),
                                  ("fresh", 0, service.DENSE), ("fresh", 0, 1)):
             monkeypatch.setattr(found, "FEW", few)
+            monkeypatch.setattr(found, "_MANY", {})  # no guess kept from another way
             monkeypatch.setattr(service, "DENSE", dense)
             seen, found_counts, bars = _walk(f, mode)
             assert (seen, found_counts) == (ids, counts), (query, mode, few, dense)
             answers[(mode, few, dense)] = bars
         assert len({repr(bars) for bars in answers.values()}) == 1, query
+
+
+def test_a_search_that_found_many_runs_is_counted_at_once_the_next_time(api, db,
+                                                                        monkeypatch):
+    """Without the query that would find out again that there are too many to read."""
+    from history import found
+    from history.changes import cache
+    from history.filters import HistoryFilter
+    from history.service import query_history
+
+    monkeypatch.setattr(found, "FEW", 2)
+    monkeypatch.setattr(found, "_MANY", {})
+    _searched(api)
+    f = HistoryFilter.from_args({"q": "quokka", "limit": "3"}, secret="s")
+    statements: list[str] = []
+    execute = database.obj.execute_sql
+    monkeypatch.setattr(database.obj, "execute_sql", lambda sql, *args, **kwargs: (
+        statements.append(sql), execute(sql, *args, **kwargs))[1])
+
+    def ask() -> tuple[tuple, int]:
+        cache.clear()  # as after a write
+        statements.clear()
+        result = query_history(f, datetime(2026, 11, 26, tzinfo=timezone.utc))
+        return (result.counts, [row.id for row in result.rows], result.bars), len(statements)
+
+    first, read_first = ask()
+    again, read_again = ask()
+    assert again == first and read_again == read_first - 1
+    monkeypatch.setattr(found, "FEW", 100)  # now they are few: counted once more, then
+    assert ask() == (first, read_again)     # answered by one query (not three: counts,
+    assert ask() == (first, read_again - 2)  # bars, the page)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # PostgreSQL plans by statistics
