@@ -9,6 +9,7 @@ from flask import Flask, g
 import alerts
 import cli
 import history
+import metrics
 import otel
 import reruns
 import scheduling
@@ -56,7 +57,7 @@ DEFAULTS = {
 # Features, in the order they are wired: each has its `MODELS` (and `MIGRATIONS`, if its
 # tables changed) and an `init_app(app)` that registers its write hooks, start-up checks and
 # blueprints. Background jobs are listed in scheduling.JOBS.
-FEATURES = (history, alerts, workflows, otel, reruns)
+FEATURES = (history, alerts, workflows, otel, reruns, metrics)
 INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
                     "DELIVERY_LEASE_SECONDS", "WEBHOOK_TIMEOUT_SECONDS", "SMTP_TIMEOUT_SECONDS",
                     "SMTP_PORT", "MAX_PAYLOAD_BYTES", "MAX_STEPS_PER_REQUEST",

@@ -31,6 +31,7 @@ from flask import Flask
 
 import alerts.scheduler
 import history.retention
+import metrics.totals
 from models.availability import is_unavailable
 from models.base import BaseModel, UTCMicros
 from models.db import connection
@@ -59,6 +60,7 @@ JOBS: tuple[Job, ...] = (
     # time out runs, scan streaks, queue missed notices, deliver
     Job("alerts", alerts.scheduler.tick, every="ALERT_SCAN_SECONDS"),
     Job("retention", history.retention.job, every=60),  # with RUNWATCH_RETENTION_DAYS set
+    Job("metrics", metrics.totals.job, every=600),  # fold settled days into run totals
 )
 
 
