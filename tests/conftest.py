@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from _pytest.nodes import NodeId
 import requests
 from flask import Flask
 from jinja2 import BytecodeCache
@@ -773,8 +774,21 @@ def expected_seconds(item) -> float:
     return max((SERVER_FIXTURES.get(name, 0.0) for name in item.fixturenames), default=0.0)
 
 
-def pytest_collection_modifyitems(items):
+# The tests of one `xdist_group` stay on one worker (`--dist loadgroup`) by the group's name
+# at the end of their ids, which pytest-xdist 3.8 writes into `item._nodeid`; pytest 9 reads
+# ids from `item._id`, so the name never got there and a group's tests were spread over
+# every worker, each building the group's costly fixtures again. The name is written here.
+
+def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: -expected_seconds(item))
+    if not getattr(config.option, "loadgroup", False):
+        return  # not a worker of `--dist loadgroup`
+    for item in items:
+        names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                        for mark in item.iter_markers("xdist_group")})
+        group = "_".join(names)
+        if names and not item.nodeid.endswith(f"@{group}"):
+            item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
 # --- A run in which nothing ran is a failed run -------------------------------------------

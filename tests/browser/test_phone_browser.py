@@ -141,8 +141,8 @@ def test_the_keys_find_a_run_move_through_rows_open_one_and_list_themselves(page
     assert page.evaluate("document.activeElement.id") == "site-search"
     page.keyboard.type("j")  # typed into the box: not a key of the page
     assert page.input_value("#site-search") == "j"
-    with page.expect_request(re.compile(r"/executions\?q=j$")):  # the history reads `q`
-        page.keyboard.press("Enter")
+    page.keyboard.press("Enter")  # the history reads `q`
+    page.wait_for_url(re.compile(r"/executions\?q=j$"))
 
     page.goto("/executions")
     ids = page.eval_on_selector_all("#results tbody tr", "rows => rows.map(r => r.dataset.id)")
