@@ -81,15 +81,16 @@ def durations_p95(now: datetime) -> dict[int, int]:
     in the last P95_DAYS UTC days (today's included), in ms."""
     today = to_micros(now) - to_micros(now) % DAY
     param, bins = database.param, defaultdict(Counter)
-    # Driven by the summaries, one index range per workflow: only the period's rows are
-    # read, however long the history.
+    start = today - (P95_DAYS - 1) * DAY
+    # Driven by the summaries, one index range per workflow that has run since: only the
+    # period's rows are read, however long the history.
     for workflow_id, index, n in database.execute_sql(
             f'SELECT d."workflow_id", d."bin", SUM(d."n") '
             f'FROM "{WorkflowSummary._meta.table_name}" AS s '
             f'CROSS JOIN "{DurationRollup._meta.table_name}" AS d '
-            f'WHERE d."grain" = {param} AND d."workflow_id" = s."workflow_id" '
-            f'AND d."bucket" >= {param} GROUP BY d."workflow_id", d."bin"',
-            ("d", today - (P95_DAYS - 1) * DAY)).fetchall():
+            f'WHERE s."last_started_at" >= {param} AND d."grain" = {param} '
+            f'AND d."workflow_id" = s."workflow_id" AND d."bucket" >= {param} '
+            'GROUP BY d."workflow_id", d."bin"', (start, "d", start)).fetchall():
         bins[workflow_id][index] += int(n)
     return {workflow_id: percentile(counts, 0.95) for workflow_id, counts in bins.items()}
 

@@ -101,14 +101,16 @@ def remove_runs(states: list[RunState]) -> None:
 
 def _finished_days(lower: str, bounded: bool) -> str:
     """SQL of the finished runs per workflow and status in the rollups' days from `lower`
-    (SQL) on, before a bound when `bounded`, read one index range per workflow (the
-    summaries list them). Its values: "d", the bound if any, FINISHED_STATUSES."""
+    (SQL) on, before a bound when `bounded`, read one index range per workflow that has
+    run since (the summaries list them, with their latest start). Its values: `lower`'s
+    (twice), "d" between them, the bound if any, FINISHED_STATUSES."""
     param = database.param
     upper = f' AND r."bucket" < {param}' if bounded else ""
     return (f'SELECT r."workflow_id", r."status", r."n" '
             f'FROM "{WorkflowSummary._meta.table_name}" AS s '
             f'CROSS JOIN "{RunRollup._meta.table_name}" AS r '
-            f'WHERE r."grain" = {param} AND r."workflow_id" = s."workflow_id" '
+            f'WHERE s."last_started_at" >= {lower} AND r."grain" = {param} '
+            f'AND r."workflow_id" = s."workflow_id" '
             f'AND r."bucket" >= {lower}{upper} AND r."status" IN ({param}, {param})')
 
 
@@ -141,7 +143,7 @@ def fold(now: datetime | None = None, max_steps: int = 60) -> int:
                             RunRollup.bucket >= through).scalar())
             stop = target if first is None else min(target, max(through, first) + FOLD_DAYS * DAY)
             sums = _sums(_finished_days(database.param, bounded=True),
-                         ["d", through, stop, *FINISHED_STATUSES])
+                         [through, "d", through, stop, *FINISHED_STATUSES])
             rows = [(*key, n) for key, n in sorted(sums.items()) if n]
             if rows:
                 upsert_rows(RunTotal._meta.table_name, _COLUMNS, _COLUMNS[:2], rows,
