@@ -58,8 +58,11 @@ BUILD = Family("runwatch_build_info", "gauge", "The release of Runwatch that ans
                ("version",))
 
 
+_NONE: dict = {}
+
+
 def _runs(status: str):
-    return lambda s: [s.runs.get(w.id, {}).get(status, 0) for w in s.workflows]
+    return lambda s: [s.runs.get(w.id, _NONE).get(status, 0) for w in s.workflows]
 
 
 def _state(state: str):

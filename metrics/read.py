@@ -6,7 +6,6 @@ read is a handful of statements over small tables or index ranges; none reads th
 """
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
@@ -19,8 +18,7 @@ from alerts.watchdog import health
 from history.rollups import DAY
 from models.db import database
 from models.times import to_micros
-from workflows.models import DurationRollup, WorkflowSummary
-from workflows.stats import percentile
+from workflows.models import DurationRollup, WorkflowSummary, bin_value
 
 from .totals import run_totals
 
@@ -80,19 +78,24 @@ def durations_p95(now: datetime) -> dict[int, int]:
     """The 95th percentile of the durations of each workflow's finished runs that started
     in the last P95_DAYS UTC days (today's included), in ms."""
     today = to_micros(now) - to_micros(now) % DAY
-    param, bins = database.param, defaultdict(Counter)
+    param = database.param
     start = today - (P95_DAYS - 1) * DAY
     # Driven by the summaries, one index range per workflow that has run since: only the
-    # period's rows are read, however long the history.
-    for workflow_id, index, n in database.execute_sql(
-            f'SELECT d."workflow_id", d."bin", SUM(d."n") '
+    # period's rows are read, however long the history. Each workflow's bins are summed,
+    # and the first bin by which 95 % of its runs are counted (the nearest rank) is kept.
+    bins = (f'SELECT d."workflow_id", d."bin", SUM(d."n") AS "n" '
             f'FROM "{WorkflowSummary._meta.table_name}" AS s '
             f'CROSS JOIN "{DurationRollup._meta.table_name}" AS d '
             f'WHERE s."last_started_at" >= {param} AND d."grain" = {param} '
             f'AND d."workflow_id" = s."workflow_id" AND d."bucket" >= {param} '
-            'GROUP BY d."workflow_id", d."bin"', (start, "d", start)).fetchall():
-        bins[workflow_id][index] += int(n)
-    return {workflow_id: percentile(counts, 0.95) for workflow_id, counts in bins.items()}
+            'GROUP BY d."workflow_id", d."bin"')
+    counted = ('SELECT b."workflow_id", b."bin", SUM(b."n") OVER (PARTITION BY b."workflow_id" '
+               'ORDER BY b."bin") AS "seen", SUM(b."n") OVER (PARTITION BY b."workflow_id") '
+               f'AS "total" FROM ({bins}) AS b')
+    return {workflow_id: bin_value(index) for workflow_id, index in database.execute_sql(
+        f'SELECT c."workflow_id", MIN(c."bin") FROM ({counted}) AS c '
+        'WHERE c."seen" * 20 >= c."total" * 19 GROUP BY c."workflow_id"',
+        (start, "d", start)).fetchall()}
 
 
 def notice_counts() -> tuple[dict[str, int], dict[tuple[str, str], int]]:
