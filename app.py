@@ -14,6 +14,7 @@ import metrics
 import otel
 import reruns
 import scheduling
+import sources
 import workflows
 from models import MODELS, database, hooks, init_database
 from models.startup import create_schema_when_reachable
@@ -54,18 +55,20 @@ DEFAULTS = {
     "RUN_REFRESH_SECONDS": 2,  # how often a live run's page asks for what changed
     "RUN_STEPS_PER_PAGE": STEP_SLICE,  # steps a run's page lists at once
     "RERUN_TIMEOUT_SECONDS": 10,  # a whole re-run request, from look-up to answer
+    "SOURCE_TIMEOUT_SECONDS": 10,  # one request of a source's pull, from look-up to answer
     "PROXY_COUNT": 0,  # reverse proxies in front whose X-Forwarded-* headers are trusted
 }
 MAX_PROXIES = 5
 # Features, in the order they are wired: each has its `MODELS` (and `MIGRATIONS`, if its
 # tables changed) and an `init_app(app)` that registers its write hooks, start-up checks and
 # blueprints. Background jobs are listed in scheduling.JOBS.
-FEATURES = (history, alerts, workflows, otel, reruns, metrics)
+FEATURES = (history, alerts, workflows, otel, reruns, sources, metrics)
 INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
                     "DELIVERY_LEASE_SECONDS", "WEBHOOK_TIMEOUT_SECONDS", "SMTP_TIMEOUT_SECONDS",
                     "SMTP_PORT", "MAX_PAYLOAD_BYTES", "MAX_STEPS_PER_REQUEST",
                     "MAX_STEPS_PER_RUN", "SCHEDULER_LEASE_SECONDS", "OTLP_PENDING_SPANS",
-                    "OTLP_PENDING_SECONDS", "RUN_REFRESH_SECONDS", "RUN_STEPS_PER_PAGE")
+                    "OTLP_PENDING_SECONDS", "RUN_REFRESH_SECONDS", "RUN_STEPS_PER_PAGE",
+                    "SOURCE_TIMEOUT_SECONDS")
 
 
 def create_app(config: dict | None = None) -> Flask:

@@ -35,7 +35,9 @@ class AlertRule(BaseModel):
 class AlertChannel(BaseModel):
     """Where a rule's notices go: one email list or one webhook; its options are JSON."""
 
-    rule = peewee.ForeignKeyField(AlertRule, backref="channels", on_delete="CASCADE")
+    # No index of its own: the unique (rule, position) index serves its lookups.
+    rule = peewee.ForeignKeyField(AlertRule, backref="channels", on_delete="CASCADE",
+                                  index=False)
     position = peewee.IntegerField()
     type = peewee.CharField(max_length=20)
     options_json = peewee.TextField(column_name="config")
@@ -56,7 +58,9 @@ class AlertState(BaseModel):
     notice's unique key, so two scanners deciding the same streak collide in the database.
     """
 
-    rule = peewee.ForeignKeyField(AlertRule, backref="states", on_delete="CASCADE")
+    # No index of its own: the unique (rule, workflow) index serves its lookups.
+    rule = peewee.ForeignKeyField(AlertRule, backref="states", on_delete="CASCADE",
+                                  index=False)
     workflow = peewee.ForeignKeyField(Workflow, on_delete="CASCADE")
     streak = peewee.IntegerField(default=0)
     first_failure_at = UTCMicros(null=True)
@@ -91,7 +95,8 @@ class AlertDirty(BaseModel):
 class Notice(BaseModel):
     """One message for one channel: the outbox row and its delivery state."""
 
-    rule = peewee.ForeignKeyField(AlertRule, null=True, on_delete="SET NULL")
+    # No index of its own: the unique index below begins with the rule.
+    rule = peewee.ForeignKeyField(AlertRule, null=True, on_delete="SET NULL", index=False)
     channel_id = peewee.BigIntegerField()
     workflow = peewee.ForeignKeyField(Workflow, null=True, on_delete="CASCADE")
     kind = peewee.CharField(max_length=10)
@@ -162,7 +167,7 @@ class Reminder(BaseModel):
     the summary's `late_episode`); `number` is the last reminder sent (0: none yet).
     """
 
-    rule = peewee.ForeignKeyField(AlertRule, on_delete="CASCADE")
+    rule = peewee.ForeignKeyField(AlertRule, on_delete="CASCADE", index=False)  # see Meta
     workflow = peewee.ForeignKeyField(Workflow, on_delete="CASCADE")
     kind = peewee.CharField(max_length=10)
     episode = peewee.IntegerField()

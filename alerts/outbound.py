@@ -316,6 +316,7 @@ class Answer:
     reason: str
     headers: dict[str, str]
     body: str = ""
+    cut: bool = False  # the body was not read whole (longer than asked, or broken off)
 
     @property
     def summary(self) -> str:
@@ -324,9 +325,10 @@ class Answer:
 
 
 def post(url: str, body: bytes, headers: dict[str, str], *, allow_private: bool,
-         timeout: float, keep_body: bool = False) -> Answer:
+         timeout: float, keep_body: bool = False, body_limit: int = ANSWER_BYTES) -> Answer:
     """POST `body` to `url` and return the answer, whatever its status (a redirect is not
-    followed), with the start of its body when it is not 2xx or `keep_body` asks for it.
+    followed), with the start of its body (`body_limit` bytes) when it is not 2xx or
+    `keep_body` asks for it.
     No answer in full within `timeout` seconds from the start (look-up,
     connection, request and answer together) is a TransportError. Unless `allow_private`,
     a host with any address that is not public is refused without connecting: at once and
@@ -362,7 +364,7 @@ def post(url: str, body: bytes, headers: dict[str, str], *, allow_private: bool,
                                 {name.lower(): value for name, value in response.getheaders()})
                 if keep_body or not 200 <= answer.status < 300:
                     answer = Answer(answer.status, answer.reason, answer.headers,
-                                    _start_of(response))
+                                    *_start_of(response, body_limit))
             finally:
                 connection.close()
         except (OSError, http.client.HTTPException, ValueError) as exc:
@@ -373,9 +375,11 @@ def post(url: str, body: bytes, headers: dict[str, str], *, allow_private: bool,
     return answer
 
 
-def _start_of(response: http.client.HTTPResponse) -> str:
-    """The start of a refusal's body; nothing if it cannot be read (the status says enough)."""
+def _start_of(response: http.client.HTTPResponse, limit: int) -> tuple[str, bool]:
+    """The start of an answer's body and whether it was cut (it went on past `limit`, or
+    broke off); nothing if it cannot be read (the status says enough)."""
     try:
-        return response.read(ANSWER_BYTES).decode(errors="replace").strip()
+        start = response.read(limit + 1)
     except (OSError, http.client.HTTPException):
-        return ""
+        return "", True
+    return start[:limit].decode(errors="replace").strip(), len(start) > limit

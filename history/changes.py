@@ -1,13 +1,19 @@
 """A change counter for the runs, and a per-process cache that it keeps correct.
 
-Every transaction that creates or changes runs bumps the one-row counter (through the
-write hook, so in that same transaction). A process may keep answers derived from the
-runs — counts, bars, extents, workflow ids — as long as the counter reads the same:
-any write by any process changes it, and the cache starts over. The counter starts at
-a random value, so two databases (or a rebuilt one) never share a number.
+Every transaction that creates or changes runs bumps the counter (through the write
+hook, so in that same transaction). A process may keep answers derived from the runs —
+counts, bars, extents, workflow ids — as long as the counter reads the same: any write
+by any process changes it, and the cache starts over. The counter starts at a random
+value, so two databases (or a rebuilt one) never share a number.
+
+The counter is the sum of SHARDS rows. On PostgreSQL each write bumps one of them, picked
+at random, so concurrent writers seldom wait for the row another holds until it commits
+(one row that every writer bumped made them queue); SQLite has one writer at a time and
+bumps the first.
 """
 from __future__ import annotations
 
+import random
 import secrets
 import threading
 from typing import Any, Callable, Hashable, TypeVar
@@ -20,11 +26,12 @@ from models.ingest import Change
 
 T = TypeVar("T")
 CACHE_ENTRIES = 4096  # a bound on memory; past it the cache starts over
-COUNTER_ID = 1
+COUNTER_ID = 1  # the first row; SHARDS rows in all
+SHARDS = 8
 
 
 class HistoryChange(BaseModel):
-    """The number of the last change to the runs (one row)."""
+    """The number of the last change to the runs: the sum of `n` over SHARDS rows."""
 
     id = peewee.IntegerField(primary_key=True)
     n = peewee.BigIntegerField()
@@ -38,22 +45,27 @@ def start() -> None:
 
 
 def ensure_counter() -> None:
-    """Create the counter row if this database (new, or from a release before it) lacks it."""
+    """Create the counter's rows that this database (new, or from a release before it, which
+    had the first alone) lacks; the first starts at a random value, the others at 0."""
     with connection():
-        if current() is None:  # read first: a start beside a busy writer takes no lock
-            (HistoryChange.insert(id=COUNTER_ID, n=secrets.randbits(62))
+        # Read first: a start beside a busy writer takes no lock.
+        if HistoryChange.select().count() < SHARDS:
+            (HistoryChange.insert_many(
+                [{"id": COUNTER_ID, "n": secrets.randbits(62)}]
+                + [{"id": COUNTER_ID + k, "n": 0} for k in range(1, SHARDS)])
              .on_conflict_ignore().execute())
 
 
 def bump(changes: list[Change] | None = None) -> None:
     """The write hook: the runs changed, so every process's cached answers are stale."""
-    database.execute_sql(_bump_sql(), (COUNTER_ID,))
+    shard = 0 if isinstance(database.obj, peewee.SqliteDatabase) else random.randrange(SHARDS)
+    database.execute_sql(_bump_sql(), (COUNTER_ID + shard,))
 
 
 def current() -> int | None:
     """The counter now (None without a counter row: then nothing may be cached)."""
-    row = database.execute_sql(_read_sql(), (COUNTER_ID,)).fetchone()
-    return row[0] if row else None
+    total, rows = database.execute_sql(_read_sql()).fetchone()
+    return int(total) if rows else None
 
 
 def _table() -> str:
@@ -66,7 +78,7 @@ def _bump_sql() -> str:
 
 
 def _read_sql() -> str:
-    return f'SELECT "n" FROM "{_table()}" WHERE "id" = {database.param}'
+    return f'SELECT SUM("n"), COUNT(*) FROM "{_table()}"'
 
 
 class ChangeCache:

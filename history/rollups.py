@@ -1,13 +1,21 @@
 """Run counts per workflow, status and hour/day, kept current at ingestion.
 
 Counts and the history histogram read these few rows instead of counting a
-million runs. Each bucket is stored twice: once for its workflow and once under
-workflow 0, which stands for "every workflow", so an unfiltered count reads the
-fewest rows. Everything that a bucket cannot answer exactly (a range that starts
-or ends inside an hour) is counted from the runs themselves, through an index.
+million runs. Each bucket is stored twice: once for its workflow and once for "every
+workflow", so an unfiltered count reads the fewest rows. Everything that a bucket cannot
+answer exactly (a range that starts or ends inside an hour) is counted from the runs
+themselves, through an index.
+
+"Every workflow" is workflow 0 on SQLite, which has one writer at a time. On PostgreSQL
+every write would add to the same row of the current hour and day, and concurrent writers
+would queue on it until each commits; there a write adds to one of SHARDS rows instead
+(workflow -1 … -SHARDS, picked at random), readers sum them with workflow 0, and `fold`
+(a background job) moves the shards of past hours and days into workflow 0, so that a
+long range reads one row per bucket again.
 """
 from __future__ import annotations
 
+import random
 from datetime import datetime, time, timedelta
 from bisect import bisect_right
 from collections import defaultdict
@@ -19,7 +27,7 @@ import peewee
 from models.base import BaseModel
 from models.bulk import chunks, upsert_rows
 from models.db import connection, database, is_sqlite, write_transaction
-from models.times import from_micros, to_micros
+from models.times import from_micros, to_micros, utcnow
 from models.executions import STATUSES, Execution
 from models.ingest import Change, RunState
 
@@ -34,6 +42,8 @@ BAR_WIDTHS = [5 * MINUTE, 15 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY,
 MAX_BARS = 100
 RAW_SPAN = 6 * HOUR  # bars narrower than an hour are counted from runs, so only short spans
 ALL_WORKFLOWS = 0
+SHARDS = 8  # rows a bucket of every workflow is written through on PostgreSQL
+ALL_IDS = [ALL_WORKFLOWS, *range(-1, -SHARDS - 1, -1)]  # what readers sum
 
 
 class RunRollup(BaseModel):
@@ -52,30 +62,38 @@ class RunRollup(BaseModel):
         indexes = ((("grain", "workflow_id", "bucket", "status", "n"), False),)
 
 
-def _keys(workflow_id: int, status: str, started_at: int) -> Iterable[tuple]:
+def _every_workflow() -> int:
+    """The row of "every workflow" this write adds to (see the module's notes)."""
+    return ALL_WORKFLOWS if is_sqlite() else -1 - random.randrange(SHARDS)
+
+
+def _keys(workflow_id: int, status: str, started_at: int, every: int) -> Iterable[tuple]:
     for grain, width in GRAINS.items():
         bucket = started_at - started_at % width
         yield grain, workflow_id, bucket, status
-        yield grain, ALL_WORKFLOWS, bucket, status
+        yield grain, every, bucket, status
 
 
 def apply_changes(changes: list[Change]) -> None:
     """The write hook: move each changed run from its old bucket to its new one."""
     deltas: dict[tuple, int] = defaultdict(int)
+    every = _every_workflow()
     for before, after in changes:
         if before is not None:
-            for key in _keys(before.workflow_id, before.status, before.started_at):
+            for key in _keys(before.workflow_id, before.status, before.started_at, every):
                 deltas[key] -= 1
-        for key in _keys(after.workflow_id, after.status, after.started_at):
+        for key in _keys(after.workflow_id, after.status, after.started_at, every):
             deltas[key] += 1
     _apply_deltas(deltas)
 
 
 def remove_runs(states: list[RunState]) -> None:
-    """Take deleted runs out of their buckets; buckets left empty are deleted."""
+    """Take deleted runs out of their buckets; buckets left empty are deleted (a shard of
+    every workflow may go below 0 meanwhile: the sum with the others is what counts)."""
     deltas: dict[tuple, int] = defaultdict(int)
+    every = _every_workflow()
     for state in states:
-        for key in _keys(state.workflow_id, state.status, state.started_at):
+        for key in _keys(state.workflow_id, state.status, state.started_at, every):
             deltas[key] -= 1
     _apply_deltas(deltas)
     keys = sorted(deltas)
@@ -114,6 +132,46 @@ def rebuild_rollups() -> int:
             RunRollup.insert_from(every, columns).execute()
         change_counter.bump()
         return RunRollup.select().count()
+
+
+def fold(now: int | None = None) -> int:
+    """Move the PostgreSQL shards of every workflow's buckets of past hours and days into
+    workflow 0 (summed); returns the shard rows moved. A writer that adds to a shard row
+    meanwhile either comes first (its row is moved with what it added) or waits and then
+    makes the row anew: DELETE … RETURNING hands over exactly the rows it deleted."""
+    if is_sqlite():
+        return 0  # written to workflow 0 directly
+    now = to_micros(utcnow()) if now is None else now
+    table = RunRollup._meta.table_name
+    shards = ", ".join(str(k) for k in ALL_IDS[1:])
+    moved = 0
+    for grain, width in GRAINS.items():
+        with write_transaction():
+            summed = database.execute_sql(
+                f'WITH "gone" AS (DELETE FROM "{table}" WHERE "grain" = %s AND "workflow_id" IN '
+                f'({shards}) AND "bucket" < %s RETURNING "bucket", "status", "n") '
+                f'INSERT INTO "{table}" ("grain", "workflow_id", "bucket", "status", "n") '
+                f'SELECT %s, {ALL_WORKFLOWS}, "bucket", "status", SUM("n") FROM "gone" '
+                'GROUP BY "bucket", "status" ON CONFLICT ("grain", "workflow_id", "bucket", '
+                f'"status") DO UPDATE SET "n" = "{table}"."n" + EXCLUDED."n" '
+                'RETURNING "bucket", "status", "n"', (grain, now - now % width, grain)).fetchall()
+            moved += len(summed)
+            # Runs deleted (retention) after others were added through another shard: the
+            # bucket comes to 0, and an empty bucket is deleted, as `remove_runs` does.
+            empty = [(grain, ALL_WORKFLOWS, bucket, status) for bucket, status, n in summed
+                     if n == 0]
+            for chunk in chunks(empty, 500):
+                key = peewee.Tuple(RunRollup.grain, RunRollup.workflow_id, RunRollup.bucket,
+                                   RunRollup.status)
+                (RunRollup.delete().where(key.in_([peewee.Tuple(*k) for k in chunk]),
+                                          RunRollup.n == 0).execute())
+    return moved
+
+
+def fold_job(app) -> None:
+    """The background job (see scheduling.JOBS)."""
+    with connection():
+        fold()
 
 
 def ensure_rollups() -> None:
@@ -156,7 +214,10 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def _rollup_rows(grain: str, workflow_ids: list[int] | None,
                  start: int, end: int) -> Iterable[tuple[int, str, int]]:
-    ids = [ALL_WORKFLOWS] if workflow_ids is None else workflow_ids
+    if workflow_ids is None:  # SQLite has no shards (see the module's notes)
+        ids = [ALL_WORKFLOWS] if is_sqlite() else ALL_IDS
+    else:
+        ids = workflow_ids
     owner = RunRollup.workflow_id == ids[0] if len(ids) == 1 else RunRollup.workflow_id.in_(ids)
     return (RunRollup.select(RunRollup.bucket, RunRollup.status, peewee.fn.SUM(RunRollup.n))
             .where(RunRollup.grain == grain, owner, RunRollup.bucket >= start,
@@ -268,4 +329,4 @@ def started_extent(workflow_ids: list[int] | None) -> tuple[int | None, int | No
 
 __all__ = ["RunRollup", "apply_changes", "remove_runs", "rebuild_rollups", "ensure_rollups", "count_bars",
            "count_window", "started_extent", "bar_edges", "total", "GRAINS", "MINUTE", "HOUR", "DAY",
-           "ALL_WORKFLOWS"]
+           "ALL_WORKFLOWS", "ALL_IDS", "fold", "fold_job"]

@@ -19,7 +19,7 @@ from datetime import datetime
 
 import peewee
 
-from history.rollups import DAY, RunRollup
+from history.rollups import ALL_IDS, DAY, RunRollup
 from models.base import BaseModel
 from models.bulk import upsert_rows
 from models.db import database, is_sqlite, write_transaction
@@ -138,8 +138,10 @@ def fold(now: datetime | None = None, max_steps: int = 60) -> int:
             through = _through("UPDATE")
             if through >= target:
                 break
+            # The first day with runs, from the rows of every workflow (on PostgreSQL
+            # some may still be in the shards the rollups' own job folds).
             first = (RunRollup.select(peewee.fn.MIN(RunRollup.bucket))
-                     .where(RunRollup.grain == "d", RunRollup.workflow_id == 0,
+                     .where(RunRollup.grain == "d", RunRollup.workflow_id.in_(ALL_IDS),
                             RunRollup.bucket >= through).scalar())
             stop = target if first is None else min(target, max(through, first) + FOLD_DAYS * DAY)
             sums = _sums(_finished_days(database.param, bounded=True),

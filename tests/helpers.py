@@ -422,6 +422,18 @@ TRICKY = {
 }
 
 
+def rollups_as_read() -> dict[tuple, int]:
+    """The run rollups as readers see them, by (grain, workflow, bucket, status): the
+    shards of every workflow (PostgreSQL) summed as workflow 0, empty buckets left out."""
+    from history.rollups import ALL_WORKFLOWS, RunRollup
+
+    table: dict[tuple, int] = {}
+    for r in RunRollup.select():
+        key = (r.grain, max(r.workflow_id, ALL_WORKFLOWS), r.bucket, r.status)
+        table[key] = table.get(key, 0) + r.n
+    return {key: n for key, n in table.items() if n}
+
+
 def report(api, body: dict | str) -> int:
     """Report one run (a dict, or raw JSON text) and return its id."""
     data = body if isinstance(body, str) else json.dumps(body)

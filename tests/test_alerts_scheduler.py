@@ -61,7 +61,7 @@ def test_two_apps_in_one_process_share_one_scheduler(app, database_url):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {
-        "schedulers": 1, "jobs": ["alerts", "metrics", "retention"]}
+        "schedulers": 1, "jobs": ["alerts", "metrics", "retention", "rollups", "sources"]}
 
 
 @pytest.mark.long(8)

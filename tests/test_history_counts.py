@@ -10,13 +10,15 @@ import peewee
 import pytest
 
 from app import create_app
-from helpers import KeptRows, kept_rows_copied_in, kept_rows_were_copied
+from helpers import KeptRows, kept_rows_copied_in, kept_rows_were_copied, rollups_as_read
 from models import Execution, Workflow, database
 from models.db import connection, to_micros
 from models.executions import STATUSES
+from history import changes
 from history.changes import HistoryChange
 from history.filters import HistoryFilter
-from history.rollups import RunRollup, bar_edges, count_bars, rebuild_rollups, started_extent
+from history.rollups import (ALL_WORKFLOWS, SHARDS, RunRollup, bar_edges, count_bars, fold,
+                             rebuild_rollups, started_extent)
 
 URL = "/api/automations/executions"
 BATCH = "/api/automations/executions/batch"
@@ -112,28 +114,63 @@ def test_every_histogram_bar_equals_a_direct_count_of_its_range(history, db, tz,
         assert bar == {s: found.get(s, 0) for s in STATUSES}
 
 
-def _rollup_table() -> dict[tuple, int]:
-    return {(r.grain, r.workflow_id, r.bucket, r.status): r.n
-            for r in RunRollup.select() if r.n}
-
-
 def test_a_rebuild_from_the_runs_gives_the_same_rollups_as_ingestion_kept(history, db):
-    kept = _rollup_table()
+    kept = rollups_as_read()
     assert kept
     rebuild_rollups()
-    assert _rollup_table() == kept
+    assert rollups_as_read() == kept
 
 
 def test_rollups_are_built_at_start_for_runs_stored_before_they_existed(api, history, db,
                                                                         app_config):
-    expected = _rollup_table()
+    expected = rollups_as_read()
     RunRollup.delete().execute()
     database.close()
     if hasattr(database.obj, "close_all"):
         database.obj.close_all()
     create_app(app_config)
     database.connect(reuse_if_open=True)
-    assert _rollup_table() == expected
+    assert rollups_as_read() == expected
+
+
+def test_writers_on_postgresql_add_to_shards_that_the_fold_moves_into_one_row(
+        api, history, db, backend):
+    """Every write adds to the buckets of every workflow through a shard (PostgreSQL), so
+    concurrent writers do not queue on one row; the fold sums the past ones into one."""
+    shards = {r.workflow_id for r in RunRollup.select() if r.workflow_id < ALL_WORKFLOWS}
+    if backend == "sqlite":
+        assert not shards  # one writer at a time: no shards
+    else:
+        assert len(shards) > 1 and shards <= set(range(-SHARDS, 0))
+    seen, counts = rollups_as_read(), direct_counts({})
+    bars = count_bars(None, [to_micros(BASE), to_micros(BASE + timedelta(days=5))])
+    now = to_micros(BASE + timedelta(days=3, hours=5, minutes=30))
+    fold(now)
+    assert rollups_as_read() == seen
+    assert api.get(URL).json["counts"] == counts
+    assert count_bars(None, [to_micros(BASE), to_micros(BASE + timedelta(days=5))]) == bars
+    left = [(r.grain, r.bucket) for r in RunRollup.select()
+            if r.workflow_id < ALL_WORKFLOWS]
+    hour, day = now - now % 3_600_000_000, now - now % 86_400_000_000
+    assert all(bucket >= (hour if grain == "h" else day) for grain, bucket in left)
+    assert backend == "sqlite" or left  # the current hour and day stay sharded
+    fold(to_micros(BASE + timedelta(days=30)))
+    assert not [r for r in RunRollup.select() if r.workflow_id < ALL_WORKFLOWS]
+    assert rollups_as_read() == seen and api.get(URL).json["counts"] == counts
+
+
+def test_every_write_moves_the_change_counter_and_postgresql_spreads_them(api, db, backend):
+    versions = [changes.current()]
+    for n in range(24):
+        run = {"workflow": "alpha", "status": "success", "external_id": f"c-{n}"}
+        assert api.post(URL, json=run).status_code == 201
+        versions.append(changes.current())
+    assert len(set(versions)) == len(versions) and versions == sorted(versions)
+    bumped = sorted(row.id for row in HistoryChange.select() if row.n)  # the first: random
+    if backend == "sqlite":
+        assert bumped == [changes.COUNTER_ID]  # one writer at a time: the first row alone
+    else:  # 24 writes that all picked the first of eight rows: one chance in 8^24
+        assert len(bumped) > 1
 
 
 def test_the_extent_of_a_workflow_is_its_first_and_last_start(history, db):
@@ -188,7 +225,7 @@ def test_a_database_of_the_release_before_the_change_counter_opens_with_exact_co
         database.obj.close_all()
     application = create_app(app_config)
     database.connect(reuse_if_open=True)
-    assert HistoryChange.select().count() == 1
+    assert HistoryChange.select().count() == changes.SHARDS
     client = application.test_client()
     headers = dict(api.headers)
     assert client.get(URL, headers=headers).json["counts"] == expected

@@ -13,6 +13,7 @@ from alerts.config import config_from
 from alerts.models import AlertState
 from alerts.scheduler import scan
 from app import create_app
+from helpers import rollups_as_read
 from history.rollups import RunRollup, rebuild_rollups
 from history.retention import purge_expired
 from models import Execution, database
@@ -36,11 +37,6 @@ def _runs(now, days_ago: float, count: int, prefix: str, status="success", **ext
             run["finished_at"] = iso(started + timedelta(seconds=i + 1))
         runs.append(run)
     return runs
-
-
-def _rollups() -> dict[tuple, int]:
-    return {(r.grain, r.workflow_id, r.bucket, r.status): r.n
-            for r in RunRollup.select() if r.n}
 
 
 def _counts(api, **query) -> dict:
@@ -67,7 +63,7 @@ def test_old_runs_go_with_their_steps_and_payloads_and_counts_stay_exact(app, ap
         assert StepPayload.select().count() == 20
         assert ExecutionPayload.select().count() == 20
         assert not Execution.select().where(Execution.external_id.startswith("old")).exists()
-        kept = _rollups()
+        kept = rollups_as_read()
     # Counts answered right after, through the same (cached) history API.
     counts = _counts(api, **{"from": iso(now - timedelta(days=60))})
     assert counts["failure"] == 0 and counts["success"] == 20
@@ -76,7 +72,7 @@ def test_old_runs_go_with_their_steps_and_payloads_and_counts_stay_exact(app, ap
     assert len(listed) == 20 and {run["status"] for run in listed} == {"success"}
     with connection():
         rebuild_rollups()
-        assert _rollups() == kept
+        assert rollups_as_read() == kept
         # Buckets left empty are deleted, not kept at zero.
         assert not RunRollup.select().where(RunRollup.n == 0).exists()
         # A second pass finds nothing.
@@ -200,9 +196,9 @@ def test_old_runs_still_reported_on_do_not_hold_back_the_scheduled_job(app, api)
             prefix = e.external_id.split("-")[0]
             left[prefix] = left.get(prefix, 0) + 1
         assert left == {"stuck": 40, "new": 3}
-        kept = _rollups()
+        kept = rollups_as_read()
         rebuild_rollups()
-        assert _rollups() == kept
+        assert rollups_as_read() == kept
     listed = api.get(URL, query_string={"limit": 100, "status": "failure",
                                         "from": iso(now - timedelta(days=60))}).json["data"]
     assert listed == []

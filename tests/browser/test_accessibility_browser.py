@@ -270,11 +270,34 @@ def test_the_settings_page(page, audit):
     page.wait_for_selector("#name-error")
     audit(page, "the settings page with a token form error (400)")
 
-    page.fill("#accounts input[name=email]", "colleague@example.com")
-    page.fill("#accounts input[name=password]", "short")
-    page.click("button:has-text('Add account')")
-    page.wait_for_selector("#accounts .field-error")
+    _submit(page, {"#accounts input[name=email]": "colleague@example.com",
+                   "#accounts input[name=password]": "short"}, "Add account",
+            "#accounts .field-error")
     audit(page, "the settings page with an account form error (400)")
+
+    # Its Sources page: a form error, a source added, paused (a boosted form) and deleted
+    # after its confirmation.
+    page.click("#sources a:has-text('Sources')")
+    _submit(page, {"#source-url": "http://127.0.0.1:4200/api", "#source-interval": "5"},
+            "Add source", "#source-interval_seconds-error")
+    audit(page, "the sources page with a form error (400)")
+    _submit(page, {"#source-interval": "60", "#source-token": "pnu_key"}, "Add source",
+            "tr.source")
+    assert "pnu_key" not in page.content()
+    page.click("tr.source button:has-text('Pause')")
+    page.wait_for_selector("tr.source button:has-text('Resume')")
+    page.click("tr.source summary")
+    audit(page, "the sources page with a paused source, asked to delete it")
+    page.click("tr.source button:has-text('Delete source')")
+    page.wait_for_selector("text=No sources yet")
+
+
+def _submit(page, fields: dict[str, str], button: str, then: str) -> None:
+    """Fill the fields, press the button, wait until `then` shows."""
+    for selector, value in fields.items():
+        page.fill(selector, value)
+    page.click(f"button:has-text('{button}')")
+    page.wait_for_selector(then)
 
 
 def test_the_audit_finds_a_violation_and_inline_code_on_every_element_it_concerns(browser,

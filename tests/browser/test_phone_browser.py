@@ -16,6 +16,9 @@ from models.demo import FAILING_WORKFLOW, fill_demo
 from models.executions import Execution, Workflow
 from models.ingest import store_executions
 from models.schemas import ExecutionIn
+from sources.models import Source
+from sources.schemas import SourceIn
+from sources.service import create_source
 
 pytestmark = pytest.mark.browser
 
@@ -57,6 +60,15 @@ def pages(app, receiver) -> list[tuple[str, str]]:
             "output": {"exit_code": 3, "stdout_tail": "saving /var/lib/app\n\x1b[32mok\x1b[0m "
                        + "a-long-path-without-spaces/" * 12 + "\n",
                        "stderr_tail": "\x1b[31mdisk full\x1b[0m\n"}})])
+        for url, error in (("http://prefect.example.com:4200/api", None),
+                           ("https://api.prefect.cloud/api/accounts/8f6b0c9e-4d2a-4f3b-9c1e-"
+                            "2a7d5e6f8b9c/workspaces/0d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a",
+                            "POST /flow_runs/filter: the server answered HTTP 401 "
+                            "Unauthorized: {\"detail\": \"Invalid authentication\"}")):
+            source = create_source(SourceIn.model_validate(
+                {"type": "prefect", "url": url, "token": "pnu_key"}))
+            Source.update(last_error=error, last_pull_at=source.created_at, last_pulled=3,
+                          runs=120).where(Source.id == source.id).execute()
     return [("/executions", "the history"),
             (f"/executions?workflow={FAILING_WORKFLOW}&status=failure", "a filtered history"),
             (f"/executions/{failed}", "a failed run"),
@@ -70,6 +82,7 @@ def pages(app, receiver) -> list[tuple[str, str]]:
             ("/alerts/log", "the delivery log"),
             ("/alerts/health", "the alert scan's health"),
             ("/settings", "the settings"),
+            ("/settings/sources", "the sources"),
             ("/executions/999999999", "a 404 page")]
 
 
