@@ -5,10 +5,12 @@ import os
 import secrets
 
 from flask import Flask, g
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import alerts
 import cli
 import history
+import metrics
 import otel
 import reruns
 import scheduling
@@ -54,11 +56,13 @@ DEFAULTS = {
     "RUN_STEPS_PER_PAGE": STEP_SLICE,  # steps a run's page lists at once
     "RERUN_TIMEOUT_SECONDS": 10,  # a whole re-run request, from look-up to answer
     "SOURCE_TIMEOUT_SECONDS": 10,  # one request of a source's pull, from look-up to answer
+    "PROXY_COUNT": 0,  # reverse proxies in front whose X-Forwarded-* headers are trusted
 }
+MAX_PROXIES = 5
 # Features, in the order they are wired: each has its `MODELS` (and `MIGRATIONS`, if its
 # tables changed) and an `init_app(app)` that registers its write hooks, start-up checks and
 # blueprints. Background jobs are listed in scheduling.JOBS.
-FEATURES = (history, alerts, workflows, otel, reruns, sources)
+FEATURES = (history, alerts, workflows, otel, reruns, sources, metrics)
 INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MAX_ATTEMPTS",
                     "DELIVERY_LEASE_SECONDS", "WEBHOOK_TIMEOUT_SECONDS", "SMTP_TIMEOUT_SECONDS",
                     "SMTP_PORT", "MAX_PAYLOAD_BYTES", "MAX_STEPS_PER_REQUEST",
@@ -69,7 +73,11 @@ INTEGER_SETTINGS = ("ALERT_SCAN_SECONDS", "DELIVERY_RETRY_SECONDS", "DELIVERY_MA
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: defaults, then RUNWATCH_* variables, then `config` (for tests)."""
-    app = Flask(__name__, instance_relative_config=True)
+    # Read before any setting: where the settings' defaults (the SQLite file, the secret key)
+    # live. A machine's state folder under systemd, say; `instance/` beside app.py without it.
+    instance = os.environ.get("RUNWATCH_INSTANCE_PATH")
+    app = Flask(__name__, instance_relative_config=True,
+                instance_path=os.path.abspath(instance) if instance else None)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_mapping(
         DEFAULTS,
@@ -86,6 +94,12 @@ def create_app(config: dict | None = None) -> Flask:
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_PAYLOAD_BYTES"]
+    if app.config["PROXY_COUNT"]:
+        # The client's address (the login limit's key), the scheme and the host the proxies
+        # were asked for: from the last PROXY_COUNT values of each header, which the
+        # proxies added (a client may send any it likes before them).
+        count = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
 
     init_database(app.config["DATABASE_URL"])
     hooks.init_app(app)  # the features' init_app fill them
@@ -131,6 +145,12 @@ def _check_settings(app: Flask) -> None:
             raise SystemExit(f"RUNWATCH_{key} must be an integer, not {app.config[key]!r}")
         if app.config[key] < 1:
             raise SystemExit(f"RUNWATCH_{key} must be at least 1")
+    proxies = app.config["PROXY_COUNT"]
+    if (isinstance(proxies, bool) or not isinstance(proxies, (int, str))
+            or not str(proxies).strip().isdigit() or int(proxies) > MAX_PROXIES):
+        raise SystemExit(f"RUNWATCH_PROXY_COUNT must be a whole number from 0 to {MAX_PROXIES} "
+                         f"(the reverse proxies in front), not {proxies!r}")
+    app.config["PROXY_COUNT"] = int(proxies)
     if app.config["RETENTION_DAYS"] in ("", None):
         app.config["RETENTION_DAYS"] = None
     else:

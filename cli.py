@@ -7,8 +7,9 @@ from flask import Flask
 from flask.cli import with_appcontext
 
 from models.db import connection
-from models.users import (SCOPES, AccountError, ApiToken, User, change_password, create_token,
-                          create_user, normalise_email, parse_scopes, revoke_token, set_enabled)
+from models.users import (DEFAULT_SCOPES, AccountError, ApiToken, User, change_password,
+                          create_token, create_user, normalise_email, parse_scopes,
+                          revoke_token, set_enabled)
 
 
 def register(app: Flask) -> None:
@@ -113,10 +114,11 @@ def _scopes_option(_ctx, _param, value: str) -> frozenset[str]:
 @tokens.command("create")
 @click.argument("email")
 @click.option("--name", default="cli", show_default=True, help="A name to recognise the token by.")
-@click.option("--scope", "scopes", default=",".join(SCOPES), show_default=True,
+@click.option("--scope", "scopes", default=",".join(DEFAULT_SCOPES), show_default=True,
               callback=_scopes_option,
               help="What the token may do, comma-separated: ingest (report runs), read "
-                   "(every GET under /api), admin (everything).")
+                   "(every GET under /api, and /metrics), metrics (GET /metrics alone), "
+                   "admin (everything).")
 def tokens_create(email: str, name: str, scopes: frozenset[str]):
     """Create an API token; the token alone is printed on the last line."""
     with connection():

@@ -32,6 +32,7 @@ from flask import Flask
 import alerts.scheduler
 import history.retention
 import history.rollups
+import metrics.totals
 import sources.pull
 from models.availability import is_unavailable
 from models.base import BaseModel, UTCMicros
@@ -63,6 +64,7 @@ JOBS: tuple[Job, ...] = (
     Job("retention", history.retention.job, every=60),  # with RUNWATCH_RETENTION_DAYS set
     Job("rollups", history.rollups.fold_job, every=60),  # PostgreSQL's shards of past hours
     Job("sources", sources.pull.job, every=5),  # pull each source whose interval is up
+    Job("metrics", metrics.totals.job, every=600),  # fold settled days into run totals
 )
 
 

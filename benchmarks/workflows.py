@@ -211,9 +211,10 @@ def settle(url: str, workflows: int) -> None:
     conn, postgres = _connect(url)
     cur = conn.cursor()
     param = "%s" if postgres else "?"
+    modulo = "%%" if postgres else "%"  # psycopg2 reads a lone % as a placeholder
     for minutes in (5, 10, 15, 30, 60):
         cur.execute(f"UPDATE workflow SET schedule = {param}, schedule_set_at = {param} "
-                    f"WHERE id % 5 = {param}",
+                    f"WHERE id {modulo} 5 = {param}",
                     (f"*/{minutes} * * * *" if minutes < 60 else "0 * * * *", to_micros(now),
                      (5, 10, 15, 30, 60).index(minutes)))
     cur.execute(f"UPDATE workflow SET max_duration_seconds = 3600 WHERE id <= {WITH_LIMIT}")

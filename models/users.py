@@ -23,8 +23,11 @@ PASSWORD_METHOD = "scrypt"  # werkzeug's method for new password hashes
 MIN_PASSWORD_LENGTH = 8
 # Writing `last_used_at` on every call would turn each API read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-# What a token may do, in the order they are listed: report runs, read, everything.
-SCOPES = ("ingest", "read", "admin")
+# What a token may do, in the order they are listed: report runs, read, scrape the metrics,
+# everything. `read` and `admin` open the metrics too, so a token made without naming
+# its scopes (DEFAULT_SCOPES) may do everything.
+SCOPES = ("ingest", "read", "metrics", "admin")
+DEFAULT_SCOPES = ("ingest", "read", "admin")
 THEMES = ("system", "light", "dark")
 ALL_SCOPES = frozenset(SCOPES)
 # Taken for the length of a transaction that must see the accounts alone (PostgreSQL);
@@ -78,8 +81,8 @@ class ApiToken(BaseModel):
     last_used_at = UTCMicros(null=True)
     revoked_at = UTCMicros(null=True)
     # Comma-separated, in the order of SCOPES; tokens made before scopes existed have all.
-    scopes = peewee.CharField(max_length=64, default=",".join(SCOPES),
-                              constraints=[peewee.SQL("DEFAULT '%s'" % ",".join(SCOPES))])
+    scopes = peewee.CharField(max_length=64, default=",".join(DEFAULT_SCOPES),
+                              constraints=[peewee.SQL("DEFAULT '%s'" % ",".join(DEFAULT_SCOPES))])
 
     @property
     def scope_set(self) -> frozenset[str]:
@@ -287,7 +290,7 @@ def parse_scopes(scopes: str | Iterable[str]) -> frozenset[str]:
 
 
 def create_token(user: User, name: str,
-                 scopes: Iterable[str] = SCOPES) -> tuple[ApiToken, str]:
+                 scopes: Iterable[str] = DEFAULT_SCOPES) -> tuple[ApiToken, str]:
     """Create a token for `user`; returns the row and the secret, which is never stored."""
     name = (name or "").strip()
     if not name or len(name) > 100 or any(ord(c) < 32 for c in name):

@@ -19,7 +19,7 @@ from jinja2 import BytecodeCache
 
 from app import create_app
 from helpers import (CHROMIUM, EMAIL, PASSWORD, ROOT, TEST_PASSWORD_METHOD, LiveServer,
-                     close_admin_connections, close_database, csrf_from, free_port,
+                     RedisServer, close_admin_connections, close_database, csrf_from, free_port,
                      make_token, missing, with_admin_cursor)
 from models import database
 from models.db import connection
@@ -156,6 +156,14 @@ def postgres_url():
         subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
                        capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A URL of a Redis server started for this session (for each pytest-xdist worker)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
 
 
 # --- The app on either backend ------------------------------------------------------------

@@ -225,6 +225,77 @@ class LiveServer:
         return self.log.read()
 
 
+class AppCommand:
+    """`flask --app app <args>` as a process of its own (forked like the servers), e.g. the
+    scheduler; `kill()` is kill -9."""
+
+    def __init__(self, args: list[str], env: dict, log_path: Path):
+        self.args = [sys.executable, "-m", "flask", "--app", "app", *args]
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.process = None
+
+    def start(self) -> "AppCommand":
+        if FORK_SERVER:
+            self.process = ForkedProcess(self.args, self.env, ROOT, self.log_path)
+        else:
+            with open(self.log_path, "a") as log:
+                self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log,
+                                                stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+class RedisServer:
+    """Debian's redis-server on 127.0.0.1 and a free port, its files in `folder`, nothing
+    saved to disk."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self) -> "RedisServer":
+        binary = shutil.which("redis-server") or REDIS_SERVER
+        if not os.path.exists(binary):
+            missing(f"redis-server is not installed (looked on PATH and at {REDIS_SERVER})")
+        with open(self.folder / "redis.log", "w") as log:
+            self.process = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+                 str(self.folder), "--save", "", "--appendonly", "no"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
 # --- Parsing our own HTML -------------------------------------------------------------
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",

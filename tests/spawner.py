@@ -1,4 +1,4 @@
-"""A fork server for the tests' gunicorn processes.
+"""A fork server for the tests' gunicorn processes (and `flask --app app scheduler`).
 
 Starting a server the ordinary way costs a new Python, gunicorn's imports, and then in each
 worker the import of the whole app: about a second of processor time per process, several
@@ -137,6 +137,7 @@ def _preload() -> None:
     import gunicorn.arbiter  # noqa: F401
     import gunicorn.workers.gthread  # noqa: F401
     import gunicorn.workers.sync  # noqa: F401
+    import flask.cli  # noqa: F401
 
     for name in ("app", "cli", "scheduling", *APP_PACKAGES):
         module = importlib.import_module(name)
@@ -164,10 +165,13 @@ def _become_server(request: dict) -> None:
         os.environ.update(request["env"])
         time.tzset()  # TZ as a new process would read it
         argv = request["start"]
-        if argv[1:3] != ["-m", "gunicorn"]:
-            raise ValueError(f"the spawner starts `python -m gunicorn …` only, not {argv}")
-        sys.argv = ["gunicorn", *argv[3:]]
-        from gunicorn.app.wsgiapp import run
+        if argv[1:3] == ["-m", "gunicorn"]:
+            from gunicorn.app.wsgiapp import run
+        elif argv[1:3] == ["-m", "flask"]:  # a command of the app: `flask --app app scheduler`
+            from flask.cli import main as run
+        else:
+            raise ValueError(f"the spawner starts `python -m gunicorn|flask …` only, not {argv}")
+        sys.argv = [argv[2], *argv[3:]]
         run()
         code = 0
     except SystemExit as exit_:

@@ -28,8 +28,9 @@ def _is_api(path: str) -> bool:
 
 
 def _is_machine(path: str) -> bool:
-    """The API and OpenTelemetry's intake: 401 without credentials, never a page."""
-    return path.startswith(("/api/", "/v1/"))
+    """The API, OpenTelemetry's intake and the metrics: 401 without credentials, never a
+    page."""
+    return path.startswith(("/api/", "/v1/")) or path == "/metrics"
 
 
 def test_every_page_redirects_to_login_with_next(app, client, user):

@@ -21,6 +21,7 @@ OPEN_ENDPOINTS = {"auth.login", "auth.setup", "static"}
 OPEN_PATHS = {"/healthz"}
 MACHINE_PREFIXES = ("/api/", "/v1/")  # answered with 401, never a redirect to a page
 TOKEN_ONLY_PREFIX = "/v1/"  # OpenTelemetry's intake: a bearer token alone, never a session
+TOKEN_ONLY_PATHS = {"/metrics"}  # Prometheus' scrape: the same
 
 
 def _sample(converter) -> str:
@@ -49,7 +50,7 @@ def _is_open(rule) -> bool:
 
 
 def _is_machine(url: str) -> bool:
-    return url.startswith(MACHINE_PREFIXES)
+    return url.startswith(MACHINE_PREFIXES) or url in TOKEN_ONLY_PATHS
 
 
 @pytest.fixture

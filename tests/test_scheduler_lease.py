@@ -26,7 +26,7 @@ LEASE_SECONDS = 3  # renewed every second
 
 def test_the_jobs_are_a_list_the_lease_holder_runs():
     assert [job.name for job in scheduling.JOBS] == ["alerts", "retention", "rollups",
-                                                     "sources"]
+                                                     "sources", "metrics"]
     assert all(callable(job.run) for job in scheduling.JOBS)
 
 

@@ -59,7 +59,7 @@ def test_every_api_route_answers_each_scope_as_the_table_says(app, user):
     assert len(routes) >= 15
     assert INGEST_ROUTES <= {(m, r) for m, r, _ in routes}
     client = app.test_client()
-    for scope in ("ingest", "read", "admin"):
+    for scope in ("ingest", "read", "metrics", "admin"):
         headers = token_with(user, scope)
         for method, rule, path in routes:
             response = client.open(path, method=method, json={}, headers=headers)
@@ -150,17 +150,17 @@ def test_current_scopes_names_what_the_caller_may_do(app, user, auth):
     assert seen["s"] == frozenset({"read", "ingest"})
     auth.login()
     auth.client.get("/api/whoami-scopes")
-    assert seen["s"] == frozenset({"ingest", "read", "admin"})
+    assert seen["s"] == frozenset({"ingest", "read", "metrics", "admin"})
     with app.test_request_context("/api/ping"):
         assert current_scopes() == frozenset()
 
 
 # --- Creating tokens with scopes -----------------------------------------------------------
 
-def test_the_token_form_ticks_every_scope_by_default(logged_in):
+def test_the_token_form_ticks_every_scope_but_metrics_by_default(logged_in):
     boxes = parse(logged_in.get("/settings")).find("input", name="scopes")
     assert [(b.attrs["value"], "checked" in b.attrs) for b in boxes] == [
-        ("ingest", True), ("read", True), ("admin", True)]
+        ("ingest", True), ("read", True), ("metrics", False), ("admin", True)]
     for box in boxes:  # each box has a label
         assert parse(logged_in.get("/settings")).find("label", **{"for": box.attrs["id"]})
 

@@ -31,14 +31,17 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 # The scope a token needs, decided here alone. A token may call a route when it has one of
 # the scopes `scopes_allowed` answers; a browser session has every scope. `admin` opens
-# every route; `read` every GET under /api; `ingest` the routes that report runs. A route
+# every route; `read` every GET under /api; `ingest` the routes that report runs; `metrics`
+# `GET /metrics` alone (which `read` opens too). A route
 # that is listed nowhere needs `admin`, so a new one is closed to narrower tokens until
 # it is listed here.
 INGEST_ENDPOINTS = frozenset({"ingest.create", "ingest.create_batch", "ingest.update",
                               "ingest.steps", "auth.ping"})
 INGEST_PATHS = frozenset({"/v1/traces"})
 # Exceptions to the rules above, by endpoint: the scopes (besides `admin`) that open it.
-SCOPE_OVERRIDES: dict[str, frozenset[str]] = {}
+SCOPE_OVERRIDES: dict[str, frozenset[str]] = {
+    "metrics.scrape": frozenset({"metrics", "read"}),  # Prometheus: GET /metrics
+}
 
 
 class TextForm(FlaskForm):
@@ -119,7 +122,7 @@ def guard():
             csrf.protect()
         return None
     if is_token_only_request():
-        # OTLP intake: a bearer token alone (no session, so no CSRF to check).
+        # OTLP intake and /metrics: a bearer token alone (no session, so no CSRF to check).
         if not bearer_sent(request):
             return _api_unauthorized("Send an API token: Authorization: Bearer <token>.")
         if not current_user.is_authenticated:

@@ -17,8 +17,10 @@ RETRY_AFTER_SECONDS = 5  # what a 503 asks a client to wait while the database i
 
 
 # Machine routes outside /api: a bearer token alone opens them (OTLP/HTTP intake, whose
-# other signals' paths are /v1/metrics and /v1/logs: not served, but never a page either).
+# other signals' paths are /v1/metrics and /v1/logs: not served, but never a page either;
+# and Prometheus' scrape).
 TOKEN_ONLY_PREFIX = "/v1/"
+TOKEN_ONLY_PATHS = frozenset({"/metrics"})
 
 
 def is_api_request() -> bool:
@@ -28,7 +30,7 @@ def is_api_request() -> bool:
 
 def is_token_only_request() -> bool:
     """Whether the request is for a machine route that takes a bearer token alone."""
-    return request.path.startswith(TOKEN_ONLY_PREFIX)
+    return request.path.startswith(TOKEN_ONLY_PREFIX) or request.path in TOKEN_ONLY_PATHS
 
 
 def api_error(status: int, code: str, message: str, field: str | None = None):

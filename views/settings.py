@@ -11,8 +11,9 @@ from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from models.inputs import zone_names
-from models.users import (SCOPES, AccountError, ApiToken, User, change_password, create_token,
-                          create_user, revoke_token, set_enabled, set_preferences)
+from models.users import (DEFAULT_SCOPES, SCOPES, AccountError, ApiToken, User,
+                          change_password, create_token, create_user, revoke_token,
+                          set_enabled, set_preferences)
 
 from .auth import (LoginAttempt, TextForm, account_from, new_password_field, repeat_field,
                    start_session)
@@ -24,6 +25,7 @@ SCOPE_HELP = {
     "ingest": "report runs (the ingestion API and /api/ping)",
     "read": "read runs, alert rules and the delivery log (every GET under /api; webhook "
             "secrets stay hidden)",
+    "metrics": "scrape GET /metrics alone (Prometheus; read and admin may too)",
     "admin": "everything, including changing alert rules and sending test notices",
 }
 
@@ -31,7 +33,7 @@ SCOPE_HELP = {
 class TokenForm(TextForm):
     name = StringField("Token name", validators=[DataRequired(), Length(max=100)])
     scopes = SelectMultipleField(
-        "Scopes", choices=[SelectChoice(s) for s in SCOPES], default=list(SCOPES),
+        "Scopes", choices=[SelectChoice(s) for s in SCOPES], default=list(DEFAULT_SCOPES),
         widget=ListWidget(prefix_label=False), option_widget=CheckboxInput(),
         validators=[DataRequired(message="Pick at least one scope.")])
 
