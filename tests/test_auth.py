@@ -333,7 +333,7 @@ def test_the_settings_page_lists_accounts_and_tokens_under_its_own_title(logged_
     parser.feed(logged_in.get("/settings").text)
     assert parser.title.strip() == "Settings · Runwatch"
     # The page's sections, then what every page has (the list of keys).
-    assert parser.headings[:3] == ["Account", "API tokens", "Accounts"]
+    assert parser.headings[:4] == ["Account", "API tokens", "Sources", "Accounts"]
 
 
 def test_a_token_sent_beside_a_session_decides_alone(logged_in, token):

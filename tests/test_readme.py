@@ -291,7 +291,8 @@ def test_the_script_recipe_of_rerun_md_starts_the_script_with_the_runs_input(
 CODE_PATH = re.compile(r"`((?:[\w.-]+/)+(?:[\w.-]+\.\w+)?|[\w-]+\.(?:py|toml))`")
 CODE_NAME = re.compile(r"`((?:app|cli|scheduling|models|views|alerts|history|workflows|otel|"
                        r"runwatch_client)(?:\.\w+)+)`")
-MADE_AT_START = {"instance/"}  # Flask's instance folder, made by the first start
+# Flask's instance folder, made by the first start; Prefect's venv, made by .ci/prefect-venv
+MADE_AT_START = {"instance/", ".venv-prefect/"}
 
 
 def _resolves(dotted: str) -> bool:

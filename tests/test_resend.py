@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 import pytest
 import requests
 
-from helpers import URL
-from history.rollups import RunRollup, rebuild_rollups
+from helpers import URL, rollups_as_read
+from history.rollups import rebuild_rollups
 from models import Execution, database
 from models.db import connection, iso, utcnow, write_transaction
 from models.ingest import store_executions
@@ -121,8 +121,7 @@ def _check_stored(api, ids: dict[str, int], expected: dict[str, dict]) -> None:
 
 def _derived() -> tuple:
     summaries = sorted(tuple(row) for row in WorkflowSummary.select().tuples())
-    rollups = sorted((r.grain, r.workflow_id, r.bucket, r.status, r.n)
-                     for r in RunRollup.select() if r.n)
+    rollups = sorted((*key, n) for key, n in rollups_as_read().items())
     durations = sorted((d.grain, d.workflow_id, d.bucket, d.bin, d.n)
                        for d in DurationRollup.select() if d.n)
     return summaries, rollups, durations

@@ -1,0 +1,261 @@
+"""Scale benchmark: the same cases at 1,000,000 and 10,000,000 runs on PostgreSQL, side by
+side, each as a ratio to the no-op timed in the same step.
+
+    python -m benchmarks.scale --postgres postgresql://u@host/emptydb
+    python -m benchmarks.scale --postgres URL --runs 10000000 --small 1000000 \\
+        --workflows 10000 --days 365 --steps 3
+
+Fills the empty database (its tables are dropped first) in the database itself, not through
+the API: runs of --workflows workflows over --days days (half of them in the 100 busiest
+workflows; 88 % success, 10 % failure with an error text, 2 % running/pending), each with an
+external id, an input payload and --steps steps; then rebuilds what the write path keeps
+(rollups, error counts, workflow summaries) and analyzes. At --small runs and again at
+--runs, over HTTP (gunicorn, 1 worker, one keep-alive connection of the standard library's
+client), it times the history's cases (those of benchmarks.history, an external id, one
+workflow's last 30 days, and the first two right after a write), the workflows overview's
+first page of 100, a quiet workflow's 90-day page; in process, batches of runs posted;
+and it gives the database's bytes per run (runs, steps, payloads, rollups and every index).
+Last, at --runs, retention deletes the oldest --purge runs in batches while a thread posts
+batches through HTTP: the longest batch (the write lock it held) and the posting rate
+against the rate without it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import psycopg2
+import requests
+
+from history.retention import purge_expired
+from history.rollups import rebuild_rollups
+from models import database
+from models.db import connection, iso, to_micros, utcnow, write_transaction
+from workflows.errors import rebuild_error_counts
+from workflows.models import DurationRollup, WorkflowSummary
+from workflows.summary import ensure_summaries
+
+from .harness import Bench, arguments, empty_postgres, p, print_table, time_calls
+from .history import PAGE, Server, cases, deep_cursor, measure
+from .ingest import _time_batches, make_run
+
+BUSY = 100
+CHUNK = 500_000
+DAY_US = 86_400_000_000
+
+
+def fill(url: str, count: int, workflows: int, days: int, steps: int, now_us: int) -> None:
+    """`count` more runs (ids after the last), their input payloads and steps, made by
+    PostgreSQL itself; the workflows first, into an empty database."""
+    span = days * DAY_US
+    conn = psycopg2.connect(url)
+    cur = conn.cursor()
+    cur.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM execution")
+    first = cur.fetchone()[0]
+    last = first + count - 1
+    cur.execute("SELECT setseed(%s)", (first / (last + 1),))
+    cur.execute("SELECT count(*) FROM workflow")
+    if cur.fetchone()[0] == 0:
+        cur.execute("INSERT INTO workflow (id, name, created_at, timezone, grace_seconds) "
+                    "SELECT w, 'workflow-' || lpad(w::text, 5, '0'), %s, 'UTC', 300 "
+                    "FROM generate_series(1, %s) AS w", (now_us - span, workflows))
+    for lo in range(first, last + 1, CHUNK):
+        hi = min(last, lo + CHUNK - 1)
+        cur.execute(
+            "INSERT INTO execution (id, workflow_id, external_id, status, started_at, "
+            "finished_at, duration_ms, step_count, error_message, error_type, created_at, "
+            "updated_at) "
+            "SELECT i, w, 'run-' || i, st, s, CASE WHEN st IN ('success', 'failure') THEN "
+            "s + d * 1000 END, CASE WHEN st IN ('success', 'failure') THEN d END, %(steps)s, "
+            "CASE WHEN st = 'failure' THEN 'HTTP 502 from billing for invoice ' || (i %% 10000)"
+            " END, CASE WHEN st = 'failure' THEN 'HTTPError' END, s, s FROM ("
+            "  SELECT i, CASE WHEN random() < 0.5 THEN 1 + floor(random() * %(busy)s)"
+            "    ELSE 1 + floor(random() * %(workflows)s) END::int AS w,"
+            "  (CASE WHEN r < 0.88 THEN 'success' WHEN r < 0.98 THEN 'failure'"
+            "    WHEN r < 0.99 THEN 'running' ELSE 'pending' END) AS st,"
+            "  %(end)s - floor(random() * %(span)s)::bigint AS s,"
+            "  (200 + floor(random() * 120000))::bigint AS d"
+            "  FROM (SELECT i, random() AS r FROM generate_series(%(lo)s, %(hi)s) AS i) AS g"
+            ") AS runs ORDER BY i",
+            {"steps": steps, "busy": BUSY, "workflows": workflows, "end": now_us,
+             "span": span, "lo": lo, "hi": hi})
+        cur.execute("INSERT INTO execution_payload (execution_id, input) SELECT i, "
+                    "'{\"invoice\": ' || i || ', \"note\": \"monthly run\"}' "
+                    "FROM generate_series(%s, %s) AS i", (lo, hi))
+        cur.execute("INSERT INTO step (execution_id, position, name, action, status, "
+                    "started_at, finished_at, duration_ms) SELECT e.id, p, 'Step ' || p, "
+                    "'http.post', 'success', e.started_at, e.started_at + 1000000, 1000 "
+                    "FROM execution AS e CROSS JOIN generate_series(0, %s) AS p "
+                    "WHERE e.id BETWEEN %s AND %s ORDER BY e.id, p", (steps - 1, lo, hi))
+        conn.commit()
+        print(f"  {hi - first + 1:,} of {count:,} runs", flush=True)
+    cur.execute("SELECT setval(pg_get_serial_sequence('workflow', 'id'), (SELECT MAX(id) "
+                "FROM workflow))")
+    cur.execute("SELECT setval(pg_get_serial_sequence('execution', 'id'), (SELECT MAX(id) "
+                "FROM execution))")
+    conn.commit()
+    conn.close()
+
+
+def settle() -> None:
+    """What the write path keeps, rebuilt from the runs; then ANALYZE."""
+    with connection():
+        rebuild_rollups()
+        with write_transaction():
+            rebuild_error_counts(database)
+            WorkflowSummary.delete().execute()
+            DurationRollup.delete().execute()
+    ensure_summaries(batch=2000)
+    with connection():
+        database.execute_sql("ANALYZE")
+
+
+def bytes_per_run(url: str) -> tuple[int, float]:
+    """The runs stored and the bytes of every table and index of the schema per run."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM execution")
+        runs = cur.fetchone()[0]
+        cur.execute("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class AS c "
+                    "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'")
+        return runs, float(cur.fetchone()[0]) / runs
+
+
+def _ingest_rate(bench: Bench, counter, batches: int, size: int) -> float:
+    at = iso(utcnow())
+    times = _time_batches(bench, [[make_run(next(counter), at, at) for _ in range(size)]
+                                  for _ in range(batches + 1)])
+    return size * 1000 / (sum(times) / len(times))
+
+
+def _post_for(base: str, headers: dict, counter, stop: threading.Event, sent: list[int]):
+    session = requests.Session()
+    session.headers.update(headers)
+    at = iso(utcnow())
+    while not stop.is_set():
+        runs = [make_run(next(counter), at, at) for _ in range(100)]
+        response = session.post(f"{base}/api/automations/executions/batch", timeout=120,
+                                json={"executions": runs})
+        if response.status_code == 201:
+            sent.append(len(runs))
+
+
+def _posting_rate(base: str, headers: dict, counter, seconds: float | None = None,
+                  work=None) -> tuple[float, object]:
+    """Runs/s posted by one thread through HTTP for `seconds`, or while `work()` runs."""
+    stop, sent = threading.Event(), []
+    thread = threading.Thread(target=_post_for, args=(base, headers, counter, stop, sent))
+    started = time.perf_counter()
+    thread.start()
+    result = work() if work else time.sleep(seconds)
+    stop.set()
+    thread.join(120)
+    return sum(sent) / (time.perf_counter() - started), result
+
+
+def main() -> None:
+    parser = arguments(__doc__, runs=10_000_000, small=1_000_000, workflows=10_000, days=365,
+                       steps=3, repeat=100, batches=10, purge=1_000_000)
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the runs a previous run of this benchmark left in the "
+                        "database (and fill only up to each size)")
+    args = parser.parse_args()
+    if not args.postgres:
+        parser.error("--postgres URL is required: this benchmark is of PostgreSQL")
+    filled = _reuse(args.postgres) if args.reuse else 0
+    if not filled:
+        empty_postgres(args.postgres)
+    bench = Bench(args.postgres)
+    bench.login()
+    server = Server(args.postgres, bench.app.secret_key, bench.token)
+    now = utcnow()
+    now_us = to_micros(now)
+    today = now.date()
+    quiet = f"workflow-{args.workflows - 1:05d}"
+    counter = iter(range(10**9))
+    figures: dict[str, dict[int, tuple]] = {}
+    try:
+        for size in (args.small, args.runs):
+            started = time.perf_counter()
+            if size > filled:
+                fill(args.postgres, size - filled, args.workflows, args.days, args.steps,
+                     now_us)
+                settle()
+                filled = size
+            print(f"filled {size:,} runs (+ rebuilt rollups, error counts, summaries) in "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
+            depth = min(2000, size // PAGE - 1)
+            with connection():
+                deep = deep_cursor(bench.app.secret_key, depth)
+            month = (now - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M")
+            queries = [(label, query.replace("workflow-042", "workflow-00042"))
+                       for label, query in cases(now - timedelta(days=7), deep, depth)] + [
+                ("external_id", f"external_id=run-{size // 2}"),
+                ("one workflow, 30 days", f"workflow=workflow-00042&from={month}")]
+            base, found = measure(server.get, queries, args.repeat)
+            figures.setdefault("no-op /api/ping", {})[size] = (base, base, 1.0)
+            for label, api50, api95, api_x, *_ in found:
+                if label.startswith("page "):  # page 2,001 (or fewer, small): one label
+                    label = "a deep page (cursor)"
+                figures.setdefault(f"history: {label}", {})[size] = (api50, api95, api_x)
+            for label, url in (
+                    ("workflows overview API, first 100", "/api/automations/workflows?limit=100"),
+                    ("a quiet workflow's page, 90 days",
+                     f"/workflows/{quiet}?from={today - timedelta(days=89)}&to={today}")):
+                samples = time_calls(lambda: server.get(url), args.repeat)
+                figures.setdefault(label, {})[size] = (p(samples, 50), p(samples, 95),
+                                                       p(samples, 50) / base)
+            rate = _ingest_rate(bench, counter, args.batches, 1000)
+            figures.setdefault("batch ingestion, runs/s (in process)", {})[size] = (rate,)
+            runs, per_run = bytes_per_run(args.postgres)
+            figures.setdefault("database bytes per run", {})[size] = (per_run,)
+            print_table(["case", "p50 / value", "p95", "x no-op"],  # this size's, at once
+                        [[label, *by_size[size], "", ""][:4] for label, by_size in figures.items()])
+        alone, _ = _posting_rate(server.base, bench.headers, counter, seconds=20)
+        keep_days = args.days - args.days * args.purge // args.runs
+        with_purge, purged = _posting_rate(
+            server.base, bench.headers, counter,
+            work=lambda: _purge(now, keep_days))
+    finally:
+        server.stop()
+
+    print(f"\nPostgreSQL; {args.workflows:,} workflows over {args.days} days; {args.steps} steps "
+          f"and an input payload per run; {args.repeat} timed calls per case over HTTP "
+          "(gunicorn, 1 worker); times in ms; x = p50 / no-op p50 of the same size.")
+    small, large = args.small, args.runs
+    rows = []
+    for label, by_size in figures.items():
+        a, b = by_size[small], by_size[large]
+        if len(a) == 3:
+            rows.append([label, a[0], a[1], a[2], b[0], b[1], b[2], b[0] / a[0]])
+        else:
+            rows.append([label, a[0], "", "", b[0], "", "", b[0] / a[0]])
+    print_table(["case", f"p50 {small:,}", "p95", "x", f"p50 {large:,}", "p95", "x",
+                 "large / small"], rows)
+    print(f"\nRetention of the runs older than {keep_days} days ({purged.runs:,} runs) in "
+          f"{purged.batches} batches: longest batch {purged.longest_batch_ms:.0f} ms, p95 "
+          f"{p(purged.batch_ms, 95):.0f} ms; one thread posting batches of 100 over HTTP: "
+          f"{alone:.0f} runs/s alone, {with_purge:.0f} runs/s meanwhile "
+          f"({with_purge / alone:.0%}).")
+
+
+def _reuse(url: str) -> int:
+    """The runs a previous run of this benchmark left (0 if none), its account removed so
+    that this run makes its own."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('execution') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return 0
+        cur.execute("SELECT count(*) FROM execution")
+        runs = cur.fetchone()[0]
+        cur.execute('DELETE FROM "user" WHERE email = %s', ("bench@example.com",))
+        return runs
+
+
+def _purge(now, keep_days: int):
+    with connection():
+        return purge_expired(now, keep_days)
+
+
+if __name__ == "__main__":
+    main()
