@@ -210,7 +210,8 @@ def main() -> None:
             runs, per_run = bytes_per_run(args.postgres)
             figures.setdefault("database bytes per run", {})[size] = (per_run,)
             print_table(["case", "p50 / value", "p95", "x no-op"],  # this size's, at once
-                        [[label, *by_size[size], "", ""][:4] for label, by_size in figures.items()])
+                        [[label, *by_size[size], "", ""][:4]
+                         for label, by_size in figures.items()])
         alone, _ = _posting_rate(server.base, bench.headers, counter, seconds=20)
         keep_days = args.days - args.days * args.purge // args.runs
         with_purge, purged = _posting_rate(
