@@ -7,13 +7,12 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_login import current_user
 from pydantic import ValidationError
 
-from alerts.badges import badges_of
 from alerts.channels import CHANNELS
 from alerts.config import config_from, validation_context
 from alerts.delivery import deliver_now, redeliver
 from alerts.forms import RuleForm
 from alerts.maintenance_form import MaintenanceForm
-from alerts.models import NOTICE_STATES, AlertRule, Notice
+from alerts.models import AlertRule, Notice
 from alerts import notices
 from alerts.notices import NoticeFilter, attempts_by_notice, notice_json, target_of
 from alerts.rules import (channel_json, channels_of, create_rule, delete_rule, list_rules,
@@ -25,15 +24,15 @@ from alerts.schemas import (MAX_NOTE, AcknowledgeAnswer, AcknowledgeIn, NoticeAn
                             NoticeList, RuleAnswer, RuleIn, RuleList, RulePatch, SentNotices,
                             parse_rule)
 from alerts.watchdog import health
-from models.executions import Workflow, load_json
-from models.inputs import zone_names
+from models.executions import load_json
 from models.schemas import InputError, parse
 from models.times import iso, utcnow
-from workflows.stats import late_workflows
 
 from views.common import api_error, render_fragment, render_page, safe_next, wants_partial
 from views.extensions import sees_secrets
 from views.operations import Operation
+
+from .pages import LOG_PAGE, log_context, notices_with_attempts, page_context
 
 bp = Blueprint("alerts", __name__)
 # What the API document says of each endpoint of the alerts API.
@@ -58,8 +57,6 @@ OPERATIONS = {
     "alerts.api_delete_window": Operation({204: None}),
 }
 API = "/api/automations/alerts"
-LOG_PAGE = 25
-STATE_ROWS = 50  # workflows listed under a rule on the page; the API lists them all
 
 
 def _not_found(what: str, ident: int):
@@ -75,11 +72,6 @@ def _rule_answer(rule: AlertRule, status: int = 200):
 def _rule_context() -> dict:
     """What validating a rule needs of the configuration (may webhooks go to private hosts)."""
     return validation_context(config_from(current_app))
-
-
-def _notices_with_attempts(notices: list[Notice]) -> list[tuple[Notice, list]]:
-    attempts = attempts_by_notice([n.id for n in notices])
-    return [(n, attempts[n.id]) for n in notices]
 
 
 @bp.context_processor
@@ -139,14 +131,14 @@ def api_test(rule_id: int):
         return _not_found("alert rule", rule_id)
     ids = send_test(rule, config_from(current_app))
     notices = list(Notice.select().where(Notice.id.in_(ids)).order_by(Notice.id))
-    return jsonify({"data": [notice_json(n, a) for n, a in _notices_with_attempts(notices)]})
+    return jsonify({"data": [notice_json(n, a) for n, a in notices_with_attempts(notices)]})
 
 
 @bp.get(f"{API}/notices")
 def api_notices():
     """The delivery log, newest first: `rule`, `workflow`, `status`, `type`, `limit`, `cursor`."""
     notices, next_id = NoticeFilter.from_args(request.args).page()
-    return jsonify({"data": [notice_json(n, a) for n, a in _notices_with_attempts(notices)],
+    return jsonify({"data": [notice_json(n, a) for n, a in notices_with_attempts(notices)],
                     "next_cursor": str(next_id) if next_id else None})
 
 
@@ -200,39 +192,10 @@ def api_delete_window(window_id: int):
 
 # --- The page ----------------------------------------------------------------------------
 
-def _log_context(log_filter: NoticeFilter | None = None, standalone: bool = False) -> dict:
-    """One page of the delivery log and what its filter form and links need; `standalone`:
-    the log is the page (its heading is the page's)."""
-    log_filter = log_filter or NoticeFilter(limit=LOG_PAGE)
-    notices, next_id = log_filter.page()
-    return {"log": _notices_with_attempts(notices), "log_filter": log_filter,
-            "log_page_size": LOG_PAGE, "next_id": next_id, "standalone": standalone,
-            "log_rules": [(rule.id, rule.workflow_name) for rule in list_rules()],
-            "log_states": NOTICE_STATES,
-            "workflows": [name for (name,) in Workflow.select(Workflow.name)
-                          .order_by(Workflow.name).limit(500).tuples()]}
-
-
-def _page_context(form: RuleForm | None = None,
-                  maintenance_form: MaintenanceForm | None = None) -> dict:
-    rules = list_rules()
-    ids = [r.id for r in rules]
-    states, now, late = states_of(ids), utcnow(), late_workflows()
-    shown = [name for rule_id in ids for _, name in states[rule_id][:STATE_ROWS]]
-    return {"rules": rules, "channels": channels_of(ids), "states": states,
-            "state_rows": STATE_ROWS, "badges": badges_of(shown + [w.name for w in late], now),
-            "windows": [window_json(window, now) for window in list_windows()],
-            "maintenance_form": maintenance_form or MaintenanceForm(),
-            "zones": sorted(zone_names()),
-            "form": form or RuleForm(), "health": health(current_app.config["ALERT_SCAN_SECONDS"]),
-            **_log_context(),
-            "config": config_from(current_app), "late": late}
-
-
 @bp.get("/alerts")
 def index():
     """Rules, the state of their workflows, the watchdog and the delivery log."""
-    return render_template("alerts/index.html", **_page_context())
+    return render_template("alerts/index.html", **page_context())
 
 
 @bp.get("/alerts/health")
@@ -254,7 +217,7 @@ def log():
         abort(400, exc.message)
     return render_page("alerts/section.html", "alerts/_log.html",
                        section_template="alerts/_log.html", section_title="Delivery log",
-                       **_log_context(log_filter, standalone=not wants_partial()))
+                       **log_context(log_filter, standalone=not wants_partial()))
 
 
 @bp.post("/alerts/rules/check")
@@ -271,7 +234,7 @@ def create():
     form = RuleForm.from_formdata(request.form)
     data = form.validate(context=_rule_context())
     if data is None:
-        return render_template("alerts/index.html", **_page_context(form)), 400
+        return render_template("alerts/index.html", **page_context(form)), 400
     rule = create_rule(data)
     flash(f"Rule #{rule.id} is saved; the next scan looks at its workflows.")
     return redirect(url_for("alerts.index", _anchor=f"rule-{rule.id}"), 303)
@@ -323,7 +286,7 @@ def test(rule_id: int):
     notices = list(Notice.select().where(Notice.id.in_(ids)).order_by(Notice.id))
     if wants_partial():
         return render_fragment("alerts/_test_result.html", rule=rule,
-                               results=_notices_with_attempts(notices),
+                               results=notices_with_attempts(notices),
                                headers={"HX-Trigger": "notices-changed"})
     for notice in notices:
         flash(f"Test notice #{notice.id} ({notice.channel_type}): {notice.status}"
@@ -343,7 +306,7 @@ def redeliver_notice(notice_id: int):
     else:
         message = f"Notice #{notice_id} is {notice.status}; only a failed one is redelivered."
     if wants_partial():
-        return render_fragment("alerts/_log.html", message=message, **_log_context())
+        return render_fragment("alerts/_log.html", message=message, **log_context())
     flash(message)
     return redirect(url_for("alerts.index", _anchor="log"), 303)
 
@@ -390,12 +353,12 @@ def create_maintenance():
     form = MaintenanceForm.from_formdata(request.form)
     window = form.validate()
     if window is None:
-        return render_template("alerts/index.html", **_page_context(maintenance_form=form)), 400
+        return render_template("alerts/index.html", **page_context(maintenance_form=form)), 400
     try:
         created = create_window(window)
     except InputError as exc:  # the most windows Runwatch keeps
         form.errors["workflow"] = exc.message
-        return render_template("alerts/index.html", **_page_context(maintenance_form=form)), 400
+        return render_template("alerts/index.html", **page_context(maintenance_form=form)), 400
     scope = created.workflow or "every workflow"
     flash(f"Maintenance window #{created.id} for {scope} is saved.")
     return redirect(url_for("alerts.index", _anchor=f"window-{created.id}"), 303)

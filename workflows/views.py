@@ -21,6 +21,8 @@ from models.schemas import InputError, parse
 from workflows import schedule as schedules
 from workflows import settings as workflow_settings
 from workflows.errors import error_groups
+from workflows.forms import (MUTE_CHOICES, form_settings, muted_until, next_expected,
+                             schedule_preview, settings_form)
 from workflows.models import STATES
 from workflows.schemas import (DETAIL_PARAMETERS, LIST_PARAMETERS, MAX_DESCRIPTION, MAX_DURATION,
                                MAX_GRACE, SettingsIn, WorkflowAnswer, WorkflowDetail,
@@ -92,14 +94,6 @@ def workflow_json(row, figure: Figures, execution_url, workflow_url,
         "acknowledged": acknowledgement_json(acknowledged), "rerun": rerun,
         "url": workflow_url(name=row.name),
     }
-
-
-def muted_until(value, now: datetime) -> str | None:
-    """A workflow's mute as the API shows it: its end while it lasts, else null."""
-    if value is None:
-        return None
-    until = value if isinstance(value, datetime) else from_micros(value)
-    return iso(until) if until > now else None
 
 
 def _period(args, default_tz: str = "UTC") -> HistoryFilter:
@@ -305,7 +299,7 @@ def save_settings(name: str):
     row = summary_of(name)
     if row is None:
         abort(404, f"There is no workflow named {name!r}.")
-    values = _form_settings(request.form)
+    values = form_settings(request.form)
     hook_form = HookForm.read(request.form, hook_of(row.workflow_id))
     if hook_form is not None:
         values["rerun"] = hook_form.value
@@ -319,80 +313,9 @@ def save_settings(name: str):
     return redirect(url_for("workflows.show", name=name), code=303)
 
 
-# The form's quick choices of a mute (`mute=1h`): how long from now; "off" unmutes.
-MUTE_CHOICES = {"1h": timedelta(hours=1), "8h": timedelta(hours=8), "24h": timedelta(hours=24),
-                "off": None}
-
-
-def _form_settings(form) -> dict:
-    values: dict = {}
-    for key in ("schedule", "timezone", "grace_seconds", "max_duration_seconds",
-                "description", "muted_until"):
-        raw = form.get(key)
-        if raw is None:
-            continue
-        raw = raw.strip() if key != "description" else raw
-        if (key in ("schedule", "max_duration_seconds", "description", "muted_until")
-                and raw.strip() == ""):
-            values[key] = None
-        elif key == "timezone" and raw == "":
-            values[key] = "UTC"
-        else:
-            values[key] = raw
-    if form.get("mute") is not None:
-        if form["mute"] not in MUTE_CHOICES:
-            values["muted_until"] = form["mute"]  # refused, beside the field, as any bad time
-        else:
-            length = MUTE_CHOICES[form["mute"]]
-            values["muted_until"] = None if length is None else iso(utcnow() + length)
-    return values
-
-
-def _settings_form(row, values: dict | None) -> dict:
-    settings = row
-    if values is None:
-        values = {"schedule": settings.schedule, "timezone": settings.timezone,
-                  "grace_seconds": settings.grace_seconds,
-                  "max_duration_seconds": settings.max_duration_seconds,
-                  "description": settings.description,
-                  "muted_until": muted_until(settings.muted_until, utcnow())}
-    return {key: "" if value is None else value for key, value in values.items()}
-
-
-def _preview(expression: str | None, zone_name: str | None) -> dict:
-    """A schedule in words and its next three expected times, or what is wrong with it."""
-    if not expression:
-        return {"empty": True}
-    zone_name = zone_name or "UTC"
-    try:
-        expression = schedules.check(expression)
-        where = schedules.zone(zone_name)
-    except schedules.ScheduleError as exc:
-        return {"error": str(exc)}
-    times = schedules.upcoming(expression, zone_name, utcnow())
-    return {"description": schedules.describe(expression),
-            "times": [_zone_time(t, where) for t in times], "zone": zone_name}
-
-
-def _zone_time(moment: datetime, where) -> str:
-    """An expected time as the schedule reads it: in the workflow's zone, to the minute."""
-    return moment.astimezone(where).strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _next_expected(row) -> dict | None:
-    """The workflow's next expected run, in its own zone (as the preview shows times)."""
-    if not row.schedule or row.expected_at is None:
-        return None
-    try:
-        where = schedules.zone(row.timezone or "UTC")
-    except schedules.ScheduleError:  # a zone this machine no longer knows
-        where = schedules.zone("UTC")
-    return {"iso": iso(row.expected_at), "text": _zone_time(row.expected_at, where)}
-
-
 def _settings_answer(row, values, errors, status: int = 200, saved: bool = False,
                      hook_form: HookForm | None = None):
-    form = _settings_form(row, values)
+    form = settings_form(row, values)
     return render_page("workflows/_settings.html", "workflows/_settings.html", status=status,
                        **_settings_context(row, form, errors, saved, hook_form))
 
@@ -400,8 +323,8 @@ def _settings_answer(row, values, errors, status: int = 200, saved: bool = False
 def _settings_context(row, form, errors, saved=False, hook_form: HookForm | None = None) -> dict:
     return {"row": row, "settings_form": form, "settings_errors": errors, "saved": saved,
             "hook_form": hook_form or HookForm.shown(hook_of(row.workflow_id)),
-            "next_expected": _next_expected(row),
-            "preview": _preview(form.get("schedule"), form.get("timezone")),
+            "next_expected": next_expected(row),
+            "preview": schedule_preview(form.get("schedule"), form.get("timezone")),
             "zones": sorted(schedules.zone_names()), "max_grace": MAX_GRACE,
             "max_duration": MAX_DURATION, "max_description": MAX_DESCRIPTION}
 
@@ -410,7 +333,7 @@ def _settings_context(row, form, errors, saved=False, hook_form: HookForm | None
 def preview():
     """What the settings form shows under the schedule while it is typed."""
     return render_page("workflows/_preview.html", "workflows/_preview.html",
-                       preview=_preview(request.args.get("schedule"),
+                       preview=schedule_preview(request.args.get("schedule"),
                                         request.args.get("timezone")))
 
 
@@ -432,7 +355,7 @@ def _show_page(row, period: HistoryFilter, errors: dict, status: int = 200):
         "charts": _charts(detail["metrics"]["days"]), "quick": quick, "statuses": STATUSES,
         "badges": badges_of([row.name], now).get(row.name),
         "mute_choices": [choice for choice, length in MUTE_CHOICES.items() if length],
-        **_settings_context(row, _settings_form(row, None), {}),
+        **_settings_context(row, settings_form(row, None), {}),
     }
     return render_page("workflows/show.html", "workflows/show.html", status=status, **context)
 
