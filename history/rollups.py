@@ -136,7 +136,7 @@ def rebuild_rollups() -> int:
 
 def fold(now: int | None = None) -> int:
     """Move the PostgreSQL shards of every workflow's buckets of past hours and days into
-    workflow 0 (summed); returns the shard rows moved. A writer that adds to a shard row
+    workflow 0 (summed); returns the buckets of workflow 0 written. A writer that adds to a shard row
     meanwhile either comes first (its row is moved with what it added) or waits and then
     makes the row anew: DELETE … RETURNING hands over exactly the rows it deleted."""
     if is_sqlite():
