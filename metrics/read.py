@@ -6,6 +6,7 @@ read is a handful of statements over small tables or index ranges; none reads th
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
@@ -15,7 +16,7 @@ import peewee
 
 from alerts.models import NOTICE_STATES, Notice
 from alerts.watchdog import health
-from history.rollups import DAY
+from history.rollups import DAY, DAYS_INDEXED, days_of
 from models.db import database
 from models.times import to_micros
 from workflows.models import DurationRollup, WorkflowSummary, bin_value
@@ -42,8 +43,8 @@ class Snapshot:
 
     version: str
     workflows: list[WorkflowRow] = field(default_factory=list)
-    # workflow → status → finished runs
-    runs: dict[int, dict[str, int]] = field(default_factory=dict)
+    # workflow → finished runs, one count per status of FINISHED_STATUSES in its order
+    runs: dict[int, tuple[int, ...]] = field(default_factory=dict)
     p95_ms: dict[int, int] = field(default_factory=dict)  # workflow → p95 duration (7 days)
     scan_lag_seconds: float | None = None  # None: no scan has run yet
     outbox: dict[str, int] = field(default_factory=dict)  # notice state → notices
@@ -78,24 +79,26 @@ def durations_p95(now: datetime) -> dict[int, int]:
     """The 95th percentile of the durations of each workflow's finished runs that started
     in the last P95_DAYS UTC days (today's included), in ms."""
     today = to_micros(now) - to_micros(now) % DAY
-    param = database.param
-    start = today - (P95_DAYS - 1) * DAY
-    # Driven by the summaries, one index range per workflow that has run since: only the
-    # period's rows are read, however long the history. Each workflow's bins are summed,
-    # and the first bin by which 95 % of its runs are counted (the nearest rank) is kept.
-    bins = (f'SELECT d."workflow_id", d."bin", SUM(d."n") AS "n" '
-            f'FROM "{WorkflowSummary._meta.table_name}" AS s '
-            f'CROSS JOIN "{DurationRollup._meta.table_name}" AS d '
-            f'WHERE s."last_started_at" >= {param} AND d."grain" = {param} '
-            f'AND d."workflow_id" = s."workflow_id" AND d."bucket" >= {param} '
-            'GROUP BY d."workflow_id", d."bin"')
-    counted = ('SELECT b."workflow_id", b."bin", SUM(b."n") OVER (PARTITION BY b."workflow_id" '
-               'ORDER BY b."bin") AS "seen", SUM(b."n") OVER (PARTITION BY b."workflow_id") '
-               f'AS "total" FROM ({bins}) AS b')
-    return {workflow_id: bin_value(index) for workflow_id, index in database.execute_sql(
-        f'SELECT c."workflow_id", MIN(c."bin") FROM ({counted}) AS c '
-        'WHERE c."seen" * 20 >= c."total" * 19 GROUP BY c."workflow_id"',
-        (start, "d", start)).fetchall()}
+    # One range of the index of days (every workflow's rows of the period, whatever the
+    # length of the history), summed per workflow and bin in bin order. The first bin by
+    # which 95 % of a workflow's runs are counted (the nearest rank) is its percentile.
+    rows = database.execute_sql(
+        f'SELECT "workflow_id", "bin", CAST(SUM("n") AS BIGINT) FROM {days_of(DurationRollup)} '
+        f'WHERE {DAYS_INDEXED} AND "bucket" >= {database.param} '
+        'GROUP BY "workflow_id", "bin" HAVING SUM("n") > 0 ORDER BY "workflow_id", "bin"',
+        (today - (P95_DAYS - 1) * DAY,)).fetchall()
+    totals: dict[int, int] = defaultdict(int)
+    for workflow_id, _, n in rows:
+        totals[workflow_id] += n
+    found: dict[int, int] = {}
+    seen, current = 0, None
+    for workflow_id, index, n in rows:
+        if workflow_id != current:
+            seen, current = 0, workflow_id
+        seen += n
+        if workflow_id not in found and seen * 20 >= totals[workflow_id] * 19:
+            found[workflow_id] = bin_value(index)
+    return found
 
 
 def notice_counts() -> tuple[dict[str, int], dict[tuple[str, str], int]]:

@@ -19,14 +19,13 @@ from datetime import datetime
 
 import peewee
 
-from history.rollups import ALL_IDS, DAY, RunRollup
+from history.rollups import ALL_IDS, DAY, DAYS_INDEXED, RunRollup, days_of
 from models.base import BaseModel
 from models.bulk import upsert_rows
 from models.db import database, is_sqlite, write_transaction
 from models.executions import FINISHED_STATUSES
 from models.ingest import Change, RunState
 from models.times import to_micros, utcnow
-from workflows.models import WorkflowSummary
 
 SETTLE_DAYS = 2  # days before today that stay in the rollups
 LOCK_AGE = DAY  # a change to a run that started longer ago takes part in the folding
@@ -101,17 +100,13 @@ def remove_runs(states: list[RunState]) -> None:
 
 def _finished_days(lower: str, bounded: bool) -> str:
     """SQL of the finished runs per workflow and status in the rollups' days from `lower`
-    (SQL) on, before a bound when `bounded`, read one index range per workflow that has
-    run since (the summaries list them, with their latest start). Its values: `lower`'s
-    (twice), "d" between them, the bound if any, FINISHED_STATUSES."""
+    (SQL) on, before a bound when `bounded`: one range of the index of days, however many
+    workflows. Its values: `lower`'s, the bound if any, FINISHED_STATUSES."""
     param = database.param
-    upper = f' AND r."bucket" < {param}' if bounded else ""
-    return (f'SELECT r."workflow_id", r."status", r."n" '
-            f'FROM "{WorkflowSummary._meta.table_name}" AS s '
-            f'CROSS JOIN "{RunRollup._meta.table_name}" AS r '
-            f'WHERE s."last_started_at" >= {lower} AND r."grain" = {param} '
-            f'AND r."workflow_id" = s."workflow_id" '
-            f'AND r."bucket" >= {lower}{upper} AND r."status" IN ({param}, {param})')
+    upper = f' AND "bucket" < {param}' if bounded else ""
+    return (f'SELECT "workflow_id", "status", "n" FROM {days_of(RunRollup)} '
+            f'WHERE {DAYS_INDEXED} AND "bucket" >= {lower}{upper} '
+            f'AND "status" IN ({param}, {param})')
 
 
 def _sums(sql: str, values: list) -> dict[tuple[int, str], int]:
@@ -145,7 +140,7 @@ def fold(now: datetime | None = None, max_steps: int = 60) -> int:
                             RunRollup.bucket >= through).scalar())
             stop = target if first is None else min(target, max(through, first) + FOLD_DAYS * DAY)
             sums = _sums(_finished_days(database.param, bounded=True),
-                         [through, "d", through, stop, *FINISHED_STATUSES])
+                         [through, stop, *FINISHED_STATUSES])
             rows = [(*key, n) for key, n in sorted(sums.items()) if n]
             if rows:
                 upsert_rows(RunTotal._meta.table_name, _COLUMNS, _COLUMNS[:2], rows,
@@ -155,17 +150,20 @@ def fold(now: datetime | None = None, max_steps: int = 60) -> int:
     return steps
 
 
-def run_totals() -> dict[int, dict[str, int]]:
-    """Finished runs per workflow and status: the folded totals plus the days since, read
-    in one statement (one snapshot of both, whatever a fold does meanwhile)."""
+def run_totals() -> dict[int, tuple[int, ...]]:
+    """Finished runs per workflow, one count per status of FINISHED_STATUSES in its order:
+    the folded totals plus the days since, read in one statement (one snapshot of both,
+    whatever a fold does meanwhile), a row per workflow."""
+    param = database.param
     mark = f'(SELECT COALESCE(MAX("through"), 0) FROM "{RunTotalMark._meta.table_name}")'
     folded = f'SELECT "workflow_id", "status", "n" FROM "{RunTotal._meta.table_name}"'
-    totals: dict[int, dict[str, int]] = defaultdict(dict)
-    for (workflow_id, status), n in _sums(f"{folded} UNION ALL "
-                                          f"{_finished_days(mark, bounded=False)}",
-                                          ["d", *FINISHED_STATUSES]).items():
-        totals[workflow_id][status] = n
-    return totals
+    counts = ", ".join(f'CAST(SUM(CASE WHEN q.status = {param} THEN q.n ELSE 0 END) AS BIGINT)'
+                       for _ in FINISHED_STATUSES)
+    rows = database.execute_sql(
+        f"SELECT q.workflow_id, {counts} FROM ({folded} UNION ALL "
+        f"{_finished_days(mark, bounded=False)}) AS q GROUP BY q.workflow_id",
+        [*FINISHED_STATUSES, *FINISHED_STATUSES]).fetchall()
+    return {row[0]: row[1:] for row in rows}
 
 
 def job(app) -> None:

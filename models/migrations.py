@@ -11,7 +11,7 @@ from .base import BaseModel
 from .bulk import update_rows
 from .db import connection, database, write_transaction
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 SCHEMA_LOCK_KEY = 0x52554E57  # "RUNW"
 
 

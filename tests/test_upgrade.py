@@ -104,6 +104,8 @@ RELEASES = [
     # The release before sources and metrics (schema version 8: search indexes, re-runs,
     # accounts' themes and zones).
     _release("dc939f3e28d4947f9d4bc08f64feab0246db38b6"),
+    # The release before the rollups' indexes of days (schema version 9: sources, metrics).
+    _release("0fa8d983b635c52d72b5609bfe5498e38acbc309"),
 ]
 
 
@@ -331,6 +333,8 @@ def test_the_schema_is_brought_to_the_current_version(kept, upgraded):
         indexes = _catalog()[1]
         assert not indexes & set(REDUNDANT_V9), sorted(indexes & set(REDUNDANT_V9))
         assert {"alert_channel_rule_id_position", "alert_state_rule_id_workflow_id"} <= indexes
+        # The workflows' days of the rollups, by day first (version 10: /metrics reads them).
+        assert {"run_rollup_days", "duration_rollup_days"} <= indexes
 
 
 def test_tokens_of_the_previous_release_keep_every_scope(kept, upgraded):

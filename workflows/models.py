@@ -8,6 +8,7 @@ import peewee
 
 from models.base import BaseModel, UTCMicros
 from models.executions import Workflow
+from history.rollups import days_index
 
 STATES = ("late", "failing", "new", "ok")
 # The overview lists late workflows first, then failing ones, then the rest by name.
@@ -77,6 +78,9 @@ class DurationRollup(_Counts):
 
     bin = peewee.IntegerField()
     Meta = _counted_by("bin")
+
+
+DurationRollup.add_index(days_index(DurationRollup, "bin"))
 
 
 class ErrorRollup(_Counts):
