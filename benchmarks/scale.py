@@ -7,13 +7,14 @@ side, each as a ratio to the no-op timed in the same step.
 
 Fills two databases, the one named by --postgres (to --runs) and one beside it named after it
 with `_small` (to --small; made if missing), each emptied first, in the database itself, not
-through the API: runs of --workflows workflows over --days days (half of them in the 100 busiest
-workflows; 88 % success, 10 % failure with an error text, 2 % running/pending), each with an
-external id, an input payload and --steps steps; then rebuilds what the write path keeps
-(rollups, error counts, workflow summaries) and analyzes (`--fill-only` stops there; `--reuse` keeps what a previous run filled). At --small
-runs and then at --runs, each on its own database, over HTTP (gunicorn, 1 worker, one keep-alive connection of the standard library's
-client), it times the history's cases (those of benchmarks.history, an external id, one
-workflow's last 30 days, and the first two right after a write), the workflows overview's
+through the API: runs of --workflows workflows over --days days (half of them in the 100
+busiest workflows; 88 % success, 10 % failure with an error text, 2 % running/pending), each
+with an external id, an input payload and --steps steps; then rebuilds what the write path
+keeps (rollups, error counts, workflow summaries) and analyzes. `--fill-only` stops there;
+`--reuse` keeps what a previous run filled. Then at --small runs and at --runs, each on its
+own database, over HTTP (gunicorn, 1 worker, one keep-alive connection of the standard
+library's client), it times the history's cases (those of benchmarks.history, an external id,
+one workflow's last 30 days, and the first two right after a write), the workflows overview's
 first page of 100, a quiet workflow's 90-day page; in process, batches of runs posted;
 and it gives the database's bytes per run (runs, steps, payloads, rollups and every index).
 Last, at --runs, retention deletes the oldest --purge runs in batches while a thread posts
