@@ -30,7 +30,7 @@ from datetime import timedelta
 import psycopg2
 import requests
 
-from history.retention import purge_expired
+from history.retention import LOCK_BUDGET_MS, purge_expired
 from history.rollups import GRAINS, rebuild_rollups
 from app import create_app
 from models import database
@@ -300,7 +300,7 @@ def _reuse(url: str) -> int:
 
 def _purge(now, keep_days: int):
     with connection():
-        return purge_expired(now, keep_days)
+        return purge_expired(now, keep_days, budget_ms=LOCK_BUDGET_MS)  # as the job does
 
 
 if __name__ == "__main__":

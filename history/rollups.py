@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import peewee
 
 from models.base import BaseModel
-from models.bulk import chunks, placeholders, upsert_rows
+from models.bulk import chunks, delete_emptied, placeholders, upsert_rows
 from models.db import connection, database, is_sqlite, write_transaction
 from models.times import from_micros, to_micros, utcnow
 from models.executions import STATUSES, Execution
@@ -96,12 +96,8 @@ def remove_runs(states: list[RunState]) -> None:
         for key in _keys(state.workflow_id, state.status, state.started_at, every):
             deltas[key] -= 1
     _apply_deltas(deltas)
-    keys = sorted(deltas)
-    key = peewee.Tuple(RunRollup.grain, RunRollup.workflow_id, RunRollup.bucket, RunRollup.status)
-    for chunk in chunks(keys, 500):
-        (RunRollup.delete()
-         .where(key.in_([peewee.Tuple(*k) for k in chunk]), RunRollup.n == 0)
-         .execute())
+    delete_emptied(RunRollup._meta.table_name, ("grain", "workflow_id", "bucket", "status"),
+                   sorted(deltas), below_zero=False)
 
 
 def _apply_deltas(deltas: dict[tuple, int]) -> None:
