@@ -8,9 +8,12 @@ foreign keys as ids).
 """
 from __future__ import annotations
 
+import io
 from typing import Iterator, Sequence
 
-from .db import database
+import peewee
+
+from .db import database, is_sqlite
 
 BOUND_VALUES = 30000  # values bound in one statement: under SQLite's limit of 32,766
 
@@ -36,7 +39,8 @@ def _values(width: int, count: int) -> str:
     return ", ".join([one] * count)
 
 
-def _flat(rows: Sequence[Sequence]) -> list:
+def flat(rows: Sequence[Sequence]) -> list:
+    """The values of many rows in one list (the parameters of a VALUES list)."""
     return [value for row in rows for value in row]
 
 
@@ -52,14 +56,57 @@ def _insert(table: str, columns: Sequence[str], rows: Sequence[Sequence], confli
     found: list[tuple] = []
     if not rows:
         return found
+    if not (conflict or returning or is_sqlite()):
+        _copy(table, columns, rows)
+        return found
     head = f'INSERT INTO "{table}" ({_names(columns)}) VALUES '
     tail = conflict + (f" RETURNING {_names(returning)}" if returning else "")
     for chunk in chunks(rows, max(1, BOUND_VALUES // len(columns))):
         cursor = database.execute_sql(head + _values(len(columns), len(chunk)) + tail,
-                                      _flat(chunk))
+                                      flat(chunk))
         if returning:
             found.extend(cursor.fetchall())
     return found
+
+
+def insert_numbered(table: str, columns: Sequence[str], rows: Sequence[Sequence],
+                    key: str = "id") -> list[int]:
+    """INSERT many rows on PostgreSQL, each with a new id drawn from the sequence of the
+    table's `key` first (one statement for them all): the ids, in the rows' order, are
+    known without RETURNING, and the rows go in by COPY."""
+    if not rows:
+        return []
+    cursor = database.execute_sql(
+        "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+        (f'"{table}"', key, len(rows)))
+    ids = sorted(new_id for (new_id,) in cursor.fetchall())
+    _copy(table, (key, *columns), [(new_id, *row) for new_id, row in zip(ids, rows)])
+    return ids
+
+
+# COPY's text format: a backslash, tab, newline or carriage return inside a value is escaped.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value) -> str:
+    if value is None:
+        return "\\N"
+    if value is True or value is False:
+        return "t" if value else "f"
+    if type(value) is str:
+        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+            return value.translate(_COPY_ESCAPES)
+        return value
+    return str(value)
+
+
+def _copy(table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """INSERT rows by PostgreSQL's COPY: no statement to parse and plan per row of VALUES,
+    several times faster than a multi-row INSERT for a batch of runs."""
+    text = "".join(["\t".join([_copy_value(value) for value in row]) + "\n" for row in rows])
+    with peewee.__exception_wrapper__:  # constraint violations raise peewee's errors
+        database.cursor().copy_expert(f'COPY "{table}" ({_names(columns)}) FROM STDIN',
+                                      io.StringIO(text))
 
 
 def upsert_rows(table: str, columns: Sequence[str], conflict: Sequence[str],
@@ -87,7 +134,7 @@ def update_rows(table: str, key: str, columns: Sequence[str],
     for chunk in chunks(rows, max(1, BOUND_VALUES // width)):
         database.execute_sql(
             f'UPDATE "{table}" SET {sets} FROM (VALUES {_values(width, len(chunk))}) AS "given" '
-            f'WHERE "{table}"."{key}" = "given"."column1"', _flat(chunk))
+            f'WHERE "{table}"."{key}" = "given"."column1"', flat(chunk))
 
 
 def update_where_in(table: str, values: dict[str, object], column: str,
@@ -112,8 +159,8 @@ def delete_emptied(table: str, columns: Sequence[str], keys: Sequence[Sequence],
     for chunk in chunks(keys, max(1, BOUND_VALUES // len(columns))):
         database.execute_sql(
             f'DELETE FROM "{table}" WHERE "{count}" <= 0 AND ({_names(columns)}) IN '
-            f'(VALUES {_values(len(columns), len(chunk))})', _flat(chunk))
+            f'(VALUES {_values(len(columns), len(chunk))})', flat(chunk))
 
 
-__all__ = ["BOUND_VALUES", "placeholders", "chunks", "insert_rows", "upsert_rows",
+__all__ = ["BOUND_VALUES", "placeholders", "chunks", "flat", "insert_rows", "insert_numbered", "upsert_rows",
            "update_rows", "update_where_in", "delete_where_in", "delete_emptied"]

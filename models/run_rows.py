@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from .bulk import insert_rows
+from .bulk import insert_numbered, insert_rows
+from .db import is_sqlite
 from .executions import Execution, Step, StepPayload, Workflow, dump_json, excerpt
 from .fingerprints import fingerprint
 from .schemas import ErrorIn, ExecutionIn, StepIn
@@ -59,10 +60,14 @@ def insert_returning_ids(model, names: tuple[str, ...], rows: list[tuple],
     Neither SQLite nor PostgreSQL promises that RETURNING gives rows in the order of the
     VALUES, so each returned id is matched to its row by the `key` columns it returns with
     it, never by position. Rows alike in every key column are one and the same row to the
-    database: any of their ids may go with any of them, each once.
+    database: any of their ids may go with any of them, each once. PostgreSQL draws the
+    ids first and takes the rows by COPY (`insert_numbered`): no matching.
     """
     fields = model._meta.fields
     columns = [fields[name].column_name for name in names]
+    if not is_sqlite():
+        return insert_numbered(model._meta.table_name, columns, rows,
+                               model._meta.primary_key.column_name)
     where = [names.index(name) for name in key]
     returning = (model._meta.primary_key.column_name,
                  *(fields[name].column_name for name in key))

@@ -84,3 +84,27 @@ def test_steps_added_to_a_run_land_on_their_positions(api, db, returned_out_of_o
     stored = detail(api, run_id)["steps"]
     assert [(s["name"], s["output"]) for s in stored] == [
         (s["name"], s["output"]) for s in steps]
+
+
+def test_text_that_bulk_writing_escapes_comes_back_as_sent(api, db):
+    """PostgreSQL takes new rows by COPY, whose text format gives a backslash, tab, newline
+    and carriage return a meaning of their own (and `\\N` stands for NULL): each is stored
+    as sent, in every kind of column."""
+    awkward = "a\\b\tc\nd\re \\N \\. end\\"
+    run = {"workflow": "wf \\ slash", "external_id": "ext\\N", "status": "failure",
+           "input": {"text": awkward, awkward: [awkward]},
+           "error": {"message": awkward, "type": "\\N", "stack": awkward},
+           "steps": [{"name": "\\N", "action": "\\", "status": "failure", "logs": awkward,
+                      "output": awkward, "error": {"message": awkward}},
+                     {"name": "step", "logs": "\\N", "input": "\\N"}]}
+    response = api.post(f"{URL}/batch", json={"executions": [run]})
+    assert response.status_code == 201, response.text
+    stored = detail(api, response.json["data"][0]["id"])
+    assert (stored["workflow"], stored["external_id"]) == (run["workflow"], run["external_id"])
+    assert (stored["input"], stored["error"]) == (run["input"], run["error"])
+    assert stored["error_message"] == awkward
+    first, second = stored["steps"]
+    assert (first["name"], first["action"], first["logs"], first["output"]) == (
+        "\\N", "\\", awkward, awkward)
+    assert first["error"] == {"message": awkward}
+    assert (second["name"], second["logs"], second["input"]) == ("step", "\\N", "\\N")
