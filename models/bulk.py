@@ -16,6 +16,14 @@ import peewee
 from .db import database, is_sqlite
 
 BOUND_VALUES = 30000  # values bound in one statement: under SQLite's limit of 32,766
+# From this many rows on, PostgreSQL takes an INSERT by COPY (ids drawn first, where asked):
+# fewer, and one more statement than an INSERT … VALUES costs more than COPY saves.
+COPY_ROWS = 50
+
+
+def copies(rows: Sequence) -> bool:
+    """Whether these rows go in by COPY (`insert_numbered`), rather than an INSERT."""
+    return len(rows) >= COPY_ROWS and not is_sqlite()
 
 
 def placeholders(count: int) -> str:
@@ -56,7 +64,7 @@ def _insert(table: str, columns: Sequence[str], rows: Sequence[Sequence], confli
     found: list[tuple] = []
     if not rows:
         return found
-    if not (conflict or returning or is_sqlite()):
+    if not (conflict or returning) and copies(rows):
         _copy(table, columns, rows)
         return found
     head = f'INSERT INTO "{table}" ({_names(columns)}) VALUES '
@@ -71,9 +79,9 @@ def _insert(table: str, columns: Sequence[str], rows: Sequence[Sequence], confli
 
 def insert_numbered(table: str, columns: Sequence[str], rows: Sequence[Sequence],
                     key: str = "id") -> list[int]:
-    """INSERT many rows on PostgreSQL, each with a new id drawn from the sequence of the
-    table's `key` first (one statement for them all): the ids, in the rows' order, are
-    known without RETURNING, and the rows go in by COPY."""
+    """INSERT many rows on PostgreSQL (see `copies`), each with a new id drawn from the
+    sequence of the table's `key` first (one statement for them all): the ids, in the rows'
+    order, are known without RETURNING, and the rows go in by COPY."""
     if not rows:
         return []
     # The sequence named once (MATERIALIZED): in the select list, pg_get_serial_sequence
@@ -165,5 +173,6 @@ def delete_emptied(table: str, columns: Sequence[str], keys: Sequence[Sequence],
             f'(VALUES {_values(len(columns), len(chunk))})', flat(chunk))
 
 
-__all__ = ["BOUND_VALUES", "placeholders", "chunks", "flat", "insert_rows", "insert_numbered", "upsert_rows",
-           "update_rows", "update_where_in", "delete_where_in", "delete_emptied"]
+__all__ = ["BOUND_VALUES", "COPY_ROWS", "copies", "placeholders", "chunks", "flat",
+           "insert_rows", "insert_numbered", "upsert_rows", "update_rows", "update_where_in",
+           "delete_where_in", "delete_emptied"]

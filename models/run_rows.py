@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Iterable
 
-from .bulk import insert_numbered, insert_rows
-from .db import is_sqlite
+from .bulk import copies, insert_numbered, insert_rows
 from .executions import Execution, Step, StepPayload, Workflow, dump_json, excerpt
 from .fingerprints import fingerprint
 from .schemas import ErrorIn, ExecutionIn, StepIn
@@ -62,11 +61,11 @@ def insert_returning_ids(model, names: tuple[str, ...], rows: list[tuple],
     VALUES, so each returned id is matched to its row by the `key` columns it returns with
     it, never by position. Rows alike in every key column are one and the same row to the
     database: any of their ids may go with any of them, each once. PostgreSQL draws the
-    ids first and takes the rows by COPY (`insert_numbered`): no matching.
+    ids of many rows first and takes them by COPY (`insert_numbered`): no matching.
     """
     fields = model._meta.fields
     columns = [fields[name].column_name for name in names]
-    if not is_sqlite():
+    if copies(rows):
         return insert_numbered(model._meta.table_name, columns, rows,
                                model._meta.primary_key.column_name)
     where = [names.index(name) for name in key]
