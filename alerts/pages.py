@@ -14,7 +14,6 @@ from alerts.rules import channels_of, list_rules, states_of
 from alerts.maintenance import list_windows, window_json
 from alerts.watchdog import health
 from models.executions import Workflow
-from models.inputs import zone_names
 from models.times import utcnow
 from workflows.stats import late_workflows
 
@@ -51,7 +50,6 @@ def page_context(form: RuleForm | None = None,
             "state_rows": STATE_ROWS, "badges": badges_of(shown + [w.name for w in late], now),
             "windows": [window_json(window, now) for window in list_windows()],
             "maintenance_form": maintenance_form or MaintenanceForm(),
-            "zones": sorted(zone_names()),
             "form": form or RuleForm(), "health": health(current_app.config["ALERT_SCAN_SECONDS"]),
             **log_context(),
             "config": config_from(current_app), "late": late}

@@ -5,14 +5,16 @@ side, each as a ratio to the no-op timed in the same step.
     python -m benchmarks.scale --postgres URL --runs 10000000 --small 1000000 \\
         --workflows 10000 --days 365 --steps 3
 
-Fills the empty database (its tables are dropped first) in the database itself, not through
-the API: runs of --workflows workflows over --days days (half of them in the 100 busiest
-workflows; 88 % success, 10 % failure with an error text, 2 % running/pending), each with an
-external id, an input payload and --steps steps; then rebuilds what the write path keeps
-(rollups, error counts, workflow summaries) and analyzes. At --small runs and again at
---runs, over HTTP (gunicorn, 1 worker, one keep-alive connection of the standard library's
-client), it times the history's cases (those of benchmarks.history, an external id, one
-workflow's last 30 days, and the first two right after a write), the workflows overview's
+Fills two databases, the one named by --postgres (to --runs) and one beside it named after it
+with `_small` (to --small; made if missing), each emptied first, in the database itself, not
+through the API: runs of --workflows workflows over --days days (half of them in the 100
+busiest workflows; 88 % success, 10 % failure with an error text, 2 % running/pending), each
+with an external id, an input payload and --steps steps; then rebuilds what the write path
+keeps (rollups, error counts, workflow summaries) and analyzes. `--fill-only` stops there;
+`--reuse` keeps what a previous run filled. Then at --small runs and at --runs, each on its
+own database, over HTTP (gunicorn, 1 worker, one keep-alive connection of the standard
+library's client), it times the history's cases (those of benchmarks.history, an external id,
+one workflow's last 30 days, and the first two right after a write), the workflows overview's
 first page of 100, a quiet workflow's 90-day page; in process, batches of runs posted;
 and it gives the database's bytes per run (runs, steps, payloads, rollups and every index).
 Last, at --runs, retention deletes the oldest --purge runs in batches while a thread posts
@@ -28,12 +30,13 @@ from datetime import timedelta
 import psycopg2
 import requests
 
-from history.retention import purge_expired
-from history.rollups import rebuild_rollups
+from history.retention import LOCK_BUDGET_MS, purge_expired
+from history.rollups import GRAINS, rebuild_rollups
+from app import create_app
 from models import database
 from models.db import connection, iso, to_micros, utcnow, write_transaction
 from workflows.errors import rebuild_error_counts
-from workflows.models import DurationRollup, WorkflowSummary
+from workflows.models import BINS_PER_DOUBLING, DurationRollup, WorkflowSummary
 from workflows.summary import ensure_summaries
 
 from .harness import Bench, arguments, empty_postgres, p, print_table, time_calls
@@ -106,9 +109,23 @@ def settle() -> None:
             rebuild_error_counts(database)
             WorkflowSummary.delete().execute()
             DurationRollup.delete().execute()
+            count_durations()
     ensure_summaries(batch=2000)
     with connection():
         database.execute_sql("ANALYZE")
+
+
+def count_durations() -> None:
+    """The duration counts (workflows.models.duration_bin per hour and day) in one statement
+    per grain, rather than run by run in Python as an upgrade counts them."""
+    bin_of = ("CASE WHEN duration_ms <= 0 THEN 0 ELSE 1 + floor(%d * log(2, duration_ms::numeric))"
+              " END" % BINS_PER_DOUBLING)
+    for grain, width in GRAINS.items():
+        database.execute_sql(
+            f"INSERT INTO duration_rollup (grain, workflow_id, bucket, bin, n) "
+            f"SELECT '{grain}', workflow_id, started_at - started_at % {width}, {bin_of}, "
+            f"count(*) FROM execution WHERE status IN ('success', 'failure') "
+            f"AND duration_ms IS NOT NULL GROUP BY 2, 3, 4")
 
 
 def bytes_per_run(url: str) -> tuple[int, float]:
@@ -158,67 +175,45 @@ def main() -> None:
                        steps=3, repeat=100, batches=10, purge=1_000_000)
     parser.add_argument("--reuse", action="store_true",
                         help="keep the runs a previous run of this benchmark left in the "
-                        "database (and fill only up to each size)")
+                        "two databases (and fill only up to each size)")
+    parser.add_argument("--fill-only", action="store_true",
+                        help="fill (and settle) both databases, then stop")
     args = parser.parse_args()
     if not args.postgres:
         parser.error("--postgres URL is required: this benchmark is of PostgreSQL")
-    filled = _reuse(args.postgres) if args.reuse else 0
-    if not filled:
-        empty_postgres(args.postgres)
-    bench = Bench(args.postgres)
-    bench.login()
-    server = Server(args.postgres, bench.app.secret_key, bench.token)
+    urls = {args.small: _beside(args.postgres, "_small"), args.runs: args.postgres}
     now = utcnow()
-    now_us = to_micros(now)
-    today = now.date()
-    quiet = f"workflow-{args.workflows - 1:05d}"
+    for size, url in urls.items():
+        started = time.perf_counter()
+        filled = _reuse(url) if args.reuse else 0
+        if not filled:
+            empty_postgres(url)
+            Bench(url)  # the schema, at this release
+        if size > filled:
+            fill(url, size - filled, args.workflows, args.days, args.steps, to_micros(now))
+            create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "SCHEDULER": False})
+            settle()
+        print(f"{size:,} runs ready (filled, rollups, error counts and summaries rebuilt) in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+    if args.fill_only:
+        return
     counter = iter(range(10**9))
     figures: dict[str, dict[int, tuple]] = {}
-    try:
-        for size in (args.small, args.runs):
-            started = time.perf_counter()
-            if size > filled:
-                fill(args.postgres, size - filled, args.workflows, args.days, args.steps,
-                     now_us)
-                settle()
-                filled = size
-            print(f"filled {size:,} runs (+ rebuilt rollups, error counts, summaries) in "
-                  f"{time.perf_counter() - started:.0f} s", flush=True)
-            depth = min(2000, size // PAGE - 1)
-            with connection():
-                deep = deep_cursor(bench.app.secret_key, depth)
-            month = (now - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M")
-            queries = [(label, query.replace("workflow-042", "workflow-00042"))
-                       for label, query in cases(now - timedelta(days=7), deep, depth)] + [
-                ("external_id", f"external_id=run-{size // 2}"),
-                ("one workflow, 30 days", f"workflow=workflow-00042&from={month}")]
-            base, found = measure(server.get, queries, args.repeat)
-            figures.setdefault("no-op /api/ping", {})[size] = (base, base, 1.0)
-            for label, api50, api95, api_x, *_ in found:
-                if label.startswith("page "):  # page 2,001 (or fewer, small): one label
-                    label = "a deep page (cursor)"
-                figures.setdefault(f"history: {label}", {})[size] = (api50, api95, api_x)
-            for label, url in (
-                    ("workflows overview API, first 100", "/api/automations/workflows?limit=100"),
-                    ("a quiet workflow's page, 90 days",
-                     f"/workflows/{quiet}?from={today - timedelta(days=89)}&to={today}")):
-                samples = time_calls(lambda: server.get(url), args.repeat)
-                figures.setdefault(label, {})[size] = (p(samples, 50), p(samples, 95),
-                                                       p(samples, 50) / base)
-            rate = _ingest_rate(bench, counter, args.batches, 1000)
-            figures.setdefault("batch ingestion, runs/s (in process)", {})[size] = (rate,)
-            runs, per_run = bytes_per_run(args.postgres)
-            figures.setdefault("database bytes per run", {})[size] = (per_run,)
-            print_table(["case", "p50 / value", "p95", "x no-op"],  # this size's, at once
-                        [[label, *by_size[size], "", ""][:4]
-                         for label, by_size in figures.items()])
-        alone, _ = _posting_rate(server.base, bench.headers, counter, seconds=20)
-        keep_days = args.days - args.days * args.purge // args.runs
-        with_purge, purged = _posting_rate(
-            server.base, bench.headers, counter,
-            work=lambda: _purge(now, keep_days))
-    finally:
-        server.stop()
+    for size, url in urls.items():
+        _reuse(url)  # this run's account, made afresh
+        bench = Bench(url)
+        bench.login()
+        server = Server(url, bench.app.secret_key, bench.token)
+        try:
+            _measure(args, size, bench, server, now, counter, figures)
+            if size == args.runs:
+                alone, _ = _posting_rate(server.base, bench.headers, counter, seconds=20)
+                keep_days = args.days - args.days * args.purge // args.runs
+                with_purge, purged = _posting_rate(
+                    server.base, bench.headers, counter,
+                    work=lambda: _purge(now, keep_days))
+        finally:
+            server.stop()
 
     print(f"\nPostgreSQL; {args.workflows:,} workflows over {args.days} days; {args.steps} steps "
           f"and an input payload per run; {args.repeat} timed calls per case over HTTP "
@@ -240,6 +235,56 @@ def main() -> None:
           f"({with_purge / alone:.0%}).")
 
 
+def _measure(args, size: int, bench: Bench, server: Server, now, counter,
+             figures: dict[str, dict[int, tuple]]) -> None:
+    """One size's figures, added to `figures` and printed at once."""
+    today = now.date()
+    quiet = f"workflow-{args.workflows - 1:05d}"
+    depth = min(2000, size // PAGE - 1)
+    with connection():
+        deep = deep_cursor(bench.app.secret_key, depth)
+    month = (now - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M")
+    queries = [(label, query.replace("workflow-042", "workflow-00042"))
+               for label, query in cases(now - timedelta(days=7), deep, depth)] + [
+        ("external_id", f"external_id=run-{size // 2}"),
+        ("one workflow, 30 days", f"workflow=workflow-00042&from={month}")]
+    base, found = measure(server.get, queries, args.repeat)
+    figures.setdefault("no-op /api/ping", {})[size] = (base, base, 1.0)
+    for label, api50, api95, api_x, *_ in found:
+        if label.startswith("page "):  # page 2,001 (or fewer, small): one label
+            label = "a deep page (cursor)"
+        figures.setdefault(f"history: {label}", {})[size] = (api50, api95, api_x)
+    for label, url in (
+            ("workflows overview API, first 100", "/api/automations/workflows?limit=100"),
+            ("a quiet workflow's page, 90 days",
+             f"/workflows/{quiet}?from={today - timedelta(days=89)}&to={today}")):
+        samples = time_calls(lambda: server.get(url), args.repeat)
+        figures.setdefault(label, {})[size] = (p(samples, 50), p(samples, 95),
+                                               p(samples, 50) / base)
+    rate = _ingest_rate(bench, counter, args.batches, 1000)
+    figures.setdefault("batch ingestion, runs/s (in process)", {})[size] = (rate,)
+    runs, per_run = bytes_per_run(server_url := bench.app.config["DATABASE_URL"])
+    figures.setdefault("database bytes per run", {})[size] = (per_run,)
+    print(f"\nat {runs:,} runs ({server_url.rsplit('/', 1)[-1]}):")
+    print_table(["case", "p50 / value", "p95", "x no-op"],
+                [[label, *by_size[size], "", ""][:4] for label, by_size in figures.items()
+                 if size in by_size])
+
+
+def _beside(url: str, suffix: str) -> str:
+    """The URL of a database named after the one of `url` with `suffix`, made if missing."""
+    prefix, name = url.rsplit("/", 1)
+    other = name + suffix
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (other,))
+        if not cur.fetchone():
+            cur.execute(f'CREATE DATABASE "{other}"')
+    conn.close()
+    return f"{prefix}/{other}"
+
+
 def _reuse(url: str) -> int:
     """The runs a previous run of this benchmark left (0 if none), its account removed so
     that this run makes its own."""
@@ -255,7 +300,7 @@ def _reuse(url: str) -> int:
 
 def _purge(now, keep_days: int):
     with connection():
-        return purge_expired(now, keep_days)
+        return purge_expired(now, keep_days, budget_ms=LOCK_BUDGET_MS)  # as the job does
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ from . import changes as change_counter
 from .rollups import remove_runs
 
 BATCH = 500
+LOCK_BUDGET_MS = 50  # the job's batches are sized to hold the write lock about this long
+FIRST_BATCH = 50
+MIN_BATCH = 5
 
 
 @dataclass
@@ -65,7 +68,7 @@ def job(app) -> None:
     days = app.config.get("RETENTION_DAYS")
     if days:
         with connection():
-            purge_expired(utcnow(), days, max_batches=JOB_BATCHES)
+            purge_expired(utcnow(), days, max_batches=JOB_BATCHES, budget_ms=LOCK_BUDGET_MS)
 
 
 def cutoff(now: datetime, days: int) -> int:
@@ -78,18 +81,22 @@ Position = tuple[int, int]  # (started_at, id) of the last run read, per status
 
 
 def purge_expired(now: datetime, days: int, batch: int = BATCH,
-                  max_batches: int | None = None) -> Purged:
+                  max_batches: int | None = None, budget_ms: float | None = None) -> Purged:
     """Delete runs that started more than `days` days before `now`, `batch` runs per
-    transaction, at most `max_batches` transactions (None: until none is left)."""
+    transaction, at most `max_batches` transactions (None: until none is left). With
+    `budget_ms`, batches start small and are sized from the last one's time to hold the
+    write lock about that long (never more than `batch` runs): what a batch costs depends
+    on the database, its size and its load."""
     if days < 1 or batch < 1:
         raise ValueError("days and batch must be at least 1")
     limit = cutoff(now, days)
     purged = Purged()
     after: dict[str, Position] = {}
+    size = batch if budget_ms is None else min(batch, FIRST_BATCH)
     while max_batches is None or purged.batches < max_batches:
         started = time.perf_counter()
         with write_transaction():
-            rows = _next_batch(limit, after, batch)
+            rows = _next_batch(limit, after, size)
             if rows:
                 _delete(rows, limit, purged)
         elapsed = (time.perf_counter() - started) * 1000
@@ -98,8 +105,10 @@ def purge_expired(now: datetime, days: int, batch: int = BATCH,
         purged.batches += 1
         purged.batch_ms.append(elapsed)
         purged.longest_batch_ms = max(purged.longest_batch_ms, elapsed)
-        if len(rows) < batch:
+        if len(rows) < size:
             return purged
+        if budget_ms is not None:  # at most twice as many, at least a few
+            size = max(MIN_BATCH, min(batch, 2 * size, int(size * budget_ms / elapsed)))
     purged.done = not _next_batch(limit, dict(after), 1)
     return purged
 

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import peewee
 
 from models.base import BaseModel
-from models.bulk import chunks, upsert_rows
+from models.bulk import chunks, delete_emptied, placeholders, upsert_rows
 from models.db import connection, database, is_sqlite, write_transaction
 from models.times import from_micros, to_micros, utcnow
 from models.executions import STATUSES, Execution
@@ -96,12 +96,8 @@ def remove_runs(states: list[RunState]) -> None:
         for key in _keys(state.workflow_id, state.status, state.started_at, every):
             deltas[key] -= 1
     _apply_deltas(deltas)
-    keys = sorted(deltas)
-    key = peewee.Tuple(RunRollup.grain, RunRollup.workflow_id, RunRollup.bucket, RunRollup.status)
-    for chunk in chunks(keys, 500):
-        (RunRollup.delete()
-         .where(key.in_([peewee.Tuple(*k) for k in chunk]), RunRollup.n == 0)
-         .execute())
+    delete_emptied(RunRollup._meta.table_name, ("grain", "workflow_id", "bucket", "status"),
+                   sorted(deltas), below_zero=False)
 
 
 def _apply_deltas(deltas: dict[tuple, int]) -> None:
@@ -214,15 +210,20 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def _rollup_rows(grain: str, workflow_ids: list[int] | None,
                  start: int, end: int) -> Iterable[tuple[int, str, int]]:
-    if workflow_ids is None:  # SQLite has no shards (see the module's notes)
-        ids = [ALL_WORKFLOWS] if is_sqlite() else ALL_IDS
-    else:
-        ids = workflow_ids
+    ids = _rollup_ids(workflow_ids)
     owner = RunRollup.workflow_id == ids[0] if len(ids) == 1 else RunRollup.workflow_id.in_(ids)
     return (RunRollup.select(RunRollup.bucket, RunRollup.status, peewee.fn.SUM(RunRollup.n))
             .where(RunRollup.grain == grain, owner, RunRollup.bucket >= start,
                    RunRollup.bucket < end)
             .group_by(RunRollup.bucket, RunRollup.status).tuples())
+
+
+def _rollup_ids(workflow_ids: list[int] | None) -> list[int]:
+    """The rollup rows' owners to sum: the workflows', or every workflow's (SQLite has no
+    shards: see the module's notes)."""
+    if workflow_ids is None:
+        return [ALL_WORKFLOWS] if is_sqlite() else ALL_IDS
+    return workflow_ids
 
 
 def _raw_rows(workflow_ids: list[int] | None,
@@ -265,8 +266,32 @@ def total(bars: list[dict[str, int]]) -> dict[str, int]:
 
 
 def count_window(workflow_ids: list[int] | None, start: int, end: int) -> dict[str, int]:
-    """Runs per status that started in [start, end)."""
-    return total(count_bars(workflow_ids, [start, end]))
+    """Runs per status that started in [start, end): one statement, whose every part (the
+    days, the hours and the raw edges of `_split`) the database sums per status, so that a
+    year's count reads its rollup rows in the database and returns a few rows."""
+    counts = dict.fromkeys(STATUSES, 0)
+    if workflow_ids == [] or start >= end:
+        return counts
+    param = database.param
+    parts, args = [], []
+    for source, a, b in _split(start, end):
+        if source == "raw":
+            owner, ids = ("", []) if workflow_ids is None else (
+                f' AND "workflow_id" IN ({placeholders(len(workflow_ids))})', workflow_ids)
+            parts.append(f'SELECT "status", COUNT(*) FROM "{Execution._meta.table_name}" '
+                         f'WHERE "started_at" >= {param} AND "started_at" < {param}{owner} '
+                         'GROUP BY "status"')
+            args += [a, b, *ids]
+        else:
+            ids = _rollup_ids(workflow_ids)
+            parts.append(f'SELECT "status", SUM("n") FROM "{RunRollup._meta.table_name}" '
+                         f'WHERE "grain" = {param} AND "workflow_id" IN '
+                         f'({placeholders(len(ids))}) AND "bucket" >= {param} AND '
+                         f'"bucket" < {param} GROUP BY "status"')
+            args += [source, *ids, a, b]
+    for status, n in database.execute_sql(" UNION ALL ".join(parts), args):
+        counts[status] += int(n)
+    return counts
 
 
 def bar_edges(start: int, end: int, zone: ZoneInfo) -> tuple[list[int], int]:

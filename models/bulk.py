@@ -165,11 +165,13 @@ def delete_where_in(table: str, column: str, keys: Sequence) -> None:
 
 
 def delete_emptied(table: str, columns: Sequence[str], keys: Sequence[Sequence],
-                   count: str = "n") -> None:
-    """Delete the rows of these keys (values of `columns`) whose `count` is down to zero."""
+                   count: str = "n", below_zero: bool = True) -> None:
+    """Delete the rows of these keys (values of `columns`) whose `count` is down to zero
+    (or below, unless `below_zero` is False: a count kept in parts may be negative)."""
+    test = "<=" if below_zero else "="
     for chunk in chunks(keys, max(1, BOUND_VALUES // len(columns))):
         database.execute_sql(
-            f'DELETE FROM "{table}" WHERE "{count}" <= 0 AND ({_names(columns)}) IN '
+            f'DELETE FROM "{table}" WHERE "{count}" {test} 0 AND ({_names(columns)}) IN '
             f'(VALUES {_values(len(columns), len(chunk))})', flat(chunk))
 
 

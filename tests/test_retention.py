@@ -222,3 +222,52 @@ def test_the_next_runs_to_delete_are_read_through_an_index(app, db):
             else:
                 plan = " | ".join(row[0] for row in db.execute_sql(f"EXPLAIN {sql}", params))
                 assert "Seq Scan" not in plan and "execution_status_started_at_id" in plan, plan
+
+
+def _summaries() -> dict:
+    from workflows.models import WorkflowSummary as S
+    return {row["workflow"]: row for row in S.select().dicts()}
+
+
+def test_the_summaries_after_a_purge_are_what_a_recount_of_the_kept_runs_makes(app, api):
+    """Only workflows whose summary the deleted runs were part of are worked out again; the
+    others must be right as they stand."""
+    from workflows.summary import recount
+    now = utcnow()
+    runs = [  # wf-0: a failure streak from before the cut-off into the kept runs
+        *_runs(now, 40, 3, "a-old", status="failure", error={"message": "boom"}),
+        *_runs(now, 2, 2, "a-new", status="failure", error={"message": "boom"})]
+    for run in runs:
+        run["workflow"] = "streak"
+    many = _runs(now, 45, 10, "b-old") + _runs(now, 3, 25, "b-new")  # last 20 all kept
+    for run in many:
+        run["workflow"] = "busy"
+    gone = _runs(now, 50, 4, "c-old")  # every run of it goes
+    for run in gone:
+        run["workflow"] = "gone"
+    assert api.post(BATCH, json={"executions": runs + many + gone}).status_code == 201
+    with connection():
+        before = _summaries()
+        assert purge_expired(now, 30, batch=4).runs == 17
+        after = _summaries()
+        ids = sorted(after)
+        with database.atomic():
+            recount(ids)
+        assert _summaries() == after
+    streak = api.get("/api/automations/workflows/streak").json
+    [was] = [row for row in before.values() if row["name"] == "streak"]
+    assert streak["streak"] == 2 and was["streak"] == 5
+    busy = api.get("/api/automations/workflows/busy").json
+    assert len(busy["recent_runs"]) == 20
+
+
+def test_purge_batches_sized_to_a_time_budget_start_small_and_grow_at_most_twofold(app, api):
+    now = utcnow()
+    assert api.post(BATCH, json={"executions": _runs(now, 40, 400, "old")}).status_code == 201
+    with connection():
+        roomy = purge_expired(now, 30, budget_ms=60_000)  # every batch well within it
+    assert roomy.runs == 400 and roomy.batches == 4  # 50, 100, 200, then the last 50
+    assert api.post(BATCH, json={"executions": _runs(now, 40, 100, "again")}).status_code == 201
+    with connection():
+        tight = purge_expired(now, 30, budget_ms=0.001)  # no batch fits: the fewest runs
+    assert tight.runs == 100 and tight.batches == 1 + 50 // 5

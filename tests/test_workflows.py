@@ -128,6 +128,18 @@ def test_the_success_rate_and_duration_percentiles_of_the_last_seven_days(api, n
     assert [r["status"] for r in etl["recent_runs"][1:]] == ["success"] * 14 + ["failure"] * 5
 
 
+def test_the_figures_follow_each_report_though_the_overview_keeps_them_between(api, now):
+    store(api, [run("etl", "success", now - timedelta(hours=3), 1)])
+    assert api.get(API).json["data"][0]["runs_24h"] == 1
+    assert api.get(API).json["data"][0]["runs_24h"] == 1  # kept: the same answer
+    store(api, [run("etl", "failure", now - timedelta(hours=2), 4, "boom")])
+    [etl] = api.get(API).json["data"]
+    assert etl["runs_24h"] == 2 and etl["success_rate_7d"] == 0.5
+    assert etl["duration_p95_ms_7d"] > etl["duration_p50_ms_7d"]
+    assert [urlsplit(r["url"]).path for r in etl["recent_runs"]] == [
+        f"/executions/{r['id']}" for r in etl["recent_runs"]]
+
+
 def test_error_groups_merge_what_varies_and_keep_types_apart(api, now):
     minute = timedelta(minutes=1)
     ids = store(api, [

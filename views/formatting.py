@@ -5,12 +5,15 @@ the history's `tz` shows its own rows in the zone it names instead."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from time import gmtime, strftime
 from zoneinfo import ZoneInfo
 
 from flask import Flask, g, has_request_context
 from flask_login import current_user
+from markupsafe import Markup
 
+from models.inputs import zone_names
 from models.payloads import mask_text
 
 UTC = ZoneInfo("UTC")
@@ -146,6 +149,14 @@ def ago(moment: datetime, now: datetime, local: datetime) -> str:
     return local.strftime("%Y-%m-%d")
 
 
+@lru_cache(maxsize=1)
+def zone_options() -> Markup:
+    """The `<option>`s of every time zone name, for a zone field's `<datalist>`: some 600,
+    rendered once rather than on every page that has such a field."""
+    return Markup("").join(Markup('<option value="{}">').format(zone)
+                           for zone in sorted(zone_names()))
+
+
 FILTERS = {"duration": format_duration, "iso_clock": iso_clock, "seconds": format_seconds,
            "time": format_time, "precise_time": precise_time, "minute": format_minute,
            "date": format_date, "shorten": shorten, "masked": masked}
@@ -156,3 +167,4 @@ def register(app: Flask) -> None:
     for name, function in FILTERS.items():
         app.add_template_filter(function, name)
     app.add_template_global(viewer_zone)
+    app.add_template_global(zone_options)

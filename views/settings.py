@@ -10,7 +10,6 @@ from wtforms import (EmailField, PasswordField, SelectChoice, SelectField, Selec
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from models.inputs import zone_names
 from models.users import (DEFAULT_SCOPES, SCOPES, AccountError, ApiToken, User,
                           change_password, create_token, create_user, revoke_token,
                           set_enabled, set_preferences)
@@ -72,7 +71,7 @@ def _page(status: int = 200, **context):
               .order_by(ApiToken.revoked_at.is_null(False), ApiToken.created_at.desc()))
     users = User.select().order_by(User.email)
     return render_template("settings/index.html", action_form=ActionForm(), tokens=tokens,
-                           users=users, scope_help=SCOPE_HELP, zones=sorted(zone_names()),
+                           users=users, scope_help=SCOPE_HELP,
                            **context), status
 
 

@@ -18,6 +18,8 @@ from models.db import database
 from models.times import to_micros
 from models.executions import FINISHED_STATUSES, STATUSES, Execution, Workflow
 from models.inputs import whole_number
+from history import changes
+from history.changes import cache
 from history.rollups import DAY, GRAINS, HOUR, RunRollup, _merged, _split, count_bars
 
 from .models import (RANKS, STATES, DurationRollup, WorkflowSummary, bin_value, duration_bin,
@@ -198,10 +200,43 @@ def _hour(micros: int) -> int:
     return micros - micros % HOUR
 
 
+def _sums(table, key: str | None, workflow_ids: list[int], parts: list[tuple[str, int, int]],
+          statuses: tuple[str, ...] = ()) -> list[tuple]:
+    """SUM(n) of a rollup table per workflow (and `key`) over the buckets of `parts`
+    ((grain, start, end) each): one range of the covering index per part, joined by UNION ALL,
+    so that the database reads those index entries alone, not the table.
+
+    Written by hand: peewee's SQL generation of these IN lists costs more than the queries."""
+    param = database.param
+    ids = placeholders(len(workflow_ids))
+    column = f', "{key}"' if key else ""
+    where = f' AND "status" IN ({placeholders(len(statuses))})' if statuses else ""
+    selects, args = [], []
+    for grain, start, end in parts:
+        selects.append(f'SELECT "workflow_id"{column}, "n" FROM "{table._meta.table_name}" '
+                       f'WHERE "grain" = {param} AND "workflow_id" IN ({ids}) AND "bucket" >= '
+                       f'{param} AND "bucket" < {param}{where}')
+        args += [grain, *workflow_ids, start, end, *statuses]
+    return database.execute_sql(
+        f'SELECT "workflow_id"{column}, SUM("n") FROM ({" UNION ALL ".join(selects)}) AS p '
+        f'GROUP BY "workflow_id"{column}', args).fetchall()
+
+
+def _rollup_figures(workflow_ids: list[int], end: int) -> tuple[list, list, list]:
+    """The workflows' runs in the 24 hours before `end`, and successes, failures and
+    durations in the 7 days before it, as rows of (workflow id, [status or bin,] count)."""
+    day_start, week_start = end - 24 * HOUR, end - 7 * DAY
+    week = _split(week_start, end)
+    return (_sums(RunRollup, None, workflow_ids, [("h", day_start, end)]),
+            _sums(RunRollup, "status", workflow_ids, week, FINISHED_STATUSES),
+            _sums(DurationRollup, "bin", workflow_ids, week))
+
+
 def figures(rows: list, now: datetime) -> dict[int, Figures]:
     """runs in 24 h, successes and failures and durations over 7 days (whole hours: the
     current one and those before, from the rollups), and the last runs (from the summary
-    rows), of each workflow of `rows`."""
+    rows), of each workflow of `rows`. The rollups' sums are kept until the runs change
+    (history.changes), like the history's counts."""
     workflow_ids = [row.workflow_id for row in rows]
     found = {row.workflow_id: Figures(durations=Counter(),
                                       recent=[(run_id, status, started) for started, run_id, status
@@ -210,33 +245,17 @@ def figures(rows: list, now: datetime) -> dict[int, Figures]:
     if not workflow_ids:
         return found
     end = _hour(to_micros(now)) + HOUR
-    day_start, week_start = end - 24 * HOUR, end - 7 * DAY
-    # Written by hand: peewee's SQL generation of these IN lists costs more than the queries.
-    param = database.param
-    ids = placeholders(len(workflow_ids))
-    parts = _split(week_start, end)
-    ranges = " OR ".join(f'("grain" = {param} AND "bucket" >= {param} AND "bucket" < {param})'
-                         for _ in parts)
-    bounds = [value for part in parts for value in part]
-    runs = RunRollup._meta.table_name
-    for wid, n in database.execute_sql(
-            f'SELECT "workflow_id", SUM("n") FROM "{runs}" WHERE "grain" = {param} AND '
-            f'"workflow_id" IN ({ids}) AND "bucket" >= {param} AND "bucket" < {param} '
-            'GROUP BY "workflow_id"', ["h", *workflow_ids, day_start, end]).fetchall():
+    runs, outcomes, durations = cache.get(
+        changes.current(), ("workflow figures", tuple(workflow_ids), end),
+        lambda: _rollup_figures(workflow_ids, end))
+    for wid, n in runs:
         found[wid].runs_24h = int(n)
-    for wid, status, n in database.execute_sql(
-            f'SELECT "workflow_id", "status", SUM("n") FROM "{runs}" WHERE "workflow_id" IN '
-            f'({ids}) AND "status" IN ({param}, {param}) AND ({ranges}) '
-            'GROUP BY "workflow_id", "status"',
-            [*workflow_ids, *FINISHED_STATUSES, *bounds]).fetchall():
+    for wid, status, n in outcomes:
         if status == "success":
             found[wid].success_7d += int(n)
         else:
             found[wid].failure_7d += int(n)
-    for wid, index, n in database.execute_sql(
-            f'SELECT "workflow_id", "bin", SUM("n") FROM "{DurationRollup._meta.table_name}" '
-            f'WHERE "workflow_id" IN ({ids}) AND ({ranges}) GROUP BY "workflow_id", "bin"',
-            [*workflow_ids, *bounds]).fetchall():
+    for wid, index, n in durations:
         found[wid].durations[index] += int(n)
     return found
 

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import peewee
 
-from models.bulk import placeholders, upsert_rows
+from models.bulk import delete_emptied, placeholders, upsert_rows
 from models.db import database, is_sqlite
 from models.times import from_micros, to_micros
 from models.executions import FINISHED_STATUSES, Execution, Workflow
@@ -53,9 +53,9 @@ def _count_durations(changes: list[tuple[RunState | None, RunState | None]]) -> 
             for key in _duration_keys(after):
                 deltas[key] += 1
     rows = [(*key, n) for key, n in sorted(deltas.items()) if n]
-    table = DurationRollup._meta.table_name
-    upsert_rows(table, ("grain", "workflow_id", "bucket", "bin", "n"),
-                ("grain", "workflow_id", "bucket", "bin"), rows, add=("n",))
+    table, key = DurationRollup._meta.table_name, ("grain", "workflow_id", "bucket", "bin")
+    upsert_rows(table, (*key, "n"), key, rows, add=("n",))
+    delete_emptied(table, key, [row[:4] for row in rows if row[4] < 0])  # counts gone to 0
 
 
 # --- summaries ----------------------------------------------------------------------------
@@ -306,13 +306,34 @@ def apply_changes(changes: list[Change]) -> None:
 
 
 def remove_runs(states: list[RunState]) -> None:
-    """Runs deleted (retention): take out their durations and errors and recount their
-    workflows."""
+    """Runs deleted (retention): take out their durations and errors, and recount what of
+    their workflows' summaries they were part of. Retention deletes the oldest runs, which
+    are seldom among the last 20, the latest start, the oldest open run, the last finished
+    run or a failing streak: most workflows it touches are not recounted at all."""
     _count_durations([(state, None) for state in states])
     count_errors([(state, None) for state in states])
-    DurationRollup.delete().where(DurationRollup.n == 0).execute()
-    ids = sorted({state.workflow_id for state in states})
-    recount(ids)
+    gone: dict[int, list[RunState]] = defaultdict(list)
+    for state in states:
+        gone[state.workflow_id].append(state)
+    out = []
+    for row, settings in _locked(sorted(gone)):
+        facts = _Facts(row)
+        runs = gone[row.workflow_id]
+        ids = {run.id for run in runs}
+        facts.recount_recent = any(run_id in ids for _, run_id, _ in facts.recent)
+        facts.recount_last = any(facts.last_started is None
+                                 or run.started_at >= facts.last_started for run in runs)
+        facts.recount_open = any(run.status in OPEN_STATUSES for run in runs)
+        # A streak may reach back to the deleted runs; with none, the last finished run is a
+        # success that counts on whatever older runs go.
+        facts.recount_finished = bool(facts.streak) or any(
+            facts.finished is None or (run.started_at, run.id) >= facts.finished
+            for run in runs)
+        if (facts.recount_recent or facts.recount_last or facts.recount_open
+                or facts.recount_finished):
+            facts.settle(row.workflow_id)
+            out.append(_values(row, settings, facts))
+    _write(out)
 
 
 def recount(workflow_ids: list[int]) -> None:

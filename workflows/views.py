@@ -325,7 +325,7 @@ def _settings_context(row, form, errors, saved=False, hook_form: HookForm | None
             "hook_form": hook_form or HookForm.shown(hook_of(row.workflow_id)),
             "next_expected": next_expected(row),
             "preview": schedule_preview(form.get("schedule"), form.get("timezone")),
-            "zones": sorted(schedules.zone_names()), "max_grace": MAX_GRACE,
+            "max_grace": MAX_GRACE,
             "max_duration": MAX_DURATION, "max_description": MAX_DESCRIPTION}
 
 
