@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from zoneinfo import available_timezones
 
 from pydantic import (AfterValidator, AwareDatetime, BeforeValidator, ConfigDict, Field,
-                      TypeAdapter, WithJsonSchema)
+                      TypeAdapter, ValidationInfo, WithJsonSchema)
 from pydantic_core import PydanticCustomError
 
 UTC = timezone.utc
@@ -149,17 +149,19 @@ _USUAL_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}
                          r"(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})")
 
 
-_JSON_TIME = TypeAdapter(datetime, config=ConfigDict(strict=True))
+_TIME = TypeAdapter(datetime, config=ConfigDict(strict=True))
 
 
-def _usual_time(value: Any) -> datetime:
+def _usual_time(value: Any, info: ValidationInfo) -> datetime:
+    if info.mode != "json":  # a datetime (a model made in Python), as pydantic reads it
+        return _TIME.validate_python(value)
     if type(value) is str and _USUAL_TIME.fullmatch(value):
         try:
             return datetime.fromisoformat(value)
         except ValueError:
             pass
     # Any other value as pydantic reads it in JSON, with its errors.
-    return _JSON_TIME.validate_json(json.dumps(value))
+    return _TIME.validate_json(json.dumps(value))
 
 
 # A reported time: aware, in UTC, from 1970-01-01 to 24 hours after the time of receipt.
