@@ -188,10 +188,11 @@ def main() -> None:
         filled = _reuse(url) if args.reuse else 0
         if not filled:
             empty_postgres(url)
-            Bench(url)  # the schema, at this release
+        # The app on this database (and, if empty, its schema at this release) before the
+        # fill: an app started on runs without their summaries would count them itself.
+        create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "SCHEDULER": False})
         if size > filled:
             fill(url, size - filled, args.workflows, args.days, args.steps, to_micros(now))
-            create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "SCHEDULER": False})
             settle()
         print(f"{size:,} runs ready (filled, rollups, error counts and summaries rebuilt) in "
               f"{time.perf_counter() - started:.0f} s", flush=True)
