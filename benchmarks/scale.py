@@ -118,12 +118,12 @@ def settle() -> None:
 def count_durations() -> None:
     """The duration counts (workflows.models.duration_bin per hour and day) in one statement
     per grain, rather than run by run in Python as an upgrade counts them."""
-    bin_of = ("CASE WHEN duration_ms <= 0 THEN 0 ELSE 1 + floor(%d * log(2, duration_ms::numeric))"
-              " END" % BINS_PER_DOUBLING)
+    bin_of = ("CASE WHEN duration_ms <= 0 THEN 0 ELSE 1 + floor(%d * ln(duration_ms) / ln(2))"
+              " END" % BINS_PER_DOUBLING)  # in floating point, as math.log2
     for grain, width in GRAINS.items():
         database.execute_sql(
             f"INSERT INTO duration_rollup (grain, workflow_id, bucket, bin, n) "
-            f"SELECT '{grain}', workflow_id, started_at - started_at % {width}, {bin_of}, "
+            f"SELECT '{grain}', workflow_id, started_at - started_at %% {width}, {bin_of}, "
             f"count(*) FROM execution WHERE status IN ('success', 'failure') "
             f"AND duration_ms IS NOT NULL GROUP BY 2, 3, 4")
 
@@ -188,10 +188,11 @@ def main() -> None:
         filled = _reuse(url) if args.reuse else 0
         if not filled:
             empty_postgres(url)
-            Bench(url)  # the schema, at this release
+        # The app on this database (and, if empty, its schema at this release) before the
+        # fill: an app started on runs without their summaries would count them itself.
+        create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "SCHEDULER": False})
         if size > filled:
             fill(url, size - filled, args.workflows, args.days, args.steps, to_micros(now))
-            create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "SCHEDULER": False})
             settle()
         print(f"{size:,} runs ready (filled, rollups, error counts and summaries rebuilt) in "
               f"{time.perf_counter() - started:.0f} s", flush=True)

@@ -20,7 +20,7 @@ from .run_rows import (EXECUTION_FIELDS, NEW_FINGERPRINT, NEW_MAINTENANCE, NO_RU
                        duration_between,
                        error_columns, error_json, error_values, insert_returning_ids,
                        insert_step_rows, payload_texts, positioned, rows_of_steps,
-                       state_of_row, step_status, workflow_ids)
+                       state_of_row, step_tails, workflow_ids)
 from .schemas import ExecutionIn, ExecutionPatch, InputError, StepIn
 from .times import to_micros, utcnow
 
@@ -109,24 +109,25 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
         started = to_micros(item.started_at) if item.started_at else now_us
         finished = to_micros(item.finished_at) if item.finished_at else None
         steps = positioned(item.steps, 0)
-        failed = next((p for p, step in steps if step_status(step) == "failure"), None)
+        tails = step_tails(steps)
+        failed = next((tail[0] for tail in tails if tail[3] == "failure"), None)
         new_rows.append((wf, item.external_id, item.status, started, finished,
                          duration_between(started, finished), *error_values(item.error),
                          len(steps), failed, now_us, now_us))
-        new_items.append((item, steps))
+        new_items.append((item, steps, tails))
         new_index.append(index)
     marks = in_maintenance([(item.workflow, row[3])
-                            for row, (item, _) in zip(new_rows, new_items, strict=True)])
+                            for row, (item, *_) in zip(new_rows, new_items, strict=True)])
     new_rows = [(*row, mark, item.rerun_of)
-                for row, mark, (item, _) in zip(new_rows, marks, new_items, strict=True)]
+                for row, mark, (item, *_) in zip(new_rows, marks, new_items, strict=True)]
 
     changes: list[Change] = list(zip([before for before, _ in reposts],
                                      update_existing(reposts, now, texts), strict=True))
     # Matched by every column inserted: runs without an external id share a key otherwise.
     ids = insert_returning_ids(Execution, EXECUTION_FIELDS, new_rows, key=EXECUTION_FIELDS)
     payload_rows, step_rows, step_payloads = [], [], []
-    for execution_id, row, (item, steps), index in zip(ids, new_rows, new_items, new_index,
-                                                       strict=True):
+    for execution_id, row, (item, steps, tails), index in zip(ids, new_rows, new_items,
+                                                              new_index, strict=True):
         results[index] = (execution_id, True)
         workflow_id, _, status, started, finished, duration = row[:6]
         changes.append((None, RunState(execution_id, workflow_id, status, started, finished,
@@ -135,9 +136,8 @@ def _store(items: list[ExecutionIn], texts: Texts) -> list[tuple[int, bool]]:
         run_texts = texts[id(item)]
         if run_texts != NO_RUN_TEXT:
             payload_rows.append((execution_id, *run_texts))
-        rows, payloads = rows_of_steps(execution_id, steps, texts)
-        step_rows.extend(rows)
-        step_payloads.extend(payloads)
+        step_rows += [(execution_id, *tail) for tail in tails]
+        step_payloads += [texts[id(step)] for _, step in steps]
     bulk_insert(ExecutionPayload, ("execution", *PAYLOAD_FIELDS), payload_rows)
     insert_step_rows(step_rows, step_payloads)
     run_write_hooks(changes)

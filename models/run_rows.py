@@ -3,9 +3,10 @@ a report becomes, and their insertion in bulk, each new id matched to its row by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Iterable
 
-from .bulk import insert_rows
+from .bulk import copies, insert_numbered, insert_rows
 from .executions import Execution, Step, StepPayload, Workflow, dump_json, excerpt
 from .fingerprints import fingerprint
 from .schemas import ErrorIn, ExecutionIn, StepIn
@@ -59,10 +60,14 @@ def insert_returning_ids(model, names: tuple[str, ...], rows: list[tuple],
     Neither SQLite nor PostgreSQL promises that RETURNING gives rows in the order of the
     VALUES, so each returned id is matched to its row by the `key` columns it returns with
     it, never by position. Rows alike in every key column are one and the same row to the
-    database: any of their ids may go with any of them, each once.
+    database: any of their ids may go with any of them, each once. PostgreSQL draws the
+    ids of many rows first and takes them by COPY (`insert_numbered`): no matching.
     """
     fields = model._meta.fields
     columns = [fields[name].column_name for name in names]
+    if copies(rows):
+        return insert_numbered(model._meta.table_name, columns, rows,
+                               model._meta.primary_key.column_name)
     where = [names.index(name) for name in key]
     returning = (model._meta.primary_key.column_name,
                  *(fields[name].column_name for name in key))
@@ -70,7 +75,8 @@ def insert_returning_ids(model, names: tuple[str, ...], rows: list[tuple],
     for new_id, *values in insert_rows(model._meta.table_name, columns, rows,
                                        returning=returning):
         ids_by_key.setdefault(tuple(values), []).append(new_id)
-    ids = [ids_by_key[tuple(row[i] for i in where)].pop() for row in rows]
+    key_of = itemgetter(*where) if len(where) > 1 else lambda row: (row[where[0]],)
+    ids = [ids_by_key[key_of(row)].pop() for row in rows]
     if any(ids_by_key.values()):
         raise AssertionError("RETURNING gave ids that match no inserted row")
     return ids
@@ -117,13 +123,17 @@ def payload_texts(items: Iterable[ExecutionIn | StepIn]) -> Texts:
     texts: Texts = {}
     for item in items:
         if isinstance(item, StepIn):
-            texts[id(item)] = (dump_json(item.input), dump_json(item.output),
-                               error_json(item.error), item.logs)
+            texts[id(item)] = _step_texts(item)
             continue
         texts[id(item)] = (dump_json(item.input), dump_json(item.output),
                            error_json(item.error))
-        texts.update(payload_texts(item.steps))
+        for step in item.steps:
+            texts[id(step)] = _step_texts(step)
     return texts
+
+
+def _step_texts(step: StepIn) -> tuple:
+    return (dump_json(step.input), dump_json(step.output), error_json(step.error), step.logs)
 
 
 def workflow_ids(names: Iterable[str]) -> dict[str, int]:
@@ -149,26 +159,34 @@ def step_status(step: StepIn) -> str:
     return "success" if step.finished_at else "running"
 
 
+def step_tails(steps: list[tuple[int, StepIn]]) -> list[tuple]:
+    """Rows for Step without their run's id (the order of STEP_FIELDS[1:]): a batch's
+    steps are made rows before its runs have ids. The status is the fourth value."""
+    tails = []
+    for position, step in steps:
+        started, finished, error = step.started_at, step.finished_at, step.error
+        started = to_micros(started) if started else None
+        finished = to_micros(finished) if finished else None
+        tails.append((position, step.name, step.action, step_status(step), started, finished,
+                      duration_between(started, finished),
+                      None if error is None else excerpt(error.message)))
+    return tails
+
+
 def rows_of_steps(execution_id: int, steps: list[tuple[int, StepIn]], texts: Texts):
     """Rows for Step (in the order of STEP_FIELDS) and the payload texts that go with
     them."""
-    rows, payloads = [], []
-    for position, step in steps:
-        started = to_micros(step.started_at) if step.started_at else None
-        finished = to_micros(step.finished_at) if step.finished_at else None
-        rows.append((execution_id, position, step.name, step.action, step_status(step),
-                     started, finished, duration_between(started, finished),
-                     excerpt(step.error.message if step.error else None)))
-        payloads.append(texts[id(step)])
-    return rows, payloads
+    return ([(execution_id, *tail) for tail in step_tails(steps)],
+            [texts[id(step)] for _, step in steps])
 
 
 def positioned(steps: list[StepIn], first_default: int) -> list[tuple[int, StepIn]]:
     """Steps keyed by position (default: counting from `first_default`); the last one wins."""
-    by_position: dict[int, StepIn] = {}
-    for index, step in enumerate(steps):
-        position = step.position if step.position is not None else first_default + index
-        by_position[position] = step
+    pairs = [(first_default + index if step.position is None else step.position, step)
+             for index, step in enumerate(steps)]
+    if all(a[0] < b[0] for a, b in zip(pairs, pairs[1:])):
+        return pairs  # in order already, each position once (most reports)
+    by_position = dict(pairs)
     return sorted(by_position.items(), key=lambda item: item[0])
 
 

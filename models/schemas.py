@@ -78,10 +78,15 @@ class StepIn(Strict):
 
     @model_validator(mode="after")
     def _times_in_order(self, info: ValidationInfo):
-        _check_order(self.started_at, self.finished_at)
-        budget = _budget(info)
-        if budget is not None:
-            budget.count_one()
+        # Called for every step of a batch: the checks of _check_order and _budget, inline.
+        started, finished = self.started_at, self.finished_at
+        if started and finished and finished < started:
+            _check_order(started, finished)
+        context = info.context
+        if type(context) is dict:
+            budget = context.get("steps")
+            if budget is not None:
+                budget.count_one()
         return self
 
 

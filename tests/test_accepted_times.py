@@ -10,13 +10,15 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from helpers import parse
 from history.rollups import MAX_BARS, bar_edges
 from models import Execution, Step, Workflow, database
 from models.db import to_micros
 from models.ingest import store_executions
-from models.schemas import ExecutionIn, StepIn
+from models.schemas import ExecutionIn, InputError, StepIn
+from models.schemas import parse as parse_body
 
 URL = "/api/automations/executions"
 UTC = timezone.utc
@@ -103,6 +105,36 @@ BAD_BOUNDS = [
     ({"filter": json.dumps({"from": "0001-01-01", "tz": "America/Adak"})}, "from"),
     ({"filter": json.dumps({"to": "9999-12-31T23:59:59.999999Z"})}, "to"),
 ]
+
+
+WRITTEN = ["2026-11-24T10:00:00Z", "2026-11-24T10:00:00.5Z", "2026-11-24T10:00:00.123456Z",
+           "2026-11-24T10:00:00.1234567Z", "2026-11-24T10:00:00+05:30", "2026-11-24T10:00:00-00:00",
+           "2026-11-24T10:00:00-23:59", "2026-11-24T10:00:00+24:00", "2026-11-24T10:00:00",
+           "2026-11-24 10:00:00Z", "2026-11-24t10:00:00z", "2026-11-24T10:00Z",
+           "2026-11-24T10:00:60Z", "2026-11-24T24:00:00Z", "2026-02-30T10:00:00Z",
+           "2026-13-24T10:00:00Z", "2026-11-24", "1764000000", "", 1764000000, True, None]
+
+
+@pytest.mark.parametrize("written", WRITTEN, ids=[json.dumps(w) for w in WRITTEN])
+def test_a_reported_time_reads_as_pydantic_reads_it_or_fails_as_it_does(written):
+    """The usual strings are read by the standard library (its datetimes compare faster):
+    every one of them, and every other value, reads as pydantic's own datetime does."""
+    own = TypeAdapter(datetime, config=ConfigDict(strict=True))
+    try:
+        value = own.validate_json(json.dumps(written))
+        expected = (value.replace(tzinfo=UTC) if value.utcoffset() is None
+                    else value.astimezone(UTC))
+    except ValidationError as exc:
+        expected = "started_at: " + exc.errors()[0]["msg"]
+    body = json.dumps({"workflow": "w", "status": "running", "started_at": written})
+    try:
+        got = parse_body(ExecutionIn, body.encode()).started_at
+    except InputError as exc:
+        got = exc.message
+    if written is None:
+        expected = None  # the field may be null
+    assert got == expected
+    assert got is None or isinstance(got, str) or got.tzinfo is UTC
 
 
 @pytest.mark.parametrize("query,field", BAD_BOUNDS,

@@ -12,6 +12,7 @@ import random
 import pytest
 
 import models.bulk
+from models.bulk import COPY_ROWS
 import models.run_rows
 from helpers import URL, detail
 
@@ -84,3 +85,33 @@ def test_steps_added_to_a_run_land_on_their_positions(api, db, returned_out_of_o
     stored = detail(api, run_id)["steps"]
     assert [(s["name"], s["output"]) for s in stored] == [
         (s["name"], s["output"]) for s in steps]
+
+
+def test_text_that_bulk_writing_escapes_comes_back_as_sent(api, db):
+    """PostgreSQL takes many new rows by COPY, whose text format gives a backslash, tab,
+    newline and carriage return a meaning of their own (and `\\N` stands for NULL): each is
+    stored as sent, in every kind of column."""
+    awkward = "a\\b\tc\nd\re \\N \\. end\\"
+
+    def run(number: int) -> dict:
+        return {"workflow": "wf \\ slash", "external_id": f"ext\\N{number}", "status": "failure",
+                "input": {"text": awkward, awkward: [awkward]},
+                "error": {"message": awkward, "type": "\\N", "stack": awkward},
+                "steps": [{"name": "\\N", "action": "\\", "status": "failure", "logs": awkward,
+                           "output": awkward, "error": {"message": awkward}},
+                          {"name": "step", "logs": "\\N", "input": "\\N"}]}
+
+    runs = [run(number) for number in range(COPY_ROWS)]  # enough rows to be copied
+    response = api.post(f"{URL}/batch", json={"executions": runs})
+    assert response.status_code == 201, response.text
+    for item, sent in zip(response.json["data"][::7], runs[::7]):
+        stored = detail(api, item["id"])
+        assert (stored["workflow"], stored["external_id"]) == (sent["workflow"],
+                                                               sent["external_id"])
+        assert (stored["input"], stored["error"]) == (sent["input"], sent["error"])
+        assert stored["error_message"] == awkward
+        first, second = stored["steps"]
+        assert (first["name"], first["action"], first["logs"], first["output"]) == (
+            "\\N", "\\", awkward, awkward)
+        assert first["error"] == {"message": awkward}
+        assert (second["name"], second["logs"], second["input"]) == ("step", "\\N", "\\N")

@@ -132,7 +132,12 @@ def test_the_figures_follow_each_report_though_the_overview_keeps_them_between(a
     store(api, [run("etl", "success", now - timedelta(hours=3), 1)])
     assert api.get(API).json["data"][0]["runs_24h"] == 1
     assert api.get(API).json["data"][0]["runs_24h"] == 1  # kept: the same answer
+    detail = api.get(f"{API}/etl").json
+    assert detail["errors"] == [] and sum(d["success"] for d in detail["metrics"]["days"]) == 1
     store(api, [run("etl", "failure", now - timedelta(hours=2), 4, "boom")])
+    detail = api.get(f"{API}/etl").json
+    assert [g["count"] for g in detail["errors"]] == [1]
+    assert sum(d["failure"] for d in detail["metrics"]["days"]) == 1
     [etl] = api.get(API).json["data"]
     assert etl["runs_24h"] == 2 and etl["success_rate_7d"] == 0.5
     assert etl["duration_p95_ms_7d"] > etl["duration_p50_ms_7d"]

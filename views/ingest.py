@@ -9,7 +9,7 @@ from models.schemas import BatchIn, ExecutionIn, ExecutionPatch, StepBudget, Ste
 
 from .common import api_error
 from .extensions import sees_secrets
-from .links import absolute_url
+from .links import absolute_url, link_builder
 
 bp = Blueprint("ingest", __name__, url_prefix="/api/automations/executions")
 
@@ -49,7 +49,8 @@ def create_batch():
     """Store up to 1000 runs, all or none."""
     batch = _body(BatchIn)
     stored = store_executions(batch.executions, in_batch=True)
-    return jsonify({"data": [{"id": i, "url": execution_url(i), "created": created}
+    url = link_builder("executions.show", external=True)  # the URL map bound once
+    return jsonify({"data": [{"id": i, "url": url(execution_id=i), "created": created}
                              for i, created in stored]}), 201
 
 

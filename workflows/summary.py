@@ -60,8 +60,6 @@ def _count_durations(changes: list[tuple[RunState | None, RunState | None]]) -> 
 
 # --- summaries ----------------------------------------------------------------------------
 
-
-
 def ensure_rows(workflow_ids: list[int]) -> None:
     """Create the summary rows these workflows lack (a workflow new to the overview)."""
     if not workflow_ids:

@@ -11,6 +11,8 @@ from werkzeug.datastructures import MultiDict
 from alerts.acknowledge import acknowledgement_json, current_acknowledgements
 from alerts.badges import badges_of
 from alerts.models import Acknowledgement
+from history import changes
+from history.changes import cache
 from history.filters import FilterError, HistoryFilter
 from reruns.forms import HookForm
 from reruns.settings import hook_json, hook_of, hooks_of
@@ -131,14 +133,20 @@ def _detail(row, period: HistoryFilter) -> dict:
     failures = history.but(statuses=("failure",))
     body["period"] = {"from": iso(from_micros(start)), "to": iso(from_micros(end)),
                       "tz": period.tz}
-    body["metrics"] = metrics(row.workflow_id, start, end, period.zone)
+    # Kept until the runs change, like the history's counts (history.changes).
+    version = changes.current()
+    body["metrics"] = cache.get(version, ("workflow days", row.workflow_id, start, end,
+                                          period.zone),
+                                lambda: metrics(row.workflow_id, start, end, period.zone))
+    groups = cache.get(version, ("workflow errors", row.workflow_id, start, end),
+                       lambda: error_groups(row.workflow_id, start, end))
     body["errors"] = [{
         "fingerprint": g["fingerprint"], "type": g["type"], "message": g["message"],
         "count": g["count"], "first_seen": iso_micros(g["first_seen"]),
         "last_seen": iso_micros(g["last_seen"]),
         "last_execution_url": execution_url(execution_id=g["last_execution_id"]),
         "history_url": failures.url_with(),
-    } for g in error_groups(row.workflow_id, start, end)]
+    } for g in groups]
     body["history_url"] = history.url_with()
     return body
 
