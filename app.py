@@ -20,7 +20,7 @@ from models import MODELS, database, hooks, init_database
 from models.startup import create_schema_when_reachable
 import views
 from views.auth import guard
-from views import extensions, formatting, headers, links, memory
+from views import extensions, formatting, headers, json_writer, links, memory
 from views.common import register_error_handlers
 from views.ids import DatabaseInteger
 from alerts.config import PAGERDUTY_EVENTS_URL
@@ -109,6 +109,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     app.before_request(_connect)
     extensions.init_app(app)
+    json_writer.init_app(app)
     app.before_request(guard)
     app.teardown_appcontext(_close)
     app.url_map.converters["int"] = DatabaseInteger  # before any route is added

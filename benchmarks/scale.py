@@ -17,9 +17,11 @@ library's client), it times the history's cases (those of benchmarks.history, an
 one workflow's last 30 days, and the first two right after a write), the workflows overview's
 first page of 100, a quiet workflow's 90-day page; in process, batches of runs posted;
 and it gives the database's bytes per run (runs, steps, payloads, rollups and every index).
-Last, at --runs, retention deletes the oldest --purge runs in batches while a thread posts
-batches through HTTP: the longest batch (the write lock it held) and the posting rate
-against the rate without it.
+Last, at --runs, retention deletes the oldest --purge runs as its job does (batches sized to
+hold the write lock about 50 ms) for at most --purge-seconds, while a thread posts batches
+through HTTP: the longest batch (the write lock it held), the posting rate against the rate
+without it, and the rate of deletion. "growth" is the ratio of x (of the value, where there
+is no x) from --small to --runs.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from datetime import timedelta
 import psycopg2
 import requests
 
-from history.retention import LOCK_BUDGET_MS, purge_expired
+from history.retention import JOB_BATCHES, LOCK_BUDGET_MS, Purged, cutoff, purge_expired
 from history.rollups import GRAINS, rebuild_rollups
 from app import create_app
 from models import database
@@ -176,6 +178,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="keep the runs a previous run of this benchmark left in the "
                         "two databases (and fill only up to each size)")
+    parser.add_argument("--purge-seconds", type=float, default=300,
+                        help="stop retention after this long (and give the rate)")
     parser.add_argument("--fill-only", action="store_true",
                         help="fill (and settle) both databases, then stop")
     args = parser.parse_args()
@@ -210,9 +214,10 @@ def main() -> None:
             if size == args.runs:
                 alone, _ = _posting_rate(server.base, bench.headers, counter, seconds=20)
                 keep_days = args.days - args.days * args.purge // args.runs
+                expired = _older_than(url, cutoff(now, keep_days))
                 with_purge, purged = _posting_rate(
                     server.base, bench.headers, counter,
-                    work=lambda: _purge(now, keep_days))
+                    work=lambda: _purge(now, keep_days, args.purge_seconds, expired))
         finally:
             server.stop()
 
@@ -224,16 +229,26 @@ def main() -> None:
     for label, by_size in figures.items():
         a, b = by_size[small], by_size[large]
         if len(a) == 3:
-            rows.append([label, a[0], a[1], a[2], b[0], b[1], b[2], b[0] / a[0]])
+            rows.append([label, a[0], a[1], a[2], b[0], b[1], b[2], b[2] / a[2]])
         else:
             rows.append([label, a[0], "", "", b[0], "", "", b[0] / a[0]])
     print_table(["case", f"p50 {small:,}", "p95", "x", f"p50 {large:,}", "p95", "x",
-                 "large / small"], rows)
-    print(f"\nRetention of the runs older than {keep_days} days ({purged.runs:,} runs) in "
-          f"{purged.batches} batches: longest batch {purged.longest_batch_ms:.0f} ms, p95 "
-          f"{p(purged.batch_ms, 95):.0f} ms; one thread posting batches of 100 over HTTP: "
-          f"{alone:.0f} runs/s alone, {with_purge:.0f} runs/s meanwhile "
-          f"({with_purge / alone:.0%}).")
+                 "growth"], rows)  # growth: of x (of the value where there is no x)
+    rate = purged.runs / purged.seconds
+    print(f"\nRetention of the {expired:,} runs older than {keep_days} days, as the job does "
+          f"it: {purged.runs:,} deleted in {purged.seconds:.0f} s "
+          + ("(all)" if purged.done else f"(stopped at --purge-seconds; at {rate:.0f} runs/s "
+             f"the rest would take {(expired - purged.runs) / max(rate, 1) / 60:.0f} min more)")
+          + f", {purged.batches:,} batches: longest {purged.longest_batch_ms:.0f} ms, p95 "
+          f"{p(purged.batch_ms, 95):.0f} ms, p50 {p(purged.batch_ms, 50):.0f} ms; one thread "
+          f"posting batches of 100 over HTTP: {alone:.0f} runs/s alone, {with_purge:.0f} "
+          f"runs/s meanwhile ({with_purge / alone:.0%}).")
+
+
+def _older_than(url: str, limit: int) -> int:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM execution WHERE started_at < %s", (limit,))
+        return cur.fetchone()[0]
 
 
 def _measure(args, size: int, bench: Bench, server: Server, now, counter,
@@ -299,9 +314,24 @@ def _reuse(url: str) -> int:
         return runs
 
 
-def _purge(now, keep_days: int):
+def _purge(now, keep_days: int, seconds: float, expired: int) -> Purged:
+    """Retention as the job does it (batches sized to its lock budget, 50 at a time) until
+    the runs are gone or `seconds` have passed; `expired`: the runs there were to delete."""
+    total = Purged()
+    started = time.perf_counter()
     with connection():
-        return purge_expired(now, keep_days, budget_ms=LOCK_BUDGET_MS)  # as the job does
+        while time.perf_counter() - started < seconds:
+            part = purge_expired(now, keep_days, max_batches=JOB_BATCHES,
+                                 budget_ms=LOCK_BUDGET_MS)
+            total.runs += part.runs
+            total.batches += part.batches
+            total.batch_ms += part.batch_ms
+            total.longest_batch_ms = max(total.longest_batch_ms, part.longest_batch_ms)
+            if part.done:
+                break
+    total.done = total.runs >= expired
+    total.seconds = time.perf_counter() - started
+    return total
 
 
 if __name__ == "__main__":
