@@ -11,6 +11,7 @@ from datetime import datetime
 
 import peewee
 
+from models.bulk import among
 from models.db import write_transaction
 from models.executions import Workflow
 from models.times import iso, utcnow
@@ -65,7 +66,7 @@ def current_acknowledgements(workflow_ids: list[int]) -> dict[int, Acknowledgeme
              | ((A.kind == "failing") & (S.streak > 0) & (S.failing_episode == A.episode)))
     return {ack.workflow_id: ack for ack in
             A.select(A).join(S, on=(S.workflow == A.workflow))
-            .where(A.workflow.in_(list(workflow_ids)), holds)}
+            .where(among(A.workflow, workflow_ids), holds)}
 
 
 def acknowledgement_json(ack: Acknowledgement | None) -> dict | None:

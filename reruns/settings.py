@@ -2,6 +2,7 @@
 settings form), read back, and shown with its secrets masked."""
 from __future__ import annotations
 
+from models.bulk import among
 from models.executions import dump_json
 from models.payloads import MASK, mask, mask_url
 from models.schemas import InputError
@@ -38,7 +39,7 @@ def hooks_of(workflow_ids: list[int]) -> dict[int, RerunHook]:
     if not workflow_ids:
         return {}
     return {hook.workflow_id: hook
-            for hook in RerunHook.select().where(RerunHook.workflow.in_(workflow_ids))}
+            for hook in RerunHook.select().where(among(RerunHook.workflow, workflow_ids))}
 
 
 def hook_of(workflow_id: int) -> RerunHook | None:
