@@ -89,6 +89,22 @@ class ChangeCache:
         self._version: int | None = None
         self._answers: dict[Hashable, Any] = {}
         self._entries = entries
+        self._lasting: dict[Hashable, Any] = {}  # answers no change to the runs alters
+
+    def lasting(self, key: Hashable, compute: Callable[[], T],
+                keep: Callable[[T], bool]) -> T:
+        """An answer that, once `keep(answer)`, stays true whatever changes the runs (a
+        workflow's id by its name): kept until the cache is cleared."""
+        with self._lock:
+            if key in self._lasting:
+                return self._lasting[key]
+        value = compute()
+        if keep(value):
+            with self._lock:
+                if len(self._lasting) >= self._entries:
+                    self._lasting = {}
+                self._lasting[key] = value
+        return value
 
     def get(self, version: int | None, key: Hashable, compute: Callable[[], T]) -> T:
         """The cached answer for `key` at `version`, computing (and keeping) it if missing."""
@@ -121,7 +137,7 @@ class ChangeCache:
     def clear(self) -> None:
         """Forget everything (a new database was opened)."""
         with self._lock:
-            self._version, self._answers = None, {}
+            self._version, self._answers, self._lasting = None, {}, {}
 
 
 cache = ChangeCache()

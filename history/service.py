@@ -113,9 +113,11 @@ def workflow_names(limit: int) -> list[str]:
 def _workflow_ids(version: int | None, names: tuple[str, ...]) -> tuple[int, ...] | None:
     if not names:
         return None
-    return cache.get(version, ("ids", names), lambda: tuple(
+    # A workflow keeps its name and id for good: once every name is found, the ids are
+    # kept past changes to the runs; a name not found yet may be created by the next report.
+    return cache.lasting(("ids", names), lambda: cache.get(version, ("ids", names), lambda: tuple(
         row[0] for row in Workflow.select(Workflow.id).where(Workflow.name.in_(list(names)))
-        .order_by(Workflow.id).tuples()))
+        .order_by(Workflow.id).tuples())), keep=lambda ids: len(ids) == len(set(names)))
 
 
 def _as_list(ids: tuple[int, ...] | None) -> list[int] | None:

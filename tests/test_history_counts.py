@@ -239,3 +239,22 @@ def test_without_a_counter_row_nothing_is_kept_and_counts_stay_exact(api, histor
     run = {"workflow": "alpha", "status": "failure", "started_at": "2026-11-22T10:00:00Z"}
     assert api.post(BATCH, json={"executions": [run]}).status_code == 201
     assert api.get(URL).json["counts"] == direct_counts({})
+
+
+def test_a_workflow_filtered_on_before_it_reports_is_found_once_it_does(api):
+    """Workflow ids are kept by name past writes once every name is found; a name not
+    found yet is looked up again after the next write."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+
+    def run(name: str) -> dict:
+        return {"workflow": name, "status": "success", "started_at": now.isoformat()}
+
+    query = {"workflow": ["early", "late"], "limit": 10}
+    assert api.post(BATCH, json={"executions": [run("early")]}).status_code == 201
+    assert api.get(URL, query_string=query).json["counts"]["success"] == 1
+    assert api.post(BATCH, json={"executions": [run("late"), run("early")]}).status_code == 201
+    answer = api.get(URL, query_string=query).json
+    assert answer["counts"]["success"] == 3
+    assert {r["workflow"] for r in answer["data"]} == {"early", "late"}
+    assert api.post(BATCH, json={"executions": [run("late")]}).status_code == 201
+    assert api.get(URL, query_string=query).json["counts"]["success"] == 4  # counted anew
