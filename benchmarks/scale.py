@@ -195,7 +195,8 @@ def main() -> None:
         # The app on this database (and, if empty, its schema at this release) before the
         # fill: an app started on runs without their summaries would count them itself.
         create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "SCHEDULER": False})
-        if size > filled:
+        # A database reused may have lost up to --purge runs to an earlier run's retention.
+        if size > filled + (args.purge if filled else 0):
             fill(url, size - filled, args.workflows, args.days, args.steps, to_micros(now))
             settle()
         print(f"{size:,} runs ready (filled, rollups, error counts and summaries rebuilt) in "
