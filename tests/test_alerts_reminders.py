@@ -4,7 +4,7 @@ then, once per interval whichever process scans (real receivers on 127.0.0.1; SQ
 PostgreSQL)."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -181,7 +181,10 @@ def test_a_late_episode_is_reminded_of_until_a_run_starts(app, db, api, receiver
 def test_a_failing_workflow_that_also_goes_late_is_reminded_of_its_streak_throughout(
         app, db, api, receiver):
     failing_rule(receiver)
-    assert api.patch(f"{WORKFLOWS}/billing", json={"schedule": "0 3 * * *",
+    # Daily, two hours from now: the run below starts within the 24 hours ahead a report
+    # may start in, whatever the time of day the test runs at.
+    soon = datetime.now(timezone.utc) + timedelta(hours=2)
+    assert api.patch(f"{WORKFLOWS}/billing", json={"schedule": f"{soon.minute} {soon.hour} * * *",
                                                    "grace_seconds": 0}).status_code == 200
     expected = datetime.fromisoformat(
         api.get(f"{WORKFLOWS}/billing").json["next_expected_at"].replace("Z", "+00:00"))
@@ -189,9 +192,9 @@ def test_a_failing_workflow_that_also_goes_late_is_reminded_of_its_streak_throug
     decide(app, late - 60 * MIN)
     decide(app, late)
     decide(app, late + 10 * MIN)
-    api.post("/api/automations/executions", json={
+    assert api.post("/api/automations/executions", json={
         "workflow": "billing", "status": "running",
-        "started_at": (late + 11 * MIN).isoformat()})
+        "started_at": (late + 11 * MIN).isoformat()}).status_code == 201
     decide(app, late + 12 * MIN)
     decide(app, late + 20 * MIN)
     assert [n.kind for n in notices()] == ["failing", "missed", "reminder", "reminder",

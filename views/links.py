@@ -31,7 +31,7 @@ def link_builder(endpoint: str, *, external: bool = False,
         adapter = current_app.create_url_adapter(request)
     else:
         adapter = _base_url_adapter(app)
-    templates: dict[str, tuple[str, str]] = {}
+    templates: dict[str, tuple] = {}  # (before, after) the id, or () to build each time
 
     def build(**values) -> str:
         if len(values) == 1:
@@ -40,9 +40,11 @@ def link_builder(endpoint: str, *, external: bool = False,
                 around = templates.get(key)
                 if around is None:
                     link = adapter.build(endpoint, {key: _MARK}, force_external=external)
-                    before, _, after = link.partition(str(_MARK))
-                    around = templates[key] = (before, after)
-                return f"{around[0]}{value}{around[1]}"
+                    before, found, after = link.partition(str(_MARK))
+                    # A converter that writes numbers its own way: built each time.
+                    around = templates[key] = (before, after) if found else ()
+                if around:
+                    return f"{around[0]}{value}{around[1]}"
         return adapter.build(endpoint, values, force_external=external)
 
     return build
