@@ -185,6 +185,9 @@ def main() -> None:
     args = parser.parse_args()
     if not args.postgres:
         parser.error("--postgres URL is required: this benchmark is of PostgreSQL")
+    if args.workflows < BUSY:
+        parser.error(f"--workflows must be at least {BUSY} (half of the runs go to the {BUSY} "
+                     "busiest)")
     urls = {args.small: _beside(args.postgres, "_small"), args.runs: args.postgres}
     now = utcnow()
     for size, url in urls.items():
@@ -235,9 +238,10 @@ def main() -> None:
             rows.append([label, a[0], "", "", b[0], "", "", b[0] / a[0]])
     print_table(["case", f"p50 {small:,}", "p95", "x", f"p50 {large:,}", "p95", "x",
                  "growth"], rows)  # growth: of x (of the value where there is no x)
-    rate = purged.runs / purged.seconds
+    purged, purge_seconds = purged
+    rate = purged.runs / purge_seconds
     print(f"\nRetention of the {expired:,} runs older than {keep_days} days, as the job does "
-          f"it: {purged.runs:,} deleted in {purged.seconds:.0f} s "
+          f"it: {purged.runs:,} deleted in {purge_seconds:.0f} s "
           + ("(all)" if purged.done else f"(stopped at --purge-seconds; at {rate:.0f} runs/s "
              f"the rest would take {(expired - purged.runs) / max(rate, 1) / 60:.0f} min more)")
           + f", {purged.batches:,} batches: longest {purged.longest_batch_ms:.0f} ms, p95 "
@@ -315,9 +319,10 @@ def _reuse(url: str) -> int:
         return runs
 
 
-def _purge(now, keep_days: int, seconds: float, expired: int) -> Purged:
+def _purge(now, keep_days: int, seconds: float, expired: int) -> tuple[Purged, float]:
     """Retention as the job does it (batches sized to its lock budget, 50 at a time) until
-    the runs are gone or `seconds` have passed; `expired`: the runs there were to delete."""
+    the runs are gone or `seconds` have passed; `expired`: the runs there were to delete.
+    Returns what it deleted and the seconds it took."""
     total = Purged()
     started = time.perf_counter()
     with connection():
@@ -331,8 +336,7 @@ def _purge(now, keep_days: int, seconds: float, expired: int) -> Purged:
             if part.done:
                 break
     total.done = total.runs >= expired
-    total.seconds = time.perf_counter() - started
-    return total
+    return total, time.perf_counter() - started
 
 
 if __name__ == "__main__":

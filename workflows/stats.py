@@ -232,11 +232,12 @@ def _rollup_figures(workflow_ids: list[int], end: int) -> tuple[list, list, list
             _sums(DurationRollup, "bin", workflow_ids, week))
 
 
-def figures(rows: list, now: datetime) -> dict[int, Figures]:
+def figures(rows: list, now: datetime, version: int | None = None) -> dict[int, Figures]:
     """runs in 24 h, successes and failures and durations over 7 days (whole hours: the
     current one and those before, from the rollups), and the last runs (from the summary
     rows), of each workflow of `rows`. The rollups' sums are kept until the runs change
-    (history.changes), like the history's counts."""
+    (history.changes), like the history's counts; `version`: the change counter, if the
+    caller has read it already."""
     workflow_ids = [row.workflow_id for row in rows]
     found = {row.workflow_id: Figures(durations=Counter(),
                                       recent=[(run_id, status, started) for started, run_id, status
@@ -246,7 +247,8 @@ def figures(rows: list, now: datetime) -> dict[int, Figures]:
         return found
     end = _hour(to_micros(now)) + HOUR
     runs, outcomes, durations = cache.get(
-        changes.current(), ("workflow figures", tuple(workflow_ids), end),
+        changes.current() if version is None else version,
+        ("workflow figures", tuple(workflow_ids), end),
         lambda: _rollup_figures(workflow_ids, end))
     for wid, n in runs:
         found[wid].runs_24h = int(n)

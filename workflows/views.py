@@ -124,7 +124,9 @@ def _period(args, default_tz: str = "UTC") -> HistoryFilter:
 
 def _detail(row, period: HistoryFilter) -> dict:
     execution_url, workflow_url = _links()
-    figure = figures([row], utcnow())[row.workflow_id]
+    # Everything below is kept until the runs change, like the history's counts.
+    version = changes.current()
+    figure = figures([row], utcnow(), version)[row.workflow_id]
     body = workflow_json(row, figure, execution_url, workflow_url,
                          current_acknowledgements([row.workflow_id]).get(row.workflow_id),
                          _reruns([row])[row.workflow_id])
@@ -133,8 +135,6 @@ def _detail(row, period: HistoryFilter) -> dict:
     failures = history.but(statuses=("failure",))
     body["period"] = {"from": iso(from_micros(start)), "to": iso(from_micros(end)),
                       "tz": period.tz}
-    # Kept until the runs change, like the history's counts (history.changes).
-    version = changes.current()
     body["metrics"] = cache.get(version, ("workflow days", row.workflow_id, start, end,
                                           period.zone),
                                 lambda: metrics(row.workflow_id, start, end, period.zone))
