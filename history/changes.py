@@ -6,10 +6,10 @@ counts, bars, extents, workflow ids — as long as the counter reads the same: a
 by any process changes it, and the cache starts over. The counter starts at a random
 value, so two databases (or a rebuilt one) never share a number.
 
-The counter is the sum of SHARDS rows. On PostgreSQL each write bumps one of them, picked
-at random, so concurrent writers seldom wait for the row another holds until it commits
-(one row that every writer bumped made them queue); SQLite has one writer at a time and
-bumps the first.
+The counter is the sum of SHARDS rows. On PostgreSQL each write bumps one of them that no
+other transaction holds, looked for from a random one, so concurrent writers do not wait for
+the row another holds until it commits (one row that every writer bumped made them queue);
+SQLite has one writer at a time and bumps the first.
 """
 from __future__ import annotations
 
@@ -57,9 +57,16 @@ def ensure_counter() -> None:
 
 
 def bump(changes: list[Change] | None = None) -> None:
-    """The write hook: the runs changed, so every process's cached answers are stale."""
-    shard = 0 if isinstance(database.obj, peewee.SqliteDatabase) else random.randrange(SHARDS)
-    database.execute_sql(_bump_sql(), (COUNTER_ID + shard,))
+    """The write hook: the runs changed, so every process's cached answers are stale.
+
+    On PostgreSQL the first shard no other transaction holds, from a random one on; only
+    when every shard is held does it wait for one."""
+    if isinstance(database.obj, peewee.SqliteDatabase):
+        database.execute_sql(_bump_sql(), (COUNTER_ID,))
+        return
+    shard = random.randrange(SHARDS)
+    if database.execute_sql(_bump_free_sql(), (shard, SHARDS)).rowcount == 0:
+        database.execute_sql(_bump_sql(), (COUNTER_ID + shard,))
 
 
 def current() -> int | None:
@@ -75,6 +82,12 @@ def _table() -> str:
 def _bump_sql() -> str:
     param = database.param
     return f'UPDATE "{_table()}" SET "n" = "n" + 1 WHERE "id" = {param}'
+
+
+def _bump_free_sql() -> str:
+    """PostgreSQL's bump of a shard that no other transaction holds (none if all are)."""
+    return (f'UPDATE "{_table()}" SET "n" = "n" + 1 WHERE "id" = (SELECT "id" FROM '
+            f'"{_table()}" ORDER BY ("id" + %s) %% %s LIMIT 1 FOR UPDATE SKIP LOCKED)')
 
 
 def _read_sql() -> str:

@@ -21,7 +21,8 @@ from models.db import connection, iso, utcnow, write_transaction
 from models.ingest import store_executions
 from models.schemas import BatchIn, StepBudget, parse
 from workflows.models import DurationRollup, WorkflowSummary
-from workflows.summary import _count_all_durations, recount
+from workflows.durations import count_all_durations
+from workflows.summary import recount
 
 BATCH = f"{URL}/batch"
 STATUSES = ("success", "failure", "running", "pending")
@@ -134,7 +135,7 @@ def _recounted() -> tuple:
     with write_transaction():
         recount([row.workflow_id for row in WorkflowSummary.select()])
         DurationRollup.delete().execute()
-    _count_all_durations()
+    count_all_durations()
     return _derived()
 
 

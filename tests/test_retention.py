@@ -246,10 +246,17 @@ def test_the_summaries_after_a_purge_are_what_a_recount_of_the_kept_runs_makes(a
     gone = _runs(now, 50, 4, "c-old")  # every run of it goes
     for run in gone:
         run["workflow"] = "gone"
-    assert api.post(BATCH, json={"executions": runs + many + gone}).status_code == 201
+    ended = [  # old failures, a success that ended their streak, then a new streak
+        *_runs(now, 42, 2, "d-old", status="failure", error={"message": "boom"}),
+        *_runs(now, 5, 1, "d-ok"),
+        *_runs(now, 1, 2, "d-new", status="failure", error={"message": "boom"})]
+    for run in ended:
+        run["workflow"] = "ended"
+    posted = runs + many + gone + ended
+    assert api.post(BATCH, json={"executions": posted}).status_code == 201
     with connection():
         before = _summaries()
-        assert purge_expired(now, 30, batch=4).runs == 17
+        assert purge_expired(now, 30, batch=4).runs == 19
         after = _summaries()
         ids = sorted(after)
         with database.atomic():
@@ -260,6 +267,46 @@ def test_the_summaries_after_a_purge_are_what_a_recount_of_the_kept_runs_makes(a
     assert streak["streak"] == 2 and was["streak"] == 5
     busy = api.get("/api/automations/workflows/busy").json
     assert len(busy["recent_runs"]) == 20
+    assert api.get("/api/automations/workflows/ended").json["streak"] == 2
+
+
+def test_on_postgresql_a_purge_waits_for_no_writer_of_workflows_its_runs_do_not_touch(
+        app, api, backend, app_config):
+    """A writer holds the summary rows of the workflows it writes, and a shard of the change
+    counter, until it commits: a purge of runs those summaries do not count goes on beside
+    it (it used to wait for the writer's commit)."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has one writer at a time: nothing goes on beside it")
+    import psycopg2
+    from history.changes import COUNTER_ID, SHARDS
+    from workflows.models import WorkflowSummary
+    now = utcnow()
+    old = _runs(now, 40, 6, "old") + _runs(now, 40, 3, "old-f", status="failure",
+                                              error={"message": "boom"})
+    new = _runs(now, 2, 3, "ok") + _runs(now, 1, 60, "new")
+    for run in old + new:
+        run["workflow"] = "busy"
+    assert api.post(BATCH, json={"executions": old + new}).status_code == 201
+    writer = psycopg2.connect(app_config["DATABASE_URL"])
+    try:
+        with writer.cursor() as cur:  # a writer in the middle of its transaction
+            cur.execute('SELECT 1 FROM "workflow_summary" WHERE "name" = %s FOR UPDATE',
+                        ("busy",))
+            cur.execute('UPDATE "history_change" SET "n" = "n" + 1 WHERE "id" < %s',
+                        (COUNTER_ID + SHARDS - 1,))  # every shard but the last
+        with connection():
+            database.execute_sql("SET lock_timeout = '3s'")
+            try:
+                purged = purge_expired(now, 30)
+            finally:
+                database.execute_sql("RESET lock_timeout")
+            assert purged.runs == 9 and purged.longest_batch_ms < 3000
+    finally:
+        writer.rollback()
+        writer.close()
+    with connection():
+        assert Execution.select().count() == 63
+        assert WorkflowSummary.get(WorkflowSummary.name == "busy").streak == 0
 
 
 def test_purge_batches_sized_to_a_time_budget_start_small_and_grow_at_most_twofold(app, api):

@@ -1,4 +1,4 @@
-"""Keeping each workflow's summary row and duration counts current.
+"""Keeping each workflow's summary row current (its duration counts: workflows.durations).
 
 `apply_changes` is a write hook: inside the transaction that stores runs, it moves each
 touched workflow's summary (its streak, last finished run, latest start, oldest open run,
@@ -14,48 +14,22 @@ from datetime import timedelta
 
 import peewee
 
-from models.bulk import delete_emptied, placeholders, upsert_rows
+from models.bulk import placeholders, upsert_rows
 from models.db import database, is_sqlite
 from models.times import from_micros, to_micros
 from models.executions import FINISHED_STATUSES, Execution, Workflow
 from models.ingest import Change, RunState
 from alerts.models import mark_runs
-from alerts.streaks import current_streak
-from history.rollups import GRAINS
+from alerts.streaks import closing_success, current_streak
 
 from . import schedule as schedules
 from .errors import count_errors
-from .models import (RANKS, RECENT, DurationRollup, WorkflowSummary, duration_bin,
-                     format_recent, parse_recent)
+from .durations import count_all_durations, count_durations
+from .models import RANKS, RECENT, DurationRollup, WorkflowSummary, format_recent, parse_recent
 
 OPEN_STATUSES = ("pending", "running")
 Position = tuple[int, int]
 S = WorkflowSummary
-
-
-# --- duration counts ----------------------------------------------------------------------
-
-def _duration_keys(state: RunState):
-    if state.status not in FINISHED_STATUSES or state.duration_ms is None:
-        return
-    index = duration_bin(state.duration_ms)
-    for grain, width in GRAINS.items():
-        yield grain, state.workflow_id, state.started_at - state.started_at % width, index
-
-
-def _count_durations(changes: list[tuple[RunState | None, RunState | None]]) -> None:
-    deltas: dict[tuple, int] = defaultdict(int)
-    for before, after in changes:
-        if before is not None:
-            for key in _duration_keys(before):
-                deltas[key] -= 1
-        if after is not None:
-            for key in _duration_keys(after):
-                deltas[key] += 1
-    rows = [(*key, n) for key, n in sorted(deltas.items()) if n]
-    table, key = DurationRollup._meta.table_name, ("grain", "workflow_id", "bucket", "bin")
-    upsert_rows(table, (*key, "n"), key, rows, add=("n",))
-    delete_emptied(table, key, [row[:4] for row in rows if row[4] < 0])  # counts gone to 0
 
 
 # --- summaries ----------------------------------------------------------------------------
@@ -92,15 +66,18 @@ class _Row:
         self.late = bool(self.late)
 
 
-def _locked(workflow_ids: list[int]) -> list[tuple[_Row, _Row]]:
+def _locked(workflow_ids: list[int], lock: bool = True) -> list[tuple[_Row, _Row]]:
     """The summary rows of these workflows with their settings, locked until the end of the
-    transaction on PostgreSQL (SQLite's write transaction holds every row already)."""
+    transaction on PostgreSQL (SQLite's write transaction holds every row already); with
+    `lock` False, as they are now, unlocked."""
+    if not workflow_ids:
+        return []
     columns = ", ".join([f's."{c}"' for c in _ROW] + [f'w."{c}"' for c in _SETTING_COLUMNS])
-    lock = "" if is_sqlite() else " FOR UPDATE OF s"
+    suffix = " FOR UPDATE OF s" if lock and not is_sqlite() else ""
     rows = database.execute_sql(
         f'SELECT {columns} FROM "{S._meta.table_name}" AS s JOIN "{Workflow._meta.table_name}" '
         f'AS w ON w."id" = s."workflow_id" WHERE s."workflow_id" IN '
-        f'({placeholders(len(workflow_ids))}) ORDER BY s."workflow_id"{lock}',
+        f'({placeholders(len(workflow_ids))}) ORDER BY s."workflow_id"{suffix}',
         list(workflow_ids)).fetchall()
     return [(row, row) for row in map(_Row, rows)]
 
@@ -281,7 +258,7 @@ def _write(values: list[dict]) -> None:
 
 def apply_changes(changes: list[Change]) -> None:
     """The write hook: move the touched workflows' summaries, duration and error counts."""
-    _count_durations(changes)
+    count_durations(changes)
     count_errors(changes)
     by_workflow: dict[int, list[Change]] = defaultdict(list)
     for before, after in changes:
@@ -307,31 +284,56 @@ def remove_runs(states: list[RunState]) -> None:
     """Runs deleted (retention): take out their durations and errors, and recount what of
     their workflows' summaries they were part of. Retention deletes the oldest runs, which
     are seldom among the last 20, the latest start, the oldest open run, the last finished
-    run or a failing streak: most workflows it touches are not recounted at all."""
-    _count_durations([(state, None) for state in states])
+    run or a failing streak: most workflows it touches are not recounted at all.
+
+    Which are is read first without a lock, and only those are locked and read again: a
+    writer holds the summary rows of the workflows it writes until it commits, and
+    retention would otherwise wait on the busiest workflows, whose summaries its runs
+    seldom touch. A write at the same moment appends newer runs, which make the deleted
+    ones matter less; only a re-report that turns the one success since a deleted failure
+    into a failure, at that very moment, could leave its streak counting that failure, until
+    the workflow's next success."""
+    count_durations([(state, None) for state in states])
     count_errors([(state, None) for state in states])
     gone: dict[int, list[RunState]] = defaultdict(list)
     for state in states:
         gone[state.workflow_id].append(state)
+    touched = [row.workflow_id for row, _ in _locked(sorted(gone), lock=False)
+               if _removal(row, gone[row.workflow_id])]
     out = []
-    for row, settings in _locked(sorted(gone)):
-        facts = _Facts(row)
-        runs = gone[row.workflow_id]
-        ids = {run.id for run in runs}
-        facts.recount_recent = any(run_id in ids for _, run_id, _ in facts.recent)
-        facts.recount_last = any(facts.last_started is None
-                                 or run.started_at >= facts.last_started for run in runs)
-        facts.recount_open = any(run.status in OPEN_STATUSES for run in runs)
-        # A streak may reach back to the deleted runs; with none, the last finished run is a
-        # success that counts on whatever older runs go.
-        facts.recount_finished = bool(facts.streak) or any(
-            facts.finished is None or (run.started_at, run.id) >= facts.finished
-            for run in runs)
-        if (facts.recount_recent or facts.recount_last or facts.recount_open
-                or facts.recount_finished):
+    for row, settings in _locked(touched):
+        facts = _removal(row, gone[row.workflow_id])
+        if facts is not None:
             facts.settle(row.workflow_id)
             out.append(_values(row, settings, facts))
     _write(out)
+
+
+def _removal(row: _Row, runs: list[RunState]) -> _Facts | None:
+    """The facts of a summary that these deleted runs were part of (what to recount), or
+    None if they were part of none."""
+    facts = _Facts(row)
+    ids = {run.id for run in runs}
+    facts.recount_recent = any(run_id in ids for _, run_id, _ in facts.recent)
+    facts.recount_last = any(facts.last_started is None
+                             or run.started_at >= facts.last_started for run in runs)
+    facts.recount_open = any(run.status in OPEN_STATUSES for run in runs)
+    facts.recount_finished = (any(facts.finished is None
+                                  or (run.started_at, run.id) >= facts.finished for run in runs)
+                              or _in_streak(row, runs))
+    if (facts.recount_recent or facts.recount_last or facts.recount_open
+            or facts.recount_finished):
+        return facts
+    return None
+
+
+def _in_streak(row: _Row, runs: list[RunState]) -> bool:
+    """Whether a deleted failure may have been part of the workflow's failing streak: only
+    while it has one, and only if no success has ended a streak since the newest of them
+    (one probe of the index; a deleted success ends no streak that is left)."""
+    failures = [(run.started_at, run.id) for run in runs if run.status == "failure"]
+    return bool(row.streak and failures
+                and closing_success(row.workflow_id, max(failures)) is None)
 
 
 def recount(workflow_ids: list[int]) -> None:
@@ -377,24 +379,5 @@ def ensure_summaries(batch: int = 500) -> int:
                 recount(missing)
             done += len(missing)
         if fresh_durations and done:
-            _count_all_durations()
+            count_all_durations()
     return done
-
-
-def _count_all_durations(batch: int = 5000) -> None:
-    """Count every finished run's duration (once, for runs stored before the counts)."""
-    from models.db import write_transaction
-
-    E = Execution
-    after = 0
-    while True:
-        rows = list(E.select(E.id, E.workflow, E.status, E.started_at, E.duration_ms)
-                    .where(E.id > after, E.status.in_(FINISHED_STATUSES),
-                           E.duration_ms.is_null(False))
-                    .order_by(E.id).limit(batch).tuples())
-        if not rows:
-            return
-        after = rows[-1][0]
-        with write_transaction():
-            _count_durations([(None, RunState(i, w, s, _micros(st), None, d, None))
-                              for i, w, s, st, d in rows])
