@@ -32,14 +32,6 @@ def placeholders(count: int) -> str:
     return ", ".join([database.param] * count)
 
 
-def among(field: peewee.Field, ids: Sequence[int]) -> peewee.Expression:
-    """`field IN (ids)` for a peewee query, its list written here: peewee builds an IN list
-    value by value, which for a page of 100 ids costs more than the query."""
-    if not ids:
-        return field.in_([])
-    return field.in_(peewee.SQL(f"({placeholders(len(ids))})", [int(i) for i in ids]))
-
-
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     """`items` in slices of at most `size` (statements stay under the bound-value limit)."""
     for start in range(0, len(items), size):
@@ -183,6 +175,6 @@ def delete_emptied(table: str, columns: Sequence[str], keys: Sequence[Sequence],
             f'(VALUES {_values(len(columns), len(chunk))})', flat(chunk))
 
 
-__all__ = ["BOUND_VALUES", "COPY_ROWS", "copies", "placeholders", "among", "chunks", "flat",
+__all__ = ["BOUND_VALUES", "COPY_ROWS", "copies", "placeholders", "chunks", "flat",
            "insert_rows", "insert_numbered", "upsert_rows", "update_rows", "update_where_in",
            "delete_where_in", "delete_emptied"]

@@ -2,7 +2,7 @@
 settings form), read back, and shown with its secrets masked."""
 from __future__ import annotations
 
-from models.bulk import among
+from models.bulk import placeholders
 from models.executions import dump_json
 from models.payloads import MASK, mask, mask_url
 from models.schemas import InputError
@@ -38,8 +38,11 @@ def hooks_of(workflow_ids: list[int]) -> dict[int, RerunHook]:
     """The hooks of these workflows, by workflow id (those without one left out)."""
     if not workflow_ids:
         return {}
-    return {hook.workflow_id: hook
-            for hook in RerunHook.select().where(among(RerunHook.workflow, workflow_ids))}
+    # Written by hand: peewee's generation of this statement costs more than the query.
+    table = RerunHook._meta.table_name
+    return {hook.workflow_id: hook for hook in RerunHook.raw(
+        f'SELECT * FROM "{table}" WHERE "workflow_id" IN ({placeholders(len(workflow_ids))})',
+        *[int(i) for i in workflow_ids])}
 
 
 def hook_of(workflow_id: int) -> RerunHook | None:

@@ -79,6 +79,8 @@ def test_states_and_the_order_late_then_failing_then_by_name(app, api, now):
     assert listed(api, "?state=ok,new") == [("b-ok", "ok"), ("c-new", "new")]
     assert listed(api, "?q=FAIL") == [("0-failing", "failing"), ("a-failing", "failing")]
     assert listed(api, "?q=%25") == []  # a wildcard of SQL is an ordinary character
+    assert listed(api, "?q=_") == [] and listed(api, "?q=%5C") == []  # "_" and "\\" too
+    assert listed(api, "?q=A-F&state=failing") == [("a-failing", "failing")]
 
 
 def test_paging_walks_every_workflow_once_in_order(api, now):

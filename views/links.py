@@ -15,6 +15,8 @@ from werkzeug.routing import MapAdapter
 
 
 _MARK = 7_390_156_248_103_592_881  # an id no row has, replaced in a built link
+BUILT_LINKS = 20_000  # links by name kept in this process (a bound on memory)
+_BUILT: dict[tuple, str] = {}
 
 
 def _base_url_adapter(app: Flask) -> MapAdapter:
@@ -23,31 +25,63 @@ def _base_url_adapter(app: Flask) -> MapAdapter:
                             url_scheme=base.scheme or "http")
 
 
-def link_builder(endpoint: str, *, external: bool = False,
-                 app: Flask | None = None) -> Callable[..., str]:
+class LinkBuilder:
     """Links to one endpoint for many rows (the URL map is bound once, not once per row):
-    to this request's host, or with `app` to its RUNWATCH_BASE_URL (links in notices)."""
+    call it with the endpoint's values, or take `by_id(key)` for links that differ by one
+    row id alone."""
+
+    def __init__(self, adapter: MapAdapter, endpoint: str, external: bool):
+        self.adapter, self.endpoint, self.external = adapter, endpoint, external
+        self._around: dict[str, tuple] = {}
+        self._where = (id(adapter.map), adapter.url_scheme, adapter.server_name,
+                       adapter.script_name, adapter.subdomain, endpoint, external)
+
+    def __call__(self, **values) -> str:
+        if len(values) == 1:
+            (key, value), = values.items()
+            if type(value) is int:
+                around = self.template(key)
+                if around:
+                    return f"{around[0]}{value}{around[1]}"
+            elif type(value) is str:  # a name: built once per host and kept
+                cached = (self._where, key, value)
+                link = _BUILT.get(cached)
+                if link is None:
+                    if len(_BUILT) >= BUILT_LINKS:
+                        _BUILT.clear()
+                    link = _BUILT[cached] = self.adapter.build(
+                        self.endpoint, values, force_external=self.external)
+                return link
+        return self.adapter.build(self.endpoint, values, force_external=self.external)
+
+    def by_id(self, key: str) -> Callable[[int], str]:
+        """Links by a row's id alone: a function of the id (for a page of rows)."""
+        around = self.template(key)
+        if around:
+            before, after = around
+            return lambda value: f"{before}{value}{after}"
+        return lambda value: self(**{key: value})
+
+    def template(self, key: str) -> tuple:
+        """The link to a row by id is built once and the number put in: (before, after) the
+        id, or () for a converter that writes numbers its own way (built each time)."""
+        around = self._around.get(key)
+        if around is None:
+            link = self.adapter.build(self.endpoint, {key: _MARK}, force_external=self.external)
+            before, found, after = link.partition(str(_MARK))
+            around = self._around[key] = (before, after) if found else ()
+        return around
+
+
+def link_builder(endpoint: str, *, external: bool = False,
+                 app: Flask | None = None) -> LinkBuilder:
+    """Links to one endpoint: to this request's host, or with `app` to its
+    RUNWATCH_BASE_URL (links in notices)."""
     if app is None:
         adapter = current_app.create_url_adapter(request)
     else:
         adapter = _base_url_adapter(app)
-    templates: dict[str, tuple] = {}  # (before, after) the id, or () to build each time
-
-    def build(**values) -> str:
-        if len(values) == 1:
-            (key, value), = values.items()
-            if type(value) is int:  # a row's id: the link is built once, the number put in
-                around = templates.get(key)
-                if around is None:
-                    link = adapter.build(endpoint, {key: _MARK}, force_external=external)
-                    before, found, after = link.partition(str(_MARK))
-                    # A converter that writes numbers its own way: built each time.
-                    around = templates[key] = (before, after) if found else ()
-                if around:
-                    return f"{around[0]}{value}{around[1]}"
-        return adapter.build(endpoint, values, force_external=external)
-
-    return build
+    return LinkBuilder(adapter, endpoint, external)
 
 
 def absolute_url(endpoint: str, **values) -> str:
@@ -60,4 +94,4 @@ def register(app: Flask) -> None:
     app.add_template_global(absolute_url)
 
 
-__all__ = ["link_builder", "absolute_url", "register"]
+__all__ = ["LinkBuilder", "link_builder", "absolute_url", "register"]

@@ -2,6 +2,7 @@
 counted per hour and day in logarithmic bins (for percentiles without reading runs)."""
 from __future__ import annotations
 
+import functools
 import math
 
 import peewee
@@ -116,13 +117,16 @@ _STATUSES = {letter: status for status, letter in _LETTERS.items()}
 
 def parse_recent(text: str | None) -> list[tuple[int, int, str]]:
     """A summary's recent runs as (started_at micros, id, status), newest first."""
-    if not text:
-        return []
+    return list(_parsed(text)) if text else []
+
+
+@functools.lru_cache(maxsize=20_000)  # a page of the overview parses the same texts again
+def _parsed(text: str) -> tuple[tuple[int, int, str], ...]:
     out = []
     for part in text.split(";"):
         started, run_id, letter = part.split(":")
         out.append((int(started), int(run_id), _STATUSES[letter]))
-    return out
+    return tuple(out)
 
 
 def format_recent(runs: list[tuple[int, int, str]]) -> str:

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from bisect import bisect_right
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, namedtuple
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import peewee
 
 from models.bulk import placeholders
-from models.db import database
-from models.times import to_micros
+from models.db import database, is_sqlite
+from models.times import from_micros, to_micros
 from models.executions import FINISHED_STATUSES, STATUSES, Execution, Workflow
 from models.inputs import whole_number
 from history import changes
@@ -110,30 +111,53 @@ def decode_cursor(text: str) -> tuple[int, str]:
         raise WorkflowQueryError("cursor: not a cursor this list gave out", "cursor") from None
 
 
-def _summaries():
-    """Summaries with their workflow's settings, as flat rows (named tuples: a page of the
-    overview builds 100 of them, and model instances with a joined model cost 10 times)."""
-    return (S.select(S.workflow.alias("workflow_id"), S.name, S.state, S.rank, S.streak,
-                     S.expected_at, S.late, S.late_expected_at, S.recent, Workflow.schedule,
-                     Workflow.timezone, Workflow.grace_seconds, Workflow.max_duration_seconds,
-                     Workflow.description, Workflow.muted_until)
-            .join(Workflow, on=(S.workflow == Workflow.id)).namedtuples())
+_SUMMARY = ("workflow_id", "name", "state", "rank", "streak", "expected_at", "late",
+            "late_expected_at", "recent")
+_SETTINGS = ("schedule", "timezone", "grace_seconds", "max_duration_seconds", "description",
+             "muted_until")
+SummaryRow = namedtuple("SummaryRow", _SUMMARY + _SETTINGS)
+_TIMES = [SummaryRow._fields.index(name)
+          for name in ("expected_at", "late_expected_at", "muted_until")]
+_LATE = SummaryRow._fields.index("late")
+
+
+def _summaries(where: str, values: list, tail: str = "") -> list[SummaryRow]:
+    """Summaries with their workflow's settings, as flat rows (a page of the overview builds
+    100 of them). Written by hand: peewee's generation of this join and its conversion of
+    each value cost more than the query."""
+    columns = ", ".join([f's."{c}"' for c in _SUMMARY] + [f'w."{c}"' for c in _SETTINGS])
+    rows = []
+    for row in database.execute_sql(
+            f'SELECT {columns} FROM "{S._meta.table_name}" AS s JOIN '
+            f'"{Workflow._meta.table_name}" AS w ON w."id" = s."workflow_id" WHERE {where}'
+            f'{tail}', values):
+        row = list(row)
+        for index in _TIMES:
+            if row[index] is not None:
+                row[index] = from_micros(row[index])
+        row[_LATE] = bool(row[_LATE])  # 0/1 on SQLite
+        rows.append(SummaryRow._make(row))
+    return rows
 
 
 def overview_page(query: OverviewQuery) -> tuple[list, tuple[int, str] | None]:
     """One page of summaries in the overview's order (late, failing, the rest; by name),
     and the cursor of the next page."""
-    terms = []
+    param = database.param
+    terms, values = ["1 = 1"], []
     if query.states:
-        terms.append(S.state.in_(list(query.states)))
-    if query.q:
-        terms.append(S.name.contains(query.q))
+        terms.append(f's."state" IN ({placeholders(len(query.states))})')
+        values += query.states
+    if query.q:  # a part of the name, case-insensitive; "%", "_" and "\\" as themselves
+        like = "LIKE" if is_sqlite() else "ILIKE"
+        terms.append(f"s.\"name\" {like} {param} ESCAPE '\\'")
+        escaped = query.q.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
+        values.append(f"%{escaped}%")
     if query.cursor:
-        terms.append(peewee.Tuple(S.rank, S.name) > peewee.Tuple(*query.cursor))
-    select = _summaries().order_by(S.rank, S.name).limit(query.limit + 1)
-    if terms:
-        select = select.where(*terms)
-    rows = list(select)
+        terms.append(f'(s."rank", s."name") > ({param}, {param})')
+        values += query.cursor
+    rows = _summaries(" AND ".join(terms), values,
+                      f' ORDER BY s."rank", s."name" LIMIT {int(query.limit) + 1}')
     more = len(rows) > query.limit
     rows = rows[:query.limit]
     return rows, ((rows[-1].rank, rows[-1].name) if more else None)
@@ -141,7 +165,8 @@ def overview_page(query: OverviewQuery) -> tuple[list, tuple[int, str] | None]:
 
 def summary_of(name: str):
     """One workflow's summary (with its settings), by name."""
-    return _summaries().where(Workflow.name == name).first()
+    found = _summaries(f'w."name" = {database.param}', [name])
+    return found[0] if found else None
 
 
 def needing_attention() -> dict[str, int]:
@@ -237,29 +262,42 @@ def figures(rows: list, now: datetime, version: int | None = None) -> dict[int, 
     current one and those before, from the rollups), and the last runs (from the summary
     rows), of each workflow of `rows`. The rollups' sums are kept until the runs change
     (history.changes), like the history's counts; `version`: the change counter, if the
-    caller has read it already."""
+    caller has read it already. What it gives is read, never changed."""
     workflow_ids = [row.workflow_id for row in rows]
-    found = {row.workflow_id: Figures(durations=Counter(),
-                                      recent=[(run_id, status, started) for started, run_id, status
-                                              in parse_recent(row.recent)])
-             for row in rows}
     if not workflow_ids:
-        return found
+        return {}
     end = _hour(to_micros(now)) + HOUR
-    runs, outcomes, durations = cache.get(
+    sums = cache.get(
         changes.current() if version is None else version,
         ("workflow figures", tuple(workflow_ids), end),
-        lambda: _rollup_figures(workflow_ids, end))
-    for wid, n in runs:
-        found[wid].runs_24h = int(n)
-    for wid, status, n in outcomes:
-        if status == "success":
-            found[wid].success_7d += int(n)
-        else:
-            found[wid].failure_7d += int(n)
-    for wid, index, n in durations:
-        found[wid].durations[index] += int(n)
+        lambda: _summed(*_rollup_figures(workflow_ids, end)))
+    found = {}
+    for row in rows:
+        runs, success, failure, durations = sums.get(row.workflow_id, _NONE)
+        found[row.workflow_id] = Figures(runs, success, failure, durations,
+                                         _recent_runs(row.recent))
     return found
+
+
+_NONE = (0, 0, 0, Counter())
+
+
+def _summed(runs: list, outcomes: list, durations: list) -> dict[int, tuple]:
+    """The rollups' rows as (runs in 24 h, successes, failures, duration bins) by workflow."""
+    found: dict[int, list] = defaultdict(lambda: [0, 0, 0, Counter()])
+    for wid, n in runs:
+        found[wid][0] = int(n)
+    for wid, status, n in outcomes:
+        found[wid][1 if status == "success" else 2] += int(n)
+    for wid, index, n in durations:
+        found[wid][3][index] += int(n)
+    return {wid: tuple(sums) for wid, sums in found.items()}
+
+
+@functools.lru_cache(maxsize=20_000)  # the same summaries' texts, page after page
+def _recent_runs(text: str | None) -> tuple[tuple[int, str, int], ...]:
+    """A summary's recent runs as (id, status, started_at micros), newest first."""
+    return tuple((run_id, status, started) for started, run_id, status in parse_recent(text))
 
 
 # --- one workflow over a period --------------------------------------------------------------

@@ -8,35 +8,33 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, requ
 from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
-from alerts.acknowledge import acknowledgement_json, current_acknowledgements
+from alerts.acknowledge import current_acknowledgements
 from alerts.badges import badges_of
-from alerts.models import Acknowledgement
 from history import changes
 from history.changes import cache
 from history.filters import FilterError, HistoryFilter
 from reruns.forms import HookForm
-from reruns.settings import hook_json, hook_of, hooks_of
+from reruns.settings import hook_of
 from models.times import from_micros, iso, utcnow
 from models.executions import STATUSES
 from models.inputs import EARLIEST_QUERY_DATE, LATEST_QUERY_DATE
 from models.schemas import InputError, parse
-from workflows import schedule as schedules
 from workflows import settings as workflow_settings
 from workflows.errors import error_groups
-from workflows.forms import (MUTE_CHOICES, form_settings, muted_until, next_expected,
+from workflows.answers import links, reruns, workflow_json
+from workflows.forms import (MUTE_CHOICES, form_settings, next_expected,
                              schedule_preview, settings_form)
 from workflows.models import STATES
 from workflows.schemas import (DETAIL_PARAMETERS, LIST_PARAMETERS, MAX_DESCRIPTION, MAX_DURATION,
                                MAX_GRACE, SettingsIn, WorkflowAnswer, WorkflowDetail,
                                WorkflowList)
-from workflows.stats import (PAGE_LIMIT, Figures, OverviewQuery, WorkflowQueryError,
+from workflows.stats import (PAGE_LIMIT, OverviewQuery, WorkflowQueryError,
                              encode_cursor, figures, metrics, overview_page, state_counts,
                              summary_of)
 
 from views.common import api_error, render_page, wants_partial
-from views.extensions import sees_secrets
 from views.formatting import ago, format_duration, iso_micros, local, viewer_zone
-from views.links import absolute_url, link_builder
+from views.links import absolute_url
 from views.operations import Operation
 
 bp = Blueprint("workflows", __name__)
@@ -50,52 +48,6 @@ API = "/api/automations/workflows"
 DEFAULT_DAYS = 30
 MAX_DAYS = 400
 QUICK_DAYS = (7, 30, 90)
-
-
-# --- building answers ------------------------------------------------------------------------
-
-def _links(external: bool = True):
-    """Builders of run and workflow links (absolute ones for the API)."""
-    return (link_builder("executions.show", external=external),
-            link_builder("workflows.show", external=external))
-
-
-def _reruns(rows) -> dict[int, dict | None]:
-    """The re-run hooks of a page of workflows as the API shows them, by workflow id."""
-    hooks = hooks_of([row.workflow_id for row in rows])
-    reveal = sees_secrets()
-    return {row.workflow_id: hook_json(hooks.get(row.workflow_id), reveal) for row in rows}
-
-
-def workflow_json(row, figure: Figures, execution_url, workflow_url,
-                  acknowledged: Acknowledgement | None = None, rerun: dict | None = None) -> dict:
-    """A workflow as the API answers it; `acknowledged`: its acknowledgement that holds;
-    `rerun`: its re-run hook as the caller may see it."""
-    settings = row
-    recent = figure.recent or []
-    last = recent[0] if recent else None
-    return {
-        "name": row.name, "state": row.state, "streak": row.streak,
-        "last_run": ({"id": last[0], "status": last[1], "started_at": iso_micros(last[2]),
-                      "url": execution_url(execution_id=last[0])} if last else None),
-        "recent_runs": [{"id": run_id, "status": status,
-                         "url": execution_url(execution_id=run_id)}
-                        for run_id, status, _ in recent],
-        "runs_24h": figure.runs_24h, "success_rate_7d": figure.success_rate_7d,
-        "duration_p50_ms_7d": figure.percentile(0.5),
-        "duration_p95_ms_7d": figure.percentile(0.95),
-        "schedule": settings.schedule,
-        "schedule_description": schedules.describe(settings.schedule) if settings.schedule
-        else None,
-        "timezone": settings.timezone, "grace_seconds": settings.grace_seconds,
-        "max_duration_seconds": settings.max_duration_seconds,
-        "next_expected_at": iso(row.expected_at) if settings.schedule else None,
-        "late_since": iso(row.late_expected_at) if row.late else None,
-        "description": settings.description,
-        "muted_until": muted_until(row.muted_until, utcnow()),
-        "acknowledged": acknowledgement_json(acknowledged), "rerun": rerun,
-        "url": workflow_url(name=row.name),
-    }
 
 
 def _period(args, default_tz: str = "UTC") -> HistoryFilter:
@@ -123,13 +75,13 @@ def _period(args, default_tz: str = "UTC") -> HistoryFilter:
 
 
 def _detail(row, period: HistoryFilter) -> dict:
-    execution_url, workflow_url = _links()
+    execution_url, workflow_url = links()
     # Everything below is kept until the runs change, like the history's counts.
     version = changes.current()
     figure = figures([row], utcnow(), version)[row.workflow_id]
     body = workflow_json(row, figure, execution_url, workflow_url,
                          current_acknowledgements([row.workflow_id]).get(row.workflow_id),
-                         _reruns([row])[row.workflow_id])
+                         reruns([row])[row.workflow_id])
     start, end = period.start.micros, period.end.micros
     history = period.but(workflows=(row.name,), path=absolute_url("history.index"))
     failures = history.but(statuses=("failure",))
@@ -167,8 +119,8 @@ def api_list():
     rows, next_cursor = overview_page(query)
     found = figures(rows, utcnow())
     acks = current_acknowledgements([r.workflow_id for r in rows])
-    hooks = _reruns(rows)
-    execution_url, workflow_url = _links()
+    hooks = reruns(rows)
+    execution_url, workflow_url = links()
     return jsonify({"data": [workflow_json(r, found[r.workflow_id], execution_url, workflow_url,
                                            acks.get(r.workflow_id), hooks[r.workflow_id])
                              for r in rows],
@@ -196,11 +148,11 @@ def api_update(name: str):
     _, created = workflow_settings.update(
         name, {field: getattr(parsed, field) for field in parsed.model_fields_set})
     row = summary_of(name)
-    execution_url, workflow_url = _links()
+    execution_url, workflow_url = links()
     figure = figures([row], utcnow())[row.workflow_id]
     ack = current_acknowledgements([row.workflow_id]).get(row.workflow_id)
     response = jsonify(workflow_json(row, figure, execution_url, workflow_url, ack,
-                                     _reruns([row])[row.workflow_id]))
+                                     reruns([row])[row.workflow_id]))
     if created:
         response.headers["Location"] = url_for("workflows.api_show", name=name)
     return response, 201 if created else 200
@@ -242,7 +194,7 @@ def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
     rows, next_cursor = ([], None) if errors else overview_page(query)
     found = figures(rows, now)
     acks = current_acknowledgements([r.workflow_id for r in rows])
-    execution_url, workflow_url = _links(external=False)
+    execution_url, workflow_url = links(external=False)
     items = []
     for row in rows:
         figure = found[row.workflow_id]
