@@ -245,7 +245,8 @@ def main() -> None:
           + ("(all)" if purged.done else f"(stopped at --purge-seconds; at {rate:.0f} runs/s "
              f"the rest would take {(expired - purged.runs) / max(rate, 1) / 60:.0f} min more)")
           + f", {purged.batches:,} batches: longest {purged.longest_batch_ms:.0f} ms, p95 "
-          f"{p(purged.batch_ms, 95):.0f} ms, p50 {p(purged.batch_ms, 50):.0f} ms; one thread "
+          f"{p(purged.batch_ms, 95):.0f} ms, p50 {p(purged.batch_ms, 50):.0f} ms, "
+          f"{sum(ms > 100 for ms in purged.batch_ms):,} over 100 ms; one thread "
           f"posting batches of 100 over HTTP: {alone:.0f} runs/s alone, {with_purge:.0f} "
           f"runs/s meanwhile ({with_purge / alone:.0%}).")
 

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import functools
 
-from alerts.acknowledge import acknowledgement_json
+from alerts.acknowledge import acknowledgement_json, current_acknowledgements
 from alerts.models import Acknowledgement
+from models.bulk import placeholders
+from models.db import database
 from models.times import iso, utcnow
+from reruns.models import RerunHook
 from reruns.settings import hook_json, hooks_of
 from views.extensions import sees_secrets
 from views.formatting import iso_micros
@@ -21,11 +24,24 @@ def links(external: bool = True):
             link_builder("workflows.show", external=external))
 
 
-def reruns(rows) -> dict[int, dict | None]:
-    """The re-run hooks of a page of workflows as the API shows them, by workflow id."""
-    hooks = hooks_of([row.workflow_id for row in rows])
-    reveal = sees_secrets()
-    return {row.workflow_id: hook_json(hooks.get(row.workflow_id), reveal) for row in rows}
+def attachments(rows) -> tuple[dict[int, Acknowledgement], dict[int, dict | None]]:
+    """The acknowledgements that hold and the re-run hooks (as the caller may see them) of
+    a page of workflows, by workflow id. One statement finds which of them have either
+    (nearly always none); only those are read."""
+    ids = [int(row.workflow_id) for row in rows]
+    found: dict[str, list[int]] = {"ack": [], "hook": []}
+    if ids:
+        marks = placeholders(len(ids))
+        for kind, workflow_id in database.execute_sql(
+                f'SELECT \'ack\', "workflow_id" FROM "{Acknowledgement._meta.table_name}" '
+                f'WHERE "workflow_id" IN ({marks}) UNION ALL SELECT \'hook\', "workflow_id" '
+                f'FROM "{RerunHook._meta.table_name}" WHERE "workflow_id" IN ({marks})',
+                ids + ids):
+            found[kind].append(workflow_id)
+    acks = current_acknowledgements(found["ack"]) if found["ack"] else {}
+    hooks = hooks_of(found["hook"]) if found["hook"] else {}
+    reveal = bool(hooks) and sees_secrets()
+    return acks, {wid: hook_json(hooks.get(wid), reveal) for wid in ids}
 
 
 def workflow_json(row, figure: Figures, execution_url, workflow_url,
@@ -69,4 +85,4 @@ def _recent_json(recent: tuple, before: str, after: str) -> list[dict]:
             for run_id, status, _ in recent]
 
 
-__all__ = ["links", "reruns", "workflow_json"]
+__all__ = ["links", "attachments", "workflow_json"]

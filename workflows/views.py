@@ -8,7 +8,6 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, requ
 from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
-from alerts.acknowledge import current_acknowledgements
 from alerts.badges import badges_of
 from history import changes
 from history.changes import cache
@@ -21,7 +20,7 @@ from models.inputs import EARLIEST_QUERY_DATE, LATEST_QUERY_DATE
 from models.schemas import InputError, parse
 from workflows import settings as workflow_settings
 from workflows.errors import error_groups
-from workflows.answers import links, reruns, workflow_json
+from workflows.answers import attachments, links, workflow_json
 from workflows.forms import (MUTE_CHOICES, form_settings, next_expected,
                              schedule_preview, settings_form)
 from workflows.models import STATES
@@ -79,9 +78,9 @@ def _detail(row, period: HistoryFilter) -> dict:
     # Everything below is kept until the runs change, like the history's counts.
     version = changes.current()
     figure = figures([row], utcnow(), version)[row.workflow_id]
-    body = workflow_json(row, figure, execution_url, workflow_url,
-                         current_acknowledgements([row.workflow_id]).get(row.workflow_id),
-                         reruns([row])[row.workflow_id])
+    acks, hooks = attachments([row])
+    body = workflow_json(row, figure, execution_url, workflow_url, acks.get(row.workflow_id),
+                         hooks[row.workflow_id])
     start, end = period.start.micros, period.end.micros
     history = period.but(workflows=(row.name,), path=absolute_url("history.index"))
     failures = history.but(statuses=("failure",))
@@ -118,8 +117,7 @@ def api_list():
         return api_error(400, "invalid", str(exc), exc.field)
     rows, next_cursor = overview_page(query)
     found = figures(rows, utcnow())
-    acks = current_acknowledgements([r.workflow_id for r in rows])
-    hooks = reruns(rows)
+    acks, hooks = attachments(rows)
     execution_url, workflow_url = links()
     return jsonify({"data": [workflow_json(r, found[r.workflow_id], execution_url, workflow_url,
                                            acks.get(r.workflow_id), hooks[r.workflow_id])
@@ -150,9 +148,9 @@ def api_update(name: str):
     row = summary_of(name)
     execution_url, workflow_url = links()
     figure = figures([row], utcnow())[row.workflow_id]
-    ack = current_acknowledgements([row.workflow_id]).get(row.workflow_id)
-    response = jsonify(workflow_json(row, figure, execution_url, workflow_url, ack,
-                                     reruns([row])[row.workflow_id]))
+    acks, hooks = attachments([row])
+    response = jsonify(workflow_json(row, figure, execution_url, workflow_url,
+                                     acks.get(row.workflow_id), hooks[row.workflow_id]))
     if created:
         response.headers["Location"] = url_for("workflows.api_show", name=name)
     return response, 201 if created else 200
@@ -193,7 +191,7 @@ def _overview_context(query: OverviewQuery, errors: dict, args) -> dict:
     now = utcnow()
     rows, next_cursor = ([], None) if errors else overview_page(query)
     found = figures(rows, now)
-    acks = current_acknowledgements([r.workflow_id for r in rows])
+    acks, _ = attachments(rows)
     execution_url, workflow_url = links(external=False)
     items = []
     for row in rows:
