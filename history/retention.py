@@ -27,7 +27,8 @@ from datetime import datetime, timedelta
 
 import peewee
 
-from models.db import connection, is_sqlite, write_transaction
+from models.bulk import placeholders
+from models.db import connection, database, is_sqlite, write_transaction
 from models.times import to_micros, utcnow
 from models.executions import (FINISHED_STATUSES, STATUSES, Execution, ExecutionPayload,
                                Step, StepPayload)
@@ -94,6 +95,7 @@ def purge_expired(now: datetime, days: int, batch: int = BATCH,
     after: dict[str, Position] = {}
     size = batch if budget_ms is None else min(batch, FIRST_BATCH)
     while max_batches is None or purged.batches < max_batches:
+        _warm(limit, after, size)
         started = time.perf_counter()
         with write_transaction():
             rows = _next_batch(limit, after, size)
@@ -109,11 +111,31 @@ def purge_expired(now: datetime, days: int, batch: int = BATCH,
             return purged
         if budget_ms is not None:  # at most twice as many, at least a few
             size = max(MIN_BATCH, min(batch, 2 * size, int(size * budget_ms / elapsed)))
-    purged.done = not _next_batch(limit, dict(after), 1)
+    purged.done = not _next_batch(limit, dict(after), 1, lock=False)
     return purged
 
 
-def _next_batch(limit: int, after: dict[str, Position], batch: int) -> list[tuple]:
+def _warm(limit: int, after: dict[str, Position], batch: int) -> None:
+    """Read what the next batch will delete (its runs, steps and payloads, found through
+    the same indexes), with no lock and no transaction held: the batch's write transaction
+    then finds those pages in memory, so the write lock is not held while the disk is
+    read. The oldest runs are seldom in memory."""
+    ids = [row[0] for row in _next_batch(limit, dict(after), batch, lock=False)]
+    if not ids:
+        return
+    marks = placeholders(len(ids))
+    step, step_payload = Step._meta.table_name, StepPayload._meta.table_name
+    # Each counts a column of no index, so that the rows themselves are read.
+    for sql in (f'SELECT COUNT(t."name") FROM "{step}" AS t WHERE t."execution_id" IN ({marks})',
+                f'SELECT COUNT(p."input") FROM "{step_payload}" AS p JOIN "{step}" AS t ON '
+                f't."id" = p."step_id" WHERE t."execution_id" IN ({marks})',
+                f'SELECT COUNT(p."input") FROM "{ExecutionPayload._meta.table_name}" AS p WHERE '
+                f'p."execution_id" IN ({marks})'):
+        database.execute_sql(sql, ids).fetchone()
+
+
+def _next_batch(limit: int, after: dict[str, Position], batch: int,
+                lock: bool = True) -> list[tuple]:
     """The next `batch` runs to delete, each read from its status' range of the (status,
     started_at, id) index: finished runs first, oldest first; then, to fill the batch, open
     runs whose last report is older than the cut-off too (tested by the database, over
@@ -129,15 +151,16 @@ def _next_batch(limit: int, after: dict[str, Position], batch: int) -> list[tupl
                   fingerprint)
                  for status in statuses
                  for id_, workflow_id, status, started, updated, duration, fingerprint
-                 in _expired(status, limit, after.get(status), wanted)]
+                 in _expired(status, limit, after.get(status), wanted, lock)]
         rows += sorted(found, key=lambda row: (row[3], row[0]))[:wanted]
     for row in rows:  # only the runs taken: the rest are read again by the next batch
         after[row[2]] = (row[3], row[0])
     return rows
 
 
-def _expired(status: str, limit: int, after: Position | None, batch: int):
-    """The query of the first `batch` deletable runs of one status past `after`."""
+def _expired(status: str, limit: int, after: Position | None, batch: int, lock: bool):
+    """The query of the first `batch` deletable runs of one status past `after` (locked
+    for update with `lock`, on PostgreSQL)."""
     E = Execution
     terms = [E.status == status, E.started_at < limit]
     if status in OPEN_STATUSES:
@@ -147,7 +170,7 @@ def _expired(status: str, limit: int, after: Position | None, batch: int):
     query = (E.select(E.id, E.workflow, E.status, E.started_at, E.updated_at, E.duration_ms,
                       E.error_fingerprint)
              .where(*terms).order_by(E.started_at, E.id).limit(batch).tuples())
-    return query if is_sqlite() else query.for_update()
+    return query.for_update() if lock and not is_sqlite() else query
 
 
 def _delete(rows: list[tuple], limit: int, purged: Purged) -> None:

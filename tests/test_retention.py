@@ -215,7 +215,7 @@ def test_the_next_runs_to_delete_are_read_through_an_index(app, db):
             db.execute_sql("SET LOCAL enable_seqscan = off")  # what is cheaper on it
             db.execute_sql("SET LOCAL enable_sort = off")
         for status in ("pending", "running", "success", "failure"):
-            sql, params = retention._expired(status, 0, (-5, 1), 10).sql()
+            sql, params = retention._expired(status, 0, (-5, 1), 10, True).sql()
             if is_sqlite():
                 plan = " | ".join(row[-1] for row in
                                   db.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params))
@@ -319,3 +319,30 @@ def test_purge_batches_sized_to_a_time_budget_start_small_and_grow_at_most_twofo
     with connection():
         tight = purge_expired(now, 30, budget_ms=0.001)  # no batch fits: the fewest runs
     assert tight.runs == 100 and tight.batches == 1 + 50 // 5
+
+
+def test_on_postgresql_what_a_batch_will_delete_is_read_first_without_a_lock(
+        app, api, backend, app_config):
+    """Before each batch takes its write lock, its runs, steps and payloads are read with
+    none: a writer holding those runs does not hold that read up."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has one writer at a time: nothing goes on beside it")
+    import psycopg2
+    from history.retention import _warm, cutoff
+    now = utcnow()
+    assert api.post(BATCH, json={"executions": _runs(now, 40, 20, "old")}).status_code == 201
+    writer = psycopg2.connect(app_config["DATABASE_URL"])
+    try:
+        with writer.cursor() as cur:  # a re-post of those runs, in the middle of its transaction
+            cur.execute('SELECT 1 FROM "execution" FOR UPDATE')
+        with connection():
+            database.execute_sql("SET lock_timeout = '2s'")
+            try:
+                _warm(cutoff(now, 30), {}, 50)
+            finally:
+                database.execute_sql("RESET lock_timeout")
+    finally:
+        writer.rollback()
+        writer.close()
+    with connection():
+        assert purge_expired(now, 30).runs == 20
