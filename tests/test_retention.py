@@ -314,11 +314,11 @@ def test_purge_batches_sized_to_a_time_budget_start_small_and_grow_at_most_twofo
     assert api.post(BATCH, json={"executions": _runs(now, 40, 400, "old")}).status_code == 201
     with connection():
         roomy = purge_expired(now, 30, budget_ms=60_000)  # every batch well within it
-    assert roomy.runs == 400 and roomy.batches == 4  # 50, 100, 200, then the last 50
+    assert roomy.runs == 400 and roomy.batches == 6  # 10, 20, 40, 80, 160, then the last 90
     assert api.post(BATCH, json={"executions": _runs(now, 40, 100, "again")}).status_code == 201
     with connection():
         tight = purge_expired(now, 30, budget_ms=0.001)  # no batch fits: the fewest runs
-    assert tight.runs == 100 and tight.batches == 1 + 50 // 5
+    assert tight.runs == 100 and tight.batches == 1 + 90 // 5
 
 
 def test_on_postgresql_what_a_batch_will_delete_is_read_first_without_a_lock(
