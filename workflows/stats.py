@@ -197,6 +197,7 @@ class Figures:
     failure_7d: int = 0
     durations: Counter | None = None
     recent: list | None = None  # (id, status, started_at micros), newest first
+    known: dict | None = None  # percentiles worked out already, by fraction
 
     @property
     def success_rate_7d(self) -> float | None:
@@ -204,6 +205,8 @@ class Figures:
         return None if not finished else round(self.success_7d / finished, 4)
 
     def percentile(self, fraction: float) -> int | None:
+        if self.known and fraction in self.known:
+            return self.known[fraction]
         return percentile(self.durations or Counter(), fraction)
 
 
@@ -273,17 +276,19 @@ def figures(rows: list, now: datetime, version: int | None = None) -> dict[int, 
         lambda: _summed(*_rollup_figures(workflow_ids, end)))
     found = {}
     for row in rows:
-        runs, success, failure, durations = sums.get(row.workflow_id, _NONE)
+        runs, success, failure, durations, known = sums.get(row.workflow_id, _NONE)
         found[row.workflow_id] = Figures(runs, success, failure, durations,
-                                         _recent_runs(row.recent))
+                                         _recent_runs(row.recent), known)
     return found
 
 
-_NONE = (0, 0, 0, Counter())
+OVERVIEW_PERCENTILES = (0.5, 0.95)  # worked out once per sum, kept with it
+_NONE = (0, 0, 0, Counter(), {fraction: None for fraction in OVERVIEW_PERCENTILES})
 
 
 def _summed(runs: list, outcomes: list, durations: list) -> dict[int, tuple]:
-    """The rollups' rows as (runs in 24 h, successes, failures, duration bins) by workflow."""
+    """The rollups' rows as (runs in 24 h, successes, failures, duration bins, their
+    OVERVIEW_PERCENTILES) by workflow."""
     found: dict[int, list] = defaultdict(lambda: [0, 0, 0, Counter()])
     for wid, n in runs:
         found[wid][0] = int(n)
@@ -291,7 +296,9 @@ def _summed(runs: list, outcomes: list, durations: list) -> dict[int, tuple]:
         found[wid][1 if status == "success" else 2] += int(n)
     for wid, index, n in durations:
         found[wid][3][index] += int(n)
-    return {wid: tuple(sums) for wid, sums in found.items()}
+    return {wid: (*sums, {fraction: percentile(sums[3], fraction)
+                          for fraction in OVERVIEW_PERCENTILES})
+            for wid, sums in found.items()}
 
 
 @functools.lru_cache(maxsize=20_000)  # the same summaries' texts, page after page
