@@ -32,6 +32,14 @@ def placeholders(count: int) -> str:
     return ", ".join([database.param] * count)
 
 
+def id_list(ids: Sequence[int]) -> str:
+    """Row ids written into a statement, comma-separated (for an IN list of a page of rows
+    read on every request): psycopg2 fills in a parameter per id on the client, which for
+    100 ids costs more than the query. Each id is made an int first, so nothing but digits
+    and signs reaches the statement."""
+    return ", ".join([str(int(i)) for i in ids])
+
+
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     """`items` in slices of at most `size` (statements stay under the bound-value limit)."""
     for start in range(0, len(items), size):
@@ -175,6 +183,6 @@ def delete_emptied(table: str, columns: Sequence[str], keys: Sequence[Sequence],
             f'(VALUES {_values(len(columns), len(chunk))})', flat(chunk))
 
 
-__all__ = ["BOUND_VALUES", "COPY_ROWS", "copies", "placeholders", "chunks", "flat",
+__all__ = ["BOUND_VALUES", "COPY_ROWS", "copies", "placeholders", "id_list", "chunks", "flat",
            "insert_rows", "insert_numbered", "upsert_rows", "update_rows", "update_where_in",
            "delete_where_in", "delete_emptied"]

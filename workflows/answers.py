@@ -5,7 +5,7 @@ import functools
 
 from alerts.acknowledge import acknowledgement_json, current_acknowledgements
 from alerts.models import Acknowledgement
-from models.bulk import placeholders
+from models.bulk import id_list
 from models.db import database
 from models.times import iso, utcnow
 from reruns.models import RerunHook
@@ -31,12 +31,11 @@ def attachments(rows) -> tuple[dict[int, Acknowledgement], dict[int, dict | None
     ids = [int(row.workflow_id) for row in rows]
     found: dict[str, list[int]] = {"ack": [], "hook": []}
     if ids:
-        marks = placeholders(len(ids))
+        listed = id_list(ids)
         for kind, workflow_id in database.execute_sql(
                 f'SELECT \'ack\', "workflow_id" FROM "{Acknowledgement._meta.table_name}" '
-                f'WHERE "workflow_id" IN ({marks}) UNION ALL SELECT \'hook\', "workflow_id" '
-                f'FROM "{RerunHook._meta.table_name}" WHERE "workflow_id" IN ({marks})',
-                ids + ids):
+                f'WHERE "workflow_id" IN ({listed}) UNION ALL SELECT \'hook\', "workflow_id" '
+                f'FROM "{RerunHook._meta.table_name}" WHERE "workflow_id" IN ({listed})'):
             found[kind].append(workflow_id)
     acks = current_acknowledgements(found["ack"]) if found["ack"] else {}
     hooks = hooks_of(found["hook"]) if found["hook"] else {}
