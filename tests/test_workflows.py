@@ -412,3 +412,33 @@ def test_summaries_agree_with_the_runs_whatever_order_reports_come_in(api, now, 
     assert [(r["id"], r["status"]) for r in summary["recent_runs"]] == [
         (r["id"], r["status"]) for r in by_position[:20]]
     assert summary["last_run"]["id"] == by_position[0]["id"]
+
+
+def test_the_overview_puts_each_acknowledgement_and_re_run_hook_on_its_own_workflow(api, now):
+    store(api, [run(f"w-{k:03d}", "failure" if k % 2 else "success", now - timedelta(hours=1))
+                for k in range(120)])
+    for name in ("w-007", "w-101"):  # acknowledged failing workflows, one past the first page
+        assert api.post(f"{API}/{name}/acknowledge").status_code == 201
+    for name in ("w-007", "w-040"):
+        answer = api.patch(f"{API}/{name}", json={"rerun": {"url": "https://hooks.example.com/r"}})
+        assert answer.status_code == 200, answer.text
+    listed = []
+    cursor = None
+    for _ in range(3):
+        page = api.get(API, query_string={"limit": 100, **({"cursor": cursor} if cursor else {})})
+        listed += page.json["data"]
+        cursor = page.json["next_cursor"]
+        if not cursor:
+            break
+    assert len(listed) == 120
+    acknowledged = sorted(w["name"] for w in listed if w["acknowledged"])
+    hooked = sorted(w["name"] for w in listed if w["rerun"])
+    assert acknowledged == ["w-007", "w-101"] and hooked == ["w-007", "w-040"]
+    assert {w["rerun"]["url"] for w in listed if w["rerun"]} == {"https://hooks.example.com/r"}
+
+
+def test_ids_written_into_a_statement_are_numbers_alone():
+    from models.bulk import id_list
+    assert id_list([3, 10, -1]) == "3, 10, -1"
+    with pytest.raises(ValueError):
+        id_list(["1) OR (1 = 1"])
