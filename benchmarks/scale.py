@@ -18,7 +18,7 @@ one workflow's last 30 days, and the first two right after a write), the workflo
 first page of 100, a quiet workflow's 90-day page; in process, batches of runs posted;
 and it gives the database's bytes per run (runs, steps, payloads, rollups and every index).
 Last, at --runs, retention deletes the oldest --purge runs as its job does (batches sized to
-hold the write lock about 40 ms) for at most --purge-seconds, while a thread posts batches
+hold the write lock about 30 ms) for at most --purge-seconds, while a thread posts batches
 through HTTP: the longest batch (the write lock it held), the posting rate against the rate
 without it, and the rate of deletion. "growth" is the ratio of x (of the value, where there
 is no x) from --small to --runs.

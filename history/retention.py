@@ -39,7 +39,7 @@ from . import changes as change_counter
 from .rollups import remove_runs
 
 BATCH = 500
-LOCK_BUDGET_MS = 40  # the job's batches are sized to hold the write lock about this long
+LOCK_BUDGET_MS = 30  # the job's batches are sized to hold the write lock about this long
 FIRST_BATCH = 10
 MIN_BATCH = 5
 
