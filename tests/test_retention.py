@@ -270,13 +270,13 @@ def test_the_summaries_after_a_purge_are_what_a_recount_of_the_kept_runs_makes(a
     assert api.get("/api/automations/workflows/ended").json["streak"] == 2
 
 
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)],
+                         indirect=True)  # SQLite has one writer at a time: nothing goes beside it
 def test_on_postgresql_a_purge_waits_for_no_writer_of_workflows_its_runs_do_not_touch(
         app, api, backend, app_config):
     """A writer holds the summary rows of the workflows it writes, and a shard of the change
     counter, until it commits: a purge of runs those summaries do not count goes on beside
     it (it used to wait for the writer's commit)."""
-    if backend == "sqlite":
-        pytest.skip("SQLite has one writer at a time: nothing goes on beside it")
     import psycopg2
     from history.changes import COUNTER_ID, SHARDS
     from workflows.models import WorkflowSummary
@@ -321,12 +321,12 @@ def test_purge_batches_sized_to_a_time_budget_start_small_and_grow_at_most_twofo
     assert tight.runs == 100 and tight.batches == 1 + 90 // 5
 
 
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)],
+                         indirect=True)  # SQLite has one writer at a time: nothing goes beside it
 def test_on_postgresql_what_a_batch_will_delete_is_read_first_without_a_lock(
         app, api, backend, app_config):
     """Before each batch takes its write lock, its runs, steps and payloads are read with
     none: a writer holding those runs does not hold that read up."""
-    if backend == "sqlite":
-        pytest.skip("SQLite has one writer at a time: nothing goes on beside it")
     import psycopg2
     from history.retention import _warm, cutoff
     now = utcnow()
