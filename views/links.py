@@ -7,7 +7,6 @@ to RUNWATCH_BASE_URL.
 """
 from __future__ import annotations
 
-from typing import Callable
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request
@@ -27,13 +26,13 @@ def _base_url_adapter(app: Flask) -> MapAdapter:
 
 class LinkBuilder:
     """Links to one endpoint for many rows (the URL map is bound once, not once per row):
-    call it with the endpoint's values, or take `by_id(key)` for links that differ by one
-    row id alone."""
+    call it with the endpoint's values; `template(key)` gives the text around a row's id
+    for links that differ by that id alone."""
 
     def __init__(self, adapter: MapAdapter, endpoint: str, external: bool):
         self.adapter, self.endpoint, self.external = adapter, endpoint, external
         self._around: dict[str, tuple] = {}
-        self._where = (id(adapter.map), adapter.url_scheme, adapter.server_name,
+        self._where = (adapter.map, adapter.url_scheme, adapter.server_name,
                        adapter.script_name, adapter.subdomain, endpoint, external)
 
     def __call__(self, **values) -> str:
@@ -53,14 +52,6 @@ class LinkBuilder:
                         self.endpoint, values, force_external=self.external)
                 return link
         return self.adapter.build(self.endpoint, values, force_external=self.external)
-
-    def by_id(self, key: str) -> Callable[[int], str]:
-        """Links by a row's id alone: a function of the id (for a page of rows)."""
-        around = self.template(key)
-        if around:
-            before, after = around
-            return lambda value: f"{before}{value}{after}"
-        return lambda value: self(**{key: value})
 
     def template(self, key: str) -> tuple:
         """The link to a row by id is built once and the number put in: (before, after) the
