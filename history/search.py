@@ -257,11 +257,14 @@ def ensure_text_index() -> None:
     """At start: make the indexes if this database lacks them (new, or made by a release
     before it at schema version 8), and note whether SQLite's may be used."""
     from models.db import connection, write_transaction
+    from models.migrations import take_schema_lock
 
     with connection():
         if not has_search_indexes(database):
             with write_transaction():
-                create_search_indexes(database)
+                take_schema_lock()  # workers starting at once: one makes them, once
+                if not has_search_indexes(database):
+                    create_search_indexes(database)
         _state["fts"] = is_sqlite() and has_text_index(database)
         _state["keys"] = _state["fts"] and _has_index(database, ERROR_RUNS_INDEX)
 

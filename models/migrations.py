@@ -201,12 +201,17 @@ def create_schema(models: list[type[peewee.Model]],
         check_columns(models)
 
 
+def take_schema_lock() -> None:
+    """On PostgreSQL, hold the schema's lock to the end of this transaction: several workers
+    starting at once on one database take turns at changing its schema."""
+    if isinstance(database.obj, peewee.PostgresqlDatabase):
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+
+
 def _build(models: list[type[peewee.Model]],
            migrations: list[Mapping[int, Callable[[peewee.Database], None]]]) -> None:
     with write_transaction():
-        if isinstance(database.obj, peewee.PostgresqlDatabase):
-            # Several workers starting at once on a fresh database take turns.
-            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        take_schema_lock()
         ordered = peewee.sort_models([SchemaVersion, *models])
         for model in ordered:
             model._schema.create_table(safe=True)
